@@ -74,10 +74,21 @@ def _schedule() -> tuple[tuple[date, ...], tuple[datetime, ...], tuple[datetime,
 
 
 def _check_range(day: date) -> None:
+    _require_date(day)
     if not (CALENDAR_START <= day <= CALENDAR_END):
         raise ValueError(
             f"{day.isoformat()} is outside the calendar's range "
             f"{CALENDAR_START.isoformat()}..{CALENDAR_END.isoformat()}"
+        )
+
+
+def _require_date(day: date) -> None:
+    # datetime (and pandas.Timestamp) subclass date but do not compare with it, and an instant is
+    # ambiguous as a market day (UTC or ET date?): make the caller say which with market_date().
+    if isinstance(day, datetime) or not isinstance(day, date):
+        raise TypeError(
+            f"expected a datetime.date, got {type(day).__name__} {day!r}; "
+            "use market_date(ts) to get the ET date of an instant"
         )
 
 
@@ -121,6 +132,7 @@ def require_trading_day(day: date) -> None:
 
 def previous_trading_day(day: date) -> date:
     """The last session strictly before ``day``."""
+    _check_range(day)
     days = _schedule()[0]
     i = bisect.bisect_left(days, day)
     if i == 0:
@@ -130,6 +142,7 @@ def previous_trading_day(day: date) -> date:
 
 def next_trading_day(day: date) -> date:
     """The first session strictly after ``day``."""
+    _check_range(day)
     days = _schedule()[0]
     i = bisect.bisect_right(days, day)
     if i == len(days):
@@ -143,6 +156,7 @@ def add_trading_days(day: date, n: int) -> date:
     ``day`` itself need not be a session: from a Saturday, +1 is the next Monday's session and
     -1 the Friday before. ``n == 0`` returns ``day`` when it is a session, else raises.
     """
+    _check_range(day)
     days = _schedule()[0]
     if n == 0:
         require_trading_day(day)
@@ -158,6 +172,9 @@ def add_trading_days(day: date, n: int) -> date:
 
 def last_trading_days(n: int, *, as_of: date) -> list[date]:
     """The last ``n`` sessions on or before ``as_of``, oldest first."""
+    if n < 0:
+        raise ValueError(f"last_trading_days needs n >= 0, got {n}")
+    _check_range(as_of)
     days = _schedule()[0]
     i = bisect.bisect_right(days, as_of)
     return list(days[max(0, i - n) : i])
