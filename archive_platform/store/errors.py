@@ -1,0 +1,17 @@
+"""Exceptions of the archive store: one family for bad input, one for opening the wrong root."""
+
+from __future__ import annotations
+
+from archive_platform.calendar import NotATradingDay
+
+
+class ArchiveValidationError(ValueError):
+    """A batch (or a day) was refused before anything was written; the message names why."""
+
+
+class NotATradingDayError(ArchiveValidationError, NotATradingDay):
+    """A write was asked for a day that is not an NYSE session."""
+
+
+class ArchiveKindError(ValueError):
+    """A sim store was pointed at a live root or the other way round."""

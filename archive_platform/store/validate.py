@@ -1,0 +1,216 @@
+"""Pure validation of a batch against its archive type's canonical schema.
+
+Every function takes plain values (a spec, a day, an Arrow table) and either returns a table or
+raises ``ArchiveValidationError`` naming the column, the row and the value at fault. Nothing here
+touches the file system, so the checks are tested without a store.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time, timedelta
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from archive_platform.calendar import ET, UTC, et_offset_minutes, market_date, session
+from archive_platform.calendar import NotATradingDay
+from archive_platform.schemas import TS, ArchiveSpec
+from archive_platform.store.errors import ArchiveValidationError, NotATradingDayError
+
+SIM_SOURCE = "sim"
+
+
+def to_arrow_table(table: Any) -> pa.Table:
+    """Accept an Arrow table or record batch, or a Polars frame (converted to Arrow)."""
+    if isinstance(table, pa.Table):
+        return table
+    if isinstance(table, pa.RecordBatch):
+        return pa.Table.from_batches([table])
+    to_arrow = getattr(table, "to_arrow", None)
+    if callable(to_arrow):  # polars.DataFrame
+        out = to_arrow()
+        if isinstance(out, pa.Table):
+            return out
+    raise ArchiveValidationError(
+        f"expected a pyarrow.Table (or a Polars DataFrame), got {type(table).__name__}"
+    )
+
+
+def validate_day(spec: ArchiveSpec, day: date) -> None:
+    """Raise ``NotATradingDayError`` unless ``day`` is an NYSE session."""
+    if not isinstance(day, date) or isinstance(day, datetime):
+        raise ArchiveValidationError(f"partition day must be a datetime.date, got {day!r}")
+    try:
+        session(day)
+    except NotATradingDay as exc:
+        raise NotATradingDayError(f"cannot store {spec.name} for {day.isoformat()}: {exc}") from None
+    except ValueError as exc:  # outside the calendar's range
+        raise ArchiveValidationError(f"cannot store {spec.name} for {day}: {exc}") from None
+
+
+def _is_int(t: pa.DataType) -> bool:
+    return pa.types.is_integer(t)
+
+
+def _lossless(src: pa.DataType, dst: pa.DataType) -> bool:
+    """Whether ``src -> dst`` is a conversion we accept (value-checked where it can overflow)."""
+    if pa.types.is_null(src):
+        return True
+    if pa.types.is_string(dst):
+        return pa.types.is_large_string(src) or pa.types.is_string_view(src)
+    if _is_int(dst):
+        return _is_int(src)
+    if pa.types.is_float64(dst):
+        return pa.types.is_float32(src) or pa.types.is_float16(src)
+    if pa.types.is_timestamp(dst):
+        return pa.types.is_timestamp(src) and src.tz is not None
+    if pa.types.is_date32(dst):
+        return pa.types.is_date64(src)
+    return False
+
+
+def _conform_column(name: str, col: pa.ChunkedArray, dst: pa.DataType) -> pa.ChunkedArray:
+    src = col.type
+    if pa.types.is_dictionary(src):
+        col = pc.cast(col, src.value_type)  # decoding a dictionary loses nothing
+        src = col.type
+    if src == dst:
+        return col
+    if pa.types.is_timestamp(src) and src.tz is None and pa.types.is_timestamp(dst):
+        raise ArchiveValidationError(
+            f"column {name!r}: naive timestamp ({src}); expected {dst} (timezone-aware instants)"
+        )
+    if not _lossless(src, dst):
+        raise ArchiveValidationError(f"column {name!r} has type {src}, expected {dst}")
+    try:
+        return pc.cast(col, dst, safe=True)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        raise ArchiveValidationError(
+            f"column {name!r}: cannot convert {src} to {dst} without loss ({exc})"
+        ) from None
+
+
+def conform_schema(spec: ArchiveSpec, table: pa.Table) -> pa.Table:
+    """Check the column set and convert types losslessly; return the table in canonical order."""
+    expected = spec.schema.names
+    present = table.column_names
+    dupes = sorted({c for c in present if present.count(c) > 1})
+    if dupes:
+        raise ArchiveValidationError(f"{spec.name}: duplicate columns {dupes}")
+    missing = [c for c in expected if c not in present]
+    extra = [c for c in present if c not in expected]
+    if missing or extra:
+        parts = []
+        if missing:
+            parts.append(f"missing columns {missing}")
+        if extra:
+            parts.append(f"unexpected columns {extra}")
+        raise ArchiveValidationError(f"{spec.name}: " + "; ".join(parts))
+    arrays = [_conform_column(f.name, table[f.name], f.type) for f in spec.schema]
+    plain = pa.schema([pa.field(f.name, f.type) for f in spec.schema])
+    return pa.Table.from_arrays(arrays, schema=plain)
+
+
+def check_nulls(spec: ArchiveSpec, table: pa.Table) -> None:
+    """Refuse nulls in non-nullable columns, naming the column and the first row."""
+    for f in spec.schema:
+        col = table[f.name]
+        if not f.nullable and col.null_count:
+            row = pc.index(pc.is_null(col), True).as_py()
+            raise ArchiveValidationError(
+                f"{spec.name}: column {f.name!r} is not nullable but row {row} is null "
+                f"({col.null_count} null(s) in total)"
+            )
+
+
+def day_bounds_utc(day: date) -> tuple[datetime, datetime]:
+    """[start, end) of the ET calendar day ``day`` as UTC instants (the market-date window)."""
+    lo = datetime.combine(day, time(0), tzinfo=ET).astimezone(UTC)
+    hi = datetime.combine(day + timedelta(days=1), time(0), tzinfo=ET).astimezone(UTC)
+    return lo, hi
+
+
+def _first_true(mask: pa.ChunkedArray | pa.Array) -> int | None:
+    mask = pc.fill_null(mask, False)
+    if not pc.any(mask).as_py():
+        return None
+    return int(pc.index(mask, True).as_py())
+
+
+def check_market_day(spec: ArchiveSpec, table: pa.Table, day: date) -> None:
+    """Every ``timestamp`` must have ``day`` as its ET market date (vectorised range test)."""
+    lo, hi = day_bounds_utc(day)
+    ts = table["timestamp"]
+    outside = pc.or_(pc.less(ts, pa.scalar(lo, TS)), pc.greater_equal(ts, pa.scalar(hi, TS)))
+    row = _first_true(outside)
+    if row is not None:
+        bad = ts[row].as_py()
+        raise ArchiveValidationError(
+            f"{spec.name}: row {row} has timestamp {bad.isoformat()} whose market date is "
+            f"{market_date(bad).isoformat()}, not the partition's day {day.isoformat()}"
+        )
+
+
+def check_et_offset(spec: ArchiveSpec, table: pa.Table, day: date) -> None:
+    """``et_offset`` must be the ET offset of the day (constant: DST changes on Sundays)."""
+    expected = et_offset_minutes(datetime.combine(day, time(12), tzinfo=ET))
+    row = _first_true(pc.not_equal(table["et_offset"], pa.scalar(expected, pa.int16())))
+    if row is not None:
+        raise ArchiveValidationError(
+            f"{spec.name}: column 'et_offset' is {table['et_offset'][row].as_py()} at row {row}; "
+            f"expected {expected} on {day.isoformat()}"
+        )
+
+
+def check_source(spec: ArchiveSpec, table: pa.Table, kind: str) -> None:
+    """A live archive refuses ``source == 'sim'``; a sim archive refuses anything else."""
+    src = table["source"]
+    if kind == "live":
+        row = _first_true(pc.equal(src, SIM_SOURCE))
+        why = "a live archive refuses simulated rows"
+    else:
+        row = _first_true(pc.not_equal(src, SIM_SOURCE))
+        why = "a sim archive only takes rows with source 'sim'"
+    if row is not None:
+        raise ArchiveValidationError(
+            f"{spec.name}: column 'source' has value {src[row].as_py()!r} at row {row}; {why}"
+        )
+
+
+def dedup_last_wins(table: pa.Table, keys: tuple[str, ...] | list[str]) -> pa.Table:
+    """Keep, for each dedup key, the last row in table order; survivors keep their order."""
+    n = table.num_rows
+    if n < 2:
+        return table
+    idx = pa.array(np.arange(n, dtype=np.int64))
+    g = (
+        table.select(list(keys))
+        .append_column("__row", idx)
+        .group_by(list(keys), use_threads=False)
+        .aggregate([("__row", "max")])
+    )
+    if g.num_rows == n:
+        return table
+    # keep the survivors in their original order, so callers can rely on stable output
+    keep = np.sort(g["__row_max"].to_numpy())
+    return table.take(pa.array(keep))
+
+
+def sort_canonical(spec: ArchiveSpec, table: pa.Table) -> pa.Table:
+    """Rows in the spec's sort order (the order files are written in)."""
+    if table.num_rows < 2:
+        return table
+    return table.sort_by([(k, "ascending") for k in spec.sort_key])
+
+
+def validate_batch(spec: ArchiveSpec, day: date, table: Any, kind: str) -> pa.Table:
+    """Run every check; return the batch canonical, deduplicated (last row wins) and sorted."""
+    validate_day(spec, day)
+    t = conform_schema(spec, to_arrow_table(table))
+    check_nulls(spec, t)
+    check_market_day(spec, t, day)
+    check_et_offset(spec, t, day)
+    check_source(spec, t, kind)
+    return sort_canonical(spec, dedup_last_wins(t, spec.dedup_key))
