@@ -1,0 +1,505 @@
+"""Interactive Brokers source: live option snapshots, one-minute bars and the account's fills.
+
+Talks to TWS / IB Gateway only through the ``IBGateway`` seam (``vendors/ib_seam.py``). The
+option workflow is seed 004's: qualify the underlying, ``reqSecDefOptParams``, pick the SMART
+chain whose trading class is the symbol, choose expirations and strikes around the underlying
+price, qualify the options (dropping IB's ``None``s), stream market data with generic ticks
+100,101,104,105,106 and read ``modelGreeks``. IB has no history of option chains, so the source
+is live-only for options: a past snapshot instant raises ``SnapshotNotReproducible``.
+
+The pure ``normalise_*`` functions turn ib_async objects into canonical rows; NaN, ``None``,
+IB's "unset" sentinel and negative "no quote" prices all become nulls.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from datetime import date, datetime, timedelta, timezone
+from typing import Any
+
+import pyarrow as pa
+
+from archive_platform import calendar as cal
+from archive_platform.schemas import (
+    OPTIONS_SCHEMA,
+    STOCKS_1M_SCHEMA,
+    TRADES_SCHEMA,
+    ArchiveType,
+)
+from archive_platform.sources.base import EmptySession, MarketSource, SnapshotNotReproducible
+from archive_platform.vendors.errors import VendorError
+from archive_platform.vendors.ib_seam import (
+    OPTION_GENERIC_TICKS,
+    AsyncIBGateway,
+    HistoricalPacer,
+    IBErrorEvent,
+    IBGateway,
+)
+from archive_platform.vendors.resilience import CircuitBreaker, breaker_for
+
+log = logging.getLogger(__name__)
+UTC = timezone.utc
+VENDOR = "ib"
+DEFAULT_INDEX_SYMBOLS = frozenset({"SPX", "NDX", "RUT", "VIX", "XSP", "DJX"})
+# 2100-2199 are data-farm status messages and 10167 says "showing delayed data": not failures
+_INFO_CODES = set(range(2100, 2200)) | {10167}
+
+
+# -- pure normalisers ------------------------------------------------------------------------
+
+
+def clean_float(x: Any, *, price: bool = False) -> float | None:
+    """A finite float or None: NaN, None, IB's unset sentinel (~1.8e308) become null.
+
+    ``price=True`` also nulls negative values: IB sends -1 for "no bid/ask" outside hours.
+    """
+    if x is None or isinstance(x, bool):
+        return None
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return None
+    if not math.isfinite(v) or abs(v) >= 1e300 or (price and v < 0):
+        return None
+    return v
+
+
+def clean_int(x: Any) -> int | None:
+    v = clean_float(x)
+    return None if v is None or v < 0 else int(round(v))
+
+
+def parse_ib_expiry(value: str) -> date:
+    """``lastTradeDateOrContractMonth`` (``YYYYMMDD``, possibly followed by a time) -> date."""
+    text = (value or "").strip()[:8]
+    if len(text) != 8 or not text.isdigit():
+        raise ValueError(f"IB expiry {value!r} is not YYYYMMDD")
+    return date(int(text[:4]), int(text[4:6]), int(text[6:8]))
+
+
+def normalise_right(value: str) -> str:
+    r = (value or "").upper()
+    if r in ("C", "CALL"):
+        return "C"
+    if r in ("P", "PUT"):
+        return "P"
+    raise ValueError(f"IB option right {value!r} is not C/CALL/P/PUT")
+
+
+def occ_symbol(root: str, expiry: date, right: str, strike: float) -> str:
+    """OCC option symbol without padding (as Unusual Whales writes it): SPY250117C00450000."""
+    return f"{root}{expiry:%y%m%d}{right}{int(round(strike * 1000)):08d}"
+
+
+def pick_chain(chains: Sequence[Any], symbol: str, trading_class: str | None = None) -> Any:
+    """The SMART ``OptionChain`` whose trading class is ``trading_class`` (default: the symbol)."""
+    want = trading_class or symbol
+    for chain in chains:
+        if chain.exchange == "SMART" and chain.tradingClass == want:
+            return chain
+    seen = sorted({(c.exchange, c.tradingClass) for c in chains})
+    raise VendorError(
+        f"ib: no SMART option chain with trading class {want!r} for {symbol}; "
+        f"reqSecDefOptParams returned {seen or 'nothing'}",
+        vendor=VENDOR,
+        endpoint="reqSecDefOptParams",
+    )
+
+
+def select_expirations(expirations: Sequence[str], day: date, count: int) -> list[str]:
+    """The ``count`` nearest expirations on or after ``day`` (``YYYYMMDD`` strings, sorted)."""
+    upcoming = sorted(e for e in expirations if parse_ib_expiry(e) >= day)
+    return upcoming[:count]
+
+
+def select_strikes(strikes: Sequence[float], price: float, band: float, count: int) -> list[float]:
+    """Up to ``count`` strikes nearest ``price`` within ``price * (1 +/- band)``, ascending."""
+    lo, hi = price * (1 - band), price * (1 + band)
+    inside = [s for s in strikes if lo <= s <= hi]
+    nearest = sorted(inside, key=lambda s: (abs(s - price), s))[:count]
+    return sorted(nearest)
+
+
+def ticker_price(ticker: Any) -> float | None:
+    """Underlying price from a ``Ticker``: last, else bid/ask midpoint, else previous close."""
+    last = clean_float(getattr(ticker, "last", None), price=True)
+    if last:
+        return last
+    bid = clean_float(getattr(ticker, "bid", None), price=True)
+    ask = clean_float(getattr(ticker, "ask", None), price=True)
+    if bid and ask:
+        return (bid + ask) / 2
+    return clean_float(getattr(ticker, "close", None), price=True) or None
+
+
+def normalise_option_ticker(
+    ticker: Any,
+    symbol: str,
+    snapshot_time: datetime,
+    underlying_price: float | None,
+    fetched_at: datetime,
+) -> dict | None:
+    """One canonical options row from an option ``Ticker``; None when no underlying price is known."""
+    c = ticker.contract
+    right = normalise_right(c.right)
+    greeks = getattr(ticker, "modelGreeks", None)
+    g = (lambda name: clean_float(getattr(greeks, name, None))) if greeks else (lambda n: None)
+    und = clean_float(g("undPrice"), price=True) or underlying_price
+    if und is None:
+        return None
+    oi_field = "callOpenInterest" if right == "C" else "putOpenInterest"
+    oi = clean_int(getattr(ticker, oi_field, None))
+    if oi is None:
+        oi = clean_int(getattr(ticker, "openInterest", None))
+    ts = getattr(ticker, "time", None) or fetched_at
+    ts = ts.astimezone(UTC) if ts.tzinfo else ts.replace(tzinfo=UTC)
+    return {
+        "timestamp": ts,
+        "snapshot_time": snapshot_time.astimezone(UTC),
+        "symbol": symbol,
+        "expiry": parse_ib_expiry(c.lastTradeDateOrContractMonth),
+        "strike": float(c.strike),
+        "right": right,
+        "bid": clean_float(ticker.bid, price=True),
+        "ask": clean_float(ticker.ask, price=True),
+        "last": clean_float(ticker.last, price=True),
+        "volume": clean_int(ticker.volume),
+        "open_interest": oi,
+        "iv": g("impliedVol"),
+        "delta": g("delta"),
+        "gamma": g("gamma"),
+        "theta": g("theta"),
+        "vega": g("vega"),
+        "underlying_price": und,
+        "et_offset": cal.et_offset_minutes(ts),
+        "source": VENDOR,
+    }
+
+
+def normalise_bar(bar: Any, symbol: str) -> dict:
+    """One canonical stocks_1m row from a ``BarData`` fetched with ``formatDate=2`` (UTC)."""
+    ts = bar.date
+    if not isinstance(ts, datetime) or ts.tzinfo is None:
+        raise VendorError(
+            f"ib: bar of {symbol} has date {ts!r}; expected a UTC datetime (formatDate=2)",
+            vendor=VENDOR,
+            endpoint="reqHistoricalData",
+        )
+    ts = ts.astimezone(UTC)
+    return {
+        "timestamp": ts,
+        "symbol": symbol,
+        "open": float(bar.open),
+        "high": float(bar.high),
+        "low": float(bar.low),
+        "close": float(bar.close),
+        "volume": clean_int(bar.volume) or 0,
+        "vwap": clean_float(bar.average, price=True),
+        "trade_count": clean_int(bar.barCount),
+        "et_offset": cal.et_offset_minutes(ts),
+        "source": VENDOR,
+    }
+
+
+_SIDES = {"BOT": "BUY", "SLD": "SELL", "BUY": "BUY", "SELL": "SELL"}
+
+
+def normalise_fill(fill: Any) -> dict | None:
+    """One canonical trades row from a ``Fill``; None for security types other than STK/OPT."""
+    c, ex, report = fill.contract, fill.execution, fill.commissionReport
+    if c.secType not in ("STK", "OPT"):
+        return None
+    side = _SIDES.get(ex.side)
+    if side is None:
+        raise VendorError(
+            f"ib: execution {ex.execId} has side {ex.side!r}; expected BOT or SLD",
+            vendor=VENDOR,
+            endpoint="reqExecutions",
+        )
+    # ib_async converts execution times to its defaultTimezone (UTC unless changed)
+    ts = ex.time if ex.time.tzinfo else ex.time.replace(tzinfo=UTC)
+    ts = ts.astimezone(UTC)
+    expiry = strike = right = None
+    contract = c.symbol
+    if c.secType == "OPT":
+        expiry, strike, right = parse_ib_expiry(c.lastTradeDateOrContractMonth), float(c.strike), normalise_right(c.right)
+        contract = occ_symbol(c.symbol, expiry, right, strike)
+    # The commission report arrives separately; until it has, its execId is empty.
+    commission = clean_float(report.commission) if report and report.execId else None
+    # orderId is 0 for orders placed outside the API (e.g. TWS by hand); permId is still unique
+    order_id = str(ex.orderId) if ex.orderId else f"perm:{ex.permId}"
+    return {
+        "timestamp": ts,
+        "exec_id": ex.execId,
+        "order_id": order_id,
+        "symbol": c.symbol,
+        "contract": contract,
+        "sec_type": c.secType,
+        "expiry": expiry,
+        "strike": strike,
+        "right": right,
+        "side": side,
+        "quantity": float(ex.shares),
+        "price": float(ex.price),
+        "commission": commission,
+        "et_offset": cal.et_offset_minutes(ts),
+        "source": VENDOR,
+    }
+
+
+# -- the source ------------------------------------------------------------------------------
+
+
+def _is_pacing(e: IBErrorEvent) -> bool:
+    return e.code == 162 and "pacing violation" in e.message.lower()
+
+
+def _is_no_data(e: IBErrorEvent) -> bool:
+    return e.code == 162 and "returned no data" in e.message.lower()
+
+
+class IBSource(MarketSource):
+    """Options (live only), stocks_1m and trades from TWS / IB Gateway via ib_async.
+
+    Grains: options one row per contract per snapshot; stocks_1m one row per symbol per
+    regular-session minute; trades one row per execution of the account.
+    """
+
+    name = VENDOR
+    supported = frozenset({ArchiveType.OPTIONS, ArchiveType.STOCKS_1M, ArchiveType.TRADES})
+    backfillable = frozenset({ArchiveType.STOCKS_1M})
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 7497,
+        client_id: int = 1,
+        *,
+        gateway: IBGateway | None = None,
+        market_data_type: int = 1,
+        index_symbols: frozenset[str] = DEFAULT_INDEX_SYMBOLS,
+        trading_classes: dict[str, str] | None = None,
+        max_expirations: int = 3,
+        strike_band: float = 0.05,
+        max_strikes: int = 20,
+        market_data_timeout: float = 11.0,
+        max_market_data_lines: int = 90,
+        live_tolerance: timedelta = timedelta(minutes=10),
+        pacer: HistoricalPacer | None = None,
+        pacing_retries: int = 3,
+        pacing_backoff: float = 15.0,
+        breaker: CircuitBreaker | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if market_data_type not in (1, 2, 3, 4):
+            raise ValueError(f"market_data_type must be 1..4, got {market_data_type}")
+        self._gateway = gateway or AsyncIBGateway(host, port, client_id)
+        self.market_data_type = market_data_type
+        self.index_symbols = frozenset(index_symbols)
+        self.trading_classes = dict(trading_classes or {})
+        self.max_expirations, self.strike_band, self.max_strikes = max_expirations, strike_band, max_strikes
+        self.market_data_timeout, self.max_lines = market_data_timeout, max_market_data_lines
+        self.live_tolerance = live_tolerance
+        self.pacer = pacer or HistoricalPacer(sleep=sleep)
+        self.pacing_retries, self.pacing_backoff = pacing_retries, pacing_backoff
+        self.breaker = breaker or breaker_for(VENDOR)
+        self._clock, self._sleep = clock, sleep
+        self._errors: list[IBErrorEvent] = []
+        self._ready = False
+
+    # -- plumbing --------------------------------------------------------------------------
+    def _on_error(self, req_id: int, code: int, message: str, contract: Any = None) -> None:
+        event = IBErrorEvent(req_id, code, message, contract)
+        if code in _INFO_CODES:
+            log.info("ib: %s %s", code, message)
+            return
+        self._errors.append(event)
+
+    def _gw(self) -> IBGateway:
+        if not self._ready:
+            self._gateway.add_error_handler(self._on_error)
+            self._call("connect", self._gateway.connect)
+            self._gateway.set_market_data_type(self.market_data_type)
+            self._ready = True
+        return self._gateway
+
+    def _call(self, label: str, fn: Callable, *args, ok: Callable | None = None):
+        """Run one gateway call under the breaker; return (result, errors emitted during it).
+
+        Every call records exactly one outcome so a half-open trial never stays pending.
+        """
+        self.breaker.before_call(VENDOR, label)
+        start = len(self._errors)
+        try:
+            result = fn(*args)
+        except VendorError:
+            self.breaker.record_failure()
+            raise
+        except Exception as exc:  # ib_async raises ConnectionError, TimeoutError, asyncio errors
+            self.breaker.record_failure()
+            raise VendorError(f"ib: {label} failed: {exc!r}", vendor=VENDOR, endpoint=label) from exc
+        errors = self._errors[start:]
+        if ok is None or ok(result, errors):
+            self.breaker.record_success()
+        else:
+            self.breaker.record_failure()
+        return result, errors
+
+    def _fail(self, message: str, endpoint: str) -> VendorError:
+        return VendorError(f"ib: {message}", vendor=VENDOR, endpoint=endpoint)
+
+    def _check_subscription(self, errors: Sequence[IBErrorEvent], what: str) -> None:
+        for e in errors:
+            if e.code == 354:
+                raise self._fail(
+                    f"market data for {what} is not subscribed (error 354: {e.message}); "
+                    "subscribe, or configure market_data_type=3 (delayed) to use "
+                    "reqMarketDataType(3)",
+                    "reqMktData",
+                )
+
+    def _underlying(self, symbol: str) -> Any:
+        from ib_async.contract import Index, Stock  # lazy: see module docstring of ib_seam
+
+        raw = Index(symbol, "CBOE", "USD") if symbol in self.index_symbols else Stock(symbol, "SMART", "USD")
+        result, errors = self._call(f"qualifyContracts {symbol}", self._gw().qualify, [raw],
+                                    ok=lambda r, e: bool(r) and r[0] is not None)
+        q = result[0] if result else None
+        if q is None:
+            why = "; ".join(f"error {e.code}: {e.message}" for e in errors) or "no contract returned"
+            raise self._fail(f"cannot qualify underlying {symbol} ({why})", "qualifyContracts")
+        return q
+
+    # -- options ---------------------------------------------------------------------------
+    def _check_live(self, day: date, snapshot_times: Sequence[datetime]) -> None:
+        now = self._clock()
+        for t in snapshot_times:
+            if cal.market_date(t) != day:
+                raise ValueError(f"snapshot time {t.isoformat()} is not on {day.isoformat()}")
+            if now - t > self.live_tolerance:
+                raise SnapshotNotReproducible(
+                    f"ib serves live option snapshots only: {t.isoformat()} is {now - t} before "
+                    f"now (tolerance {self.live_tolerance}); backfill options from a source "
+                    "with history (e.g. thetadata)"
+                )
+            if t - now > self.live_tolerance:
+                raise ValueError(f"snapshot time {t.isoformat()} is in the future (now {now.isoformat()})")
+
+    def fetch_options(self, day: date, symbols: Sequence[str], snapshot_times: Sequence[datetime]) -> pa.Table:
+        """Live option chains around the money: one row per contract per snapshot instant."""
+        self._check_live(day, snapshot_times)
+        rows: list[dict] = []
+        for t in snapshot_times:
+            for symbol in symbols:
+                rows.extend(self._option_rows(day, symbol, t))
+        return pa.Table.from_pylist(rows, schema=OPTIONS_SCHEMA)
+
+    def _option_rows(self, day: date, symbol: str, snapshot_time: datetime) -> list[dict]:
+        from ib_async.contract import Option
+
+        gw = self._gw()
+        und = self._underlying(symbol)
+        tickers, errors = self._call(f"reqMktData {symbol}", gw.market_data, [und], "", self.market_data_timeout)
+        self._check_subscription(errors, symbol)
+        price = ticker_price(tickers[0]) if tickers else None
+        if price is None:
+            raise self._fail(f"no price for underlying {symbol} (bid/ask/last/close all missing)", "reqMktData")
+        chains, _ = self._call(f"reqSecDefOptParams {symbol}", gw.sec_def_opt_params, symbol, und.secType, und.conId)
+        chain = pick_chain(chains, symbol, self.trading_classes.get(symbol))
+        expirations = select_expirations(chain.expirations, day, self.max_expirations)
+        strikes = select_strikes(chain.strikes, price, self.strike_band, self.max_strikes)
+        wanted = [
+            Option(symbol, exp, strike, right, "SMART", currency="USD", tradingClass=chain.tradingClass)
+            for exp in expirations for strike in strikes for right in ("C", "P")
+        ]
+        if not wanted:
+            raise self._fail(f"no expirations/strikes of {symbol} around {price} on {day}", "reqSecDefOptParams")
+        qualified, errors = self._call(f"qualifyContracts {symbol} options", gw.qualify, wanted)
+        contracts = [c for c in qualified if c is not None]
+        if len(contracts) < len(wanted):
+            # error 200 for one strike of many is routine (strikes listed for some expiries only)
+            log.warning("ib: %d of %d %s option contracts have no security definition; skipped (%s)",
+                        len(wanted) - len(contracts), len(wanted), symbol,
+                        "; ".join(sorted({f"{e.code}" for e in errors})) or "no error event")
+        if not contracts:
+            raise self._fail(f"none of the {len(wanted)} {symbol} option contracts qualified", "qualifyContracts")
+        rows = []
+        for i in range(0, len(contracts), self.max_lines):
+            batch = contracts[i : i + self.max_lines]
+            tickers, errors = self._call(f"reqMktData {symbol} options", gw.market_data, batch,
+                                         OPTION_GENERIC_TICKS, self.market_data_timeout)
+            self._check_subscription(errors, f"{symbol} options")
+            fetched_at = self._clock()
+            for tk in tickers:
+                row = normalise_option_ticker(tk, symbol, snapshot_time, price, fetched_at)
+                if row is not None:
+                    rows.append(row)
+        return rows
+
+    # -- stocks_1m -------------------------------------------------------------------------
+    def fetch_stocks_1m(self, day: date, symbols: Sequence[str]) -> pa.Table:
+        """Regular-session one-minute TRADES bars of ``day``: one row per symbol per minute."""
+        session = cal.session(day)
+        rows: list[dict] = []
+        for symbol in symbols:
+            contract = self._underlying(symbol)
+            for bar in self._historical_day(contract, symbol, session.close_utc):
+                row = normalise_bar(bar, symbol)
+                if session.open_utc <= row["timestamp"] < session.close_utc:
+                    rows.append(row)
+        if symbols and not rows:
+            raise EmptySession(f"ib returned no one-minute bars for {', '.join(symbols)} on {day}")
+        return pa.Table.from_pylist(rows, schema=STOCKS_1M_SCHEMA)
+
+    def _historical_day(self, contract: Any, symbol: str, end: datetime) -> list[Any]:
+        label = f"reqHistoricalData {symbol} {end:%Y-%m-%d}"
+        empties = pacing = 0
+        ok = lambda bars, errs: bool(bars) or any(_is_no_data(e) for e in errs)  # noqa: E731
+        while True:
+            self.pacer.wait()
+            bars, errors = self._call(label, self._gw().historical_bars, contract, end, "1 D", "1 min",
+                                      "TRADES", True, 2, ok=ok)
+            if bars:
+                return list(bars)
+            if any(_is_no_data(e) for e in errors):
+                log.warning("ib: no bars for %s: %s", symbol, errors[0].message)
+                return []
+            if any(_is_pacing(e) for e in errors):
+                pacing += 1
+                if pacing > self.pacing_retries:
+                    raise self._fail(f"{label}: pacing violation (162) persisted after {self.pacing_retries} "
+                                     "backoffs; spread requests out or lower the symbol count", label)
+                self._sleep(self.pacing_backoff * pacing)
+                continue
+            real = [e for e in errors if e.code != 10167]
+            if real:
+                raise self._fail(f"{label}: error {real[0].code}: {real[0].message}", label)
+            empties += 1
+            if empties > 1:
+                raise self._fail(f"{label} returned no bars twice; ib_async returns an empty list when the "
+                                 "request times out (is TWS/Gateway connected and the HMDS data farm up?)", label)
+
+    # -- trades ----------------------------------------------------------------------------
+    def fetch_trades(self, day: date, symbols: Sequence[str]) -> pa.Table:
+        """The account's executions on ``day`` (ET date): one row per execution."""
+        fills, _ = self._call("reqExecutions", self._gw().fills, day)
+        wanted = set(symbols)
+        rows = []
+        for fill in fills:
+            row = normalise_fill(fill)
+            if row is None:
+                log.warning("ib: skipped execution %s of unsupported secType %s",
+                            fill.execution.execId, fill.contract.secType)
+                continue
+            if cal.market_date(row["timestamp"]) == day and (not wanted or row["symbol"] in wanted):
+                rows.append(row)
+        return pa.Table.from_pylist(rows, schema=TRADES_SCHEMA)
+
+    def close(self) -> None:
+        if self._ready:
+            self._gateway.disconnect()
+            self._ready = False
