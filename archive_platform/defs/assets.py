@@ -1,0 +1,261 @@
+"""The six partitioned archive assets, their checks, and the DuckDB views asset.
+
+Each asset body reads its partition(s) and run tags, calls ``archiving.archive_partition`` and
+reports what is stored (``summary``) and the data-quality checks (``quality``) on the result.
+"""
+
+
+
+from datetime import date, datetime, timedelta
+
+import dagster as dg
+
+from archive_platform import quality
+from archive_platform.archiving import Request, archive_partition, planned_instants
+from archive_platform.config import SourceSelection
+from archive_platform.defs.resources import ArchiveResource, SourcesResource
+from archive_platform.schemas import ArchiveType, spec_for
+from archive_platform.summary import summarize_partition
+
+# Run tags the schedules and sensors set; a run without them archives whole days.
+TAG_MODE = "archive/mode"
+TAG_SNAPSHOT = "archive/snapshot_time"
+TAG_SINCE = "archive/since"
+TAG_UNTIL = "archive/until"
+
+CHECKS = {
+    "schema": "Stored columns and types equal the canonical schema.",
+    "unique_key": "No two rows share the archive type's dedup key.",
+    "in_session": "Every event lies inside the partition's session window.",
+    "complete": "Expected snapshots / bars / symbols for the session are all present.",
+    "values": "Value sanity: OHLC ordering, non-negative volume and OI, IV and greeks in range, bid <= ask.",
+}
+#: checks of options that must pass before gex is derived from it (completeness does not block:
+#: one missing symbol must not stop gamma exposure for the other 55)
+BLOCKING = {"schema", "unique_key", "in_session", "values"}
+
+GROUPS = {
+    ArchiveType.UW_FLOW: "options_market",
+    ArchiveType.OPTIONS: "options_market",
+    ArchiveType.GEX: "options_market",
+    ArchiveType.IV_RANK: "options_market",
+    ArchiveType.STOCKS_1M: "equities",
+    ArchiveType.TRADES: "account",
+}
+
+DESCRIPTIONS = {
+    ArchiveType.UW_FLOW: "Options-flow alerts (Unusual Whales shape), one row per alert. Polled every "
+    "minute in market hours and appended; each alert stored once (dedup on alert_id).",
+    ArchiveType.OPTIONS: "Option-chain snapshots with greeks, one row per contract per snapshot "
+    "(every 15 minutes from the open to the close inclusive; 27 on a full day, 15 on a half day).",
+    ArchiveType.GEX: "Gamma-exposure profile, one row per underlying per strike per snapshot, derived "
+    "from the options snapshot (call GEX positive, put GEX negative; dollars per 1% move).",
+    ArchiveType.STOCKS_1M: "One-minute OHLCV + VWAP + trade count, one row per symbol per regular-session "
+    "minute (390 on a full day, 210 on a 13:00 close), archived after the close.",
+    ArchiveType.IV_RANK: "IV, IV rank and IV percentile, one row per symbol per snapshot (twice a day, "
+    "07:00 and 19:00 ET by default).",
+    ArchiveType.TRADES: "The account's executions, one row per fill, archived after the session.",
+}
+
+# Freshness: each type is expected to have been written on every weekday by its deadline (ET).
+FRESHNESS = {
+    ArchiveType.UW_FLOW: ("30 21 * * 1-5", timedelta(hours=12)),
+    ArchiveType.OPTIONS: ("30 21 * * 1-5", timedelta(hours=12)),
+    ArchiveType.GEX: ("30 21 * * 1-5", timedelta(hours=12)),
+    ArchiveType.STOCKS_1M: ("30 21 * * 1-5", timedelta(hours=6)),
+    ArchiveType.IV_RANK: ("30 19 * * 1-5", timedelta(hours=13)),
+    ArchiveType.TRADES: ("30 21 * * 1-5", timedelta(hours=6)),
+}
+
+
+def _parse_ts(value: str | None, tag: str) -> datetime | None:
+    if not value:
+        return None
+    ts = datetime.fromisoformat(value)
+    if ts.tzinfo is None:
+        raise ValueError(f"run tag {tag}={value!r} needs a UTC offset")
+    return ts
+
+
+def request_from_tags(day: date, tags: dict[str, str]) -> Request:
+    """The archive request a run's tags describe (no tags: the whole day)."""
+    return Request(
+        day=day,
+        mode=tags.get(TAG_MODE, "day"),
+        snapshot_time=_parse_ts(tags.get(TAG_SNAPSHOT), TAG_SNAPSHOT),
+        since=_parse_ts(tags.get(TAG_SINCE), TAG_SINCE),
+        until=_parse_ts(tags.get(TAG_UNTIL), TAG_UNTIL),
+    )
+
+
+def _check_results(t: ArchiveType, store, days: list[date], sources: SourcesResource, now):
+    """Run every quality check over each archived day; one result per check covering the days."""
+    spec = spec_for(t)
+    settings = sources.settings()
+    outcomes: dict[str, list[tuple[date, quality.CheckOutcome]]] = {k: [] for k in CHECKS}
+    for day in days:
+        table = store.read_day(t, day)
+        outcomes["schema"].append((day, quality.check_schema(table, spec)))
+        outcomes["unique_key"].append((day, quality.check_unique_key(table, spec)))
+        outcomes["in_session"].append((day, quality.check_in_window(table, spec, day)))
+        expected = None
+        if spec.snapshot:
+            expected = len(planned_instants(t, day, settings, now))
+        outcomes["complete"].append(
+            (day, quality.check_completeness(table, spec, day, settings.symbols,
+                                             snapshot_every=settings.snapshot_every,
+                                             expected_snapshots=expected))
+        )
+        outcomes["values"].append((day, quality.check_values(table, spec)))
+    results = []
+    for name, per_day in outcomes.items():
+        failed = [(d, o) for d, o in per_day if not o.passed]
+        if len(per_day) == 1:
+            o = per_day[0][1]
+            desc, meta = o.description, dict(o.metadata)
+        else:
+            desc = (f"passed on all {len(per_day)} days" if not failed
+                    else f"failed on {len(failed)} of {len(per_day)} days")
+            meta = {"failed_days": [str(d) for d, _ in failed]}
+            if failed:
+                meta["first_failure"] = f"{failed[0][0]}: {failed[0][1].description}"
+        meta["partitions"] = ", ".join(str(d) for d, _ in per_day)
+        results.append(
+            dg.AssetCheckResult(
+                check_name=name,
+                passed=not failed,
+                description=desc,
+                metadata={k: _meta_value(v) for k, v in meta.items()},
+                severity=dg.AssetCheckSeverity.ERROR,
+            )
+        )
+    return results
+
+
+def _meta_value(v):
+    if isinstance(v, (int, float, str, bool)) or v is None:
+        return v
+    return dg.MetadataValue.json(v) if isinstance(v, (dict, list)) else str(v)
+
+
+def _metadata(summaries) -> dict:
+    if len(summaries) == 1:
+        s = summaries[0]
+        return {
+            "rows": s.rows,
+            "bytes_on_disk": s.bytes_on_disk,
+            "compression_ratio": s.compression_ratio,
+            "symbols": len(s.symbols),
+            "symbol_list": ", ".join(s.symbols[:60]),
+            "snapshots": s.snapshots,
+            "first_event": s.first_event,
+            "last_event": s.last_event,
+            "files": s.files,
+            "path": dg.MetadataValue.path(s.path),
+            "preview": dg.MetadataValue.md(s.preview_markdown),
+        }
+    rows = sum(s.rows for s in summaries)
+    disk = sum(s.bytes_on_disk for s in summaries)
+    mem = sum(s.bytes_in_memory for s in summaries)
+    return {
+        "rows": rows,
+        "bytes_on_disk": disk,
+        "compression_ratio": round(mem / disk, 2) if disk else None,
+        "partitions": len(summaries),
+        "rows_per_day": dg.MetadataValue.json({str(s.day): s.rows for s in summaries}),
+        "first_event": min((s.first_event for s in summaries if s.first_event), default=None),
+        "last_event": max((s.last_event for s in summaries if s.last_event), default=None),
+        "path": dg.MetadataValue.path(str(summaries[-1].path)),
+        "preview": dg.MetadataValue.md(summaries[-1].preview_markdown),
+    }
+
+
+def build_archive_asset(
+    t: ArchiveType, partitions_def: dg.PartitionsDefinition, selection: SourceSelection
+) -> dg.AssetsDefinition:
+    """One archive asset of type ``t``: thin shell over ``archiving.archive_partition``."""
+    spec = spec_for(t)
+    source_name = selection[t]
+    kind = selection.store_kind(t)
+    is_vendor = source_name not in ("sim", "derived")
+    key = dg.AssetKey(t.value)
+    blocking = t is ArchiveType.OPTIONS
+    check_specs = [
+        dg.AssetCheckSpec(name, asset=key, description=desc, blocking=blocking and name in BLOCKING)
+        for name, desc in CHECKS.items()
+    ]
+    deps = [dg.AssetKey(ArchiveType.OPTIONS.value)] if t is ArchiveType.GEX or (
+        t is ArchiveType.IV_RANK and source_name == "derived") else []
+    # Sources that fetch history in one call take backfills in chunks of days per run.
+    backfill = dg.BackfillPolicy.multi_run(max_partitions_per_run=5 if source_name in ("sim", "derived") else 3)
+    cron, lower = FRESHNESS[t]
+
+    @dg.asset(
+        name=t.value,
+        partitions_def=partitions_def,
+        group_name=GROUPS[t],
+        kinds={"parquet", source_name if source_name != "derived" else "python"},
+        description=DESCRIPTIONS[t],
+        check_specs=check_specs,
+        deps=deps,
+        backfill_policy=backfill,
+        pool=f"vendor_{source_name}" if is_vendor else None,
+        freshness_policy=dg.FreshnessPolicy.cron(
+            deadline_cron=cron, lower_bound_delta=lower, timezone="America/New_York"
+        ),
+        tags={"archive/source": source_name, "archive/store": kind},
+        metadata={"grain": spec.grain, "dedup_key": ", ".join(spec.dedup_key),
+                  "source": source_name, "archive": kind},
+    )
+    def _archive_asset(
+        context: dg.AssetExecutionContext, archive: ArchiveResource, sources: SourcesResource
+    ) -> dg.MaterializeResult:
+        store = archive.store(kind)
+        options_store = archive.store(selection.store_kind(ArchiveType.OPTIONS))
+        now = sources.now()
+        days = [date.fromisoformat(k) for k in context.partition_keys]
+        tags = dict(context.run.tags)
+        summaries = []
+        for i, day in enumerate(days, 1):
+            req = request_from_tags(day, tags)
+            result = archive_partition(
+                t, req, store=store, source=sources.source(t), settings=sources.settings(),
+                now=now, options_store=options_store,
+            )
+            s = summarize_partition(store, t, day)
+            summaries.append(s)
+            context.log.info(
+                f"[{i}/{len(days)}] {t.value} {day} ({req.mode}): "
+                f"{getattr(result, 'rows_written', '?')} rows written, {s.rows} stored, "
+                f"{s.bytes_on_disk:,} bytes"
+            )
+        return dg.MaterializeResult(
+            metadata=_metadata(summaries),
+            check_results=_check_results(t, store, days, sources, now),
+        )
+
+    return _archive_asset
+
+
+def build_views_asset(selection: SourceSelection) -> dg.AssetsDefinition:
+    @dg.asset(
+        name="duckdb_views",
+        group_name="serving",
+        kinds={"duckdb"},
+        deps=[dg.AssetKey(t.value) for t in ArchiveType],
+        description="DuckDB database files holding only views, one per archive type, over the "
+        "Parquet archive (intraday parts included). Open read-only while writers work.",
+    )
+    def duckdb_views(context: dg.AssetExecutionContext, archive: ArchiveResource) -> dg.MaterializeResult:
+        from archive_platform.views import refresh_views
+
+        meta = {}
+        for kind in sorted({selection.store_kind(t) for t in ArchiveType}):
+            path = archive.duckdb_path(kind)
+            names = refresh_views(archive.root(kind), path)
+            context.log.info(f"{kind}: {len(names)} views in {path}")
+            meta[f"{kind}_database"] = dg.MetadataValue.path(str(path))
+            meta[f"{kind}_views"] = ", ".join(names)
+        return dg.MaterializeResult(metadata=meta)
+
+    return duckdb_views

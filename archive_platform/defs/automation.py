@@ -1,0 +1,247 @@
+"""Schedules and sensors: intraday snapshots, flow polling, end of day, IV rank, recovery.
+
+Every decision (is this tick a snapshot instant? which partitions are missing?) is a pure
+function of the instant and the calendar, tested without a daemon; the Dagster definitions only
+wrap them. Nothing here ever requests a future session: keys come from the tick's own session or
+from ``partitions.requestable_keys``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import date, datetime, time, timedelta
+
+import dagster as dg
+
+from archive_platform import calendar
+from archive_platform.archiving import iv_rank_instants
+from archive_platform.defs.assets import TAG_MODE, TAG_SINCE, TAG_SNAPSHOT, TAG_UNTIL
+from archive_platform.partitions import requestable_keys
+from archive_platform.schemas import ArchiveType
+
+TZ = "America/New_York"
+EOD_TIME = time(20, 15)  # after after-hours, so the day's executions are final
+FLOW_OVERLAP = timedelta(minutes=2)  # re-poll a little behind the cursor; dedup makes it free
+RECOVERY_INTERVAL_S = 15 * 60
+
+
+# -- pure decisions -----------------------------------------------------------------------------
+
+
+def snapshot_request(tick: datetime, every: timedelta) -> tuple[str, datetime] | None:
+    """(partition key, snapshot instant) when ``tick`` is on the session's snapshot grid."""
+    tick = tick.astimezone(calendar.UTC).replace(second=0, microsecond=0)
+    day = calendar.market_date(tick)
+    if not calendar.is_trading_day(day):
+        return None
+    if tick not in calendar.snapshot_times(day, every):
+        return None
+    return day.isoformat(), tick
+
+
+def iv_rank_request(tick: datetime, times_et: Sequence[time]) -> tuple[str, datetime] | None:
+    """(partition key, instant) when ``tick`` is one of a trading day's IV-rank times."""
+    tick = tick.astimezone(calendar.UTC).replace(second=0, microsecond=0)
+    day = calendar.market_date(tick)
+    if not calendar.is_trading_day(day) or tick not in iv_rank_instants(day, times_et):
+        return None
+    return day.isoformat(), tick
+
+
+def eod_request(tick: datetime) -> str | None:
+    """The partition key to close out when ``tick`` falls on a trading day (after its session)."""
+    day = calendar.market_date(tick)
+    if not calendar.is_trading_day(day) or tick < calendar.session(day).close_utc:
+        return None
+    return day.isoformat()
+
+
+def flow_poll(now: datetime, cursor: str | None) -> tuple[str, datetime | None, datetime] | None:
+    """(partition key, since, until) of the next flow poll, or None outside market hours.
+
+    ``since`` resumes from the cursor (the last poll's ``until``) minus a small overlap, so a
+    restart or a failed poll loses nothing; it is None (the session open) on a new day.
+    """
+    if calendar.market_status(now) != "open":
+        return None
+    day = calendar.market_date(now)
+    since = None
+    if cursor:
+        last = datetime.fromisoformat(cursor)
+        if calendar.market_date(last) == day:
+            since = last - FLOW_OVERLAP
+    return day.isoformat(), since, now
+
+
+def missing_partitions(
+    candidates: Sequence[str],
+    status_by_asset: Mapping[str, Mapping[str, str | None]],
+) -> dict[str, list[str]]:
+    """Per partition key, the assets whose partition is missing or failed (not in progress)."""
+    out: dict[str, list[str]] = {}
+    for key in candidates:
+        for asset, statuses in status_by_asset.items():
+            st = statuses.get(key)
+            if st in (None, "FAILED"):
+                out.setdefault(key, []).append(asset)
+    return out
+
+
+# -- Dagster wrappers ---------------------------------------------------------------------------
+
+
+def _cron_every(minutes: int) -> str:
+    return f"*/{minutes} 9-16 * * 1-5"
+
+
+def build_automation(
+    partitions_def: dg.TimeWindowPartitionsDefinition,
+    jobs: Mapping[str, dg.UnresolvedAssetJobDefinition],
+    *,
+    snapshot_minutes: int,
+    iv_rank_times: Sequence[time],
+    recoverable: Iterable[ArchiveType],
+    recovery_lookback: int,
+) -> tuple[list[dg.ScheduleDefinition], list[dg.SensorDefinition]]:
+    every = timedelta(minutes=snapshot_minutes)
+    running = dg.DefaultScheduleStatus.RUNNING
+
+    @dg.schedule(
+        name="options_snapshots",
+        job=jobs["options_snapshot"],
+        cron_schedule=_cron_every(snapshot_minutes),
+        execution_timezone=TZ,
+        default_status=running,
+        description=f"Appends one options snapshot (and its gex) every {snapshot_minutes} minutes "
+        "from the open to the close inclusive, on NYSE sessions only (half days end at 13:00).",
+    )
+    def options_snapshots(context: dg.ScheduleEvaluationContext):
+        hit = snapshot_request(context.scheduled_execution_time, every)
+        if hit is None:
+            return dg.SkipReason(f"{context.scheduled_execution_time} is not a snapshot instant of a session")
+        key, ts = hit
+        return dg.RunRequest(
+            run_key=f"options:{ts.isoformat()}",
+            partition_key=key,
+            tags={TAG_MODE: "snapshot", TAG_SNAPSHOT: ts.isoformat()},
+        )
+
+    iv_crons = sorted({f"{t.minute} {t.hour} * * 1-5" for t in iv_rank_times})
+
+    @dg.schedule(
+        name="iv_rank_snapshots",
+        job=jobs["iv_rank"],
+        cron_schedule=iv_crons if len(iv_crons) > 1 else iv_crons[0],
+        execution_timezone=TZ,
+        default_status=running,
+        description="Archives IV rank at "
+        + " and ".join(t.strftime("%H:%M") for t in iv_rank_times) + " ET on NYSE sessions.",
+    )
+    def iv_rank_snapshots(context: dg.ScheduleEvaluationContext):
+        hit = iv_rank_request(context.scheduled_execution_time, iv_rank_times)
+        if hit is None:
+            return dg.SkipReason("not an IV-rank time of a trading day")
+        key, ts = hit
+        return dg.RunRequest(
+            run_key=f"iv_rank:{ts.isoformat()}",
+            partition_key=key,
+            tags={TAG_MODE: "snapshot", TAG_SNAPSHOT: ts.isoformat()},
+        )
+
+    @dg.schedule(
+        name="end_of_day",
+        job=jobs["archive_all"],
+        cron_schedule=f"{EOD_TIME.minute} {EOD_TIME.hour} * * 1-5",
+        execution_timezone=TZ,
+        default_status=running,
+        description="After the session: compacts the intraday parts of options, gex, flow and IV "
+        "rank into the daily files, and archives the day's 1-minute bars and executions.",
+    )
+    def end_of_day(context: dg.ScheduleEvaluationContext):
+        key = eod_request(context.scheduled_execution_time)
+        if key is None:
+            return dg.SkipReason("not a trading day")
+        return dg.RunRequest(run_key=f"eod:{key}", partition_key=key, tags={TAG_MODE: "eod"})
+
+    @dg.schedule(
+        name="refresh_views",
+        job=jobs["views"],
+        cron_schedule=f"{EOD_TIME.minute + 30} {EOD_TIME.hour} * * 1-5",
+        execution_timezone=TZ,
+        default_status=running,
+        description="Rebuilds the DuckDB views after the end-of-day run (new days are picked up "
+        "by the views' globs anyway; this makes a type's view real once its first file exists).",
+    )
+    def refresh_views(context: dg.ScheduleEvaluationContext):
+        return dg.RunRequest(run_key=f"views:{context.scheduled_execution_time.date()}")
+
+    @dg.sensor(
+        name="uw_flow_poll",
+        job=jobs["uw_flow"],
+        minimum_interval_seconds=60,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Polls flow alerts every 60 seconds while the market is open; the cursor is the "
+        "last poll's end, so a restart resumes where it stopped and each alert is stored once.",
+    )
+    def uw_flow_poll(context: dg.SensorEvaluationContext):
+        now = datetime.now(calendar.UTC)
+        poll = flow_poll(now, context.cursor)
+        if poll is None:
+            return dg.SkipReason(f"market is {calendar.market_status(now)}")
+        key, since, until = poll
+        tags = {TAG_MODE: "poll", TAG_UNTIL: until.isoformat()}
+        if since is not None:
+            tags[TAG_SINCE] = since.isoformat()
+        context.update_cursor(until.isoformat())
+        return dg.RunRequest(run_key=f"flow:{until.isoformat()}", partition_key=key, tags=tags)
+
+    recover_keys = [dg.AssetKey(t.value) for t in recoverable]
+
+    @dg.sensor(
+        name="recover_missing_partitions",
+        asset_selection=dg.AssetSelection.assets(*recover_keys),
+        minimum_interval_seconds=RECOVERY_INTERVAL_S,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=f"Finds missing or failed partitions of the last {recovery_lookback} closed "
+        "sessions and requests them (what the old end-of-day gap filler did). Never asks for a "
+        "day before the archive's start, today's open session or the future.",
+    )
+    def recover_missing_partitions(context: dg.SensorEvaluationContext):
+        now = datetime.now(calendar.UTC)
+        reqs = recovery_requests(context.instance, partitions_def, recover_keys, now, recovery_lookback)
+        return reqs or dg.SkipReason("no missing or failed partitions in the lookback window")
+
+    return [options_snapshots, iv_rank_snapshots, end_of_day, refresh_views], [
+        uw_flow_poll,
+        recover_missing_partitions,
+    ]
+
+
+def recovery_candidates(partitions_def, now: datetime, lookback: int) -> list[str]:
+    """Closed sessions only: today's partition is the intraday runs' and the EOD run's to fill."""
+    today = calendar.market_date(now)
+    return [k for k in requestable_keys(partitions_def, now, lookback) if date.fromisoformat(k) < today]
+
+
+def recovery_requests(instance, partitions_def, asset_keys, now: datetime, lookback: int):
+    """The run requests of the recovery sensor: one run per day over the assets missing there."""
+    keys = recovery_candidates(partitions_def, now, lookback)
+    if not keys:
+        return []
+    statuses: dict[str, dict[str, str | None]] = {}
+    for ak in asset_keys:
+        with dg.partition_loading_context(effective_dt=now):
+            by_key = instance.get_status_by_partition(ak, keys, partitions_def) or {}
+        statuses[ak.to_user_string()] = {k: (v.value if v is not None else None) for k, v in by_key.items()}
+    missing = missing_partitions(keys, statuses)
+    hour = now.astimezone(calendar.UTC).strftime("%Y%m%d%H")
+    return [
+        dg.RunRequest(
+            # one attempt per day and hour at most: a vendor outage does not become a run storm
+            run_key=f"recover:{key}:{'+'.join(sorted(assets))}:{hour}",
+            partition_key=key,
+            asset_selection=[dg.AssetKey(a) for a in sorted(assets)],
+            tags={TAG_MODE: "day", "archive/trigger": "recovery"},
+        )
+        for key, assets in sorted(missing.items())
+    ]

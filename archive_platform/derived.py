@@ -1,0 +1,84 @@
+"""IV rank derived from the archive itself (seed 004), for users without an IV-rank vendor.
+
+Per symbol and day the *ATM IV* is the mean IV of the call and put at the strike nearest the
+underlying, on the expiry nearest 30 calendar days out, in the latest snapshot at or before the
+instant. IV rank over the last 60 sessions is ``(iv - min) / (max - min) * 100`` and the IV
+percentile the share of those sessions whose ATM IV was below today's. With fewer than 30
+sessions of history, or a flat history, the rank is 50 (seed 004's rule) and the percentile null.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date, datetime
+
+import polars as pl
+import pyarrow as pa
+
+from archive_platform import calendar
+from archive_platform.schemas import IV_RANK_SCHEMA, ArchiveType
+
+LOOKBACK_SESSIONS = 60
+MIN_HISTORY = 30
+TARGET_DTE = 30
+_COLS = ["snapshot_time", "symbol", "expiry", "strike", "right", "iv", "underlying_price"]
+
+
+def atm_iv(options: pl.DataFrame, at: datetime | None = None) -> pl.DataFrame:
+    """Per symbol: the ATM IV of the latest snapshot at or before ``at`` (None: the last one)."""
+    df = options.filter(pl.col("iv").is_not_null())
+    if at is not None:
+        df = df.filter(pl.col("snapshot_time") <= at)
+    if df.height == 0:
+        return pl.DataFrame(schema={"symbol": pl.String, "atm_iv": pl.Float64})
+    last = df.group_by("symbol").agg(pl.col("snapshot_time").max().alias("_t"))
+    df = df.join(last, on="symbol").filter(pl.col("snapshot_time") == pl.col("_t"))
+    df = df.with_columns(
+        dte=(pl.col("expiry") - pl.col("snapshot_time").dt.date()).dt.total_days(),
+        dist=(pl.col("strike") - pl.col("underlying_price")).abs(),
+    ).with_columns(dte_gap=(pl.col("dte") - TARGET_DTE).abs())
+    best_exp = df.group_by("symbol").agg(pl.col("dte_gap").min().alias("_g"))
+    df = df.join(best_exp, on="symbol").filter(pl.col("dte_gap") == pl.col("_g"))
+    best_k = df.group_by("symbol").agg(pl.col("dist").min().alias("_d"))
+    df = df.join(best_k, on="symbol").filter(pl.col("dist") == pl.col("_d"))
+    return df.group_by("symbol").agg(pl.col("iv").mean().alias("atm_iv"))
+
+
+def rank_and_percentile(current: float, history: Sequence[float]) -> tuple[float, float | None]:
+    """Seed 004's IV rank (50 under MIN_HISTORY sessions or on a flat history) and IV percentile."""
+    if len(history) < MIN_HISTORY:
+        return 50.0, None
+    lo, hi = min(history), max(history)
+    rank = 50.0 if hi == lo else (current - lo) / (hi - lo) * 100.0
+    pct = 100.0 * sum(1 for h in history if h < current) / len(history)
+    return max(0.0, min(100.0, rank)), pct
+
+
+def derive_iv_rank(
+    options_store, day: date, symbols: Sequence[str], instants: Sequence[datetime]
+) -> pa.Table:
+    """The iv_rank rows of ``day`` at ``instants`` from the options archive (one row per symbol per instant).
+
+    ``source`` is ``sim`` when derived from a simulated archive (simulated data stays labelled
+    as such), else ``derived``.
+    """
+    label = "sim" if getattr(options_store, "kind", "live") == "sim" else "derived"
+    today = pl.from_arrow(options_store.read_day(ArchiveType.OPTIONS, day, columns=_COLS))
+    history: dict[str, list[float]] = {}
+    for d in calendar.last_trading_days(LOOKBACK_SESSIONS, as_of=calendar.previous_trading_day(day)):
+        past = pl.from_arrow(options_store.read_day(ArchiveType.OPTIONS, d, columns=_COLS))
+        for sym, iv in atm_iv(past).iter_rows():
+            history.setdefault(sym, []).append(iv)
+    rows = []
+    for at in instants:
+        for sym, iv in atm_iv(today, at).iter_rows():
+            if symbols and sym not in symbols:
+                continue
+            hist = history.get(sym, [])
+            rank, pct = rank_and_percentile(iv, hist + [iv])
+            rows.append({
+                "timestamp": at, "snapshot_time": at, "symbol": sym, "iv": iv,
+                "iv_rank": rank, "iv_percentile": pct,
+                "et_offset": calendar.et_offset_minutes(at), "source": label,
+            })
+    return pa.Table.from_pylist(rows, schema=IV_RANK_SCHEMA)
