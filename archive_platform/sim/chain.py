@@ -75,20 +75,24 @@ def strike_spacing(spec: SymbolSpec, price: float) -> float:
 
 
 def strikes_for(spec: SymbolSpec, ref: float, half_width: float, max_n: int) -> np.ndarray:
-    """Strikes around ``ref`` within ``ref*exp(+-half_width)``, thinned to at most ``max_n``."""
+    """Strikes around ``ref`` within ``ref*exp(+-half_width)``, at most ``max_n`` of them.
+
+    The finest listed step is used while the band needs at most 1.5x ``max_n`` strikes, then
+    coarser multiples (as far strikes are listed wider apart); the ``max_n`` strikes nearest the
+    reference are kept, so the band may come out up to a third narrower than asked.
+    """
     base = strike_spacing(spec, ref)
+    lo, hi = ref * np.exp(-half_width), ref * np.exp(half_width)
     for mult in _STEP_MULTIPLES:
         step = base * mult
-        centre = round(ref / step) * step
-        lo, hi = ref * np.exp(-half_width), ref * np.exp(half_width)
-        n_lo = int(np.floor((centre - lo) / step))
+        centre = max(round(ref / step), 1) * step
+        n_lo = min(int(np.floor((centre - lo) / step)), int(round(centre / step)) - 1)
         n_hi = int(np.floor((hi - centre) / step))
-        n_lo = min(n_lo, int((centre - 1e-9) // step))  # strikes stay > 0
-        if n_lo + n_hi + 1 <= max_n:
+        if n_lo + n_hi + 1 <= 1.5 * max_n:
             break
-    else:  # band too wide even at the coarsest step: keep the centre of it
-        n_lo = n_hi = max_n // 2
-    return np.round(centre + step * np.arange(-n_lo, n_hi + 1), 4)
+    ks = centre + step * np.arange(-n_lo, n_hi + 1)
+    nearest = np.sort(np.argsort(np.abs(ks - ref), kind="stable")[:max_n])
+    return np.round(ks[nearest], 4)
 
 
 @dataclass(frozen=True)
