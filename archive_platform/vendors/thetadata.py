@@ -1,0 +1,389 @@
+"""ThetaData source over the local Theta Terminal's v2 REST API (VENDORS.md section 2).
+
+No auth header: the terminal is logged in already and serves 127.0.0.1 only. Every request goes
+through one ``VendorHttpClient`` bound to one host string, because the terminal answers 476
+WRONG_IP when a session mixes ``127.0.0.1`` and ``localhost`` (pagination URLs are re-rooted on
+that host by the client for the same reason).
+
+Options: live snapshots join four bulk snapshot endpoints (quote, first-order greeks,
+second-order greeks for gamma, open interest) per contract; past snapshot instants come from
+the bulk history endpoints at a 15-minute interval, one expiration at a time (``exp=0`` is only
+allowed at 1-minute intervals), picking the row stamped at each requested instant. Stocks:
+1-minute OHLC history. Parsing always goes by the ``format`` column names, never by position.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from datetime import date, datetime, time, timedelta, timezone
+from typing import Any
+
+import pyarrow as pa
+
+from archive_platform import calendar as cal
+from archive_platform.schemas import OPTIONS_SCHEMA, STOCKS_1M_SCHEMA, ArchiveType
+from archive_platform.sources.base import EmptySession, MarketSource
+from archive_platform.vendors.errors import PayloadError, VendorError
+from archive_platform.vendors.http import VendorHttpClient
+
+log = logging.getLogger(__name__)
+UTC = timezone.utc
+VENDOR = "thetadata"
+NO_DATA = 472
+RETRY_STATUSES = frozenset({429, 470, 474, 570, 571})
+IVL_15M = 900_000
+# Status meanings from the v2 "Error-Codes" page, with what to do about each.
+STATUS_MEANINGS = {
+    404: "NO_IMPL: the terminal does not implement this endpoint (update the terminal?)",
+    470: "GENERAL: a general terminal error",
+    471: "PERMISSION: your ThetaData subscription does not include this data",
+    473: "INVALID_PARAMS: the request parameters are invalid",
+    474: "DISCONNECTED: the terminal lost its connection to ThetaData's servers",
+    475: "TERMINAL_PARSE: the terminal could not parse the request",
+    476: "WRONG_IP: requests arrived under two host strings; keep one host string "
+    "(e.g. always 127.0.0.1, never also localhost) for the whole session",
+    477: "NO_PAGE_FOUND: a next_page expired before it was fetched",
+    570: "LARGE_REQUEST: the request is too large; narrow it",
+    571: "SERVER_STARTING: ThetaData's servers are starting",
+    572: "UNCAUGHT_ERROR: an uncaught terminal error",
+}
+
+Key = tuple[date, float, str]  # expiry, strike in dollars, right
+
+
+# -- pure decoding ---------------------------------------------------------------------------
+
+
+def parse_yyyymmdd(value: Any, where: str) -> date:
+    """A ``YYYYMMDD`` integer (ThetaData's date and expiration encoding) -> date."""
+    try:
+        v = int(value)
+        return date(v // 10000, v // 100 % 100, v % 100)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{where}: {value!r} is not a YYYYMMDD date") from exc
+
+
+def et_ms_to_utc(day_value: Any, ms_of_day: Any, where: str) -> datetime:
+    """``date`` (YYYYMMDD) + ``ms_of_day`` (ms since midnight US/Eastern) -> UTC instant."""
+    d = parse_yyyymmdd(day_value, where)
+    try:
+        ms = int(ms_of_day)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{where}: ms_of_day {ms_of_day!r} is not an integer") from exc
+    # wall-clock ET of that date, then the zone database resolves EST/EDT
+    wall = datetime.combine(d, time()) + timedelta(milliseconds=ms)
+    return wall.replace(tzinfo=cal.ET).astimezone(UTC)
+
+
+def parse_envelope(payload: Any, endpoint: str) -> tuple[list[str], list, str | None]:
+    """``(format, response, next_page)`` of a v2 JSON answer; PayloadError naming what is wrong."""
+    if not isinstance(payload, dict) or not isinstance(payload.get("header"), dict):
+        raise _payload(endpoint, "no 'header' object in the answer")
+    header = payload["header"]
+    response = payload.get("response")
+    if not isinstance(response, list):
+        raise _payload(endpoint, f"'response' is {type(response).__name__}, expected a list")
+    fmt = header.get("format") or []
+    if not isinstance(fmt, list) or not all(isinstance(c, str) for c in fmt):
+        raise _payload(endpoint, f"header.format is {fmt!r}, expected a list of column names")
+    nxt = header.get("next_page")
+    # the terminal writes the string "null" when there is no next page
+    nxt = nxt if isinstance(nxt, str) and nxt not in ("", "null") else None
+    return fmt, response, nxt
+
+
+def iter_rows(fmt: list[str], response: list, endpoint: str) -> Iterator[dict]:
+    """Rows of a single-contract/stock answer as dicts keyed by the ``format`` names."""
+    for i, row in enumerate(response):
+        if not isinstance(row, list) or len(row) != len(fmt):
+            raise _payload(endpoint, f"response[{i}] is {row!r}; expected {len(fmt)} values {fmt}")
+        yield dict(zip(fmt, row))
+
+
+def iter_bulk_rows(fmt: list[str], response: list, endpoint: str) -> Iterator[tuple[Key, dict]]:
+    """``(contract key, row)`` of a bulk answer: ``[{"ticks": [[...]], "contract": {...}}, ...]``."""
+    for i, item in enumerate(response):
+        where = f"{endpoint} response[{i}]"
+        if not isinstance(item, dict) or not isinstance(item.get("contract"), dict):
+            raise _payload(endpoint, f"response[{i}] has no 'contract' object")
+        c = item["contract"]
+        try:
+            key = (
+                parse_yyyymmdd(c["expiration"], f"{where}.contract.expiration"),
+                int(c["strike"]) / 1000.0,  # strikes are in 1/10 of a cent
+                _right(c["right"], where),
+            )
+        except KeyError as exc:
+            raise _payload(endpoint, f"response[{i}].contract lacks field {exc.args[0]!r}") from None
+        except ValueError as exc:
+            raise _payload(endpoint, str(exc)) from None
+        ticks = item.get("ticks")
+        if not isinstance(ticks, list):
+            raise _payload(endpoint, f"response[{i}].ticks is {type(ticks).__name__}, expected a list")
+        for j, tick in enumerate(ticks):
+            if not isinstance(tick, list) or len(tick) != len(fmt):
+                raise _payload(endpoint, f"response[{i}].ticks[{j}] is {tick!r}; expected {len(fmt)} values {fmt}")
+            yield key, dict(zip(fmt, tick))
+
+
+def _right(value: Any, where: str) -> str:
+    r = str(value).upper()
+    if r in ("C", "CALL"):
+        return "C"
+    if r in ("P", "PUT"):
+        return "P"
+    raise ValueError(f"{where}.contract.right is {value!r}, expected C or P")
+
+
+def _payload(endpoint: str, detail: str) -> PayloadError:
+    return PayloadError(f"{VENDOR}: GET {endpoint}: {detail}", vendor=VENDOR, endpoint=endpoint)
+
+
+def _num(row: dict | None, name: str) -> float | None:
+    v = None if row is None else row.get(name)
+    return None if v is None else float(v)
+
+
+def _row_time(row: dict, endpoint: str) -> datetime:
+    if "ms_of_day" not in row or "date" not in row:
+        raise _payload(endpoint, f"row {row!r} lacks 'ms_of_day' or 'date' (check header.format)")
+    return et_ms_to_utc(row["date"], row["ms_of_day"], endpoint)
+
+
+def normalise_option_rows(
+    symbol: str,
+    snapshot_time: datetime,
+    quotes: dict[Key, dict],
+    greeks: dict[Key, dict],
+    second: dict[Key, dict],
+    open_interest: dict[Key, dict],
+) -> list[dict]:
+    """Join per-contract rows of the four endpoints into canonical options rows.
+
+    Rows without any underlying price (no greeks row anywhere for the symbol) are dropped.
+    """
+    prices = [p for p in (_num(g, "underlying_price") for g in greeks.values()) if p]
+    fallback_price = prices[0] if prices else None
+    out = []
+    for key in sorted(set(quotes) | set(greeks)):
+        q, g, s, oi = quotes.get(key), greeks.get(key), second.get(key), open_interest.get(key)
+        und = _num(g, "underlying_price") or fallback_price
+        if und is None:
+            continue
+        ts = _row_time(q if q is not None else g, "option quote/greeks")
+        vega = _num(g, "vega")
+        gamma = _num(s, "gamma") if s is not None else _num(g, "gamma")
+        oi_value = _num(oi, "open_interest")
+        out.append({
+            "timestamp": ts,
+            "snapshot_time": snapshot_time.astimezone(UTC),
+            "symbol": symbol,
+            "expiry": key[0],
+            "strike": key[1],
+            "right": key[2],
+            "bid": _num(q, "bid") if q is not None else _num(g, "bid"),
+            "ask": _num(q, "ask") if q is not None else _num(g, "ask"),
+            "last": None,  # quote snapshots carry no last trade
+            "volume": None,  # nor volume (bulk ohlc would; not fetched)
+            "open_interest": None if oi_value is None else int(oi_value),
+            "iv": _num(g, "implied_vol"),
+            "delta": _num(g, "delta"),
+            "gamma": gamma,
+            "theta": _num(g, "theta"),
+            # ThetaData's vega is per 1.00 of vol; the docs say divide by 100 for per-point
+            "vega": None if vega is None else vega / 100.0,
+            "underlying_price": und,
+            "et_offset": cal.et_offset_minutes(ts),
+            "source": VENDOR,
+        })
+    return out
+
+
+def pick_at(rows: list[tuple[datetime, dict]], instant: datetime, ivl_ms: int) -> dict | None:
+    """The interval row stamped at ``instant``, else the latest one before it within ``ivl_ms``."""
+    best = None
+    for ts, row in rows:
+        if ts <= instant and instant - ts < timedelta(milliseconds=ivl_ms):
+            if best is None or ts > best[0]:
+                best = (ts, row)
+    return None if best is None else best[1]
+
+
+def normalise_stock_bars(symbol: str, rows: Sequence[dict], day: date, endpoint: str) -> list[dict]:
+    """Canonical stocks_1m rows from ``/v2/hist/stock/ohlc`` rows within the regular session."""
+    session = cal.session(day)
+    out = []
+    for row in rows:
+        ts = _row_time(row, endpoint)
+        if not (session.open_utc <= ts < session.close_utc):
+            continue
+        try:
+            o, h, lo, c = (float(row[k]) for k in ("open", "high", "low", "close"))
+            volume, count = int(row["volume"]), int(row.get("count") or 0)
+        except KeyError as exc:
+            raise _payload(endpoint, f"bar row lacks column {exc.args[0]!r} (format has {sorted(row)})") from None
+        if count == 0 and volume == 0 and o == h == lo == c == 0:
+            # UNVERIFIED: interval bars of minutes without trades appear to carry zero prices;
+            # a zero-price bar is not a price, so skip it rather than store 0.0
+            continue
+        out.append({
+            "timestamp": ts, "symbol": symbol, "open": o, "high": h, "low": lo, "close": c,
+            "volume": volume,
+            "vwap": None,  # v2 OHLC has no VWAP; a typical-price proxy would be a made-up number
+            "trade_count": count,
+            "et_offset": cal.et_offset_minutes(ts), "source": VENDOR,
+        })
+    return out
+
+
+# -- the source ------------------------------------------------------------------------------
+
+
+class ThetaDataSource(MarketSource):
+    """Options (live and backfill) and stocks_1m from a local Theta Terminal (v2).
+
+    Grains: options one row per contract per snapshot; stocks_1m one row per symbol per
+    regular-session minute.
+    """
+
+    name = VENDOR
+    supported = frozenset({ArchiveType.OPTIONS, ArchiveType.STOCKS_1M})
+    backfillable = frozenset({ArchiveType.OPTIONS, ArchiveType.STOCKS_1M})
+
+    def __init__(
+        self,
+        base_url: str = "http://127.0.0.1:25510",
+        *,
+        http: VendorHttpClient | None = None,
+        timeout: float = 60.0,
+        live_tolerance: timedelta = timedelta(minutes=10),
+        max_dte: int | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.http = http or VendorHttpClient(
+            VENDOR, base_url, timeout=timeout, retry_statuses=RETRY_STATUSES, empty_statuses={NO_DATA}
+        )
+        if NO_DATA not in self.http.empty_statuses:
+            raise ValueError("the ThetaData http client must treat 472 NO_DATA as an empty answer")
+        self.live_tolerance, self.max_dte, self._clock = live_tolerance, max_dte, clock
+
+    # -- transport -------------------------------------------------------------------------
+    def _pages(self, path: str, params: dict) -> Iterator[tuple[list[str], list, str]]:
+        """Every page of one request, following ``header.next_page`` at once (pages expire)."""
+        target: str | None = path
+        first = True
+        while target is not None:
+            endpoint = path if first else f"{path} (next_page {target})"
+            try:
+                payload = self.http.get_json(target, params if first else None)
+            except VendorError as exc:
+                meaning = STATUS_MEANINGS.get(exc.status or 0)
+                if meaning is None:  # timeouts, breaker refusals, payload errors: already clear
+                    raise
+                raise VendorError(f"{exc} [{VENDOR} {exc.status} {meaning}]", vendor=VENDOR,
+                                  endpoint=exc.endpoint, status=exc.status) from exc
+            if payload is None:  # 472 NO_DATA
+                return
+            fmt, response, target = parse_envelope(payload, endpoint)
+            first = False
+            yield fmt, response, endpoint
+
+    def _bulk(self, path: str, params: dict) -> dict[Key, list[tuple[datetime, dict]]]:
+        out: dict[Key, list[tuple[datetime, dict]]] = {}
+        for fmt, response, endpoint in self._pages(path, params):
+            for key, row in iter_bulk_rows(fmt, response, endpoint):
+                out.setdefault(key, []).append((_row_time(row, endpoint) if "ms_of_day" in row else None, row))
+        return out
+
+    # -- options ---------------------------------------------------------------------------
+    def fetch_options(self, day: date, symbols: Sequence[str], snapshot_times: Sequence[datetime]) -> pa.Table:
+        """Option chains at each instant: live bulk snapshots for now, 15-min history for the past."""
+        now = self._clock()
+        for t in snapshot_times:
+            if cal.market_date(t) != day:
+                raise ValueError(f"snapshot time {t.isoformat()} is not on {day.isoformat()}")
+        live = [t for t in snapshot_times if abs(now - t) <= self.live_tolerance]
+        past = [t for t in snapshot_times if now - t > self.live_tolerance]
+        if len(live) + len(past) != len(snapshot_times):
+            raise ValueError(f"snapshot times in the future (now {now.isoformat()}): cannot fetch them yet")
+        rows: list[dict] = []
+        for symbol in symbols:
+            for t in live:
+                rows += self._live_rows(symbol, t)
+            if past:
+                rows += self._history_rows(day, symbol, past)
+        if symbols and snapshot_times and not rows:
+            raise EmptySession(f"thetadata returned no option data for {', '.join(symbols)} on {day}")
+        return pa.Table.from_pylist(rows, schema=OPTIONS_SCHEMA)
+
+    def _live_rows(self, symbol: str, snapshot_time: datetime) -> list[dict]:
+        params = {"root": symbol, "exp": 0}
+        last = lambda path: {k: v[-1][1] for k, v in self._bulk(path, params).items()}  # noqa: E731
+        return normalise_option_rows(
+            symbol,
+            snapshot_time,
+            last("/v2/bulk_snapshot/option/quote"),
+            last("/v2/bulk_snapshot/option/greeks"),
+            last("/v2/bulk_snapshot/option/greeks_second_order"),
+            last("/v2/bulk_snapshot/option/open_interest"),
+        )
+
+    def _expirations(self, symbol: str, day: date) -> list[int]:
+        exps: list[int] = []
+        for fmt, response, endpoint in self._pages("/v2/list/expirations", {"root": symbol}):
+            for v in response:
+                # list endpoints answer a flat list of ints; tolerate [[int]] rows as well
+                v = v[0] if isinstance(v, list) and len(v) == 1 else v
+                exp = parse_yyyymmdd(v, endpoint)
+                if exp >= day and (self.max_dte is None or exp <= day + timedelta(days=self.max_dte)):
+                    exps.append(int(v))
+        return sorted(set(exps))
+
+    def _history_rows(self, day: date, symbol: str, instants: Sequence[datetime]) -> list[dict]:
+        d = int(f"{day:%Y%m%d}")
+        quotes: dict[Key, list] = {}
+        greeks: dict[Key, list] = {}
+        oi: dict[Key, dict] = {}
+        for exp in self._expirations(symbol, day):
+            # exp=0 is only allowed at ivl=60000, so one expiration at a time (VENDORS.md 2.5)
+            params = {"root": symbol, "exp": exp, "start_date": d, "end_date": d, "ivl": IVL_15M}
+            quotes.update(self._bulk("/v2/bulk_hist/option/quote", params))
+            # all_greeks (Pro tier) carries gamma next to the first-order greeks; its exact
+            # column list is UNVERIFIED, so every greek is read by name and may be absent
+            greeks.update(self._bulk("/v2/bulk_hist/option/all_greeks", params))
+            oi.update(self._history_open_interest(symbol, exp, d))
+        rows = []
+        for t in instants:
+            at = lambda table: {k: r for k, v in table.items() if (r := pick_at(v, t, IVL_15M)) is not None}  # noqa: E731
+            rows += normalise_option_rows(symbol, t, at(quotes), at(greeks), {}, oi)
+        return rows
+
+    def _history_open_interest(self, symbol: str, exp: int, d: int) -> dict[Key, dict]:
+        # UNVERIFIED: bulk_hist/option/open_interest's parameters are assumed to mirror the
+        # other bulk_hist endpoints; OI is optional in the schema, so a refusal only warns.
+        params = {"root": symbol, "exp": exp, "start_date": d, "end_date": d}
+        try:
+            table = self._bulk("/v2/bulk_hist/option/open_interest", params)
+        except VendorError as exc:
+            if exc.status not in (404, 473):
+                raise
+            log.warning("thetadata: open interest history unavailable (%s); leaving it null", exc)
+            return {}
+        return {k: v[-1][1] for k, v in table.items() if v}
+
+    # -- stocks_1m -------------------------------------------------------------------------
+    def fetch_stocks_1m(self, day: date, symbols: Sequence[str]) -> pa.Table:
+        """Regular-session one-minute bars of ``day``: one row per symbol per minute."""
+        d = int(f"{day:%Y%m%d}")
+        rows: list[dict] = []
+        for symbol in symbols:
+            params = {"root": symbol, "start_date": d, "end_date": d, "ivl": 60_000}
+            for fmt, response, endpoint in self._pages("/v2/hist/stock/ohlc", params):
+                rows += normalise_stock_bars(symbol, list(iter_rows(fmt, response, endpoint)), day, endpoint)
+        if symbols and not rows:
+            raise EmptySession(f"thetadata returned no one-minute bars for {', '.join(symbols)} on {day}")
+        return pa.Table.from_pylist(rows, schema=STOCKS_1M_SCHEMA)
+
+    def close(self) -> None:
+        self.http.close()
