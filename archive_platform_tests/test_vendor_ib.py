@@ -76,7 +76,7 @@ def make_source(gw: FakeIBGateway, **kw) -> tuple[IBSource, list[float]]:
 # -- options -----------------------------------------------------------------------------------
 
 
-def test_option_snapshot_is_canonical_and_drops_unqualified_contracts():
+def test_option_snapshot_is_canonical_and_drops_unqualified_contracts(caplog):
     gw = make_gateway()
     src, _ = make_source(gw)
     table = src.fetch_options(DAY, ["SPY"], [SNAP])
@@ -96,6 +96,7 @@ def test_option_snapshot_is_canonical_and_drops_unqualified_contracts():
     # the option market data asked for the generic ticks carrying OI and volume
     assert ("market_data", (19, "100,101,104,105,106")) in gw.calls
     assert gw.market_data_type == 1
+    assert "1 of 20 SPY option contracts have no security definition; skipped (200)" in caplog.text
 
 
 def test_model_greeks_and_quotes_are_mapped():

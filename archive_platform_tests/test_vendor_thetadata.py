@@ -178,6 +178,16 @@ def test_no_data_is_an_empty_session(server):
         src.fetch_options(DAY, ["SPY"], [SNAP])
 
 
+def test_expired_next_page_names_the_status(server):
+    first = {"header": {"next_page": f"{server.url}/v2/page/999", "format": QUOTE_FMT},
+             "response": [{"ticks": [row(QUOTE_FMT, ms_of_day=et_ms(10), bid=1.0, ask=1.1, date=D)], "contract": C600}]}
+    server.route(r"/v2/bulk_snapshot/option/quote", lambda req: first)
+    FakeThetaTerminal(server)  # its page route answers 477 for a page it never issued
+    with pytest.raises(VendorError, match="477 NO_PAGE_FOUND") as info:
+        make_source(server).fetch_options(DAY, ["SPY"], [SNAP])
+    assert "next_page" in str(info.value) or "/v2/page/999" in str(info.value)
+
+
 # -- malformed payloads ------------------------------------------------------------------------
 
 

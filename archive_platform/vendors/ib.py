@@ -309,7 +309,7 @@ class IBSource(MarketSource):
         self.breaker = breaker or breaker_for(VENDOR)
         self._clock, self._sleep = clock, sleep
         self._errors: list[IBErrorEvent] = []
-        self._ready = False
+        self._ready = self._listening = False
 
     # -- plumbing --------------------------------------------------------------------------
     def _on_error(self, req_id: int, code: int, message: str, contract: Any = None) -> None:
@@ -321,7 +321,9 @@ class IBSource(MarketSource):
 
     def _gw(self) -> IBGateway:
         if not self._ready:
-            self._gateway.add_error_handler(self._on_error)
+            if not self._listening:  # once, even when a first connect attempt failed
+                self._gateway.add_error_handler(self._on_error)
+                self._listening = True
             self._call("connect", self._gateway.connect)
             self._gateway.set_market_data_type(self.market_data_type)
             self._ready = True

@@ -200,11 +200,11 @@ def normalise_option_rows(
     return out
 
 
-def pick_at(rows: list[tuple[datetime, dict]], instant: datetime, ivl_ms: int) -> dict | None:
+def pick_at(rows: list[tuple[datetime | None, dict]], instant: datetime, ivl_ms: int) -> dict | None:
     """The interval row stamped at ``instant``, else the latest one before it within ``ivl_ms``."""
     best = None
     for ts, row in rows:
-        if ts <= instant and instant - ts < timedelta(milliseconds=ivl_ms):
+        if ts is not None and ts <= instant and instant - ts < timedelta(milliseconds=ivl_ms):
             if best is None or ts > best[0]:
                 best = (ts, row)
     return None if best is None else best[1]
