@@ -20,7 +20,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any, Protocol
 
 #: generic ticks for option snapshots: 100 option volume, 101 open interest, 104 historical
@@ -184,8 +184,10 @@ class AsyncIBGateway:
     def fills(self, day: date) -> list[Any]:
         import ib_async
 
-        # The filter narrows server-side; the source still filters by ET market date.
-        flt = ib_async.ExecutionFilter(time=f"{day:%Y%m%d} 00:00:00")
+        # The filter only narrows server-side; its time is read in TWS's own timezone, so start
+        # a day early (TWS anywhere from Hawaii to Asia) and let the source keep the ET day.
+        since = day - timedelta(days=1)
+        flt = ib_async.ExecutionFilter(time=f"{since:%Y%m%d} 00:00:00")
         return list(self._client().reqExecutions(flt))
 
 
