@@ -225,7 +225,8 @@ def normalise_fill(fill: Any) -> dict | None:
     expiry = strike = right = None
     contract = c.symbol
     if c.secType == "OPT":
-        expiry, strike, right = parse_ib_expiry(c.lastTradeDateOrContractMonth), float(c.strike), normalise_right(c.right)
+        expiry = parse_ib_expiry(c.lastTradeDateOrContractMonth)
+        strike, right = float(c.strike), normalise_right(c.right)
         contract = occ_symbol(c.symbol, expiry, right, strike)
     # The commission report arrives separately; until it has, its execId is empty.
     commission = clean_float(report.commission) if report and report.execId else None
@@ -391,7 +392,9 @@ class IBSource(MarketSource):
             if t - now > self.live_tolerance:
                 raise ValueError(f"snapshot time {t.isoformat()} is in the future (now {now.isoformat()})")
 
-    def fetch_options(self, day: date, symbols: Sequence[str], snapshot_times: Sequence[datetime]) -> pa.Table:
+    def fetch_options(
+        self, day: date, symbols: Sequence[str], snapshot_times: Sequence[datetime]
+    ) -> pa.Table:
         """Live option chains around the money: one row per contract per snapshot instant."""
         self._check_live(day, snapshot_times)
         rows: list[dict] = []
@@ -405,12 +408,18 @@ class IBSource(MarketSource):
 
         gw = self._gw()
         und = self._underlying(symbol)
-        tickers, errors = self._call(f"reqMktData {symbol}", gw.market_data, [und], "", self.market_data_timeout)
+        tickers, errors = self._call(
+            f"reqMktData {symbol}", gw.market_data, [und], "", self.market_data_timeout
+        )
         self._check_subscription(errors, symbol)
         price = ticker_price(tickers[0]) if tickers else None
         if price is None:
-            raise self._fail(f"no price for underlying {symbol} (bid/ask/last/close all missing)", "reqMktData")
-        chains, _ = self._call(f"reqSecDefOptParams {symbol}", gw.sec_def_opt_params, symbol, und.secType, und.conId)
+            raise self._fail(
+                f"no price for underlying {symbol} (bid/ask/last/close all missing)", "reqMktData"
+            )
+        chains, _ = self._call(
+            f"reqSecDefOptParams {symbol}", gw.sec_def_opt_params, symbol, und.secType, und.conId
+        )
         chain = pick_chain(chains, symbol, self.trading_classes.get(symbol))
         expirations = select_expirations(chain.expirations, day, self.max_expirations)
         strikes = select_strikes(chain.strikes, price, self.strike_band, self.max_strikes)
