@@ -303,3 +303,27 @@ def test_invalid_env_start_names_the_variable(monkeypatch) -> None:
     monkeypatch.setenv("ARCHIVE_START_DATE", "2024-01-01")  # New Year's Day
     with pytest.raises(ValueError, match="variable ARCHIVE_START_DATE 2024-01-01 is not an NYSE"):
         P.trading_day_partitions()
+
+
+def test_build_schedule_from_partitioned_job_requests_unopened_sessions() -> None:
+    # Pinned Dagster behaviour, the reason schedules must use requestable_keys: the stock
+    # partitioned-job schedule ticks at 00:00 ET and, with end_offset=1, asks for the session that
+    # has not opened yet; on excluded days it skips.
+    pdef = P.trading_day_partitions("2025-11-03")
+
+    @dg.asset(partitions_def=pdef)
+    def probe() -> None: ...
+
+    job = dg.define_asset_job("probe_job", selection=[probe])
+    schedule = dg.build_schedule_from_partitioned_job(job)
+    dg.Definitions(assets=[probe], jobs=[job], schedules=[schedule])
+    assert (schedule.cron_schedule, schedule.execution_timezone) == ("0 0 * * *", "America/New_York")
+
+    def requested(now: datetime) -> list[str]:
+        result = schedule.evaluate_tick(dg.build_schedule_context(scheduled_execution_time=now))
+        return [r.partition_key for r in result.run_requests or []]
+
+    friday_midnight = et("2025-11-21", 0)
+    assert requested(friday_midnight) == ["2025-11-21"]
+    assert P.requestable_keys(pdef, friday_midnight, 1) == ["2025-11-20"]
+    assert requested(et("2025-11-22", 0)) == []
