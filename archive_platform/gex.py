@@ -80,11 +80,18 @@ def gamma_flip(gex_rows: pa.Table) -> float | None:
     """
     if gex_rows.num_rows == 0:
         return None
-    df = pl.from_arrow(gex_rows.select(["snapshot_time", "symbol", "strike", "net_gex", "underlying_price"]))
+    cols = ["snapshot_time", "symbol", "strike", "net_gex", "underlying_price"]
+    df = pl.from_arrow(gex_rows.select(cols))
     groups = df.select(pl.struct("snapshot_time", "symbol").n_unique()).item()
     if groups != 1:
-        raise ValueError(f"gamma_flip: expected rows of one symbol at one snapshot, got {groups} groups")
-    df = df.group_by("strike").agg(pl.col("net_gex").sum(), pl.col("underlying_price").first()).sort("strike")
+        raise ValueError(
+            f"gamma_flip: expected rows of one symbol at one snapshot, got {groups} groups"
+        )
+    df = (
+        df.group_by("strike")
+        .agg(pl.col("net_gex").sum(), pl.col("underlying_price").first())
+        .sort("strike")
+    )
     strikes = df["strike"].to_list()
     cum = df["net_gex"].cum_sum().to_list()
     spot = df["underlying_price"][0]

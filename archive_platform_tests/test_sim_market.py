@@ -58,11 +58,13 @@ def test_is_a_market_source_supporting_and_backfilling_everything():
 
 @pytest.mark.parametrize("day", [DAY, SUMMER])
 def test_every_type_matches_the_canonical_schema(day):
-    tables = fetch_all(SimulatedMarket(), day, ["SPY", "AAPL", "NVDA"])
+    tables = fetch_all(SimulatedMarket(), day, ["SPY", "NVDA", "AAPL"])
     expected_offset = -300 if day == DAY else -240
     for name, table in tables.items():
-        assert table.schema.equals(spec_for(name).schema, check_metadata=False), name
+        assert table.schema.equals(spec_for(name).schema, check_metadata=True), name
         assert table.num_rows > 0, name
+        keys = [(k, "ascending") for k in spec_for(name).sort_key]
+        assert table.equals(table.sort_by(keys)), f"{name} not in sort-key order"
         assert set(table.column("source").to_pylist()) == {"sim"}, name
         assert set(table.column("et_offset").to_pylist()) == {expected_offset}, name
 

@@ -107,6 +107,7 @@ class DayChain:
     day_volume: np.ndarray  # float, contracts traded over the whole day
     spread_noise: np.ndarray
     last_u: np.ndarray  # where in [bid, ask] the last print sits
+    sort_order: np.ndarray  # contract indices in (expiry, strike, right C<P) order
 
 
 def build_day_chain(
@@ -149,6 +150,7 @@ def build_day_chain(
         day_volume=day_volume,
         spread_noise=rng.uniform(0.7, 1.3, n),
         last_u=rng.random(n),
+        sort_order=np.lexsort((~is_call, strike, expiry)),
     )
 
 
@@ -189,7 +191,9 @@ def quote(
     g = price_and_greeks(s, k, t, iv, config.rate, is_call)
     mid = g["price"]
     tick = tick_size(mid)
-    width = np.maximum(tick, chain.spread_noise[contract] * (0.01 + 0.015 * mid) * (1 + 0.5 * np.abs(z)))
+    # spreads widen with the price and away from the money (in SDs of moneyness)
+    raw = chain.spread_noise[contract] * (0.01 + 0.015 * mid) * (1 + 0.5 * np.abs(z))
+    width = np.maximum(tick, raw)
     bid = np.maximum(0.0, np.floor((mid - width / 2) / tick) * tick)
     ask = np.maximum(np.ceil((mid + width / 2) / tick) * tick, bid + tick)
     share = sample(path, path.volume_share, t_us)

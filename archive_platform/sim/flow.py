@@ -72,7 +72,8 @@ def simulate_alerts(seed: int, b: DayBundle) -> dict[str, np.ndarray]:
         "alert_id": np.array([alert_id(seed, spec.symbol, key, i) for i in range(n)], dtype=object),
         "symbol": np.full(n, spec.symbol, dtype=object),
         "option_chain": np.array(
-            [occ_symbol(spec.symbol, chain.expiry[j], chain.is_call[j], chain.strike[j]) for j in c],
+            [occ_symbol(spec.symbol, chain.expiry[j], chain.is_call[j], chain.strike[j])
+             for j in c],
             dtype=object,
         ),
         "strike": chain.strike[c],

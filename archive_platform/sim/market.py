@@ -20,7 +20,12 @@ from archive_platform.sim.day import (
     to_us,
 )
 from archive_platform.sim.flow import simulate_alerts
-from archive_platform.sim.tables import concat_columns, to_table
+from archive_platform.sim.tables import (
+    choose_strings,
+    concat_columns,
+    repeated_strings,
+    to_table,
+)
 from archive_platform.sim.trades import iv_rank_at, simulate_trades
 from archive_platform.sim.underlying import minute_bars
 from archive_platform.sim.universe import (
@@ -69,47 +74,60 @@ class SimulatedMarket(MarketSource):
 
     def _bundles(self, day: date, symbols: Sequence[str]):
         cal.require_trading_day(day)
-        return [day_bundle(self.seed, s, self.config, day) for s in resolve_symbols(symbols, self.universe)]
+        specs = resolve_symbols(symbols, self.universe)
+        return [day_bundle(self.seed, s, self.config, day) for s in specs]
 
     def fetch_stocks_1m(self, day: date, symbols: Sequence[str]) -> pa.Table:
         """Regular-session one-minute bars: one row per symbol per minute (bar start time)."""
-        parts = []
-        for b in self._bundles(day, symbols):
-            cols = minute_bars(b.path, b.spec, self.seed, day, self.config.substeps_per_minute)
+        bundles = sorted(self._bundles(day, symbols), key=lambda b: b.spec.symbol)
+        parts = [
+            minute_bars(b.path, b.spec, self.seed, day, self.config.substeps_per_minute)
+            for b in bundles
+        ]
+        cols = concat_columns(parts)
+        if cols:
             n = len(cols["timestamp"])
-            cols["symbol"] = np.full(n, b.spec.symbol, dtype=object)
+            cols["symbol"] = repeated_strings(
+                [b.spec.symbol for b in bundles], [len(p["timestamp"]) for p in parts]
+            )
             cols["et_offset"] = np.full(n, et_offsets(cols["timestamp"][:1])[0], dtype=np.int16)
-            parts.append(cols)
-        return to_table(ArchiveType.STOCKS_1M, concat_columns(parts), self.name)
+        # bundles in symbol order, bars in time order: already in sort-key order
+        return to_table(ArchiveType.STOCKS_1M, cols, self.name, presorted=True)
 
     def fetch_options(
         self, day: date, symbols: Sequence[str], snapshot_times: Sequence[datetime]
     ) -> pa.Table:
         """Option chains: one row per contract per snapshot instant (inside the session)."""
-        bundles = self._bundles(day, symbols)
-        t = session_instants(day, snapshot_times, "options")
+        bundles = sorted(self._bundles(day, symbols), key=lambda b: b.spec.symbol)
+        t = session_instants(day, snapshot_times, "options")  # sorted, unique
         parts = []
         for b in bundles:
             nc = len(b.chain.strike)
             tt = np.repeat(t, nc)
-            cc = np.tile(np.arange(nc), len(t))
+            cc = np.tile(b.chain.sort_order, len(t))
             q = quote(b.spec, self.config, b.path, b.chain, tt, cc)
             parts.append({
                 "timestamp": tt,
                 "snapshot_time": tt,
-                "symbol": np.full(len(tt), b.spec.symbol, dtype=object),
                 "expiry": b.chain.expiry[cc],
                 "strike": b.chain.strike[cc],
-                "right": np.where(b.chain.is_call[cc], "C", "P").astype(object),
+                "is_call": b.chain.is_call[cc],
                 "bid": q["bid"], "ask": q["ask"], "last": q["last"],
                 "volume": q["volume"],
                 "open_interest": b.chain.open_interest[cc],
                 "iv": q["iv"], "delta": q["delta"], "gamma": q["gamma"],
                 "theta": q["theta"], "vega": q["vega"],
                 "underlying_price": q["underlying_price"],
-                "et_offset": et_offsets(tt),
             })
-        return to_table(ArchiveType.OPTIONS, concat_columns(parts), self.name)
+        cols = concat_columns(parts)
+        if cols:
+            cols["symbol"] = repeated_strings(
+                [b.spec.symbol for b in bundles], [len(p["timestamp"]) for p in parts]
+            )
+            cols["right"] = choose_strings(cols.pop("is_call"), "C", "P")
+            cols["et_offset"] = et_offsets(cols["timestamp"])
+        # symbols sorted, instants sorted, contracts in (expiry, strike, right) order
+        return to_table(ArchiveType.OPTIONS, cols, self.name, presorted=True)
 
     def fetch_gex(
         self, day: date, symbols: Sequence[str], snapshot_times: Sequence[datetime]

@@ -86,7 +86,7 @@ def day_index(day: date) -> int:
 
 @dataclass(frozen=True)
 class IntradayPath:
-    """Points of one session at a fixed step: price, ATM IV level and the cumulative volume share."""
+    """One session at a fixed step: price, ATM IV level, cumulative share of the day's volume."""
 
     open_us: int  # session open, microseconds since the Unix epoch (UTC)
     step_us: int
