@@ -1,0 +1,306 @@
+"""The HTTP policy every vendor client owns: timeouts, retries, breaker, rate limit, redaction.
+
+One ``VendorHttpClient`` per source instance. Per request:
+
+1. the vendor's circuit breaker admits the call (or raises ``CircuitOpenError`` at once);
+2. each attempt takes a rate-limiter token, is sent with a timeout, and is logged at debug with
+   the redacted URL (headers are never logged);
+3. 429, 5xx, timeouts, connection errors and the client's extra ``retry_statuses`` are retried
+   with exponential backoff and jitter (tenacity), honouring ``Retry-After`` (capped);
+4. 400/401/403/404/422 and every other non-2xx fail at once with a ``VendorError`` naming the
+   vendor, the redacted endpoint, the status and what to check;
+5. ``empty_statuses`` (ThetaData 472 NO_DATA) are answers meaning "no data", not errors.
+
+A call that still fails after its retries counts as one failure for the breaker; client errors
+(4xx) do not, since they say nothing about the vendor's health.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import logging
+import time
+from collections.abc import Callable, Collection, Mapping, Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+import httpx
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from archive_platform.vendors.errors import CircuitOpenError, PayloadError, VendorError
+from archive_platform.vendors.redact import redact, redact_url, truncate
+from archive_platform.vendors.resilience import (
+    CircuitBreaker,
+    RateLimiter,
+    breaker_for,
+    limiter_for,
+    reset_registries,
+)
+
+__all__ = [
+    "CircuitBreaker",
+    "CircuitOpenError",
+    "PayloadError",
+    "RateLimiter",
+    "VendorError",
+    "VendorHttpClient",
+    "breaker_for",
+    "limiter_for",
+    "parse_retry_after",
+    "redact",
+    "redact_url",
+    "reset_registries",
+    "truncate",
+]
+
+log = logging.getLogger(__name__)
+
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+_SECRET_HEADERS = {"authorization", "x-api-key", "apikey", "api-key", "token"}
+
+
+class _Transient(Exception):
+    """An attempt failed in a way worth retrying; carries the (redacted) detail."""
+
+    def __init__(self, detail: str, status: int | None, retry_after: float | None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.status = status
+        self.retry_after = retry_after
+
+
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP date); None if absent/bad."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    now = now or datetime.now(timezone.utc)
+    return max(0.0, (when - now).total_seconds())
+
+
+def _hint(status: int, key_env_var: str | None) -> str:
+    key = key_env_var or "the API key"
+    if status in (401, 403):
+        return f"check {key} is set, valid and entitled to this endpoint"
+    if status == 404:
+        return "check the symbol/path"
+    if status in (400, 422):
+        return "check the request parameters (symbol, date format, limits)"
+    if status == 429:
+        return "rate limited: lower the request rate or check the plan's limits"
+    if status >= 500:
+        return "vendor-side error: retry later or check the vendor's status page"
+    return "check the request and the vendor's documentation for this status"
+
+
+class VendorHttpClient:
+    """Synchronous HTTP client of one vendor with the project's retry/breaker/redaction policy.
+
+    ``secret_params`` are query params that carry keys (e.g. ``{"apiKey": key}``): sent on every
+    request, including absolute pagination URLs, and always redacted. ``secrets`` are further
+    strings to redact (a bearer token is picked up from ``headers`` automatically).
+    ``key_env_var`` names the environment variable of the key in 401/403 hints.
+    """
+
+    def __init__(
+        self,
+        vendor: str,
+        base_url: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        secret_params: Mapping[str, str] | None = None,
+        secrets: Sequence[str] = (),
+        key_env_var: str | None = None,
+        timeout: float = 15.0,
+        max_attempts: int = 5,
+        backoff_initial: float = 0.5,
+        backoff_max: float = 30.0,
+        retry_after_max: float = 120.0,
+        retry_statuses: Collection[int] = (),
+        empty_statuses: Collection[int] = (),
+        breaker: CircuitBreaker | None = None,
+        limiter: RateLimiter | None = None,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if max_attempts < 1:
+            raise ValueError(f"max_attempts must be >= 1, got {max_attempts}")
+        self.vendor = vendor
+        self.base_url = httpx.URL(base_url)
+        self.key_env_var = key_env_var
+        self.timeout = timeout
+        self.max_attempts = max_attempts
+        self.retry_statuses = RETRY_STATUSES | frozenset(retry_statuses)
+        self.empty_statuses = frozenset(empty_statuses)
+        self.breaker = breaker if breaker is not None else breaker_for(vendor)
+        self.limiter = limiter
+        self._secret_params = dict(secret_params or {})
+        found = [v for k, v in (headers or {}).items() if k.lower() in _SECRET_HEADERS]
+        found += [v.split(" ", 1)[1] for v in found if " " in v]
+        self._secrets = tuple(s for s in [*secrets, *self._secret_params.values(), *found] if s)
+        self._sleep = sleep
+        self._backoff = wait_exponential_jitter(
+            multiplier=backoff_initial, max=backoff_max, jitter=backoff_initial
+        )
+        self._retry_after_max = retry_after_max
+        self._client = httpx.Client(
+            headers=dict(headers or {}),
+            timeout=httpx.Timeout(timeout),
+            transport=transport,
+            follow_redirects=False,
+        )
+
+    # -- public ---------------------------------------------------------------------------
+    def redact(self, text: str) -> str:
+        """``text`` with this client's secrets removed (use on anything built from responses)."""
+        return redact(text, self._secrets)
+
+    def redact_url(self, url: str | httpx.URL) -> str:
+        return redact_url(url, self._secret_params.keys(), self._secrets)
+
+    def url_for(self, path_or_url: str, params: Mapping[str, Any] | None = None) -> httpx.URL:
+        """The full request URL, secret params included (never log or store it unredacted).
+
+        An absolute URL (a pagination link) keeps its path and query but is re-rooted on the
+        configured base URL's scheme and host: keys only ever go to the host we were given, and
+        ThetaData's "use one host string per session" rule holds.
+        """
+        if path_or_url.startswith(("http://", "https://")):
+            given = httpx.URL(path_or_url)
+            url = self.base_url.copy_with(path=given.path, query=given.query or None)
+        else:
+            base_path = self.base_url.path.rstrip("/")
+            url = self.base_url.copy_with(
+                path=base_path + "/" + path_or_url.lstrip("/"), query=None
+            )
+        merged = {k: v for k, v in (params or {}).items() if v is not None}
+        merged.update(self._secret_params)
+        return url.copy_merge_params(merged) if merged else url
+
+    def get(self, path_or_url: str, params: Mapping[str, Any] | None = None) -> httpx.Response:
+        """GET with the full policy; returns a 2xx response or one of ``empty_statuses``."""
+        url = self.url_for(path_or_url, params)
+        endpoint = self.redact_url(url)
+        trial = self.breaker.before_call(self.vendor, endpoint)
+        retrying = Retrying(
+            stop=stop_after_attempt(1 if trial else self.max_attempts),
+            wait=self._wait,
+            retry=retry_if_exception_type(_Transient),
+            sleep=self._sleep,
+            before_sleep=lambda rs: self._log_retry(rs, endpoint),
+            reraise=True,
+        )
+        try:
+            response = retrying(self._attempt, url, endpoint)
+        except _Transient as exc:
+            self.breaker.record_failure()
+            attempts = 1 if trial else self.max_attempts
+            raise VendorError(
+                f"{self.vendor}: GET {endpoint} failed after {attempts} attempt(s): {exc.detail}",
+                vendor=self.vendor,
+                endpoint=endpoint,
+                status=exc.status,
+            ) from None
+        except VendorError:
+            # A client error: the vendor is healthy, so the breaker neither opens nor stays open.
+            self.breaker.record_success()
+            raise
+        self.breaker.record_success()
+        return response
+
+    def is_empty(self, response: httpx.Response) -> bool:
+        """True when the vendor answered with one of its "no data" statuses."""
+        return response.status_code in self.empty_statuses
+
+    def get_json(self, path_or_url: str, params: Mapping[str, Any] | None = None) -> Any:
+        """``get`` and decode JSON; None for an ``empty_statuses`` answer."""
+        response = self.get(path_or_url, params)
+        if self.is_empty(response):
+            return None
+        try:
+            return response.json()
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            endpoint = self.redact_url(response.request.url)
+            raise PayloadError(
+                f"{self.vendor}: GET {endpoint} returned invalid JSON ({exc}): "
+                f"{self.redact(truncate(response.text))}",
+                vendor=self.vendor,
+                endpoint=endpoint,
+                status=response.status_code,
+            ) from None
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> VendorHttpClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- internals ------------------------------------------------------------------------
+    def _attempt(self, url: httpx.URL, endpoint: str) -> httpx.Response:
+        if self.limiter is not None:
+            self.limiter.acquire()
+        log.debug("%s GET %s", self.vendor, endpoint)
+        try:
+            response = self._client.get(url)
+        except httpx.TimeoutException:
+            raise _Transient(f"no response within {self.timeout:g}s (timeout)", None, None) from None
+        except httpx.TransportError as exc:
+            raise _Transient(
+                f"connection error ({type(exc).__name__}: {self.redact(truncate(str(exc)))})",
+                None,
+                None,
+            ) from None
+        status = response.status_code
+        if 200 <= status < 300 or status in self.empty_statuses:
+            return response
+        body = self.redact(truncate(response.text))
+        detail = f"HTTP {status}: {body}" if body else f"HTTP {status}"
+        if status in self.retry_statuses:
+            retry_after = parse_retry_after(response.headers.get("retry-after"))
+            raise _Transient(f"{detail} ({_hint(status, self.key_env_var)})", status, retry_after)
+        raise VendorError(
+            f"{self.vendor}: GET {endpoint} failed with {detail}; "
+            f"{_hint(status, self.key_env_var)} (not retried)",
+            vendor=self.vendor,
+            endpoint=endpoint,
+            status=status,
+        )
+
+    def _wait(self, retry_state: RetryCallState) -> float:
+        exc = retry_state.outcome.exception() if retry_state.outcome else None
+        if isinstance(exc, _Transient) and exc.retry_after is not None:
+            return min(exc.retry_after, self._retry_after_max)
+        return self._backoff(retry_state)
+
+    def _log_retry(self, retry_state: RetryCallState, endpoint: str) -> None:
+        exc = retry_state.outcome.exception() if retry_state.outcome else None
+        wait = retry_state.next_action.sleep if retry_state.next_action else 0.0
+        log.warning(
+            "%s GET %s attempt %d/%d failed: %s; retrying in %.2fs",
+            self.vendor,
+            endpoint,
+            retry_state.attempt_number,
+            self.max_attempts,
+            getattr(exc, "detail", exc),
+            wait,
+        )
