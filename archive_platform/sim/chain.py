@@ -44,9 +44,15 @@ def expiries_for(day: date, weeklies: int, monthlies: int) -> list[date]:
 
     Same-day (0DTE) expiries are left out: every listed contract has at least one night to go.
     """
+    last_friday = cal.CALENDAR_END - timedelta(days=7)
     out: list[date] = []
     friday = day + timedelta(days=(4 - day.weekday()) % 7)
     while len(out) < weeklies:
+        if friday > last_friday:
+            raise ValueError(
+                f"cannot list {weeklies} weekly expiries after {day.isoformat()}: the NYSE "
+                f"calendar ends {cal.CALENDAR_END.isoformat()}"
+            )
         exp = listed_expiry(friday)
         if exp > day:
             out.append(exp)
@@ -54,6 +60,11 @@ def expiries_for(day: date, weeklies: int, monthlies: int) -> list[date]:
     y, m = day.year, day.month
     monthly: list[date] = []
     while len(monthly) < monthlies:
+        if third_friday(y, m) > last_friday:
+            raise ValueError(
+                f"cannot list {monthlies} monthly expiries after {day.isoformat()}: the NYSE "
+                f"calendar ends {cal.CALENDAR_END.isoformat()}"
+            )
         exp = listed_expiry(third_friday(y, m))
         if exp > day and exp not in out and (not out or exp > out[-1]):
             monthly.append(exp)

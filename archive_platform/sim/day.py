@@ -31,9 +31,15 @@ class DayBundle:
 
 
 @lru_cache(maxsize=256)
+def day_path(seed: int, spec: SymbolSpec, config: SimConfig, day: date) -> IntradayPath:
+    """The intraday path of ``spec.symbol`` on ``day`` (bars need nothing else)."""
+    return intraday_path(seed, spec, config, day)
+
+
+@lru_cache(maxsize=256)
 def day_bundle(seed: int, spec: SymbolSpec, config: SimConfig, day: date) -> DayBundle:
     """The path and the listed chain of ``spec.symbol`` on ``day`` (NotATradingDay otherwise)."""
-    path = intraday_path(seed, spec, config, day)
+    path = day_path(seed, spec, config, day)
     chain = build_day_chain(seed, spec, config, day, path)
     close_us = int(cal.session(day).close_utc.timestamp()) * 1_000_000
     return DayBundle(spec, config, day, path, chain, close_us)

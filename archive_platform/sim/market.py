@@ -15,6 +15,7 @@ from archive_platform.sim.chain import quote
 from archive_platform.sim.day import (
     day_bundle,
     day_instants,
+    day_path,
     et_offsets,
     session_instants,
     to_us,
@@ -79,16 +80,18 @@ class SimulatedMarket(MarketSource):
 
     def fetch_stocks_1m(self, day: date, symbols: Sequence[str]) -> pa.Table:
         """Regular-session one-minute bars: one row per symbol per minute (bar start time)."""
-        bundles = sorted(self._bundles(day, symbols), key=lambda b: b.spec.symbol)
+        cal.require_trading_day(day)
+        specs = sorted(resolve_symbols(symbols, self.universe), key=lambda s: s.symbol)
+        sub = self.config.substeps_per_minute
         parts = [
-            minute_bars(b.path, b.spec, self.seed, day, self.config.substeps_per_minute)
-            for b in bundles
+            minute_bars(day_path(self.seed, s, self.config, day), s, self.seed, day, sub)
+            for s in specs
         ]
         cols = concat_columns(parts)
         if cols:
             n = len(cols["timestamp"])
             cols["symbol"] = repeated_strings(
-                [b.spec.symbol for b in bundles], [len(p["timestamp"]) for p in parts]
+                [s.symbol for s in specs], [len(p["timestamp"]) for p in parts]
             )
             cols["et_offset"] = np.full(n, et_offsets(cols["timestamp"][:1])[0], dtype=np.int16)
         # bundles in symbol order, bars in time order: already in sort-key order
