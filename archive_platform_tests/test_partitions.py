@@ -307,16 +307,18 @@ def test_invalid_env_start_names_the_variable(monkeypatch) -> None:
 
 def test_build_schedule_from_partitioned_job_requests_unopened_sessions() -> None:
     # Pinned Dagster behaviour, the reason schedules must use requestable_keys: the stock
-    # partitioned-job schedule ticks at 00:00 ET and, with end_offset=1, asks for the session that
-    # has not opened yet; on excluded days it skips.
+    # partitioned-job schedule ticks daily at 00:00 ET and asks for the last key, which with
+    # end_offset=1 is a session that has not opened yet, on weekends and holidays too.
     pdef = P.trading_day_partitions("2025-11-03")
 
     @dg.asset(partitions_def=pdef)
     def probe() -> None: ...
 
     job = dg.define_asset_job("probe_job", selection=[probe])
-    schedule = dg.build_schedule_from_partitioned_job(job)
-    dg.Definitions(assets=[probe], jobs=[job], schedules=[schedule])
+    defs = dg.Definitions(
+        assets=[probe], jobs=[job], schedules=[dg.build_schedule_from_partitioned_job(job)]
+    )
+    schedule = defs.resolve_schedule_def("probe_job_schedule")
     assert (schedule.cron_schedule, schedule.execution_timezone) == ("0 0 * * *", "America/New_York")
 
     def requested(now: datetime) -> list[str]:
@@ -326,4 +328,6 @@ def test_build_schedule_from_partitioned_job_requests_unopened_sessions() -> Non
     friday_midnight = et("2025-11-21", 0)
     assert requested(friday_midnight) == ["2025-11-21"]
     assert P.requestable_keys(pdef, friday_midnight, 1) == ["2025-11-20"]
-    assert requested(et("2025-11-22", 0)) == []
+    assert requested(et("2025-11-22", 0)) == ["2025-11-24"]  # Saturday asks for Monday
+    assert requested(et("2025-11-27", 0)) == ["2025-11-28"]  # Thanksgiving asks for Friday
+    assert P.requestable_keys(pdef, et("2025-11-22", 0), 1) == ["2025-11-21"]
