@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import pyarrow.parquet as pq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from archive_platform.schemas import spec_for
 from archive_platform.store import ArchiveStore
+from archive_platform.store.validate import dedup_and_sort, dedup_last_wins, sort_canonical
 from archive_platform_tests.store_helpers import FULL_DAY, HALF_DAY, iv_rank_rows
 
 # Small key space so batches overlap often: 4 snapshots x 4 symbols.
@@ -96,3 +99,17 @@ def test_compaction_preserves_content_and_leaves_one_file(scenario):
         assert store.partition_files("iv_rank", day) == [store.daily_path("iv_rank", day)]
         assert store.read_day("iv_rank", day).equals(before)
         assert _as_dict(before, day) == _reference(batches, order)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(ROW, max_size=30), st.booleans())
+def test_dedup_and_sort_equals_hash_dedup_then_sort(rows, fallback):
+    """The sort-based fast path agrees with the plain group-by dedup (and keeps the last row)."""
+    table = iv_rank_rows(FULL_DAY, rows)
+    spec = spec_for("iv_rank")
+    if fallback:  # a sort key that is not the dedup key (like uw_flow's) takes the hash path
+        spec = replace(spec, sort_key=("iv", "symbol", "snapshot_time"), dedup_key=("snapshot_time", "symbol"))
+    fast = dedup_and_sort(spec, table)
+    slow = sort_canonical(spec, dedup_last_wins(table, spec.dedup_key))
+    assert fast.equals(slow)
+    assert _as_dict(fast, FULL_DAY) == _reference([rows], [0])

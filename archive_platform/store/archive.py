@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 from archive_platform.schemas import ArchiveSpec, ArchiveType, spec_for
 from archive_platform.store import files as F
 from archive_platform.store.errors import ArchiveKindError, ArchiveValidationError
-from archive_platform.store.validate import dedup_last_wins, sort_canonical, validate_batch
+from archive_platform.store.validate import dedup_and_sort, validate_batch
 
 Kind = Literal["live", "sim"]
 MARKER_NAME = "_archive.json"
@@ -130,7 +130,7 @@ class ArchiveStore:
             out = schema.empty_table()
         else:
             merged = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
-            out = sort_canonical(spec, dedup_last_wins(merged, spec.dedup_key))
+            out = dedup_and_sort(spec, merged)
         canon = pa.schema([spec.schema.field(c) for c in wanted], metadata=spec.schema.metadata)
         return out.select(wanted).cast(canon)
 
@@ -190,7 +190,7 @@ class ArchiveStore:
                 rows = self._count_rows(listing.paths)
                 return WriteResult(spec.type, day, path, rows, rows, 0, skipped=True)
             merged = pa.concat_tables([F.read_parquet(p).cast(spec.schema) for p in listing.paths])
-            table = sort_canonical(spec, dedup_last_wins(merged, spec.dedup_key))
+            table = dedup_and_sort(spec, merged)
             meta = {F.COMPACTED_THROUGH: str(listing.last_seq).encode()}
             size = F.write_table_atomic(path, table, meta)
             F.unlink_durable([p for _, p in listing.parts])

@@ -205,6 +205,28 @@ def sort_canonical(spec: ArchiveSpec, table: pa.Table) -> pa.Table:
     return table.sort_by([(k, "ascending") for k in spec.sort_key])
 
 
+def dedup_and_sort(spec: ArchiveSpec, table: pa.Table) -> pa.Table:
+    """Rows deduplicated (last row wins) and in sort order, as files are written.
+
+    When the sort key is a permutation of the dedup key (options, gex, stocks_1m, iv_rank), a
+    stable sort puts duplicates next to each other and the last of each run is kept: about
+    four times cheaper than hashing the keys of a 3M-row options day.
+    """
+    n = table.num_rows
+    if set(spec.sort_key) != set(spec.dedup_key) or n < 2:
+        return sort_canonical(spec, dedup_last_wins(table, spec.dedup_key))
+    keys = table.select(list(spec.sort_key)).append_column("__row", pa.array(np.arange(n, dtype=np.int64)))
+    order = pc.sort_indices(keys, sort_keys=[(k, "ascending") for k in spec.sort_key] + [("__row", "ascending")])
+    ordered = table.take(order)
+    last = np.ones(n, dtype=bool)  # row i survives unless row i+1 has the same key
+    same = np.ones(n - 1, dtype=bool)
+    for k in spec.dedup_key:
+        col = ordered[k]
+        same &= pc.fill_null(pc.equal(col.slice(0, n - 1), col.slice(1)), False).to_numpy(zero_copy_only=False)
+    last[:-1] = ~same
+    return ordered if last.all() else ordered.filter(pa.array(last))
+
+
 def validate_batch(spec: ArchiveSpec, day: date, table: Any, kind: str) -> pa.Table:
     """Run every check; return the batch canonical, deduplicated (last row wins) and sorted."""
     validate_day(spec, day)
@@ -213,4 +235,4 @@ def validate_batch(spec: ArchiveSpec, day: date, table: Any, kind: str) -> pa.Ta
     check_market_day(spec, t, day)
     check_et_offset(spec, t, day)
     check_source(spec, t, kind)
-    return sort_canonical(spec, dedup_last_wins(t, spec.dedup_key))
+    return dedup_and_sort(spec, t)
