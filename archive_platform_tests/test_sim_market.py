@@ -5,9 +5,11 @@ from __future__ import annotations
 import subprocess
 import sys
 import time as wallclock
-from datetime import date, datetime, time, timedelta, timezone
+from pathlib import Path
+from datetime import date, datetime, time, timedelta
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.ipc as ipc
 import pytest
 from hypothesis import given, settings
@@ -16,7 +18,7 @@ from hypothesis import strategies as st
 from archive_platform import calendar as cal
 from archive_platform.calendar import ET
 from archive_platform.schemas import ArchiveType, spec_for
-from archive_platform.sim import DEFAULT_UNIVERSE, SimConfig, SimulatedMarket, SymbolSpec, default_symbols
+from archive_platform.sim import DEFAULT_UNIVERSE, SimulatedMarket, SymbolSpec, default_symbols
 from archive_platform.sources.base import MarketSource
 
 DAY = date(2025, 11, 26)  # full session, EST
@@ -179,7 +181,7 @@ def test_seed_changes_the_market():
 
 
 def _rows_of(table: pa.Table, sym: str) -> pa.Table:
-    mask = pa.compute.equal(table.column("symbol"), sym)
+    mask = pc.equal(table.column("symbol"), sym)
     return table.filter(mask)
 
 
@@ -214,7 +216,10 @@ for i, t in enumerate(tables):
 def test_deterministic_across_processes(tmp_path):
     # a different hash seed in the child would expose any use of Python's salted hash()
     env = {"PYTHONHASHSEED": "12345", "PATH": ""}
-    subprocess.run([sys.executable, "-c", _CHILD, str(tmp_path)], check=True, env=env, timeout=120)
+    repo = Path(__file__).resolve().parents[1]
+    subprocess.run(
+        [sys.executable, "-c", _CHILD, str(tmp_path)], check=True, env=env, cwd=repo, timeout=120
+    )
     m = SimulatedMarket(seed=7)
     syms = ["SPY", "NVDA", "IWM"]
     mine = list(fetch_all(m, DAY, syms).values())  # same order as the child's list

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from functools import lru_cache
 
 import pytest
@@ -11,7 +11,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from archive_platform import calendar as cal
-from archive_platform.calendar import ET
 from archive_platform.sim import SimConfig, SimulatedMarket
 
 DAY = date(2025, 11, 26)
