@@ -46,6 +46,14 @@ def test_alert_fields_are_consistent():
             assert not r["has_sweep"]
 
 
+def test_option_chain_symbols_parse_with_the_shared_occ_parser():
+    occ = pytest.importorskip("archive_platform.vendors.occ")
+    for r in alerts()[:200]:
+        c = occ.parse_occ(r["option_chain"])
+        assert (c.root, c.expiry, c.strike) == (r["symbol"], r["expiration"], r["strike"])
+        assert occ.format_occ(c.root, c.expiry, c.right, c.strike) == r["option_chain"]
+
+
 def test_sentiment_follows_side_and_right():
     seen = set()
     for r in alerts():
