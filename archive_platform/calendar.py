@@ -9,6 +9,7 @@ timezone-aware ``datetime`` objects (naive ones are rejected, never guessed).
 from __future__ import annotations
 
 import bisect
+import warnings
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 from functools import lru_cache
@@ -60,13 +61,17 @@ class Session:
 
 @lru_cache(maxsize=1)
 def _schedule() -> tuple[tuple[date, ...], tuple[datetime, ...], tuple[datetime, ...]]:
-    # One schedule for the whole supported range, computed once per process (~0.3 s); every
-    # lookup after that is a bisect on plain tuples.
+    # One schedule for the whole supported range, computed once per process (~1.5 s with the
+    # import); every lookup after that is a bisect on plain tuples.
     import pandas_market_calendars as mcal
 
-    sched = mcal.get_calendar("NYSE").schedule(
-        start_date=CALENDAR_START.isoformat(), end_date=CALENDAR_END.isoformat()
-    )
+    with warnings.catch_warnings():
+        # pandas-market-calendars 5.5 uses Series.dt.weekday, deprecated in pandas 3: library
+        # noise that would otherwise land in every process's log once
+        warnings.filterwarnings("ignore", message=r"Series\.dt\.weekday is deprecated")
+        sched = mcal.get_calendar("NYSE").schedule(
+            start_date=CALENDAR_START.isoformat(), end_date=CALENDAR_END.isoformat()
+        )
     days = tuple(d.date() for d in sched.index)
     opens = tuple(ts.to_pydatetime().astimezone(UTC) for ts in sched["market_open"])
     closes = tuple(ts.to_pydatetime().astimezone(UTC) for ts in sched["market_close"])
@@ -243,7 +248,9 @@ def snapshot_times(day: date, every: timedelta = timedelta(minutes=15)) -> list[
     return out
 
 
-def snapshot_at_or_before(ts: datetime, every: timedelta = timedelta(minutes=15)) -> datetime | None:
+def snapshot_at_or_before(
+    ts: datetime, every: timedelta = timedelta(minutes=15)
+) -> datetime | None:
     """The latest grid snapshot instant of ``ts``'s session that is <= ``ts`` (None if none)."""
     day = market_date(ts)
     if not is_trading_day(day):

@@ -2,8 +2,8 @@
 
 One partition per NYSE session, keyed ``YYYY-MM-DD`` (the session's ET date). The definition is a
 daily cron at 00:00 America/New_York with weekends excluded by cron and holidays/closures excluded
-by date, so every partition's time window is exactly its own ET calendar day ``[D 00:00, D+1 00:00)``
-(a weekday cron ``0 0 * * 1-5`` would instead give Friday the window ``[Fri, Mon)``).
+by date, so every partition's time window is exactly its own ET calendar day
+``[D 00:00, D+1 00:00)`` (a weekday cron ``0 0 * * 1-5`` would instead give Friday the window ``[Fri, Mon)``).
 
 ``end_offset=1`` keeps the current session's key in the definition while the session runs, but it
 also exposes the NEXT session's key from 00:00 ET on the day after the previous session (so from
@@ -55,7 +55,7 @@ def trading_day_partitions(
 
 
 def parse_start_date(value: str | date, *, source: str = "start date") -> date:
-    """Validate a partitions start: an ISO ``YYYY-MM-DD`` string or ``date`` that is an NYSE session."""
+    """Validate a partitions start: a ``YYYY-MM-DD`` string or ``date`` that is an NYSE session."""
     if isinstance(value, datetime):
         raise ValueError(f"{source} must be a date, not a datetime: {value!r}")
     if isinstance(value, str):

@@ -18,6 +18,9 @@ from hypothesis import strategies as st
 
 from archive_platform import calendar as cal
 
+# the oracle calls pandas-market-calendars directly; its pandas-3 deprecation is not ours
+pytestmark = pytest.mark.filterwarnings("ignore:Series.dt.weekday is deprecated")
+
 ET = ZoneInfo("America/New_York")
 UTC = timezone.utc
 D = date.fromisoformat
@@ -321,7 +324,9 @@ def test_sessions_and_early_closes_match_oracle_2016_2026() -> None:
         s = cal.session(ts.date())
         assert s.open_utc == row["market_open"].to_pydatetime()
         assert s.close_utc == row["market_close"].to_pydatetime()
-    early = {ts.date() for ts, row in sched.iterrows() if row["market_close"].tz_convert(ET).hour == 13}
+    early = {
+        ts.date() for ts, row in sched.iterrows() if row["market_close"].tz_convert(ET).hour == 13
+    }
     assert {D("2024-07-03"), D("2025-11-28"), D("2025-12-24")} <= early
 
 
