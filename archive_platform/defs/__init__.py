@@ -37,20 +37,19 @@ def build_definitions(env: Mapping[str, str] | None = None) -> dg.Definitions:
     jobs = {
         "archive_all": dg.define_asset_job(
             "archive_all", selection=dg.AssetSelection.assets(*ARCHIVE_KEYS),
-            partitions_def=partitions_def,
             description="All six archive types for a trading day (end of day, backfills, demo).",
         ),
         "options_snapshot": dg.define_asset_job(
             "options_snapshot", selection=dg.AssetSelection.assets("options", "gex"),
-            partitions_def=partitions_def, description="One options snapshot and its gex.",
+            description="One options snapshot and its gex.",
         ),
         "uw_flow": dg.define_asset_job(
             "uw_flow_poll", selection=dg.AssetSelection.assets("uw_flow"),
-            partitions_def=partitions_def, description="One flow-alert poll.",
+            description="One flow-alert poll.",
         ),
         "iv_rank": dg.define_asset_job(
             "iv_rank_snapshot", selection=dg.AssetSelection.assets("iv_rank"),
-            partitions_def=partitions_def, description="One IV-rank snapshot.",
+            description="One IV-rank snapshot.",
         ),
         "views": dg.define_asset_job(
             "refresh_views", selection=dg.AssetSelection.assets("duckdb_views"),

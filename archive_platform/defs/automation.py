@@ -25,6 +25,11 @@ FLOW_OVERLAP = timedelta(minutes=2)  # re-poll a little behind the cursor; dedup
 RECOVERY_INTERVAL_S = 15 * 60
 
 
+def utcnow() -> datetime:
+    """The sensors' clock (one place, so tests can pin the instant)."""
+    return datetime.now(calendar.UTC)
+
+
 # -- pure decisions -----------------------------------------------------------------------------
 
 
@@ -184,7 +189,7 @@ def build_automation(
         "last poll's end, so a restart resumes where it stopped and each alert is stored once.",
     )
     def uw_flow_poll(context: dg.SensorEvaluationContext):
-        now = datetime.now(calendar.UTC)
+        now = utcnow()
         poll = flow_poll(now, context.cursor)
         if poll is None:
             return dg.SkipReason(f"market is {calendar.market_status(now)}")
@@ -207,7 +212,7 @@ def build_automation(
         "day before the archive's start, today's open session or the future.",
     )
     def recover_missing_partitions(context: dg.SensorEvaluationContext):
-        now = datetime.now(calendar.UTC)
+        now = utcnow()
         reqs = recovery_requests(context.instance, partitions_def, recover_keys, now, recovery_lookback)
         return reqs or dg.SkipReason("no missing or failed partitions in the lookback window")
 

@@ -1,0 +1,109 @@
+"""The whole code location loads, and its configuration fails loudly when wrong."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from archive_platform.config import ConfigError, SourceSelection
+from archive_platform.defs import build_definitions
+from archive_platform.schemas import ArchiveType
+from archive_platform_tests.dagster_helpers import sim_env
+
+REPO = Path(__file__).resolve().parents[1]
+ARCHIVE = [t.value for t in ArchiveType]
+
+
+def test_definitions_graph(tmp_path):
+    defs = build_definitions(sim_env(tmp_path))
+    graph = defs.resolve_asset_graph()
+    keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
+    assert keys == set(ARCHIVE) | {"duckdb_views"}
+    # gex is derived from options; the views depend on every archive type
+    assert graph.get(dg.AssetKey("gex")).parent_keys == {dg.AssetKey("options")}
+    assert graph.get(dg.AssetKey("duckdb_views")).parent_keys == {dg.AssetKey(a) for a in ARCHIVE}
+    for name in ARCHIVE:
+        node = graph.get(dg.AssetKey(name))
+        assert isinstance(node.partitions_def, dg.TimeWindowPartitionsDefinition)
+        assert node.partitions_def.timezone == "America/New_York"
+        assert node.backfill_policy is not None and node.backfill_policy.max_partitions_per_run == 5
+        assert "one row per" in (node.description or "")
+        checks = {k.name for k in node.check_keys}
+        assert checks == {"schema", "unique_key", "in_session", "complete", "values"}
+    # options' guarding checks block gex; completeness does not
+    opts = defs.resolve_assets_def("options")
+    blocking = {s.name for s in opts.check_specs if s.blocking}
+    assert blocking == {"schema", "unique_key", "in_session", "values"}
+    assert {s.name for s in defs.schedules} == {
+        "options_snapshots", "iv_rank_snapshots", "end_of_day", "refresh_views"}
+    assert {s.name for s in defs.sensors} == {"uw_flow_poll", "recover_missing_partitions"}
+    recover = next(s for s in defs.sensors if s.name == "recover_missing_partitions")
+    assert recover.default_status == dg.DefaultSensorStatus.RUNNING
+
+
+def test_module_definitions_validate_with_cli(tmp_path):
+    """`dagster definitions validate` on the real module, as a user runs it."""
+    env = {**os.environ, **sim_env(tmp_path), "DAGSTER_HOME": str(tmp_path / "home")}
+    (tmp_path / "home").mkdir()
+    (tmp_path / "home" / "dagster.yaml").write_text((REPO / "dagster.yaml").read_text())
+    out = subprocess.run(
+        [str(Path(sys.executable).parent / "dagster"), "definitions", "validate",
+         "-m", "archive_platform.definitions"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "Validation successful" in out.stdout + out.stderr
+
+
+def test_importing_definitions_reads_no_environment(monkeypatch):
+    """Nothing happens at import: a bad setting fails when Dagster loads, not when importing."""
+    monkeypatch.setenv("ARCHIVE_SOURCE_OPTIONS", "nonsense")
+    code = "import archive_platform.definitions as d; print('imported')"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**os.environ, "ARCHIVE_SOURCE_OPTIONS": "nonsense"}, cwd=REPO)
+    assert out.returncode == 0 and "imported" in out.stdout, out.stderr
+
+
+@pytest.mark.parametrize(
+    "env, message",
+    [
+        ({"ARCHIVE_SOURCE_OPTIONS": "bloomberg"},
+         "ARCHIVE_SOURCE_OPTIONS='bloomberg' is not supported for options; choose one of: sim, thetadata, polygon, ib"),
+        ({"ARCHIVE_SOURCE_TRADES": "polygon"}, "ARCHIVE_SOURCE_TRADES='polygon' is not supported for trades"),
+        ({"ARCHIVE_SOURCE_UW_FLOW": "unusual_whales"}, "UW_API_KEY is not set, but uw_flow is configured"),
+        ({"ARCHIVE_SOURCE_OPTIONS": "thetadata", "ARCHIVE_SOURCE_GEX": "sim"}, "would mix simulated and live data"),
+        ({"ARCHIVE_SOURCE_IV_RANK": "barchart"}, "needs BARCHART_API_KEY (OnDemand API) or BARCHART_CSV_DIR"),
+    ],
+)
+def test_unsupported_configuration_fails_at_load(tmp_path, env, message):
+    with pytest.raises(ConfigError) as err:
+        build_definitions(sim_env(tmp_path, **env))
+    assert message in str(err.value)
+
+
+def test_vendor_selection_switches_root_and_defaults_gex_to_derived():
+    sel = SourceSelection.from_env({"ARCHIVE_SOURCE_OPTIONS": "thetadata"})
+    assert sel["gex"] == "derived"
+    assert sel.store_kind("options") == "live" and sel.store_kind("gex") == "live"
+    assert sel.store_kind("uw_flow") == "sim"
+
+
+def test_secrets_arrive_as_envvar_and_never_in_config(tmp_path, monkeypatch):
+    monkeypatch.setenv("UW_API_KEY", "uw-secret-123")
+    defs = build_definitions(sim_env(tmp_path, ARCHIVE_SOURCE_UW_FLOW="unusual_whales", UW_API_KEY="uw-secret-123"))
+    sources = defs.resources["sources"]
+    assert isinstance(sources.uw_api_key, dg.EnvVar)
+    assert "uw-secret-123" not in repr(sources)
+    # vendor-backed assets take a slot of their vendor's pool; simulated ones need none
+    assert defs.resolve_assets_def("uw_flow").op.pool == "vendor_unusual_whales"
+    assert defs.resolve_assets_def("options").op.pool is None
+
+
+def test_snapshot_minutes_must_divide_thirty(tmp_path):
+    with pytest.raises(ValueError, match="does not divide 30"):
+        build_definitions(sim_env(tmp_path, ARCHIVE_SNAPSHOT_MINUTES="7"))
