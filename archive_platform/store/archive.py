@@ -8,7 +8,6 @@ docs/storage.md.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from datetime import date
@@ -22,10 +21,10 @@ import pyarrow.compute as pc
 from archive_platform.schemas import ArchiveSpec, ArchiveType, spec_for
 from archive_platform.store import files as F
 from archive_platform.store.errors import ArchiveKindError, ArchiveValidationError
+from archive_platform.store.marker import KINDS, ensure_marker, read_marker_kind
 from archive_platform.store.validate import dedup_and_sort, validate_batch
 
 Kind = Literal["live", "sim"]
-MARKER_NAME = "_archive.json"
 DEFAULT_ROOTS: dict[str, str] = {"live": "data/archive", "sim": "data/sim/archive"}
 _READ_ATTEMPTS = 8
 
@@ -53,11 +52,11 @@ class ArchiveStore:
     """Reads and writes day partitions of the six archive types under one root."""
 
     def __init__(self, root: str | Path | None = None, *, kind: Kind = "live") -> None:
-        if kind not in DEFAULT_ROOTS:
+        if kind not in KINDS:
             raise ValueError(f"kind must be 'live' or 'sim', got {kind!r}")
         self.kind: Kind = kind
         self.root: Path = Path(root if root is not None else default_root(kind)).absolute()
-        found = self._marker_kind()
+        found = read_marker_kind(self.root)
         if found is not None and found != kind:
             raise ArchiveKindError(f"{self.root} is a {found} archive; refusing to open it as {kind}")
 
@@ -140,7 +139,7 @@ class ArchiveStore:
         spec = spec_for(archive_type)
         batch = validate_batch(spec, day, table, self.kind)
         folder = self.partition_dir(spec.type, day)
-        self._ensure_marker()
+        ensure_marker(self.root, self.kind)
         with F.partition_lock(folder):
             listing = self._prepare(spec, day, folder)
             path = folder / F.daily_name(spec.file_stem, day)
@@ -162,12 +161,15 @@ class ArchiveStore:
             return WriteResult(spec.type, day, folder, 0, None, 0, skipped=True)
         data = F.encode_parquet(batch)
         digest = F.content_digest(data)
-        self._ensure_marker()
+        ensure_marker(self.root, self.kind)
         with F.partition_lock(folder):
             listing = self._prepare(spec, day, folder)
-            same = [p for _, p in listing.parts if F.part_digest(p.name) == digest]
-            if same:  # keys live in one file only, so an intact identical part means no-op
-                return WriteResult(spec.type, day, same[0], batch.num_rows,
+            same = [(s, p) for s, p in listing.parts if F.part_digest(p.name) == digest]
+            # Keys live in one file only, so an intact identical part is the batch's current
+            # state, unless a crash left a newer file holding some of its keys: check footers.
+            if same and not any(_may_hold(p, _key_ranges(spec, batch)) for s, p in listing.parts
+                                if s > same[0][0]):
+                return WriteResult(spec.type, day, same[0][1], batch.num_rows,
                                    self._count_rows(listing.paths), 0, skipped=True)
             path = folder / F.part_name(spec.file_stem, day, listing.last_seq + 1, digest)
             # New part first: a crash before the older files are trimmed leaves duplicates that
@@ -223,13 +225,10 @@ class ArchiveStore:
         """Remove the batch's keys from older files; returns the bytes rewritten."""
         keys = list(spec.dedup_key)
         batch_keys = batch.select(keys)
-        mm = {k: pc.min_max(batch_keys[k]) for k in keys}
-        ranges = {k: (v["min"].as_py(), v["max"].as_py()) for k, v in mm.items()}
+        ranges = _key_ranges(spec, batch)
         written = 0
         for path in listing.paths:
-            n, stats = F.footer_ranges(path, keys)
-            if n == 0 or any(s is not None and (s[1] < ranges[k][0] or s[0] > ranges[k][1])
-                             for k, s in stats.items()):
+            if not _may_hold(path, ranges):
                 continue  # footer proves the file holds none of the batch's keys
             first = F.read_parquet(path, [keys[0]])[keys[0]]
             if not pc.any(pc.is_in(first, value_set=batch_keys[keys[0]].combine_chunks())).as_py():
@@ -259,43 +258,32 @@ class ArchiveStore:
         F.unlink_durable([path])
         return written
 
-    # -- sim/live marker -------------------------------------------------------------------
-    def _marker_kind(self) -> str | None:
-        marker = self.root / MARKER_NAME
-        try:
-            raw = marker.read_text()
-        except FileNotFoundError:
-            return None
-        try:
-            kind = json.loads(raw)["kind"]
-        except (ValueError, KeyError, TypeError):
-            raise ArchiveKindError(f"{marker} is not a valid archive marker: {raw[:80]!r}") from None
-        if kind not in DEFAULT_ROOTS:
-            raise ArchiveKindError(f"{marker} names an unknown archive kind {kind!r}")
-        return kind
-
-    def _ensure_marker(self) -> None:
-        """Write ``_archive.json`` once; link() fails if another writer got there first."""
-        found = self._marker_kind()
-        if found is None:
-            self.root.mkdir(parents=True, exist_ok=True)
-            marker = self.root / MARKER_NAME
-            tmp = F.temp_path(marker)
-            F.write_bytes_atomic(tmp, json.dumps({"kind": self.kind}).encode() + b"\n")
-            try:
-                os.link(tmp, marker)
-                F.fsync_dir(self.root)
-            except FileExistsError:
-                pass
-            finally:
-                tmp.unlink(missing_ok=True)
-            found = self._marker_kind()
-        if found != self.kind:
-            raise ArchiveKindError(f"{self.root} is a {found} archive; refusing to write {self.kind} data")
-
 
 def _rows_matching(rows: pa.Table, keys: pa.Table) -> np.ndarray:
     """Indices of ``rows`` whose full key appears in ``keys`` (keys are unique)."""
     left = rows.append_column("__row", pa.array(np.arange(rows.num_rows, dtype=np.int64)))
     joined = left.join(keys, keys=keys.column_names, join_type="inner", use_threads=False)
     return np.sort(joined["__row"].to_numpy())
+
+
+def _key_ranges(spec: ArchiveSpec, batch: pa.Table) -> dict[str, tuple[Any, Any]]:
+    """(min, max) of every dedup column of a non-empty batch."""
+    out = {}
+    for k in spec.dedup_key:
+        mm = pc.min_max(batch[k])
+        out[k] = (mm["min"].as_py(), mm["max"].as_py())
+    return out
+
+
+def _may_hold(path: Path, ranges: dict[str, tuple[Any, Any]]) -> bool:
+    """False only when the footer proves no row of ``path`` has a key within ``ranges``."""
+    n, stats = F.footer_ranges(path, list(ranges))
+    if n == 0:
+        return False
+    for k, s in stats.items():
+        try:
+            if s is not None and (s[1] < ranges[k][0] or s[0] > ranges[k][1]):
+                return False
+        except TypeError:  # statistics of an unexpected type: assume they may overlap
+            continue
+    return True

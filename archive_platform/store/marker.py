@@ -1,0 +1,56 @@
+"""The root marker ``_archive.json`` that keeps simulated and live archives apart."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from archive_platform.store import files as F
+from archive_platform.store.errors import ArchiveKindError
+
+MARKER_NAME = "_archive.json"
+KINDS = ("live", "sim")
+
+
+def read_marker_kind(root: Path) -> str | None:
+    """The kind recorded at ``root`` (None when no marker exists yet)."""
+    marker = root / MARKER_NAME
+    try:
+        raw = marker.read_text()
+    except FileNotFoundError:
+        return None
+    try:
+        kind = json.loads(raw)["kind"]
+    except (ValueError, KeyError, TypeError):
+        raise ArchiveKindError(f"{marker} is not a valid archive marker: {raw[:80]!r}") from None
+    if kind not in KINDS:
+        raise ArchiveKindError(f"{marker} names an unknown archive kind {kind!r}")
+    return kind
+
+
+def ensure_marker(root: Path, kind: str) -> None:
+    """Write the marker on first write, or refuse if the root belongs to the other kind.
+
+    ``os.link`` fails when the name exists, so two first writers of different kinds cannot both
+    win: the loser reads the winner's marker and refuses.
+    """
+    found = read_marker_kind(root)
+    if found is None:
+        root.mkdir(parents=True, exist_ok=True)
+        marker = root / MARKER_NAME
+        tmp = F.temp_path(marker)
+        try:
+            with open(tmp, "xb") as fh:
+                fh.write(json.dumps({"kind": kind}).encode() + b"\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.link(tmp, marker)
+            F.fsync_dir(root)
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink(missing_ok=True)
+        found = read_marker_kind(root)
+    if found != kind:
+        raise ArchiveKindError(f"{root} is a {found} archive; refusing to write {kind} data")
