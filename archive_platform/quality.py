@@ -30,7 +30,7 @@ class CheckOutcome:
 
 
 def _examples(df: pl.DataFrame, cols: Sequence[str]) -> str:
-    keep = [c for c in cols if c in df.columns]
+    keep = list(dict.fromkeys(c for c in cols if c in df.columns))  # ordered, no repeats
     return str(df.select(keep).head(EXAMPLES).to_dicts())
 
 
