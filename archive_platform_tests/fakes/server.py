@@ -102,9 +102,13 @@ class FakeVendorServer:
 
     # -- configuration --------------------------------------------------------------------
     def route(self, pattern: str, handler: Handler) -> None:
-        """Answer paths fully matching ``pattern`` with ``handler`` (first match wins)."""
+        """Answer paths fully matching ``pattern`` with ``handler``.
+
+        The most recently added matching route wins, so a test can override one path of a
+        vendor fake (e.g. to serve a malformed payload) after installing it.
+        """
         with self._lock:
-            self._routes.append((re.compile(pattern), handler))
+            self._routes.insert(0, (re.compile(pattern), handler))
 
     def fail_next(self, n: int, status: int = 500, body: Any = None, headers=None) -> None:
         """The next ``n`` requests (after those already scripted) get ``status``."""
