@@ -285,3 +285,13 @@ def test_redact_removes_every_occurrence(secret, before, after):
     out = redact(text, [secret])
     assert secret not in out
     assert out.count("REDACTED") >= 2
+
+
+def test_httpx_own_request_log_is_redacted(srv, caplog):
+    # httpx logs every request URL (query string included) at INFO on its own logger
+    caplog.set_level(logging.INFO, logger="httpx")
+    with make(srv) as c:
+        c.get("/v1/ok")
+    lines = [r.getMessage() for r in caplog.records if r.name == "httpx"]
+    assert lines and all(KEY not in line for line in lines)
+    assert any("apiKey=REDACTED" in line for line in lines)

@@ -35,7 +35,7 @@ from tenacity import (
 )
 
 from archive_platform.vendors.errors import CircuitOpenError, PayloadError, VendorError
-from archive_platform.vendors.redact import redact, redact_url, truncate
+from archive_platform.vendors.redact import protect_third_party_logs, redact, redact_url, truncate
 from archive_platform.vendors.resilience import (
     CircuitBreaker,
     RateLimiter,
@@ -155,6 +155,7 @@ class VendorHttpClient:
         found = [v for k, v in (headers or {}).items() if k.lower() in _SECRET_HEADERS]
         found += [v.split(" ", 1)[1] for v in found if " " in v]
         self._secrets = tuple(s for s in [*secrets, *self._secret_params.values(), *found] if s)
+        protect_third_party_logs(self._secrets, self._secret_params.keys())
         self._sleep = sleep
         self._backoff = wait_exponential_jitter(
             multiplier=backoff_initial, max=backoff_max, jitter=backoff_initial

@@ -6,6 +6,9 @@ string a client builds from a URL or an error body goes through here first.
 
 from __future__ import annotations
 
+import logging
+import re
+import threading
 from collections.abc import Collection, Iterable
 from urllib.parse import quote, quote_plus
 
@@ -57,3 +60,43 @@ def truncate(text: str, limit: int = 300) -> str:
     """``text`` cut to ``limit`` characters, marking the cut (error bodies can be huge)."""
     text = " ".join(str(text).split())
     return text if len(text) <= limit else text[:limit] + f"... [{len(text) - limit} more chars]"
+
+
+class RedactingFilter(logging.Filter):
+    """Rewrites records of third-party loggers that print request URLs (httpx logs every
+    request URL, query string included, at INFO): registered secrets and secret params go."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._lock = threading.Lock()
+        self._secrets: set[str] = set()
+        self._params: set[str] = set()
+
+    def register(self, secrets: Iterable[str], params: Iterable[str] = ()) -> None:
+        with self._lock:
+            self._secrets.update(s for s in secrets if s)
+            self._params.update(params)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        with self._lock:
+            secrets, params = tuple(self._secrets), tuple(self._params)
+        msg = record.getMessage()
+        clean = redact(msg, secrets)
+        for name in params:
+            clean = re.sub(rf"(?i)([?&]{re.escape(name)}=)[^&\s\"']*", rf"\g<1>{REDACTED}", clean)
+        if clean != msg:
+            record.msg, record.args = clean, None
+        return True
+
+
+_filter = RedactingFilter()
+_THIRD_PARTY_LOGGERS = ("httpx", "httpcore")
+
+
+def protect_third_party_logs(secrets: Iterable[str], params: Iterable[str] = ()) -> None:
+    """Register secrets with the redacting filter on httpx/httpcore loggers (idempotent)."""
+    _filter.register(secrets, params)
+    for name in _THIRD_PARTY_LOGGERS:
+        logger = logging.getLogger(name)
+        if _filter not in logger.filters:
+            logger.addFilter(_filter)
