@@ -88,3 +88,14 @@ def test_straddle_backtest_query(views_db):
     r = dict(zip(cols, rows[0]))
     assert r["date"] == DAY and r["entry_cost"] > 0 and r["exit_value"] >= 0
     assert r["pnl"] == pytest.approx(r["exit_value"] - r["entry_cost"], abs=0.011)
+
+
+def test_schema_docs_list_every_column():
+    from archive_platform.schemas import SPECS
+
+    doc = (REPO / "docs" / "schemas.md").read_text()
+    for spec in SPECS.values():
+        section = doc.split(f"## `{spec.name}`")[1].split("\n## ")[0]
+        for f in spec.schema:
+            assert f"| `{f.name}` | `{f.type}` |" in section, (spec.name, f.name)
+        assert ", ".join(spec.dedup_key) in section
