@@ -129,7 +129,8 @@ def test_ondemand_malformed_and_empty(env):
             src.fetch_iv_rank(DAY, ["IWM"], [CLOSE])
         with pytest.raises(EmptySession, match="no rows for DIA"):
             src.fetch_iv_rank(DAY, ["DIA"], [CLOSE])
-    srv.route(r"/getEquityOptionsOverviewHistory\.json", lambda r: {"status": {"code": 500, "message": "x"}, "results": []})
+    bad_status = {"status": {"code": 500, "message": "x"}, "results": []}
+    srv.route(r"/getEquityOptionsOverviewHistory\.json", lambda r: bad_status, override=True)
     with source(srv) as src, pytest.raises(PayloadError, match="status.code"):
         src.fetch_iv_rank(DAY, ["SPY"], [CLOSE])
 

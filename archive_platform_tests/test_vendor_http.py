@@ -295,3 +295,11 @@ def test_httpx_own_request_log_is_redacted(srv, caplog):
     lines = [r.getMessage() for r in caplog.records if r.name == "httpx"]
     assert lines and all(KEY not in line for line in lines)
     assert any("apiKey=REDACTED" in line for line in lines)
+
+
+def test_fake_routes_first_match_wins_unless_override(srv):
+    srv.route(r"/v1/.*", lambda req: {"catch": "all"})
+    srv.route(r"/v1/ok", lambda req: {"over": "ridden"}, override=True)
+    with make(srv) as c:
+        assert c.get_json("/v1/other") == {"catch": "all"}
+        assert c.get_json("/v1/ok") == {"over": "ridden"}

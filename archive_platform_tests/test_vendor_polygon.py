@@ -158,7 +158,7 @@ def test_second_page_failing_fails_the_fetch(env):
         fake_calls.append(req)
         return real(req) if len(fake_calls) == 1 else (500, {}, {"status": "ERROR"})
 
-    srv.route(r"/v2/aggs/ticker/(?P<t>SPY)/range/1/minute/(?P<frm>[^/]+)/(?P<to>[^/]+)", broken)
+    srv.route(r"/v2/aggs/ticker/(?P<t>SPY)/range/1/minute/(?P<frm>[^/]+)/(?P<to>[^/]+)", broken, override=True)
     with source(srv, max_attempts=3) as src, pytest.raises(VendorError, match="3 attempt"):
         src.fetch_stocks_1m(DAY, ["SPY"])
     assert len(fake_calls) == 4
@@ -223,7 +223,7 @@ def test_option_row_missing_strike_is_named(env):
 
 def test_error_status_in_a_200_body(env):
     _, srv = env
-    srv.route(r"/v2/aggs/.*", lambda r: {"status": "ERROR", "error": "bad things"})
+    srv.route(r"/v2/aggs/.*", lambda r: {"status": "ERROR", "error": "bad things"}, override=True)
     with source(srv) as src, pytest.raises(PayloadError, match="'status' is 'ERROR'"):
         src.fetch_stocks_1m(DAY, ["SPY"])
 

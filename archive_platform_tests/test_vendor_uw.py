@@ -164,7 +164,6 @@ def test_timeout_then_success_and_persistent_timeout(env):
 def test_a_page_failing_after_retries_fails_the_whole_fetch(env):
     fake, srv = env
     fake.alerts += [alert("SPY", at(15, i), i) for i in range(6)]
-    srv.route(r"/never", lambda r: {})
     with source(srv, page_limit=2, max_attempts=2) as src:
         first = src.http.get  # let the first page through, then fail every later one
         calls = []
@@ -245,7 +244,7 @@ def test_wrong_type_names_field_and_row(env):
 
 def test_missing_data_envelope(env):
     _, srv = env
-    srv.route(r"/api/stock/SPY/iv-rank", lambda r: {"rows": []})
+    srv.route(r"/api/stock/SPY/iv-rank", lambda r: {"rows": []}, override=True)
     with source(srv) as src, pytest.raises(PayloadError, match="missing top-level field 'data'"):
         src.fetch_iv_rank(DAY, ["SPY"], [at(21, 0)])
 

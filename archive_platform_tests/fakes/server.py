@@ -101,14 +101,17 @@ class FakeVendorServer:
         self.stop()
 
     # -- configuration --------------------------------------------------------------------
-    def route(self, pattern: str, handler: Handler) -> None:
-        """Answer paths fully matching ``pattern`` with ``handler``.
+    def route(self, pattern: str, handler: Handler, *, override: bool = False) -> None:
+        """Answer paths fully matching ``pattern`` with ``handler``; the first match wins.
 
-        The most recently added matching route wins, so a test can override one path of a
-        vendor fake (e.g. to serve a malformed payload) after installing it.
+        ``override=True`` puts the route in front of those already added, so a test can replace
+        one path of an installed vendor fake (e.g. to serve a malformed payload).
         """
         with self._lock:
-            self._routes.insert(0, (re.compile(pattern), handler))
+            if override:
+                self._routes.insert(0, (re.compile(pattern), handler))
+            else:
+                self._routes.append((re.compile(pattern), handler))
 
     def fail_next(self, n: int, status: int = 500, body: Any = None, headers=None) -> None:
         """The next ``n`` requests (after those already scripted) get ``status``."""
