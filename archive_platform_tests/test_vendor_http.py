@@ -303,3 +303,29 @@ def test_fake_routes_first_match_wins_unless_override(srv):
     with make(srv) as c:
         assert c.get_json("/v1/other") == {"catch": "all"}
         assert c.get_json("/v1/ok") == {"over": "ridden"}
+
+
+def test_unexpected_error_in_half_open_trial_does_not_wedge_the_breaker():
+    import httpx
+
+    clock = Clock()
+    breaker = CircuitBreaker(failure_threshold=1, reset_timeout=10.0, clock=clock)
+    mode = {"now": "500"}
+
+    def handler(request):
+        if mode["now"] == "boom":
+            raise RuntimeError("bug in a transport")
+        return httpx.Response(500 if mode["now"] == "500" else 200, json={"ok": True})
+
+    c = VendorHttpClient("acme", "http://fake.test", breaker=breaker, max_attempts=1,
+                         transport=httpx.MockTransport(handler), sleep=lambda s: None)
+    with pytest.raises(VendorError):
+        c.get("/x")
+    clock.now += 10.0
+    mode["now"] = "boom"
+    with pytest.raises(RuntimeError):
+        c.get("/x")
+    assert breaker.state == "open"
+    clock.now += 10.0
+    mode["now"] = "ok"
+    assert c.get_json("/x") == {"ok": True} and breaker.state == "closed"

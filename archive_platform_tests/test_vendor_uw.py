@@ -333,3 +333,22 @@ def test_live_flow_alerts_recent_session():
     with UnusualWhalesSource(os.environ["UW_API_KEY"]) as src:
         t = src.fetch_uw_flow(day, ["SPY"])
     assert t.schema.equals(UW_FLOW_SCHEMA, check_metadata=False)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    offsets=st.lists(st.integers(-120, 500), min_size=0, max_size=25),  # minutes from 14:30 UTC
+    page_limit=st.integers(1, 6),
+)
+def test_walk_back_returns_exactly_the_window(offsets, page_limit):
+    # Invariant: whatever the page size, paging collects every alert in the session window once
+    # (distinct instants; the session is 14:30-21:00 UTC = minutes 0..390).
+    fake = UnusualWhalesFake(api_key=KEY)
+    base = at(14, 30)
+    fake.alerts = [alert("SPY", base + timedelta(minutes=m, seconds=i), i) for i, m in enumerate(offsets)]
+    with FakeVendorServer() as srv:
+        fake.install(srv)
+        with source(srv, page_limit=page_limit) as src:
+            t = src.fetch_uw_flow(DAY, ["SPY"])
+    expected = sorted(f"id-{i}" for i, m in enumerate(offsets) if 0 <= m * 60 + i <= 390 * 60)
+    assert sorted(t.column("alert_id").to_pylist()) == expected

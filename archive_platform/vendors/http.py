@@ -223,6 +223,11 @@ class VendorHttpClient:
             # A client error: the vendor is healthy, so the breaker neither opens nor stays open.
             self.breaker.record_success()
             raise
+        except BaseException:
+            # Anything unexpected (a bug, KeyboardInterrupt) must not leave a half-open trial
+            # marked in flight forever, which would refuse every later call.
+            self.breaker.record_failure()
+            raise
         self.breaker.record_success()
         return response
 
