@@ -51,7 +51,9 @@ class BarchartFileMissing(SourceError):
     """No IV-rank CSV for the day in the drop folder."""
 
 
-def build_http(api_key: str, base_url: str = "https://ondemand.websol.barchart.com", **overrides: Any) -> VendorHttpClient:
+def build_http(
+    api_key: str, base_url: str = "https://ondemand.websol.barchart.com", **overrides: Any
+) -> VendorHttpClient:
     """The OnDemand HTTP client: ``apikey`` query auth, redacted everywhere."""
     options: dict[str, Any] = {"secret_params": {"apikey": api_key}, "key_env_var": KEY_ENV_VAR}
     return VendorHttpClient(NAME, base_url, **{**options, **overrides})
@@ -124,7 +126,10 @@ def normalise_ondemand_rows(
     return out
 
 
-def parse_iv_rank_csv(text: str, origin: str) -> tuple[datetime | None, dict[str, tuple[float, float, float | None]]]:
+CsvValues = dict[str, tuple[float, float, float | None]]  # symbol -> (iv, rank, percentile)
+
+
+def parse_iv_rank_csv(text: str, origin: str) -> tuple[datetime | None, CsvValues]:
     """A Barchart IV-rank CSV -> (download instant from the footer or None, {symbol: (iv, rank, pctl)}).
 
     ``Imp Vol`` "45.00%" becomes 0.45; ``IV Rank``/``IV Pctl`` stay 0..100. Errors name the file,
@@ -158,7 +163,9 @@ def parse_iv_rank_csv(text: str, origin: str) -> tuple[datetime | None, dict[str
                 ) from None
         for col in ("Imp Vol", "IV Rank"):
             if vals[col] is None:
-                raise SourceError(f"{NAME}: {origin}: data row {n} ({row.get('Symbol')!r}): column {col!r} is empty")
+                raise SourceError(
+                    f"{NAME}: {origin}: data row {n} ({row.get('Symbol')!r}): column {col!r} is empty"
+                )
         sym = (row.get("Symbol") or "").strip().upper()
         if not sym:
             raise SourceError(f"{NAME}: {origin}: data row {n}: column 'Symbol' is empty")
@@ -216,7 +223,9 @@ class BarchartSource(MarketSource):
         rows.sort(key=lambda r: (r["symbol"], r["snapshot_time"]))
         return validate_table(table_from_rows(rows, ArchiveType.IV_RANK), "iv_rank", NAME)
 
-    def _fetch_ondemand(self, day: date, symbols: Sequence[str], snapshot_times: Sequence[datetime]) -> list[dict[str, Any]]:
+    def _fetch_ondemand(
+        self, day: date, symbols: Sequence[str], snapshot_times: Sequence[datetime]
+    ) -> list[dict[str, Any]]:
         assert self.http is not None
         out: list[dict[str, Any]] = []
         for symbol in symbols:
@@ -225,7 +234,7 @@ class BarchartSource(MarketSource):
             params = {"symbol": sym, "fields": FIELDS, "startDate": (day - timedelta(days=14)).isoformat(),
                       "endDate": day.isoformat()}
             payload = self.http.get_json(HISTORY_PATH, params)
-            reader = PayloadReader(NAME, self.http.redact_url(self.http.url_for(HISTORY_PATH, params)), self.http.redact)
+            reader = PayloadReader(NAME, self.http.endpoint(HISTORY_PATH, params), self.http.redact)
             status = payload.get("status") if isinstance(payload, Mapping) else None
             code = status.get("code") if isinstance(status, Mapping) else None
             if code not in (200, 204):
@@ -236,7 +245,9 @@ class BarchartSource(MarketSource):
             out += select_known(values, sym, snapshot_times, HISTORY_PATH)
         return out
 
-    def _read_csv(self, day: date, symbols: Sequence[str], snapshot_times: Sequence[datetime]) -> list[dict[str, Any]]:
+    def _read_csv(
+        self, day: date, symbols: Sequence[str], snapshot_times: Sequence[datetime]
+    ) -> list[dict[str, Any]]:
         assert self.csv_dir is not None
         files = find_csv_files(self.csv_dir, day)
         parsed = []
@@ -248,6 +259,7 @@ class BarchartSource(MarketSource):
             sym = symbol.upper()
             values = [(at, *vals[sym]) for at, vals in parsed if sym in vals]
             if not values:
-                raise EmptySession(f"{NAME}: {sym} is not in {', '.join(p.name for p in files)} ({self.csv_dir})")
+                names = ", ".join(p.name for p in files)
+                raise EmptySession(f"{NAME}: {sym} is not in {names} ({self.csv_dir})")
             out += select_known(values, sym, snapshot_times, str(self.csv_dir), allow_later=True)
         return out

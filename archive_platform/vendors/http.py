@@ -195,6 +195,10 @@ class VendorHttpClient:
         merged.update(self._secret_params)
         return url.copy_merge_params(merged) if merged else url
 
+    def endpoint(self, path_or_url: str, params: Mapping[str, Any] | None = None) -> str:
+        """The redacted request URL: safe for messages, logs and metadata."""
+        return self.redact_url(self.url_for(path_or_url, params))
+
     def get(self, path_or_url: str, params: Mapping[str, Any] | None = None) -> httpx.Response:
         """GET with the full policy; returns a 2xx response or one of ``empty_statuses``."""
         url = self.url_for(path_or_url, params)

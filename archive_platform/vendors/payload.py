@@ -96,7 +96,9 @@ class PayloadReader:
                 index, row, f"field {name!r} has {type(value).__name__} {value!r}, expected {kind}"
             ) from None
 
-    def nested(self, row: Mapping[str, Any], index: int, name: str, *, required: bool = True) -> Mapping[str, Any]:
+    def nested(
+        self, row: Mapping[str, Any], index: int, name: str, *, required: bool = True
+    ) -> Mapping[str, Any]:
         """A nested object field (``{}`` when optional and absent)."""
         value = row.get(name)
         if value is None and not required:

@@ -163,7 +163,7 @@ class PolygonSource(MarketSource):
         query: Mapping[str, Any] | None = params
         for _ in range(MAX_PAGES):
             payload = self.http.get_json(url, query)
-            reader = PayloadReader(NAME, self.http.redact_url(self.http.url_for(url, query)), self.http.redact)
+            reader = PayloadReader(NAME, self.http.endpoint(url, query), self.http.redact)
             status = payload.get("status") if isinstance(payload, Mapping) else None
             if status not in OK_STATUSES:
                 raise reader.fail(None, payload, f"field 'status' is {status!r}, expected OK or DELAYED")
@@ -182,7 +182,7 @@ class PolygonSource(MarketSource):
             path = f"/v2/aggs/ticker/{sym}/range/1/minute/{day.isoformat()}/{day.isoformat()}"
             params = {"adjusted": "true", "sort": "asc", "limit": 50000}
             results = self.fetch_pages(path, params)
-            reader = PayloadReader(NAME, self.http.redact_url(self.http.url_for(path, params)), self.http.redact)
+            reader = PayloadReader(NAME, self.http.endpoint(path, params), self.http.redact)
             bars = {r["timestamp"]: r for r in normalise_minute_bars(results, sym, day, reader)}
             if not bars:
                 raise EmptySession(
@@ -218,7 +218,7 @@ class PolygonSource(MarketSource):
             results = self.fetch_pages(path, params)
             if not results:
                 raise EmptySession(f"{NAME}: {path} returned no option contracts for {sym}")
-            reader = PayloadReader(NAME, self.http.redact_url(self.http.url_for(path, params)), self.http.redact)
+            reader = PayloadReader(NAME, self.http.endpoint(path, params), self.http.redact)
             for snap in snapshot_times:
                 # a contract repeated across pages (the chain moved while we paged) is kept once
                 chain = {}

@@ -151,7 +151,9 @@ def normalise_iv_rank_rows(
     return out
 
 
-def build_http(api_key: str, base_url: str = "https://api.unusualwhales.com", **overrides: Any) -> VendorHttpClient:
+def build_http(
+    api_key: str, base_url: str = "https://api.unusualwhales.com", **overrides: Any
+) -> VendorHttpClient:
     """The UW HTTP client: bearer auth, key redacted, shared per-process breaker and limiter.
 
     ``overrides`` go to ``VendorHttpClient`` (tests inject ``breaker``, ``sleep``, ``timeout``).
@@ -229,7 +231,7 @@ class UnusualWhalesSource(MarketSource):
         while True:
             params = {"ticker_symbol": ",".join(symbols), "limit": self.page_limit, "older_than": cursor}
             payload = self.http.get_json(FLOW_PATH, params)
-            reader = PayloadReader(NAME, self.http.redact_url(self.http.url_for(FLOW_PATH, params)), self.http.redact)
+            reader = PayloadReader(NAME, self.http.endpoint(FLOW_PATH, params), self.http.redact)
             page = reader.rows(payload, "data")
             if not page:
                 break
@@ -263,7 +265,7 @@ class UnusualWhalesSource(MarketSource):
             path = f"/api/stock/{sym}/iv-rank"
             params = {"date": day.isoformat(), "timespan": "1m"}
             payload = self.http.get_json(path, params)
-            reader = PayloadReader(NAME, self.http.redact_url(self.http.url_for(path, params)), self.http.redact)
+            reader = PayloadReader(NAME, self.http.endpoint(path, params), self.http.redact)
             data = reader.rows(payload, "data")
             if not data:
                 raise EmptySession(f"{NAME}: {path} returned no IV-rank rows for {sym} up to {day}")
