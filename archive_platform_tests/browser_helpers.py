@@ -39,7 +39,7 @@ def find_free_port() -> int:
 
 def start_process(cmd: list[str], env: Mapping[str, str], log_path: Path) -> subprocess.Popen:
     """Start ``cmd`` in its own process group (so teardown reaches its children), output to a log."""
-    log = open(log_path, "wb")  # noqa: SIM115 - the child owns it; closed in stop_process
+    log = open(log_path, "wb")  # noqa: SIM115 - the child keeps its own copy of the descriptor
     try:
         return subprocess.Popen(cmd, env=dict(env), stdout=log, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
