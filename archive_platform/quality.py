@@ -59,9 +59,15 @@ def check_unique_key(table: pa.Table, spec: ArchiveSpec) -> CheckOutcome:
 
 
 def check_in_window(table: pa.Table, spec: ArchiveSpec, day: date) -> CheckOutcome:
-    """Every event lies inside the type's window of the partition's session."""
+    """Every event lies inside the type's window of the partition's session.
+
+    Snapshot types are judged on ``snapshot_time`` (when the archive looked), not on a vendor's
+    quote time, which for an illiquid contract can be the previous session.
+    """
     lo, hi = calendar.window_bounds(day, spec.window)
-    df = pl.from_arrow(table.select(["timestamp"] + (["symbol"] if "symbol" in table.column_names else [])))
+    col = "snapshot_time" if spec.snapshot else "timestamp"
+    df = pl.from_arrow(table.select([col] + (["symbol"] if "symbol" in table.column_names else [])))
+    df = df.rename({col: "timestamp"})
     bad = df.filter((pl.col("timestamp") < lo) | (pl.col("timestamp") > hi))
     n = bad.height
     return CheckOutcome(

@@ -116,7 +116,7 @@ def test_nulls_in_nullable_columns_are_fine(store):
 
 
 def test_row_of_another_market_date_is_named(store):
-    t = make_table("options", FULL_DAY, 3)
+    t = make_table("stocks_1m", FULL_DAY, 3)
     # 00:30 ET on the 27th is still the 26th in UTC terms but the 27th in market terms
     late = et(date(2025, 11, 27), 0, 30).astimezone(timezone.utc)
     ts = t["timestamp"].to_pylist()
@@ -127,21 +127,46 @@ def test_row_of_another_market_date_is_named(store):
         match=r"row 1 has timestamp 2025-11-27T05:30:00\+00:00 whose market date is 2025-11-27, "
         r"not the partition's day 2025-11-26",
     ):
-        store.write_day("options", FULL_DAY, t)
+        store.write_day("stocks_1m", FULL_DAY, t)
     _assert_nothing_written(store)
+
+
+def test_snapshot_rows_belong_to_their_snapshot_day(store):
+    """A snapshot type is partitioned by snapshot_time: a snapshot of another day is refused ..."""
+    t = make_table("options", FULL_DAY, 3)
+    late = et(date(2025, 11, 27), 0, 30).astimezone(timezone.utc)
+    snaps = t["snapshot_time"].to_pylist()
+    snaps[2] = late
+    bad = _set(t, "snapshot_time", snaps, pa.timestamp("us", tz="UTC"))
+    with pytest.raises(ArchiveValidationError, match=r"row 2 has snapshot_time 2025-11-27T05:30:00"):
+        store.write_day("options", FULL_DAY, bad)
+    _assert_nothing_written(store)
+
+
+def test_stale_vendor_quote_inside_todays_snapshot_is_kept(store):
+    """... but a quote last updated on the previous session (illiquid contract) is stored, with
+    the ET offset of its own instant. Regression: the whole snapshot used to be refused."""
+    t = make_table("options", date(2025, 3, 10), 2)  # Monday after the spring DST switch
+    friday = et(date(2025, 3, 7), 15, 59).astimezone(timezone.utc)
+    t = _set(t, "timestamp", [friday, t["timestamp"][1].as_py()], pa.timestamp("us", tz="UTC"))
+    t = _set(t, "et_offset", [-300, -240], pa.int16())
+    store.write_day("options", date(2025, 3, 10), t)
+    back = store.read_day("options", date(2025, 3, 10))
+    assert sorted(back["et_offset"].to_pylist()) == [-300, -240]
+    assert friday in back["timestamp"].to_pylist()
 
 
 def test_evening_utc_of_previous_et_day_is_refused():
     # 23:30 ET on the 25th is already the 26th in UTC: the UTC date must not be used
     t = make_table("options", FULL_DAY, 1)
-    t = _set(t, "timestamp", [et(date(2025, 11, 25), 23, 30)], pa.timestamp("us", tz="UTC"))
+    t = _set(t, "snapshot_time", [et(date(2025, 11, 25), 23, 30)], pa.timestamp("us", tz="UTC"))
     with pytest.raises(ArchiveValidationError, match=r"market date is 2025-11-25"):
         validate_batch(OPTIONS, FULL_DAY, t, "sim")
 
 
 def test_wrong_et_offset_is_named(store):
     t = _set(make_table("options", FULL_DAY, 2), "et_offset", [-300, -240], pa.int16())
-    with pytest.raises(ArchiveValidationError, match=r"'et_offset' is -240 at row 1; expected -300"):
+    with pytest.raises(ArchiveValidationError, match=r"'et_offset' is -240 at row 1; expected -300 for timestamp"):
         store.write_day("options", FULL_DAY, t)
 
 

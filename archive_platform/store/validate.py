@@ -11,6 +11,7 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 
 import numpy as np
+import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -139,28 +140,45 @@ def _first_true(mask: pa.ChunkedArray | pa.Array) -> int | None:
     return int(pc.index(mask, True).as_py())
 
 
+def partition_column(spec: ArchiveSpec) -> str:
+    """The column whose ET date is the row's partition day.
+
+    ``timestamp`` for event types. For snapshot types it is ``snapshot_time``: a snapshot taken
+    on day D belongs to D even when a vendor's quote in it was last updated on the previous
+    session (an illiquid contract) or an IV rank was computed at yesterday's close.
+    """
+    return "snapshot_time" if spec.snapshot else "timestamp"
+
+
 def check_market_day(spec: ArchiveSpec, table: pa.Table, day: date) -> None:
-    """Every ``timestamp`` must have ``day`` as its ET market date (vectorised range test)."""
+    """Every row's partition column must have ``day`` as its ET market date (vectorised)."""
     lo, hi = day_bounds_utc(day)
-    ts = table["timestamp"]
+    col = partition_column(spec)
+    ts = table[col]
     outside = pc.or_(pc.less(ts, pa.scalar(lo, TS)), pc.greater_equal(ts, pa.scalar(hi, TS)))
     row = _first_true(outside)
     if row is not None:
         bad = ts[row].as_py()
         raise ArchiveValidationError(
-            f"{spec.name}: row {row} has timestamp {bad.isoformat()} whose market date is "
+            f"{spec.name}: row {row} has {col} {bad.isoformat()} whose market date is "
             f"{market_date(bad).isoformat()}, not the partition's day {day.isoformat()}"
         )
 
 
 def check_et_offset(spec: ArchiveSpec, table: pa.Table, day: date) -> None:
-    """``et_offset`` must be the ET offset of the day (constant: DST changes on Sundays)."""
-    expected = et_offset_minutes(datetime.combine(day, time(12), tzinfo=ET))
-    row = _first_true(pc.not_equal(table["et_offset"], pa.scalar(expected, pa.int16())))
-    if row is not None:
+    """``et_offset`` must be the ET offset of the row's own ``timestamp`` (vectorised)."""
+    if table.num_rows == 0:
+        return
+    ts = pl.from_arrow(table["timestamp"])
+    local = ts.dt.convert_time_zone("America/New_York").dt.replace_time_zone(None)
+    expected = (local - ts.dt.replace_time_zone(None)).dt.total_minutes().cast(pl.Int16)
+    got = pl.from_arrow(table["et_offset"])
+    mismatch = (got != expected).fill_null(True)
+    if mismatch.any():
+        row = int(mismatch.arg_true()[0])
         raise ArchiveValidationError(
-            f"{spec.name}: column 'et_offset' is {table['et_offset'][row].as_py()} at row {row}; "
-            f"expected {expected} on {day.isoformat()}"
+            f"{spec.name}: column 'et_offset' is {got[row]} at row {row}; expected "
+            f"{expected[row]} for timestamp {table['timestamp'][row].as_py().isoformat()}"
         )
 
 
