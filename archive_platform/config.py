@@ -21,7 +21,9 @@ SIM = "sim"
 ALLOWED_SOURCES: dict[ArchiveType, tuple[str, ...]] = {
     ArchiveType.UW_FLOW: (SIM, "unusual_whales"),
     ArchiveType.OPTIONS: (SIM, "thetadata", "polygon", "ib"),
-    ArchiveType.GEX: (SIM, "derived", "unusual_whales"),
+    # gex is computed from the options archive. UW's greek-exposure-by-strike endpoint has no
+    # open interest, which the canonical gex schema requires, so it is not offered.
+    ArchiveType.GEX: (SIM, "derived"),
     ArchiveType.STOCKS_1M: (SIM, "polygon", "thetadata", "ib"),
     ArchiveType.IV_RANK: (SIM, "barchart", "unusual_whales", "derived"),
     ArchiveType.TRADES: (SIM, "ib"),
@@ -127,7 +129,7 @@ class SourceSelection:
                 f"{source_env_var(ArchiveType.GEX)}=sim cannot pair with "
                 f"{source_env_var(ArchiveType.OPTIONS)}={chosen[ArchiveType.OPTIONS]}: simulated "
                 "gamma exposure over a live option archive would mix simulated and live data; "
-                "use 'derived' (the default) or 'unusual_whales'"
+                "use 'derived' (the default)"
             )
         if sel[ArchiveType.GEX] == "derived" and chosen[ArchiveType.OPTIONS] == SIM:
             # harmless but say what it means: derived from the simulated chains

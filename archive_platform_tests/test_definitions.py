@@ -104,6 +104,38 @@ def test_secrets_arrive_as_envvar_and_never_in_config(tmp_path, monkeypatch):
     assert defs.resolve_assets_def("options").op.pool is None
 
 
+def test_bad_start_date_names_the_variable(tmp_path):
+    with pytest.raises(ValueError, match="environment variable ARCHIVE_START_DATE 2025-11-27 is not an NYSE trading day"):
+        build_definitions(sim_env(tmp_path, ARCHIVE_START_DATE="2025-11-27"))
+
+
 def test_snapshot_minutes_must_divide_thirty(tmp_path):
     with pytest.raises(ValueError, match="does not divide 30"):
         build_definitions(sim_env(tmp_path, ARCHIVE_SNAPSHOT_MINUTES="7"))
+
+
+VENDOR_CLASSES = {
+    "unusual_whales": ("archive_platform.vendors.uw", "UnusualWhalesSource"),
+    "polygon": ("archive_platform.vendors.polygon", "PolygonSource"),
+    "thetadata": ("archive_platform.vendors.thetadata", "ThetaDataSource"),
+    "barchart": ("archive_platform.vendors.barchart", "BarchartSource"),
+    "ib": ("archive_platform.vendors.ib", "IBSource"),
+}
+
+
+def test_every_allowed_vendor_pair_is_served_by_that_vendor():
+    """Configuration never offers a pair the client cannot serve (it would fail at 3 am, not at load)."""
+    import importlib
+
+    from archive_platform.config import ALLOWED_SOURCES
+    from archive_platform.sim import SimulatedMarket
+
+    assert all(SimulatedMarket().supports(t) for t in ArchiveType)
+    for t, allowed in ALLOWED_SOURCES.items():
+        for name in allowed:
+            if name in ("sim", "derived"):
+                continue
+            mod, cls = VENDOR_CLASSES[name]
+            source_cls = getattr(importlib.import_module(mod), cls)
+            assert t in source_cls.supported, f"{name} is allowed for {t.value} but does not serve it"
+            assert source_cls.name == name

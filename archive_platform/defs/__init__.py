@@ -11,7 +11,7 @@ from archive_platform.config import SourceSelection, parse_times
 from archive_platform.defs.assets import build_archive_asset, build_views_asset
 from archive_platform.defs.automation import build_automation
 from archive_platform.defs.resources import resources_from_env
-from archive_platform.partitions import trading_day_partitions
+from archive_platform.partitions import parse_start_date, trading_day_partitions
 from archive_platform.schemas import ArchiveType
 
 ARCHIVE_KEYS = [dg.AssetKey(t.value) for t in ArchiveType]
@@ -29,7 +29,10 @@ def build_definitions(env: Mapping[str, str] | None = None) -> dg.Definitions:
     selection = SourceSelection.from_env(env)
     resources = resources_from_env(env)
     settings = resources["sources"].settings()
-    partitions_def = trading_day_partitions(env.get("ARCHIVE_START_DATE") or None)
+    start = env.get("ARCHIVE_START_DATE") or None
+    if start is not None:  # validate here so the message names the variable, not an argument
+        start = parse_start_date(start.strip(), source="environment variable ARCHIVE_START_DATE")
+    partitions_def = trading_day_partitions(start)
 
     archive_assets = [build_archive_asset(t, partitions_def, selection) for t in ArchiveType]
     views = build_views_asset(selection)
