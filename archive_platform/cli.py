@@ -50,6 +50,14 @@ def _table(cols: list[str], rows: list[tuple]) -> str:
 @click.group()
 def main() -> None:
     """archive_platform: a market-data archive on Dagster."""
+    import warnings
+
+    import dagster as dg
+
+    # Dagster flags backfill policies and partitioned checks as beta/preview on every load;
+    # that is for the developers who chose them, not for someone running the archive.
+    warnings.filterwarnings("ignore", category=dg.BetaWarning)
+    warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 
 
 @main.command()
@@ -83,7 +91,8 @@ def demo(days: int, as_of: str | None) -> None:
     archive = resources["archive"]
 
     click.echo(
-        f"Archiving {len(sessions)} NYSE sessions ({sessions[0]} .. {sessions[-1]}) of 6 archive "
+        f"Archiving {len(sessions)} NYSE session{'s' if len(sessions) != 1 else ''} "
+        f"({sessions[0]} .. {sessions[-1]}) of 6 archive "
         f"types from the simulated market into {archive.root('sim')}"
     )
     click.echo(f"Dagster instance: {os.environ['DAGSTER_HOME']}")
