@@ -21,6 +21,7 @@ from archive_platform.vendors.barchart import (
 from archive_platform.vendors.http import CircuitBreaker, CircuitOpenError, PayloadError, VendorError
 from archive_platform_tests.fakes.barchart import BarchartOnDemandFake, iv_rank_csv
 from archive_platform_tests.fakes.server import FakeVendorServer
+from archive_platform_tests.fakes.clock import Clock
 
 KEY = "bckey_77aa11bb22"
 DAY = date(2025, 1, 15)  # EST; session close 21:00 UTC
@@ -29,11 +30,6 @@ MORNING, CLOSE = datetime(2025, 1, 15, 15, 0, tzinfo=UTC), datetime(2025, 1, 15,
 FILE = "stocks-options-iv-rank-and-iv-percentile-01-15-2025.csv"
 
 
-class Clock:
-    now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from archive_platform.vendors.http import CircuitBreaker, CircuitOpenError, Payl
 from archive_platform.vendors.polygon import PolygonSource, build_http
 from archive_platform_tests.fakes.polygon import PolygonFake, minute_bar, option_snapshot
 from archive_platform_tests.fakes.server import FakeVendorServer
+from archive_platform_tests.fakes.clock import Clock
 
 KEY = "pgkey_Zx81LmQ02"
 DAY = date(2025, 1, 15)  # EST: session 14:30-21:00 UTC
@@ -26,11 +27,6 @@ def at(h: int, m: int) -> datetime:
     return datetime(2025, 1, 15, h, m, tzinfo=UTC)
 
 
-class Clock:
-    now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture

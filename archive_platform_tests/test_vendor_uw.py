@@ -17,6 +17,7 @@ from archive_platform.vendors.occ import format_occ, parse_occ
 from archive_platform.vendors.uw import UnusualWhalesSource, build_http
 from archive_platform_tests.fakes.server import FakeVendorServer
 from archive_platform_tests.fakes.uw import UnusualWhalesFake, flow_alert
+from archive_platform_tests.fakes.clock import Clock
 
 KEY = "uwkey_3c9b1f2e7a"
 DAY = date(2025, 1, 15)  # a Wednesday in EST: session 14:30-21:00 UTC
@@ -28,11 +29,6 @@ def at(h: int, m: int, s: int = 0) -> datetime:
     return datetime(2025, 1, 15, h, m, s, tzinfo=UTC)
 
 
-class Clock:
-    now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
