@@ -10,19 +10,24 @@ vendors, that the API key appears in no metadata value, no event of the run and 
 
 from __future__ import annotations
 
+import logging
 from datetime import date, datetime, timedelta, timezone
-from pathlib import Path
 
 import dagster as dg
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 from ib_async.contract import Option, Stock
 
-from archive_platform.defs import build_definitions
-from archive_platform.schemas import ArchiveType, spec_for
+from archive_platform.schemas import ArchiveType
 from archive_platform.vendors.resilience import reset_registries
-from archive_platform_tests.dagster_helpers import QUIET, checks, materializations, run_job, sim_env
+from archive_platform_tests.dagster_helpers import materializations, run_job
+from archive_platform_tests.e2e_helpers import (
+    assert_checks,
+    assert_key_nowhere,
+    live_file,
+    materialize,
+    stored,
+    vendor_defs,
+)
 from archive_platform_tests.fakes.barchart import BarchartOnDemandFake, iv_rank_csv
 from archive_platform_tests.fakes.ib import FakeIBGateway
 from archive_platform_tests.fakes.polygon import PolygonFake
@@ -66,76 +71,11 @@ def instance():
         yield inst
 
 
-def vendor_defs(tmp_path: Path, monkeypatch, **extra: str) -> dg.Definitions:
-    """Definitions over temp roots for SPY only; every variable also goes to ``os.environ``
-    because secrets reach the resource as ``dg.EnvVar`` and resolve at run time."""
-    env = sim_env(tmp_path, ARCHIVE_SYMBOLS="SPY", **extra)
-    for k, v in env.items():
-        monkeypatch.setenv(k, v)
-    return build_definitions(env)
-
-
-def materialize(defs: dg.Definitions, assets: list[str], instance, *, raise_on_error=True):
-    """A run of just ``assets`` for DAY (no run tags: mode ``day``, the whole partition).
-
-    ``resolve_assets_def`` hands back the assets with the definitions' resources bound."""
-    return dg.materialize(
-        [defs.resolve_assets_def(a) for a in assets], partition_key=DAY.isoformat(),
-        instance=instance, run_config=QUIET, raise_on_error=raise_on_error,
-    )
-
-
-def live_file(tmp_path: Path, t: ArchiveType) -> Path:
-    spec = spec_for(t)
-    return tmp_path / "live" / spec.directory / f"date={DAY}" / f"{spec.file_stem}_{DAY:%Y%m%d}.parquet"
-
-
-def stored(tmp_path: Path, result, t: ArchiveType, vendor: str) -> pa.Table:
-    """The day file of ``t`` in the live root, checked against the run's metadata and checks."""
-    path = live_file(tmp_path, t)
-    assert path.exists(), f"{t.value} not at {path}"
-    assert not (tmp_path / "sim" / spec_for(t).directory).exists(), "vendor rows went to the sim root"
-    table = pq.read_table(path)
-    assert table.schema.names == spec_for(t).schema.names
-    assert set(table.column("source").to_pylist()) == {vendor}
-    meta = materializations(result)[t.value]
-    assert meta["rows"] == table.num_rows == pq.read_metadata(path).num_rows
-    assert meta["files"] == 1 and meta["path"].endswith(f"date={DAY}")
-    return table
-
-
-def assert_checks(result, asset: str, passed: tuple[str, ...]) -> dict:
-    evals = {name: e for (a, name), e in checks(result).items() if a == asset}
-    assert set(evals) == {"schema", "unique_key", "in_session", "complete", "values"}
-    failed = {n: evals[n].description for n in passed if not evals[n].passed}
-    assert failed == {}
-    return evals
-
-
-def assert_key_nowhere(key: str, result, instance, files: list[Path]) -> None:
-    """The secret is in no metadata value, no event of the run (nor the run record), no file."""
-    for asset, meta in materializations(result).items():
-        for name, value in meta.items():
-            assert key not in str(value), f"{asset} metadata {name!r} holds the key"
-    for ev in result.all_events:
-        assert key not in dg.serialize_value(ev), f"event {ev.event_type_value} holds the key"
-    logs = instance.all_logs(result.run_id)
-    assert logs, "the run wrote no event log"
-    for entry in logs:
-        assert key not in dg.serialize_value(entry), f"event log entry holds the key: {entry.user_message}"
-    assert key not in dg.serialize_value(instance.get_run_by_id(result.run_id))
-    for path in files:
-        assert key.encode() not in path.read_bytes(), f"{path} holds the key's bytes"
-        table = pq.read_table(path)  # the bytes are zstd-compressed: look at decoded strings too
-        for col in table.column_names:
-            if pa.types.is_string(table.schema.field(col).type):
-                assert not any(key in v for v in table.column(col).to_pylist() if v), f"{path}:{col}"
-
-
 # -- uw_flow from Unusual Whales ------------------------------------------------------------
 
 
-def test_uw_flow_from_unusual_whales_pages_back_over_the_session(tmp_path, monkeypatch, instance):
+def test_uw_flow_from_unusual_whales_pages_back_over_the_session(tmp_path, monkeypatch, instance, caplog):
+    caplog.set_level(logging.DEBUG)
     fake = UnusualWhalesFake(api_key=UW_KEY)
     exp = date(2025, 11, 28)
     # 450 session alerts 50 s apart: more than two pages at the client's page limit of 200
@@ -154,26 +94,31 @@ def test_uw_flow_from_unusual_whales_pages_back_over_the_session(tmp_path, monke
     fake.alerts = session_alerts + outside
     with FakeVendorServer() as srv:
         fake.install(srv)
+        # a throttled first answer echoing the token: retried, and logged without the token
+        srv.throttle_next(1, retry_after="0", body={"msg": f"slow down, token {UW_KEY}"})
         defs = vendor_defs(tmp_path, monkeypatch, ARCHIVE_SOURCE_UW_FLOW="unusual_whales",
                            UW_API_KEY=UW_KEY, UW_BASE_URL=srv.url)
         result = run_job(defs, "uw_flow_poll", instance, partition_key=DAY.isoformat())
         requests = list(srv.requests)
     assert result.success
-    table = stored(tmp_path, result, ArchiveType.UW_FLOW, "unusual_whales")
+    table = stored(tmp_path, result, ArchiveType.UW_FLOW, DAY, "unusual_whales")
     ids = table.column("alert_id").to_pylist()
     assert len(ids) == len(set(ids)) == 450  # page overlaps did not store an alert twice
     assert set(ids) == {f"uw-{i}" for i in range(450)}
     assert set(table.column("symbol").to_pylist()) == {"SPY"}
     first = min(table.to_pylist(), key=lambda r: r["timestamp"])
-    assert (first["alert_id"], first["timestamp"], first["option_type"]) == ("uw-0", OPEN + timedelta(seconds=10), "CALL")
+    assert (first["alert_id"], first["timestamp"], first["option_type"]) == (
+        "uw-0", OPEN + timedelta(seconds=10), "CALL")
     assert first["premium"] == 25_000.0 and first["sentiment"] == "BULLISH" and first["et_offset"] == -300
     # the walk took several pages, each asking for the full page, the key sent as bearer only
-    assert len(requests) >= 3
+    assert len(requests) >= 1 + 3  # the throttled one, then several pages
     assert {r.query["limit"] for r in requests} == {"200"}
     assert {r.headers["authorization"] for r in requests} == {f"Bearer {UW_KEY}"}
     assert all(UW_KEY not in r.raw_path for r in requests)
-    assert_checks(result, "uw_flow", ("schema", "unique_key", "in_session", "complete", "values"))
-    assert_key_nowhere(UW_KEY, result, instance, [live_file(tmp_path, ArchiveType.UW_FLOW)])
+    assert_checks(result, "uw_flow")
+    assert_key_nowhere(UW_KEY, result, instance, [live_file(tmp_path, ArchiveType.UW_FLOW, DAY)])
+    assert any(r.levelno >= logging.WARNING and "429" in r.getMessage() for r in caplog.records)
+    assert all(UW_KEY not in r.getMessage() for r in caplog.records)
 
 
 # -- stocks_1m from Polygon and from ThetaData ----------------------------------------------
@@ -186,10 +131,10 @@ def test_stocks_1m_from_polygon_follows_next_url(tmp_path, monkeypatch, instance
         fake.install(srv)
         defs = vendor_defs(tmp_path, monkeypatch, ARCHIVE_SOURCE_STOCKS_1M="polygon",
                            POLYGON_API_KEY=POLYGON_KEY, POLYGON_BASE_URL=srv.url)
-        result = materialize(defs, ["stocks_1m"], instance)
+        result = materialize(defs, ["stocks_1m"], DAY, instance)
         requests = list(srv.requests)
     assert result.success
-    table = stored(tmp_path, result, ArchiveType.STOCKS_1M, "polygon")
+    table = stored(tmp_path, result, ArchiveType.STOCKS_1M, DAY, "polygon")
     assert table.num_rows == 390
     ts = table.column("timestamp").to_pylist()
     assert ts == [OPEN + timedelta(minutes=i) for i in range(390)]
@@ -198,9 +143,9 @@ def test_stocks_1m_from_polygon_follows_next_url(tmp_path, monkeypatch, instance
     assert len(requests) == 4  # 390 bars at 100 a page
     assert all(req.query.get("apiKey") == POLYGON_KEY for req in requests)
     assert all("cursor" in req.query for req in requests[1:])
-    evals = assert_checks(result, "stocks_1m", ("schema", "unique_key", "in_session", "complete", "values"))
+    evals = assert_checks(result, "stocks_1m")
     assert evals["complete"].metadata["expected_bars_per_symbol"].value == 390
-    assert_key_nowhere(POLYGON_KEY, result, instance, [live_file(tmp_path, ArchiveType.STOCKS_1M)])
+    assert_key_nowhere(POLYGON_KEY, result, instance, [live_file(tmp_path, ArchiveType.STOCKS_1M, DAY)])
 
 
 def theta_bars(n: int) -> list[list]:
@@ -217,15 +162,35 @@ def test_stocks_1m_from_thetadata_history(tmp_path, monkeypatch, instance):
             root="SPY", start_date=D, end_date=D, ivl=60000,
         )
         defs = vendor_defs(tmp_path, monkeypatch, ARCHIVE_SOURCE_STOCKS_1M="thetadata", THETADATA_BASE_URL=srv.url)
-        result = materialize(defs, ["stocks_1m"], instance)
+        result = materialize(defs, ["stocks_1m"], DAY, instance)
         pages = srv.requests_to(r"/v2/page/\d+")
     assert result.success
-    table = stored(tmp_path, result, ArchiveType.STOCKS_1M, "thetadata")
+    table = stored(tmp_path, result, ArchiveType.STOCKS_1M, DAY, "thetadata")
     assert table.column("timestamp").to_pylist() == [OPEN + timedelta(minutes=i) for i in range(390)]
     first = table.slice(0, 1).to_pylist()[0]
-    assert (first["open"], first["close"], first["volume"], first["trade_count"], first["vwap"]) == (600.0, 600.5, 2000, 20, None)
+    assert (first["open"], first["close"], first["volume"], first["trade_count"], first["vwap"]) == (
+        600.0, 600.5, 2000, 20, None)
     assert len(pages) == 1  # 392 rows at 200 a page: the next_page was followed
-    assert_checks(result, "stocks_1m", ("schema", "unique_key", "in_session", "complete", "values"))
+    assert_checks(result, "stocks_1m")
+
+
+def test_stocks_1m_vendor_refusal_fails_the_run_without_the_key(tmp_path, monkeypatch, instance):
+    fake = PolygonFake(api_key=POLYGON_KEY)
+    with FakeVendorServer() as srv:
+        fake.install(srv)
+        srv.fail_next(1, status=403, body={"status": "NOT_AUTHORIZED", "message": f"key {POLYGON_KEY} not entitled"})
+        defs = vendor_defs(tmp_path, monkeypatch, ARCHIVE_SOURCE_STOCKS_1M="polygon",
+                           POLYGON_API_KEY=POLYGON_KEY, POLYGON_BASE_URL=srv.url)
+        result = materialize(defs, ["stocks_1m"], DAY, instance, raise_on_error=False)
+        requests = list(srv.requests)
+    assert not result.success and len(requests) == 1  # a 403 is not retried
+    (failure,) = result.get_step_failure_events()
+    err = failure.event_specific_data.error.cause
+    assert err.cls_name == "VendorError"
+    for needle in ("polygon", "403", "/v2/aggs/ticker/SPY/range/1/minute", "apiKey=REDACTED", "POLYGON_API_KEY"):
+        assert needle in err.message
+    assert not (tmp_path / "live" / "stocks").exists()
+    assert_key_nowhere(POLYGON_KEY, result, instance, [])
 
 
 # -- options (+ derived gex) from ThetaData; options from Polygon for the past ---------------
@@ -266,7 +231,7 @@ def test_options_backfill_from_thetadata_and_gex_derived_in_the_same_run(tmp_pat
         hist = srv.requests_to(r"/v2/bulk_hist/option/quote")
         live = srv.requests_to(r"/v2/bulk_snapshot/.*")
     assert result.success
-    opts = stored(tmp_path, result, ArchiveType.OPTIONS, "thetadata")
+    opts = stored(tmp_path, result, ArchiveType.OPTIONS, DAY, "thetadata")
     grid = [datetime.combine(DAY, datetime.min.time(), tzinfo=UTC) + timedelta(hours=14, minutes=30 + 15 * i)
             for i in range(27)]  # 09:30..16:00 ET = 14:30..21:00 UTC
     assert sorted(set(opts.column("snapshot_time").to_pylist())) == grid
@@ -277,10 +242,10 @@ def test_options_backfill_from_thetadata_and_gex_derived_in_the_same_run(tmp_pat
     assert c["timestamp"] == grid[2] and c["vega"] == pytest.approx(0.25)  # 25 per 1.00 of vol
     assert sorted(r.query["exp"] for r in hist) == ["20251128", "20251205"]  # 20251121 had expired
     assert {r.query["ivl"] for r in hist} == {"900000"} and live == []
-    evals = assert_checks(result, "options", ("schema", "unique_key", "in_session", "complete", "values"))
+    evals = assert_checks(result, "options")
     assert evals["complete"].metadata["expected_snapshots"].value == 27
 
-    gex = stored(tmp_path, result, ArchiveType.GEX, "thetadata")  # derived rows keep the options' source
+    gex = stored(tmp_path, result, ArchiveType.GEX, DAY, "thetadata")  # derived rows keep the options' source
     assert gex.num_rows == 27 * 2  # strikes 600 and 610 at every snapshot
     g = {(r["snapshot_time"], r["strike"]): r for r in gex.to_pylist()}
     # VENDORS.md section 7: gamma * OI * 100 * S^2 * 0.01 per contract, calls +, puts -
@@ -291,7 +256,7 @@ def test_options_backfill_from_thetadata_and_gex_derived_in_the_same_run(tmp_pat
     assert at600["net_gex"] == pytest.approx(call_gex + put_gex)
     assert (at600["call_open_interest"], at600["put_open_interest"]) == (1000, 800)
     assert g[(grid[10], 610.0)]["call_gex"] == 0.0  # no open interest, no exposure
-    assert_checks(result, "gex", ("schema", "unique_key", "in_session", "complete", "values"))
+    assert_checks(result, "gex")
 
 
 def test_options_from_polygon_for_a_past_day_fail_without_writing(tmp_path, monkeypatch, instance):
@@ -336,7 +301,7 @@ def test_iv_rank_from_barchart_csv_drops(tmp_path, monkeypatch, instance):
     defs = vendor_defs(tmp_path, monkeypatch, ARCHIVE_SOURCE_IV_RANK="barchart", BARCHART_CSV_DIR=str(drops))
     result = run_job(defs, "iv_rank_snapshot", instance, partition_key=DAY.isoformat())
     assert result.success
-    table = stored(tmp_path, result, ArchiveType.IV_RANK, "barchart")
+    table = stored(tmp_path, result, ArchiveType.IV_RANK, DAY, "barchart")
     got = [(r["snapshot_time"], r["timestamp"], r["symbol"], r["iv"], r["iv_rank"], r["iv_percentile"])
            for r in table.to_pylist()]
     morning, evening = datetime(2025, 11, 26, 12, 0, tzinfo=UTC), datetime(2025, 11, 27, 0, 0, tzinfo=UTC)
@@ -344,7 +309,7 @@ def test_iv_rank_from_barchart_csv_drops(tmp_path, monkeypatch, instance):
         (morning, datetime(2025, 11, 26, 11, 30, tzinfo=UTC), "SPY", pytest.approx(0.1725), 21.4, 38.0),
         (evening, datetime(2025, 11, 26, 23, 30, tzinfo=UTC), "SPY", pytest.approx(0.185), 26.1, 44.0),
     ]
-    evals = assert_checks(result, "iv_rank", ("schema", "unique_key", "in_session", "complete", "values"))
+    evals = assert_checks(result, "iv_rank")
     assert evals["complete"].metadata["expected_snapshots"].value == 2
 
 
@@ -365,16 +330,17 @@ def test_iv_rank_from_barchart_ondemand_keeps_the_key_out(tmp_path, monkeypatch,
         requests = list(srv.requests)
     assert result.success
     assert [r.query["apikey"] for r in requests] == [BARCHART_KEY]  # the key did reach the vendor
-    table = stored(tmp_path, result, ArchiveType.IV_RANK, "barchart")
-    got = [(r["snapshot_time"], r["timestamp"], r["iv"], r["iv_rank"], r["iv_percentile"]) for r in table.to_pylist()]
+    table = stored(tmp_path, result, ArchiveType.IV_RANK, DAY, "barchart")
+    got = [(r["snapshot_time"], r["timestamp"], r["iv"], r["iv_rank"], r["iv_percentile"])
+           for r in table.to_pylist()]
     morning, evening = datetime(2025, 11, 26, 12, 0, tzinfo=UTC), datetime(2025, 11, 27, 0, 0, tzinfo=UTC)
     # a daily value is known at its session's close: 07:00 ET sees the 25th's, 19:00 ET the 26th's
     assert got == [
         (morning, datetime(2025, 11, 25, 21, 0, tzinfo=UTC), 0.16, 20.0, 35.0),
         (evening, datetime(2025, 11, 26, 21, 0, tzinfo=UTC), 0.175, 24.0, 41.0),
     ]
-    assert_checks(result, "iv_rank", ("schema", "unique_key", "in_session", "complete", "values"))
-    assert_key_nowhere(BARCHART_KEY, result, instance, [live_file(tmp_path, ArchiveType.IV_RANK)])
+    assert_checks(result, "iv_rank")
+    assert_key_nowhere(BARCHART_KEY, result, instance, [live_file(tmp_path, ArchiveType.IV_RANK, DAY)])
 
 
 # -- trades from Interactive Brokers -------------------------------------------------------
@@ -387,7 +353,8 @@ def test_trades_from_ib_through_the_gateway_seam(tmp_path, monkeypatch, instance
     gateway = FakeIBGateway(fills_list=[
         fill(Stock("SPY", "SMART", "USD"), "e2e.0001", t1, "BOT", 100, 600.25, 1.0),
         fill(opt, "e2e.0002", t1 + timedelta(minutes=5), "SLD", 3, 4.5, 0.65),
-        fill(Stock("SPY", "SMART", "USD"), "e2e.0000", datetime(2025, 11, 25, 20, 0, tzinfo=UTC), "BOT", 1, 1.0, 1.0),
+        fill(Stock("SPY", "SMART", "USD"), "e2e.0000", datetime(2025, 11, 25, 20, 0, tzinfo=UTC),
+             "BOT", 1, 1.0, 1.0),  # the previous session's fill
     ])
     built: list[tuple] = []
 
@@ -399,14 +366,16 @@ def test_trades_from_ib_through_the_gateway_seam(tmp_path, monkeypatch, instance
     monkeypatch.setattr("archive_platform.vendors.ib.AsyncIBGateway", gateway_factory)
     defs = vendor_defs(tmp_path, monkeypatch, ARCHIVE_SOURCE_TRADES="ib", IB_HOST="127.0.0.1",
                        IB_PORT="4002", IB_CLIENT_ID="17")
-    result = materialize(defs, ["trades"], instance)
+    result = materialize(defs, ["trades"], DAY, instance)
     assert result.success
     assert built == [("127.0.0.1", 4002, 17)]
     assert ("fills", DAY) in gateway.calls and gateway.calls[-1] == ("disconnect", None)
-    table = stored(tmp_path, result, ArchiveType.TRADES, "ib")
+    table = stored(tmp_path, result, ArchiveType.TRADES, DAY, "ib")
     rows = {r["exec_id"]: r for r in table.to_pylist()}
     assert set(rows) == {"e2e.0001", "e2e.0002"}  # the previous day's fill is not this partition's
     stk, o = rows["e2e.0001"], rows["e2e.0002"]
-    assert (stk["side"], stk["quantity"], stk["price"], stk["commission"], stk["timestamp"]) == ("BUY", 100.0, 600.25, 1.0, t1)
-    assert (o["side"], o["contract"], o["expiry"], o["strike"], o["right"]) == ("SELL", "SPY251219P00590000", date(2025, 12, 19), 590.0, "P")
-    assert_checks(result, "trades", ("schema", "unique_key", "in_session", "complete", "values"))
+    assert (stk["side"], stk["quantity"], stk["price"], stk["commission"], stk["timestamp"]) == (
+        "BUY", 100.0, 600.25, 1.0, t1)
+    assert (o["side"], o["contract"], o["expiry"], o["strike"], o["right"], o["commission"]) == (
+        "SELL", "SPY251219P00590000", date(2025, 12, 19), 590.0, "P", 0.65)
+    assert_checks(result, "trades")
