@@ -17,6 +17,8 @@ from archive_platform.defs.resources import ArchiveResource, SourcesResource
 from archive_platform.schemas import ArchiveType, spec_for
 from archive_platform.summary import summarize_partition
 
+BACKFILL_CHUNK = 5  # trading days per backfill run
+
 # Run tags the schedules and sensors set; a run without them archives whole days.
 TAG_MODE = "archive/mode"
 TAG_SNAPSHOT = "archive/snapshot_time"
@@ -186,8 +188,10 @@ def build_archive_asset(
     ]
     deps = [dg.AssetKey(ArchiveType.OPTIONS.value)] if t is ArchiveType.GEX or (
         t is ArchiveType.IV_RANK and source_name == "derived") else []
-    # Sources that fetch history in one call take backfills in chunks of days per run.
-    backfill = dg.BackfillPolicy.multi_run(max_partitions_per_run=5 if source_name in ("sim", "derived") else 3)
+    # Backfills run in chunks of days per run. One size for every asset: a job mixing policies
+    # (vendor options with derived gex) would fall back to the smallest anyway, with a warning;
+    # vendor rates are held by the pools, not by the chunk size.
+    backfill = dg.BackfillPolicy.multi_run(max_partitions_per_run=BACKFILL_CHUNK)
     cron, lower = FRESHNESS[t]
 
     @dg.asset(
