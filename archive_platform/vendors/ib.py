@@ -7,7 +7,7 @@ price, qualify the options (dropping IB's ``None``s), stream market data with ge
 100,101,104,105,106 and read ``modelGreeks``. IB has no history of option chains, so the source
 is live-only for options: a past snapshot instant raises ``SnapshotNotReproducible``.
 
-The pure ``normalise_*`` functions turn ib_async objects into canonical rows; NaN, ``None``,
+The pure ``normalise_*`` functions (``ib_normalise.py``) turn ib_async objects into canonical rows; NaN, ``None``,
 IB's "unset" sentinel and negative "no quote" prices all become nulls.
 """
 
