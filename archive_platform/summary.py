@@ -47,10 +47,13 @@ def preview_markdown(table: pa.Table, rows: int = PREVIEW_ROWS, max_cols: int = 
     return head + body
 
 
-def summarize_partition(store, archive_type: ArchiveType | str, day: date) -> PartitionSummary:
-    """Rows, sizes, coverage and a preview of one stored partition."""
+def summarize_partition(
+    store, archive_type: ArchiveType | str, day: date, table: pa.Table | None = None
+) -> PartitionSummary:
+    """Rows, sizes, coverage and a preview of one stored partition (``table``: already read)."""
     spec = spec_for(archive_type)
-    table = store.read_day(spec.type, day)
+    if table is None:
+        table = store.read_day(spec.type, day)
     files = store.partition_files(spec.type, day)
     ts = table["timestamp"]
     symbols: tuple[str, ...] = ()

@@ -90,13 +90,12 @@ def request_from_tags(day: date, tags: dict[str, str]) -> Request:
     )
 
 
-def _check_results(t: ArchiveType, store, days: list[date], sources: SourcesResource, now):
+def _check_results(t: ArchiveType, tables: dict, sources: SourcesResource, now):
     """Run every quality check over each archived day; one result per check covering the days."""
     spec = spec_for(t)
     settings = sources.settings()
     outcomes: dict[str, list[tuple[date, quality.CheckOutcome]]] = {k: [] for k in CHECKS}
-    for day in days:
-        table = store.read_day(t, day)
+    for day, table in tables.items():
         outcomes["schema"].append((day, quality.check_schema(table, spec)))
         outcomes["unique_key"].append((day, quality.check_unique_key(table, spec)))
         outcomes["in_session"].append((day, quality.check_in_window(table, spec, day)))
@@ -219,14 +218,15 @@ def build_archive_asset(
         now = sources.now()
         days = [date.fromisoformat(k) for k in context.partition_keys]
         tags = dict(context.run.tags)
-        summaries = []
+        summaries, stored = [], {}
         for i, day in enumerate(days, 1):
             req = request_from_tags(day, tags)
             result = archive_partition(
                 t, req, store=store, source=sources.source(t), settings=sources.settings(),
                 now=now, options_store=options_store,
             )
-            s = summarize_partition(store, t, day)
+            stored[day] = store.read_day(t, day)  # read once: metadata and checks share it
+            s = summarize_partition(store, t, day, stored[day])
             summaries.append(s)
             context.log.info(
                 f"[{i}/{len(days)}] {t.value} {day} ({req.mode}): "
@@ -235,7 +235,7 @@ def build_archive_asset(
             )
         return dg.MaterializeResult(
             metadata=_metadata(summaries),
-            check_results=_check_results(t, store, days, sources, now),
+            check_results=_check_results(t, stored, sources, now),
         )
 
     return _archive_asset
