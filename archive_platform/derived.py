@@ -64,14 +64,18 @@ def derive_iv_rank(
     """
     label = "sim" if getattr(options_store, "kind", "live") == "sim" else "derived"
     today = pl.from_arrow(options_store.read_day(ArchiveType.OPTIONS, day, columns=_COLS))
-    history: dict[str, list[float]] = {}
+    history: dict[str, list[float]] = {}  # oldest first: the last entry is the previous close
     for d in calendar.last_trading_days(LOOKBACK_SESSIONS, as_of=calendar.previous_trading_day(day)):
         past = pl.from_arrow(options_store.read_day(ArchiveType.OPTIONS, d, columns=_COLS))
         for sym, iv in atm_iv(past).iter_rows():
             history.setdefault(sym, []).append(iv)
     rows = []
     for at in instants:
-        for sym, iv in atm_iv(today, at).iter_rows():
+        # before the day's first snapshot (e.g. 07:00 ET) the latest known ATM IV is the
+        # previous session's close: point in time, nothing from later in the day
+        current = {sym: hist[-1] for sym, hist in history.items()}
+        current.update(dict(atm_iv(today, at).iter_rows()))
+        for sym, iv in sorted(current.items()):
             if symbols and sym not in symbols:
                 continue
             hist = history.get(sym, [])
