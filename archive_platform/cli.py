@@ -176,7 +176,9 @@ def query(name: str, symbol: str, at: str | None, day: str | None, db: Path | No
         if not day:
             raise click.UsageError("atm_iv_through_day needs --day YYYY-MM-DD")
         params["day"] = date.fromisoformat(day)
-    path = db or Path(os.environ.get("ARCHIVE_SIM_DUCKDB", "data/sim/archive.duckdb"))
+    from archive_platform.views import default_duckdb_path
+
+    path = db or default_duckdb_path("sim")
     if not path.exists():
         raise click.UsageError(f"{path} does not exist; run `./run demo` (or archive-platform views) first")
     cols, rows = run_query(path, EXAMPLES[name], params)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Literal
 
 import duckdb
@@ -24,12 +25,16 @@ DEFAULT_DUCKDB: dict[str, str] = {"live": "data/archive.duckdb", "sim": "data/si
 VIEW_NAMES: frozenset[str] = frozenset(t.value for t in ArchiveType)
 
 
-def default_duckdb_path(kind: Kind = "live") -> Path:
-    """``$ARCHIVE_DUCKDB`` if set, else ``data/archive.duckdb`` (live) / ``data/sim/archive.duckdb``."""
+DUCKDB_ENV: dict[str, str] = {"live": "ARCHIVE_DUCKDB", "sim": "ARCHIVE_SIM_DUCKDB"}
+
+
+def default_duckdb_path(kind: Kind = "live", env: Mapping[str, str] | None = None) -> Path:
+    """``$ARCHIVE_DUCKDB`` / ``data/archive.duckdb`` (live), ``$ARCHIVE_SIM_DUCKDB`` /
+    ``data/sim/archive.duckdb`` (sim). ``env`` defaults to ``os.environ``."""
     if kind not in DEFAULT_DUCKDB:
         raise ValueError(f"kind must be 'live' or 'sim', got {kind!r}")
-    env = os.environ.get("ARCHIVE_DUCKDB")
-    return Path(env) if env else Path(DEFAULT_DUCKDB[kind])
+    value = (os.environ if env is None else env).get(DUCKDB_ENV[kind])
+    return Path(value) if value else Path(DEFAULT_DUCKDB[kind])
 
 
 def duckdb_type(t: pa.DataType) -> str:

@@ -228,6 +228,11 @@ def test_default_roots(tmp_path, monkeypatch):
     assert ArchiveStore(kind="sim").kind == "sim"
     monkeypatch.setenv("ARCHIVE_ROOT", str(tmp_path / "elsewhere"))
     assert ArchiveStore().root == tmp_path / "elsewhere"
+    # the live root's variable never moves the simulated archive (sim and live stay apart)
+    monkeypatch.delenv("ARCHIVE_SIM_ROOT", raising=False)
+    assert ArchiveStore(kind="sim").root == tmp_path / "data" / "sim" / "archive"
+    monkeypatch.setenv("ARCHIVE_SIM_ROOT", str(tmp_path / "simroot"))
+    assert ArchiveStore(kind="sim").root == tmp_path / "simroot"
     with pytest.raises(ValueError, match="kind must be 'live' or 'sim'"):
         ArchiveStore(kind="paper")  # type: ignore[arg-type]
 

@@ -164,6 +164,10 @@ def test_default_duckdb_path(monkeypatch):
     assert default_duckdb_path("live") == Path("data/archive.duckdb")
     assert default_duckdb_path("sim") == Path("data/sim/archive.duckdb")
     monkeypatch.setenv("ARCHIVE_DUCKDB", "/x/y.duckdb")
-    assert default_duckdb_path("sim") == Path("/x/y.duckdb")
+    assert default_duckdb_path("live") == Path("/x/y.duckdb")
+    # each kind has its own variable: the live one never moves the simulated views
+    monkeypatch.delenv("ARCHIVE_SIM_DUCKDB", raising=False)
+    assert default_duckdb_path("sim") == Path("data/sim/archive.duckdb")
+    assert default_duckdb_path("sim", {"ARCHIVE_SIM_DUCKDB": "/s.duckdb"}) == Path("/s.duckdb")
     with pytest.raises(ValueError, match="kind must be"):
         default_duckdb_path("paper")  # type: ignore[arg-type]

@@ -172,11 +172,14 @@ def resources_from_env(env: dict[str, str] | None = None) -> dict[str, dg.Config
     env = dict(os.environ if env is None else env)
     sel = SourceSelection.from_env(env)
     vendors = sel.vendors()
+    from archive_platform.store import default_root
+    from archive_platform.views import default_duckdb_path
+
     archive = ArchiveResource(
-        live_root=env.get("ARCHIVE_ROOT") or "data/archive",
-        sim_root=env.get("ARCHIVE_SIM_ROOT") or "data/sim/archive",
-        live_duckdb=env.get("ARCHIVE_DUCKDB") or "data/archive.duckdb",
-        sim_duckdb=env.get("ARCHIVE_SIM_DUCKDB") or "data/sim/archive.duckdb",
+        live_root=str(default_root("live", env)),
+        sim_root=str(default_root("sim", env)),
+        live_duckdb=str(default_duckdb_path("live", env)),
+        sim_duckdb=str(default_duckdb_path("sim", env)),
     )
     opt: dict[str, Any] = {}
     if "unusual_whales" in vendors:

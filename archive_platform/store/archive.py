@@ -9,6 +9,7 @@ docs/storage.md.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -42,10 +43,19 @@ class WriteResult:
     skipped: bool = False
 
 
-def default_root(kind: Kind) -> Path:
-    """``$ARCHIVE_ROOT`` if set, else ``data/archive`` (live) or ``data/sim/archive`` (sim)."""
-    env = os.environ.get("ARCHIVE_ROOT")
-    return Path(env) if env else Path(DEFAULT_ROOTS[kind])
+#: the environment variable that moves each kind's root (simulated and live never share one)
+ROOT_ENV: dict[str, str] = {"live": "ARCHIVE_ROOT", "sim": "ARCHIVE_SIM_ROOT"}
+
+
+def default_root(kind: Kind, env: Mapping[str, str] | None = None) -> Path:
+    """``$ARCHIVE_ROOT`` / ``data/archive`` (live), ``$ARCHIVE_SIM_ROOT`` / ``data/sim/archive`` (sim).
+
+    ``env`` defaults to ``os.environ``; the Dagster layer passes the mapping it was built from.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"kind must be 'live' or 'sim', got {kind!r}")
+    value = (os.environ if env is None else env).get(ROOT_ENV[kind])
+    return Path(value) if value else Path(DEFAULT_ROOTS[kind])
 
 
 class ArchiveStore:
