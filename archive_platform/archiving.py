@@ -81,9 +81,8 @@ def _require_started(day: date, now: datetime) -> None:
 
 
 def _require_closed(t: ArchiveType, day: date, now: datetime) -> None:
+    # the end of the type's own window: the close for bars, 20:00 ET for executions
     _, end = calendar.window_bounds(day, spec_for(t).window)
-    if t is ArchiveType.TRADES:
-        end = calendar.window_bounds(day, "extended")[1]
     if now < end:
         raise NotReadyError(
             f"{t.value} for {day} is archived after the session's end ({end.isoformat()}); "

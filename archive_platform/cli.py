@@ -32,11 +32,13 @@ def _instance():
 
 
 def _human(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:,.1f} {unit}" if unit != "B" else f"{int(n)} B"
+    if n < 1024:
+        return f"{int(n)} B"
+    for unit in ("KB", "MB", "GB"):
         n /= 1024
-    return str(n)
+        if n < 1024 or unit == "GB":
+            return f"{n:,.1f} {unit}"
+    raise AssertionError("unreachable")
 
 
 def _table(cols: list[str], rows: list[tuple]) -> str:
@@ -67,16 +69,19 @@ def main() -> None:
 def demo(days: int, as_of: str | None) -> None:
     """Archive the last N sessions of all six types from the simulated market through Dagster."""
     from archive_platform import calendar
+    from archive_platform.config import SourceSelection, source_env_var
     from archive_platform.defs import build_definitions
     from archive_platform.partitions import latest_closed_session
+    from archive_platform.schemas import ArchiveType
 
     started = time.monotonic()
     env = dict(os.environ)
-    for t in ("UW_FLOW", "OPTIONS", "GEX", "STOCKS_1M", "IV_RANK", "TRADES"):
-        if env.get(f"ARCHIVE_SOURCE_{t}", "sim") not in ("", "sim"):
+    selection = SourceSelection.from_env(env)
+    for t in ArchiveType:
+        if not selection.is_sim(t):
             raise click.UsageError(
-                f"demo archives the simulated market; unset ARCHIVE_SOURCE_{t} (it is "
-                f"{env[f'ARCHIVE_SOURCE_{t}']!r}) or use `dagster dev` / a backfill for live sources"
+                f"demo archives the simulated market; unset {source_env_var(t)} (it is "
+                f"{selection[t]!r}) or use `dagster dev` / a backfill for live sources"
             )
     now = datetime.now(calendar.UTC)
     if as_of:

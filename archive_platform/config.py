@@ -114,8 +114,9 @@ class SourceSelection:
             var = source_env_var(t)
             value = (env.get(var) or "").strip().lower()
             if not value:
-                # gex follows options: derived from whatever archive options are in
-                chosen[t] = "derived" if t is ArchiveType.GEX and chosen[ArchiveType.OPTIONS] != SIM else allowed[0]
+                # gex follows options: derived from a live options archive, simulated otherwise
+                gex_of_live = t is ArchiveType.GEX and chosen[ArchiveType.OPTIONS] != SIM
+                chosen[t] = "derived" if gex_of_live else allowed[0]
                 continue
             if value not in allowed:
                 raise ConfigError(
@@ -131,9 +132,6 @@ class SourceSelection:
                 "gamma exposure over a live option archive would mix simulated and live data; "
                 "use 'derived' (the default)"
             )
-        if sel[ArchiveType.GEX] == "derived" and chosen[ArchiveType.OPTIONS] == SIM:
-            # harmless but say what it means: derived from the simulated chains
-            pass
         for vendor, var in SECRET_ENV.items():
             if vendor == "barchart":
                 continue  # Barchart also works key-less from CSV drops
