@@ -217,11 +217,13 @@ def test_recovery_never_requests_today_the_future_or_before_the_start(tmp_path, 
 
 
 def test_recovery_skips_live_only_sources(tmp_path, monkeypatch):
-    d = defs_for(tmp_path, ARCHIVE_SOURCE_OPTIONS="polygon", POLYGON_API_KEY="k",
-                 ARCHIVE_SYMBOLS="SPY", ARCHIVE_RECOVERY_LOOKBACK="2")
+    # Polygon: chain snapshots are live-only, but its one-minute bars can be fetched again
+    d = defs_for(tmp_path, ARCHIVE_SOURCE_OPTIONS="polygon", ARCHIVE_SOURCE_STOCKS_1M="polygon",
+                 POLYGON_API_KEY="k", ARCHIVE_SYMBOLS="SPY", ARCHIVE_RECOVERY_LOOKBACK="2")
     sensor = _sensor(d, "recover_missing_partitions")
     keys = {k.to_user_string() for k in sensor.asset_selection.resolve(d.resolve_asset_graph())}
-    assert "options" not in keys and "gex" in keys
+    # gex is derived from those options, so it cannot be recovered either; the rest can
+    assert keys == {"uw_flow", "stocks_1m", "iv_rank", "trades"}
 
 
 def test_pure_decisions_agree_with_the_calendar():

@@ -114,28 +114,17 @@ def test_snapshot_minutes_must_divide_thirty(tmp_path):
         build_definitions(sim_env(tmp_path, ARCHIVE_SNAPSHOT_MINUTES="7"))
 
 
-VENDOR_CLASSES = {
-    "unusual_whales": ("archive_platform.vendors.uw", "UnusualWhalesSource"),
-    "polygon": ("archive_platform.vendors.polygon", "PolygonSource"),
-    "thetadata": ("archive_platform.vendors.thetadata", "ThetaDataSource"),
-    "barchart": ("archive_platform.vendors.barchart", "BarchartSource"),
-    "ib": ("archive_platform.vendors.ib", "IBSource"),
-}
 
 
 def test_every_allowed_vendor_pair_is_served_by_that_vendor():
     """Configuration never offers a pair the client cannot serve (it would fail at 3 am, not at load)."""
-    import importlib
-
     from archive_platform.config import ALLOWED_SOURCES
-    from archive_platform.sim import SimulatedMarket
+    from archive_platform.defs.resources import source_class
 
-    assert all(SimulatedMarket().supports(t) for t in ArchiveType)
     for t, allowed in ALLOWED_SOURCES.items():
         for name in allowed:
-            if name in ("sim", "derived"):
+            if name == "derived":
                 continue
-            mod, cls = VENDOR_CLASSES[name]
-            source_cls = getattr(importlib.import_module(mod), cls)
+            source_cls = source_class(name)
             assert t in source_cls.supported, f"{name} is allowed for {t.value} but does not serve it"
             assert source_cls.name == name

@@ -10,13 +10,11 @@ import dagster as dg
 from archive_platform.config import SourceSelection, parse_times
 from archive_platform.defs.assets import build_archive_asset, build_views_asset
 from archive_platform.defs.automation import build_automation
-from archive_platform.defs.resources import resources_from_env
+from archive_platform.defs.resources import can_backfill, resources_from_env
 from archive_platform.partitions import parse_start_date, trading_day_partitions
 from archive_platform.schemas import ArchiveType
 
 ARCHIVE_KEYS = [dg.AssetKey(t.value) for t in ArchiveType]
-#: sources that can reproduce a past partition of every type they serve
-BACKFILLABLE = {"sim", "derived", "thetadata", "unusual_whales", "barchart"}
 
 
 def build_definitions(env: Mapping[str, str] | None = None) -> dg.Definitions:
@@ -59,7 +57,7 @@ def build_definitions(env: Mapping[str, str] | None = None) -> dg.Definitions:
             description="Rebuild the DuckDB views.",
         ),
     }
-    recoverable = [t for t in ArchiveType if selection[t] in BACKFILLABLE]
+    recoverable = [t for t in ArchiveType if can_backfill(selection, t)]
     lookback = int(env.get("ARCHIVE_RECOVERY_LOOKBACK") or 10)
     schedules, sensors = build_automation(
         partitions_def, jobs,

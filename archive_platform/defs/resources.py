@@ -24,6 +24,37 @@ from archive_platform.sources.base import MarketSource
 ALLOWED_SNAPSHOT_MINUTES = (1, 2, 3, 5, 6, 10, 15, 30)
 
 
+#: where each vendor source class lives (imported only when asked: no vendor code at load)
+SOURCE_CLASSES: dict[str, tuple[str, str]] = {
+    SIM: ("archive_platform.sim", "SimulatedMarket"),
+    "unusual_whales": ("archive_platform.vendors.uw", "UnusualWhalesSource"),
+    "polygon": ("archive_platform.vendors.polygon", "PolygonSource"),
+    "thetadata": ("archive_platform.vendors.thetadata", "ThetaDataSource"),
+    "barchart": ("archive_platform.vendors.barchart", "BarchartSource"),
+    "ib": ("archive_platform.vendors.ib", "IBSource"),
+}
+
+
+def source_class(name: str) -> type[MarketSource]:
+    """The ``MarketSource`` subclass behind a source name (``sim``, ``polygon``, ...)."""
+    import importlib
+
+    module, cls = SOURCE_CLASSES[name]
+    return getattr(importlib.import_module(module), cls)
+
+
+def can_backfill(selection, archive_type: ArchiveType) -> bool:
+    """Whether the past of ``archive_type`` can be fetched again with the configured sources.
+
+    Asks the source class's own ``backfillable`` declaration; a derived type can be recovered
+    exactly when the options it is derived from can.
+    """
+    name = selection[archive_type]
+    if name == "derived":
+        archive_type, name = ArchiveType.OPTIONS, selection[ArchiveType.OPTIONS]
+    return archive_type in source_class(name).backfillable
+
+
 class ArchiveResource(dg.ConfigurableResource):
     """The archive roots (live and simulated are kept apart) and their DuckDB view files."""
 
@@ -120,34 +151,21 @@ class SourcesResource(dg.ConfigurableResource):
 
     def _build(self, name: str) -> MarketSource:
         # Vendor modules import lazily: a simulated-only setup never loads httpx clients or ib_async.
+        if name not in SOURCE_CLASSES:
+            raise ValueError(f"unknown source {name!r}")
+        cls = source_class(name)
         if name == SIM:
-            from archive_platform.sim import SimulatedMarket
-
-            return SimulatedMarket(seed=self.sim_seed)
+            return cls(seed=self.sim_seed)
         if name == "unusual_whales":
-            from archive_platform.vendors.uw import UnusualWhalesSource
-
-            return UnusualWhalesSource(_required(self.uw_api_key, "UW_API_KEY"), self.uw_base_url)
+            return cls(_required(self.uw_api_key, "UW_API_KEY"), self.uw_base_url)
         if name == "polygon":
-            from archive_platform.vendors.polygon import PolygonSource
-
-            return PolygonSource(
-                _required(self.polygon_api_key, "POLYGON_API_KEY"), self.polygon_base_url
-            )
+            return cls(_required(self.polygon_api_key, "POLYGON_API_KEY"), self.polygon_base_url)
         if name == "thetadata":
-            from archive_platform.vendors.thetadata import ThetaDataSource
-
-            return ThetaDataSource(self.thetadata_base_url)
+            return cls(self.thetadata_base_url)
         if name == "barchart":
-            from archive_platform.vendors.barchart import BarchartSource
-
             csv_dir = Path(self.barchart_csv_dir) if self.barchart_csv_dir else None
-            return BarchartSource(self.barchart_api_key, self.barchart_base_url, csv_dir)
-        if name == "ib":
-            from archive_platform.vendors.ib import IBSource
-
-            return IBSource(self.ib_host, self.ib_port, self.ib_client_id)
-        raise ValueError(f"unknown source {name!r}")
+            return cls(self.barchart_api_key, self.barchart_base_url, csv_dir)
+        return cls(self.ib_host, self.ib_port, self.ib_client_id)  # ib
 
     def teardown_after_execution(self, context: Any) -> None:
         for src in self._sources.values():
