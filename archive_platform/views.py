@@ -10,7 +10,6 @@ would need every reader to go away first.
 from __future__ import annotations
 
 import os
-import secrets
 from pathlib import Path
 from collections.abc import Mapping
 from typing import Literal
@@ -19,6 +18,7 @@ import duckdb
 import pyarrow as pa
 
 from archive_platform.schemas import SPECS, ArchiveSpec, ArchiveType
+from archive_platform.store.files import fsync_dir, temp_path
 
 Kind = Literal["live", "sim"]
 DEFAULT_DUCKDB: dict[str, str] = {"live": "data/archive.duckdb", "sim": "data/sim/archive.duckdb"}
@@ -119,8 +119,8 @@ def refresh_views(root: Path, db_path: Path) -> list[str]:
     root = Path(root).absolute()
     db_path = Path(db_path).absolute()
     db_path.parent.mkdir(parents=True, exist_ok=True)
-    # The temp name keeps the .duckdb suffix off the end so nothing mistakes it for the database.
-    tmp = db_path.with_name(f".{db_path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    # the store's temp naming: hidden, ending .tmp, so nothing mistakes it for the database
+    tmp = temp_path(db_path)
     names: list[str] = []
     try:
         con = duckdb.connect(str(tmp))
@@ -134,11 +134,7 @@ def refresh_views(root: Path, db_path: Path) -> list[str]:
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, db_path)
-        fd = os.open(db_path.parent, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_dir(db_path.parent)  # the rename itself survives a power cut
     finally:
         tmp.unlink(missing_ok=True)
         Path(str(tmp) + ".wal").unlink(missing_ok=True)
