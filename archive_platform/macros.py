@@ -223,7 +223,7 @@ chk AS (SELECT CASE {_symbol_check('latest_chain', 'options')}
         THEN error('latest_chain: at must be a TIMESTAMPTZ (an instant), got ' || typeof(at_)
                    || '; a naive timestamp would depend on the session TimeZone')
     WHEN (SELECT t FROM snap) IS NULL
-        THEN error('latest_chain: no options snapshot of ' || sym || ' at or before ' || strftime(timezone('UTC', at_), '%Y-%m-%d %H:%M:%S UTC'))
+        THEN error('latest_chain: no options snapshot of ' || sym || ' at or before ' || strftime(timezone('UTC', CAST(at_ AS TIMESTAMPTZ)), '%Y-%m-%d %H:%M:%S UTC'))
     ELSE true END AS ok)
 SELECT o.* FROM options o, snap, chk
 WHERE chk.ok AND o.symbol = sym AND o.snapshot_time = snap.t

@@ -86,7 +86,7 @@ class TimeGrid:
 
     def _run(self, sql: str, params: list) -> pa.Table:
         try:
-            return self._con.execute(sql, params).fetch_arrow_table()
+            return self._con.sql(sql, params=params).to_arrow_table()
         except duckdb.InvalidInputException as e:
             raise TimeGridError(str(e).removeprefix("Invalid Input Error: ")) from None
 
