@@ -289,3 +289,19 @@ def test_install_refuses_a_connection_without_the_tables():
     macros.install(c, create_missing=True, start=date(2020, 1, 2), end=date(2020, 12, 31))
     assert one(c, "SELECT trading_day_add(DATE '2020-10-20', 28)") == date(2020, 11, 30)
     assert one(c, "SELECT count(*) FROM trading_days") == len(cal.trading_days(date(2020, 1, 2), date(2020, 12, 31)))
+
+
+def test_every_table_in_the_docs_is_what_its_query_returns():
+    import re
+    from pathlib import Path
+
+    from archive_platform_tests.timegrid_helpers import doc_connection, markdown_table
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "timegrid.md").read_text()
+    pairs = re.findall(r"```sql\n(.*?)\n```\n\n(\|.*?)(?:\n\n|\n?$)", text, flags=re.S)
+    assert len(pairs) == text.count("```sql") >= 10
+    for zone in ("UTC", "Asia/Tokyo"):
+        con = doc_connection(zone)
+        for sql, table in pairs:
+            assert markdown_table(con, sql) == table.strip(), sql
+        con.close()

@@ -65,3 +65,37 @@ def derived() -> dict[str, pa.Table]:
     }
     out["market_regime"] = regime.market_regime(out["daily_bars"], out["daily_iv"], out["vix_daily"])
     return out
+
+
+def doc_connection(time_zone: str = "UTC"):
+    """A DuckDB connection over the simulated history with the macros, as docs/timegrid.md uses."""
+    import duckdb
+
+    from archive_platform import macros
+
+    d, h = derived(), history()
+    con = duckdb.connect()
+    con.execute(f"SET TimeZone = '{time_zone}'")
+    con.register("daily_bars", d["daily_bars"])
+    con.register("daily_iv", d["daily_iv"])
+    con.register("options", h["options"])
+    con.register("market_regime", d["market_regime"])
+    macros.install(con)
+    return con
+
+
+def markdown_table(con, sql: str) -> str:
+    """The result of ``sql`` as a Markdown table (how docs/timegrid.md shows outputs)."""
+    cur = con.execute(sql)
+    names = [c[0] for c in cur.description]
+
+    def cell(v) -> str:
+        if v is None:
+            return "NULL"
+        if hasattr(v, "tzinfo") and getattr(v, "tzinfo", None) is not None:
+            return v.astimezone(__import__("datetime").timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        return v.isoformat() if hasattr(v, "isoformat") else str(v)
+
+    lines = ["| " + " | ".join(names) + " |", "|" + "---|" * len(names)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in cur.fetchall()]
+    return "\n".join(lines)
