@@ -48,9 +48,13 @@ def trading_days_between(a: date, b: date) -> int:
     minus the sessions in [b, a) when b < a."""
     _need("a", a)
     _need("b", b)
-    if b >= a:
-        return len(calendar.trading_days(a, b)) - (1 if calendar.is_trading_day(a) else 0)
-    return -len(calendar.trading_days(b, a)) + (1 if calendar.is_trading_day(a) else 0)
+    try:
+        own = 1 if calendar.is_trading_day(a) else 0
+        if b >= a:
+            return len(calendar.trading_days(a, b)) - own
+        return -len(calendar.trading_days(b, a)) + own
+    except (ValueError, TypeError) as e:
+        raise TimeGridError(f"trading_days_between: {e}") from e
 
 
 def _arrow(data, schema: pa.Schema) -> pa.Table:
