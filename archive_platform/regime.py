@@ -115,8 +115,9 @@ def daily_bars(stocks_1m) -> pa.Table:
     out = df.sort("symbol", "timestamp").group_by("symbol", "date").agg(
         pl.col("open").first(), pl.col("high").max(), pl.col("low").min(),
         pl.col("close").last(), pl.col("volume").sum(),
-        ((pl.col("vwap") * pl.col("volume")).filter(has_vwap).sum()
-         / pl.col("volume").filter(has_vwap).sum()).alias("vwap"),
+        pl.when(pl.col("volume").filter(has_vwap).sum() > 0).then(
+            (pl.col("vwap") * pl.col("volume")).filter(has_vwap).sum()
+            / pl.col("volume").filter(has_vwap).sum()).alias("vwap"),  # no VWAP: null, not NaN
         pl.when(pl.col("trade_count").count() > 0).then(pl.col("trade_count").sum())
         .alias("trade_count"),
         pl.len().alias("bars"), pl.col("session_minutes").first(),

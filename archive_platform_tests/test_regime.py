@@ -73,6 +73,8 @@ def test_daily_bars_leave_out_extended_hours_bars():
     t = pa.concat_tables([one, pa.Table.from_pylist([pre, post], schema=one.schema)])
     a, b = regime.daily_bars(one).to_pylist()[0], regime.daily_bars(t).to_pylist()[0]
     assert a == b and a["bars"] == 390 and a["high"] < 9999.0
+    no_vwap = one.set_column(one.schema.get_field_index("vwap"), "vwap", pa.nulls(390, pa.float64()))
+    assert regime.daily_bars(no_vwap).to_pylist()[0]["vwap"] is None
 
 
 def test_daily_bars_crypto_by_utc_day_deduplicated():
