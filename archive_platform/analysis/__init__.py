@@ -1,0 +1,32 @@
+"""Analysis on top of the archive (issue 10): candles, order-book features, backtests.
+
+Pure functions on pyarrow Tables / polars DataFrames; no Dagster here (the Dagster assets and the
+CLI group wire these in). See docs/analysis.md for the definitions, formulas and units.
+"""
+
+from archive_platform.analysis.backtest import BacktestResult, run_backtest
+from archive_platform.analysis.candles import (
+    CANDLE_COLUMNS,
+    TIMEFRAMES,
+    apply_late_trades,
+    candles,
+    candles_from_bars,
+    upsert_candles,
+)
+from archive_platform.analysis.features import FEATURE_DICTIONARY, orderbook_features
+from archive_platform.analysis.metrics import metrics, periods_per_year
+
+__all__ = [
+    "CANDLE_COLUMNS",
+    "FEATURE_DICTIONARY",
+    "TIMEFRAMES",
+    "BacktestResult",
+    "apply_late_trades",
+    "candles",
+    "candles_from_bars",
+    "metrics",
+    "orderbook_features",
+    "periods_per_year",
+    "run_backtest",
+    "upsert_candles",
+]
