@@ -238,10 +238,12 @@ def upsert_candles(existing, incoming, calendar: str = "crypto") -> pl.DataFrame
     for (timeframe,), part in merged.group_by(["timeframe"], maintain_order=True):
         tf = timeframe_us(timeframe)
         part = part.with_columns(pl.col("timestamp").dt.epoch("us").alias("ts"))
-        seeded = part.filter(pl.col("is_empty")).group_by(SERIES).agg(
-            pl.col("ts").min().alias("ts"), pl.col("close").first().alias("seed_close"))
         nonempty = part.filter(~pl.col("is_empty")).select(
             *SERIES, "ts", "open", "high", "low", "close", "volume", "vwap", "trades")
+        first_ne = nonempty.group_by(SERIES).agg(pl.col("ts").min().alias("first_ne"))
+        seeded = (part.filter(pl.col("is_empty")).join(first_ne, on=SERIES, how="left")
+                  .filter(pl.col("first_ne").is_null() | (pl.col("ts") < pl.col("first_ne")))
+                  .sort("ts").group_by(SERIES).agg(pl.col("ts").first(), pl.col("close").first().alias("seed_close")))
         bounds = part.group_by(SERIES).agg(pl.col("ts").min().alias("lo"), pl.col("ts").max().alias("hi"))
         grid = (_epoch_grid(tf) if calendar == "crypto" else _session_grid(tf))(bounds)
         out = grid.join(nonempty, on=[*SERIES, "ts"], how="left").join(
