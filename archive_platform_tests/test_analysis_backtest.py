@@ -95,7 +95,7 @@ def test_backtest_metrics_equal_empyrical_on_its_equity_returns():
 
 def test_drawdown_depth_and_duration_by_hand():
     r = np.array([0.10, -0.10, -0.10, 0.30, -0.05, 0.0])
-    ts = np.array([T0 + timedelta(days=i) for i in range(6)], dtype="datetime64[us]")
+    ts = np.array([T0.replace(tzinfo=None) + timedelta(days=i) for i in range(6)], dtype="datetime64[us]")
     m = metrics(r, periods_per_year=365, trade_pnl=[0.2, -0.1, 0.05], positions=[0, 1, 1, 1, 0, 0], timestamps=ts)
     assert m["max_drawdown"] == pytest.approx(0.81 - 1)          # 1.1 -> 0.891: 19 % of the peak
     assert m["max_drawdown_bars"] == 2                            # bars 1, 2 below the 1.1 peak
