@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+import numpy as np
 import polars as pl
 import pyarrow as pa
 
@@ -96,9 +97,57 @@ def candles(trades, timeframe: str, calendar: str = "crypto", *, start: datetime
         df = df.filter(pl.col("ts") > lo)
     if hi is not None:
         df = df.filter(pl.col("ts") <= hi)
-    nonempty = _aggregate(df.sort(order), "price", "size", None)
+    nonempty = _aggregate_sorted(*_sorted(df, order))
     grid_lo = None if lo is None else ((lo // tf) + 1) * tf
     return _complete(nonempty, timeframe, _epoch_grid(tf), grid_lo, hi, seed)
+
+
+def _series_runs(df: pl.DataFrame) -> np.ndarray:
+    """Row mask: True where a row starts a new (exchange, symbol) run."""
+    chg = ((pl.col("exchange") != pl.col("exchange").shift()) | (pl.col("symbol") != pl.col("symbol").shift()))
+    return df.select(chg.fill_null(True)).to_series().to_numpy()
+
+
+def _sorted(df: pl.DataFrame, order: list[str]) -> tuple[pl.DataFrame, np.ndarray]:
+    """``df`` with every series contiguous and time-ordered, and its series-run mask.
+
+    A linear check skips the sort for stored data, which the store writes in that order (measured:
+    sorting 2 M shuffled rows by string keys costs seconds on 2 cores, the check ~0.1 s). Ties on
+    the time keep the input order; a sort orders them by ``order`` (trade_id last).
+    """
+    runs = _series_runs(df)
+    if df.height > 1:
+        t = df["t"].to_numpy()
+        starts = np.flatnonzero(runs)
+        keys = df.select(SERIES)[starts]
+        if keys.n_unique() == len(starts) and bool(np.all((t[1:] >= t[:-1]) | runs[1:])):
+            return df, runs
+        df = df.sort(order)
+        runs = _series_runs(df)
+    return df, runs
+
+
+def _aggregate_sorted(df: pl.DataFrame, runs: np.ndarray) -> pl.DataFrame:
+    """Non-empty candles of trades sorted by (exchange, symbol, t): contiguous runs of one bucket,
+    reduced with numpy ``reduceat`` (no hashing of the string keys)."""
+    ts = df["ts"].to_numpy()
+    new = runs.copy()
+    new[1:] |= ts[1:] != ts[:-1]
+    starts = np.flatnonzero(new)
+    if len(starts) == 0:
+        return df.select(*SERIES, "ts").clear().with_columns(
+            *(pl.lit(None, pl.Float64).alias(c) for c in ("open", "high", "low", "close", "volume", "vwap")),
+            pl.lit(None, pl.Int64).alias("trades"))
+    p, q = df["price"].to_numpy().astype(np.float64), df["size"].to_numpy().astype(np.float64)
+    ends = np.append(starts[1:], len(p))
+    volume = np.add.reduceat(q, starts)
+    idx = pl.Series(starts)
+    return pl.DataFrame({
+        "exchange": df["exchange"].gather(idx), "symbol": df["symbol"].gather(idx), "ts": ts[starts],
+        "open": p[starts], "high": np.maximum.reduceat(p, starts), "low": np.minimum.reduceat(p, starts),
+        "close": p[ends - 1], "volume": volume, "vwap": np.add.reduceat(p * q, starts) / volume,
+        "trades": (ends - starts).astype(np.int64),
+    })
 
 
 def _aggregate(df: pl.DataFrame, price: str, size: str, bars: bool | None) -> pl.DataFrame:
