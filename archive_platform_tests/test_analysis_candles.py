@@ -186,3 +186,18 @@ def test_upsert_is_last_write_wins_and_fills_the_gap_between():
     again = upsert_candles(out, newer)
     assert rows(again)[0] == (T(2026, 1, 5, 9, 1), 95.0, 95.0, 95.0, 95.0, 5.0, 1, False)
     assert [r[4] for r in rows(again)] == [95.0, 95.0, 95.0, 110.0]
+
+
+def test_unsorted_input_gives_the_same_candles_as_sorted():
+    base = T(2026, 1, 5)
+    tr = pl.concat([
+        trades([(base + timedelta(seconds=7 * i + 3), 100 + (i * 37) % 11, 1 + i % 3) for i in range(200)], symbol=s)
+        for s in ("A", "B", "C")])
+    shuffled = tr.sample(fraction=1.0, shuffle=True, seed=3)
+    assert shuffled["event_time"].to_list() != tr["event_time"].to_list()
+    for tf in ("1m", "5m", "15m"):
+        a = candles(tr, tf)
+        b = candles(shuffled, tf).sort("exchange", "symbol", "timestamp")
+        assert a.equals(b)
+        assert a["volume"].sum() == pytest.approx(tr["size"].sum())
+        assert a["trades"].sum() == 600 and a.filter(pl.col("is_empty")).height == 0

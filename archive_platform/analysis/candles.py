@@ -89,7 +89,6 @@ def candles(trades, timeframe: str, calendar: str = "crypto", *, start: datetime
                          "use candles_from_bars() for NYSE one-minute bars")
     tf = timeframe_us(timeframe)
     df = to_polars(trades, TRADE_COLUMNS, "crypto_trades")
-    order = ["exchange", "symbol", "t", *(["trade_id"] if "trade_id" in df.columns else [])]
     t = pl.col("event_time").dt.epoch("us")
     df = df.with_columns(t.alias("t")).with_columns((((pl.col("t") - 1) // tf + 1) * tf).alias("ts"))
     lo, hi = _us(start), _us(end)
@@ -97,7 +96,8 @@ def candles(trades, timeframe: str, calendar: str = "crypto", *, start: datetime
         df = df.filter(pl.col("ts") > lo)
     if hi is not None:
         df = df.filter(pl.col("ts") <= hi)
-    nonempty = _aggregate_sorted(*_sorted(df, order))
+    ordered, runs = _is_sorted(df)
+    nonempty = _aggregate_sorted(df, runs) if ordered else _aggregate_any(df)
     grid_lo = None if lo is None else ((lo // tf) + 1) * tf
     return _complete(nonempty, timeframe, _epoch_grid(tf), grid_lo, hi, seed)
 
@@ -108,23 +108,25 @@ def _series_runs(df: pl.DataFrame) -> np.ndarray:
     return df.select(chg.fill_null(True)).to_series().to_numpy()
 
 
-def _sorted(df: pl.DataFrame, order: list[str]) -> tuple[pl.DataFrame, np.ndarray]:
-    """``df`` with every series contiguous and time-ordered, and its series-run mask.
-
-    A linear check skips the sort for stored data, which the store writes in that order (measured:
-    sorting 2 M shuffled rows by string keys costs seconds on 2 cores, the check ~0.1 s). Ties on
-    the time keep the input order; a sort orders them by ``order`` (trade_id last).
-    """
+def _is_sorted(df: pl.DataFrame) -> tuple[bool, np.ndarray]:
+    """Whether every series is contiguous and time-ordered (the store's order), and the run mask."""
     runs = _series_runs(df)
-    if df.height > 1:
-        t = df["t"].to_numpy()
-        starts = np.flatnonzero(runs)
-        keys = df.select(SERIES)[starts]
-        if keys.n_unique() == len(starts) and bool(np.all((t[1:] >= t[:-1]) | runs[1:])):
-            return df, runs
-        df = df.sort(order)
-        runs = _series_runs(df)
-    return df, runs
+    if df.height < 2:
+        return True, runs
+    t = df["t"].to_numpy()
+    starts = np.flatnonzero(runs)
+    contiguous = df.select(SERIES)[starts].n_unique() == len(starts)
+    return contiguous and bool(np.all((t[1:] >= t[:-1]) | runs[1:])), runs
+
+
+def _aggregate_any(df: pl.DataFrame) -> pl.DataFrame:
+    """Unsorted input: a hash group_by, open/close picked by arg_min/arg_max of the time (sorting
+    2 M shuffled rows by their string keys was measured 4x slower than this on 2 cores)."""
+    p, t = pl.col("price"), pl.col("t")
+    return df.group_by([*SERIES, "ts"]).agg(
+        p.get(t.arg_min()).alias("open"), p.max().alias("high"), p.min().alias("low"),
+        p.get(t.arg_max()).alias("close"), pl.col("size").sum().cast(pl.Float64).alias("volume"),
+        ((p * pl.col("size")).sum() / pl.col("size").sum()).alias("vwap"), pl.len().cast(pl.Int64).alias("trades"))
 
 
 def _aggregate_sorted(df: pl.DataFrame, runs: np.ndarray) -> pl.DataFrame:
