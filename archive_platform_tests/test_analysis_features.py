@@ -158,3 +158,14 @@ def test_series_kept_apart_and_dictionary_covers_every_column():
     with pytest.raises(ValueError, match="side must be 'buy' or 'sell'"):
         orderbook_features(both, trades([(1, 100, 1, "BUY")]))
     assert math.isclose(f["spread_bps"][0], 10.0)
+
+
+def test_ragged_books_and_unsorted_input():
+    s1 = ([(100.0, 1.0), (99.0, 2.0), (98.0, 3.0)], [(101.0, 4.0)])          # 3 bids, 1 ask
+    s2 = ([(100.0, 1.0)], [(101.0, 4.0), (102.0, 1.0)])                      # 1 bid, 2 asks
+    sorted_books = book([(0.5, *s1), (1.5, *s2)])
+    f = orderbook_features(sorted_books[::-1])  # reversed rows: sorted internally
+    assert f["imbalance_5"].to_list() == pytest.approx([(6 - 4) / 10, (1 - 5) / 6])
+    # velocity of s2 vs s1: bid levels 2, 3 vanish (px+sz each = 4 slots), ask level 2 appears (2 slots)
+    assert f["book_velocity"].to_list() == [0.0, 6.0]
+    assert f.equals(orderbook_features(sorted_books))

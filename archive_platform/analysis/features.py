@@ -17,6 +17,7 @@ import math
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
 
 from archive_platform.analysis.candles import US, to_polars
 
@@ -75,9 +76,20 @@ FEATURE_DICTIONARY: dict[str, tuple[str, str]] = {
 
 
 def _levels(df: pl.DataFrame, col: str, n: int) -> np.ndarray:
-    """(rows, n) float array of a list column, NaN where the book has fewer levels."""
-    cols = [pl.col(col).list.get(i, null_on_oob=True).alias(str(i)) for i in range(n)]
-    return df.select(cols).to_numpy().astype(np.float64)
+    """(rows, n) float array of a list column, NaN where the book has fewer levels (or a null list)."""
+    arr = df[col].to_arrow()
+    arr = arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
+    offsets = pl.from_arrow(arr.offsets).to_numpy()  # a null list has equal offsets: no levels
+    flat = pl.from_arrow(arr.values).cast(pl.Float64).to_numpy()  # (polars: no pandas import)
+    lens = np.diff(offsets)
+    if len(lens) and np.all(lens == n):
+        return flat[offsets[0]:offsets[-1]].reshape(len(lens), n)
+    out = np.full((len(lens), n), np.nan)
+    row = np.repeat(np.arange(len(lens)), lens)
+    pos = np.arange(offsets[0], offsets[-1]) - np.repeat(offsets[:-1], lens)
+    keep = pos < n
+    out[row[keep], pos[keep]] = flat[offsets[0]:offsets[-1]][keep]
+    return out
 
 
 def _nansum(a: np.ndarray) -> np.ndarray:
@@ -169,6 +181,26 @@ def vpin(bar_sec: np.ndarray, bar_volume: np.ndarray, bar_dp: np.ndarray, bucket
     return done[n_buckets - 1:], values
 
 
+def _series(bk: pl.DataFrame):
+    """Zero-copy slices of each (exchange, symbol) series in time (then update_id) order; sorts
+    only when the input is not already in that order (copying 20-level lists is the costly part)."""
+    order = ["exchange", "symbol", "event_time", *(["update_id"] if "update_id" in bk.columns else [])]
+    key = bk.select(pl.col("exchange").rle_id().alias("e"), pl.col("symbol").rle_id().alias("s"),
+                    pl.col("event_time").dt.epoch("us").alias("t"),
+                    (pl.col("update_id").fill_null(-1) if "update_id" in bk.columns else pl.lit(0)).alias("u"))
+    e, s, t, u = (key[c].to_numpy() for c in ("e", "s", "t", "u"))
+    new = np.ones(len(t), bool)
+    new[1:] = (e[1:] != e[:-1]) | (s[1:] != s[:-1])
+    starts = np.flatnonzero(new)
+    same = ~new[1:]
+    ordered = np.all(~same | (t[1:] > t[:-1]) | ((t[1:] == t[:-1]) & (u[1:] >= u[:-1])))
+    if not ordered or bk.select(["exchange", "symbol"])[starts].n_unique() != len(starts):
+        bk = bk.sort(order, nulls_last=False)
+        return _series(bk)
+    ends = np.append(starts[1:], len(t))
+    return [bk.slice(int(a), int(b - a)) for a, b in zip(starts, ends)]
+
+
 def orderbook_features(books, trades=None, *, levels: int = 20, kyle_window: int = 60,
                        vpin_buckets: int = 50, vpin_bucket_volume: float | None = None,
                        horizon_s: int = 5, wall_multiple: float = 10.0) -> pl.DataFrame:
@@ -182,10 +214,9 @@ def orderbook_features(books, trades=None, *, levels: int = 20, kyle_window: int
     bad = tr.filter(~pl.col("side").is_in(["buy", "sell"])) if tr is not None else None
     if bad is not None and bad.height:
         raise ValueError(f"crypto_trades: side must be 'buy' or 'sell', got {bad['side'].unique().to_list()}")
-    order = ["event_time", *(["update_id"] if "update_id" in bk.columns else [])]
     frames = []
-    for (exchange, symbol), g in bk.group_by(["exchange", "symbol"], maintain_order=True):
-        g = g.sort(order, nulls_last=False)
+    for g in _series(bk):
+        exchange, symbol = g["exchange"][0], g["symbol"][0]
         t = g["event_time"].dt.epoch("us").to_numpy()
         sec = (t - 1) // US + 1
         bp, bs, ap, asz = (_levels(g, c, levels) for c in ("bid_px", "bid_sz", "ask_px", "ask_sz"))
@@ -194,7 +225,7 @@ def orderbook_features(books, trades=None, *, levels: int = 20, kyle_window: int
         slot = sec - sec[0]
         at = np.searchsorted(sec, grid, side="right") - 1
         cols = {"timestamp": grid * US}
-        cols.update({k: v[at] for k, v in _state(bp, bs, ap, asz, wall_multiple).items()})
+        cols.update(_state(bp[at], bs[at], ap[at], asz[at], wall_multiple))  # state only at grid rows
         changes = sum(_changed(a).sum(axis=1) for a in (bp, bs, ap, asz)).astype(np.float64)
         cols["book_velocity"] = _per_second(slot, changes, n)
         cols["updates"] = _per_second(slot, np.ones(len(slot)), n).astype(np.int64)
