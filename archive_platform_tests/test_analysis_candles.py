@@ -7,9 +7,8 @@ from datetime import date, datetime, timedelta, timezone
 import polars as pl
 import pytest
 
-from archive_platform.analysis.candles import (
-    CANDLES_SCHEMA, apply_late_trades, candles, candles_from_bars, upsert_candles,
-)
+from archive_platform.analysis.candles import CANDLES_SCHEMA, candles, candles_from_bars
+from archive_platform.analysis.upsert import apply_late_trades, upsert_candles
 
 UTC = timezone.utc
 

@@ -7,17 +7,18 @@ CLI group wire these in). See docs/analysis.md for the definitions, formulas and
 from archive_platform.analysis.backtest import BacktestResult, run_backtest
 from archive_platform.analysis.candles import (
     CANDLE_COLUMNS,
+    CANDLES_SCHEMA,
     TIMEFRAMES,
-    apply_late_trades,
     candles,
     candles_from_bars,
-    upsert_candles,
 )
 from archive_platform.analysis.features import FEATURE_DICTIONARY, orderbook_features
 from archive_platform.analysis.metrics import metrics, periods_per_year
+from archive_platform.analysis.upsert import apply_late_trades, upsert_candles
 
 __all__ = [
     "CANDLE_COLUMNS",
+    "CANDLES_SCHEMA",
     "FEATURE_DICTIONARY",
     "TIMEFRAMES",
     "BacktestResult",
