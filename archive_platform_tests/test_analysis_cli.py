@@ -62,3 +62,33 @@ def test_backtest_command_names_missing_data(tmp_path):
                                         "--root", str(tmp_path), "--out", str(tmp_path / "o")])
     assert res.exit_code != 0 and "no crypto_trades Parquet files" in res.output
     assert not (tmp_path / "o" / "equity.parquet").exists()
+
+
+def test_ob_imbalance_strategy_runs_on_one_second_features(tmp_path):
+    rng = np.random.default_rng(5)
+    n = 600  # ten minutes of snapshots, one a second
+    mid = 100 + np.cumsum(rng.choice([-0.1, 0.0, 0.1], n))
+    qb, qa = rng.uniform(0.1, 5, n), rng.uniform(0.1, 5, n)
+    times = [T0 + timedelta(seconds=i, milliseconds=500) for i in range(n)]
+    books = pl.DataFrame({
+        "exchange": "sim", "symbol": "BTCUSDT", "event_time": times, "receive_time": times,
+        "update_id": np.arange(n, dtype=np.int64), "prev_update_id": None,
+        "bid_px": [[m - 0.05, m - 0.15] for m in mid], "bid_sz": [[b, 1.0] for b in qb],
+        "ask_px": [[m + 0.05, m + 0.15] for m in mid], "ask_sz": [[a, 1.0] for a in qa],
+        "source": "sim",
+    }).with_columns(pl.col("event_time", "receive_time").cast(pl.Datetime("us", "UTC")))
+    folder = tmp_path / "orderbook_l2" / "date=2026-03-01"
+    folder.mkdir(parents=True)
+    books.write_parquet(folder / "part-0.parquet")
+    res = CliRunner().invoke(backtest, ["--strategy", "ob_imbalance", "--symbol", "BTCUSDT", "--from", "2026-03-01",
+                                        "--to", "2026-03-01", "--root", str(tmp_path), "--threshold", "0.5",
+                                        "--fee", "0", "--out", str(tmp_path / "o")])
+    assert res.exit_code == 0, res.output
+    equity = pl.read_parquet(tmp_path / "o" / "equity.parquet")
+    assert equity.height == n
+    imb5 = (qb + 1 - qa - 1) / (qb + qa + 2)
+    expected_pos = np.concatenate([[0.0], np.where(imb5 > 0.5, 1.0, np.where(imb5 < -0.5, -1.0, 0.0))[:-1]])
+    assert equity["position"].to_list() == expected_pos.tolist()
+    mids = (mid - 0.05 + mid + 0.05) / 2
+    gross = np.concatenate([[0.0], expected_pos[1:] * 0 + expected_pos[:-1] * (mids[1:] / mids[:-1] - 1)])
+    assert equity["return"].to_list() == pytest.approx(gross.tolist())
