@@ -5,6 +5,7 @@ CLI group wire these in). See docs/analysis.md for the definitions, formulas and
 """
 
 from archive_platform.analysis.backtest import BacktestResult, run_backtest
+from archive_platform.analysis.checks import check_candles
 from archive_platform.analysis.candles import (
     CANDLE_COLUMNS,
     CANDLES_SCHEMA,
@@ -23,6 +24,7 @@ __all__ = [
     "TIMEFRAMES",
     "BacktestResult",
     "apply_late_trades",
+    "check_candles",
     "candles",
     "candles_from_bars",
     "metrics",
