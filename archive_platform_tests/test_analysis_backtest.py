@@ -136,3 +136,24 @@ def test_bad_signals_are_refused():
     with pytest.raises(ValueError, match="1 values for 2 bars"):
         run_backtest(b, [1], periods_per_year=365)
     assert math.isnan(metrics([0.0, 0.0], periods_per_year=365)["sharpe"])
+
+
+def test_sma_cross_backtest_on_equity_session_candles():
+    from archive_platform.analysis.backtest import sma_cross_backtest
+    from archive_platform.analysis.candles import candles_from_bars
+
+    opens = datetime(2026, 3, 9, 13, 30, tzinfo=timezone.utc)  # an EDT session, 390 minutes
+    rng = np.random.default_rng(11)
+    close = 500 * np.cumprod(1 + rng.normal(0, 0.001, 390))
+    b = pl.DataFrame({"timestamp": [opens + timedelta(minutes=i) for i in range(390)], "symbol": "SPY",
+                      "open": close, "high": close, "low": close, "close": close, "volume": 100,
+                      "vwap": close, "trade_count": 3}).with_columns(pl.col("timestamp").cast(pl.Datetime("us", "UTC")))
+    c = candles_from_bars(b, "5m")
+    res = sma_cross_backtest(c, timeframe="5m", calendar="nyse", fast=3, slow=6)
+    assert res.equity.height == 78
+    direct = run_backtest(c, sma_cross_signal(c["close"].to_numpy(), 3, 6), periods_per_year=252 * 78)
+    assert res.metrics == direct.metrics
+    r = res.equity["return"].to_numpy()
+    assert res.metrics["sharpe"] == pytest.approx(empyrical.sharpe_ratio(r, annualization=252 * 78))
+    with pytest.raises(ValueError, match="one series"):
+        sma_cross_backtest(pl.concat([c, c.with_columns(symbol=pl.lit("QQQ"))]), timeframe="5m", calendar="nyse")

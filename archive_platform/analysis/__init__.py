@@ -4,7 +4,7 @@ Pure functions on pyarrow Tables / polars DataFrames; no Dagster here (the Dagst
 CLI group wire these in). See docs/analysis.md for the definitions, formulas and units.
 """
 
-from archive_platform.analysis.backtest import BacktestResult, run_backtest
+from archive_platform.analysis.backtest import BacktestResult, run_backtest, sma_cross_backtest
 from archive_platform.analysis.checks import check_candles
 from archive_platform.analysis.candles import (
     CANDLE_COLUMNS,
@@ -31,5 +31,6 @@ __all__ = [
     "orderbook_features",
     "periods_per_year",
     "run_backtest",
+    "sma_cross_backtest",
     "upsert_candles",
 ]

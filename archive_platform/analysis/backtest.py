@@ -106,3 +106,19 @@ def feature_bars(features) -> pl.DataFrame:
     """1-second bars from the feature grid: open = close = the mid at t (fills at the next mid)."""
     df = to_polars(features, ("timestamp", "mid"), "features").filter(pl.col("mid").is_not_null())
     return df.with_columns(pl.col("mid").alias("open"), pl.col("mid").alias("close"))
+
+
+def sma_cross_backtest(candles, *, timeframe: str, calendar: str = "crypto", fast: int = 20, slow: int = 50,
+                       allow_short: bool = False, fee: float = 0.001, slippage_bps: float = 0.0) -> BacktestResult:
+    """The SMA-crossover backtest on the candles of ONE series (crypto or NYSE session candles),
+    annualised with ``periods_per_year(timeframe, calendar)``."""
+    from archive_platform.analysis.metrics import periods_per_year
+
+    df = to_polars(candles, ("exchange", "symbol", "timestamp", "open", "close"), "candles")
+    series = df.select("exchange", "symbol").unique()
+    if series.height != 1:
+        raise ValueError(f"sma_cross_backtest needs the candles of one series, got {series.rows()}")
+    df = df.sort("timestamp")
+    signal = sma_cross_signal(df["close"].to_numpy(), fast, slow, allow_short)
+    return run_backtest(df, signal, periods_per_year=periods_per_year(timeframe, calendar), fee=fee,
+                        slippage_bps=slippage_bps)

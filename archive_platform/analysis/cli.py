@@ -16,7 +16,7 @@ import click
 import polars as pl
 
 from archive_platform.analysis.backtest import (
-    BacktestResult, feature_bars, imbalance_signal, run_backtest, sma_cross_signal,
+    BacktestResult, feature_bars, imbalance_signal, run_backtest, sma_cross_backtest,
 )
 from archive_platform.analysis.candles import TIMEFRAMES, candles
 from archive_platform.analysis.features import orderbook_features
@@ -63,8 +63,8 @@ def run_backtest_cli(*, strategy: str, symbol: str, timeframe: str, start: date,
         # the day after `end` may hold the trade exactly at midnight that closes the last candle
         trades = _read_days(root, "crypto_trades", symbol, start, end + timedelta(days=1), exchange)
         bars = candles(trades, timeframe, start=lo, end=hi)
-        signal = sma_cross_signal(bars["close"].to_numpy(), fast, slow, allow_short)
-        ppy = periods_per_year(timeframe, "crypto")
+        result = sma_cross_backtest(bars, timeframe=timeframe, fast=fast, slow=slow, allow_short=allow_short,
+                                    fee=fee, slippage_bps=slippage_bps)
     else:
         books = _read_days(root, "orderbook_l2", symbol, start, end, exchange)
         trades = None
@@ -74,9 +74,8 @@ def run_backtest_cli(*, strategy: str, symbol: str, timeframe: str, start: date,
             except click.ClickException:
                 trades = None
         bars = feature_bars(orderbook_features(books, trades))
-        signal = imbalance_signal(bars, threshold=threshold)
-        ppy = periods_per_year("1s", "crypto")
-    result = run_backtest(bars, signal, periods_per_year=ppy, fee=fee, slippage_bps=slippage_bps)
+        result = run_backtest(bars, imbalance_signal(bars, threshold=threshold),
+                              periods_per_year=periods_per_year("1s", "crypto"), fee=fee, slippage_bps=slippage_bps)
     out_dir.mkdir(parents=True, exist_ok=True)
     equity_path, trades_path = out_dir / "equity.parquet", out_dir / "trades.parquet"
     result.equity.write_parquet(equity_path)
