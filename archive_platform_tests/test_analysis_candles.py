@@ -200,3 +200,15 @@ def test_unsorted_input_gives_the_same_candles_as_sorted():
         assert a.equals(b)
         assert a["volume"].sum() == pytest.approx(tr["size"].sum())
         assert a["trades"].sum() == 600 and a.filter(pl.col("is_empty")).height == 0
+
+
+def test_unaligned_bounds_and_empty_input():
+    tr = trades([(T(2026, 1, 5, 9, 10), 10, 1)])
+    out = candles(tr, "1h", start=T(2026, 1, 5, 8, 30), end=T(2026, 1, 5, 11, 30))
+    assert out["timestamp"].to_list() == [T(2026, 1, 5, 10), T(2026, 1, 5, 11)]  # never past end
+    seed = pl.DataFrame({"exchange": ["sim"], "symbol": ["BTCUSDT"], "close": [9.0]})
+    seeded = candles(tr, "1h", start=T(2026, 1, 5, 8, 30), end=T(2026, 1, 5, 11, 30), seed=seed)
+    assert seeded["timestamp"].to_list() == [T(2026, 1, 5, h) for h in (9, 10, 11)]
+    assert seeded["close"].to_list() == [9.0, 10.0, 10.0]
+    none = candles(tr.clear(), "5m")
+    assert none.height == 0 and none.columns == candles(tr, "5m").columns

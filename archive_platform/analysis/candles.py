@@ -98,8 +98,9 @@ def candles(trades, timeframe: str, calendar: str = "crypto", *, start: datetime
         df = df.filter(pl.col("ts") <= hi)
     ordered, runs = _is_sorted(df)
     nonempty = _aggregate_sorted(df, runs) if ordered else _aggregate_any(df)
-    grid_lo = None if lo is None else ((lo // tf) + 1) * tf
-    return _complete(nonempty, timeframe, _epoch_grid(tf), grid_lo, hi, seed)
+    grid_lo = None if lo is None else ((lo // tf) + 1) * tf  # first close after start
+    grid_hi = None if hi is None else (hi // tf) * tf  # last close at or before end
+    return _complete(nonempty, timeframe, _epoch_grid(tf), grid_lo, grid_hi, seed)
 
 
 def _series_runs(df: pl.DataFrame) -> np.ndarray:
