@@ -15,6 +15,7 @@ from archive_platform.analysis.candles import (
 )
 from archive_platform.analysis.features import FEATURE_DICTIONARY, orderbook_features
 from archive_platform.analysis.metrics import metrics, periods_per_year
+from archive_platform.analysis.microprice import apply_micro_price, fit_micro_price
 from archive_platform.analysis.upsert import apply_late_trades, upsert_candles
 
 __all__ = [
@@ -24,9 +25,11 @@ __all__ = [
     "TIMEFRAMES",
     "BacktestResult",
     "apply_late_trades",
+    "apply_micro_price",
     "check_candles",
     "candles",
     "candles_from_bars",
+    "fit_micro_price",
     "metrics",
     "orderbook_features",
     "periods_per_year",

@@ -41,7 +41,7 @@ FEATURE_DICTIONARY: dict[str, tuple[str, str]] = {
     "micro_price": ("quote currency",
                     "imbalance-adjusted micro-price: M + (S / 2) * imbalance_5, the first-order (linear in "
                     "imbalance) form of Stoikov's micro-price with depth-aware imbalance over 5 levels; "
-                    "NOT Stoikov's full Markov-chain estimate"),
+                    "Stoikov's full Markov-chain estimate is microprice.fit_micro_price / apply_micro_price"),
     **{f"depth_{side}_{x}bps": ("base units",
                                 f"{side} size resting within {x} bps of the mid "
                                 f"({'Pb >= M*(1-x/1e4)' if side == 'bid' else 'Pa <= M*(1+x/1e4)'})")
