@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from archive_platform.schemas import UW_FLOW_SCHEMA, IV_RANK_SCHEMA
 from archive_platform.sources.base import EmptySession
-from archive_platform.vendors.http import CircuitBreaker, CircuitOpenError, PayloadError, VendorError
+from archive_platform.vendors.http import CircuitOpenError, PayloadError, VendorError, new_breaker
 from archive_platform.vendors.occ import format_occ, parse_occ
 from archive_platform.vendors.uw import UnusualWhalesSource, build_http
 from archive_platform_tests.fakes.server import FakeVendorServer
@@ -43,7 +43,7 @@ def source(srv, *, key=KEY, page_limit=200, sleeps=None, breaker=None, timeout=0
     http = build_http(
         key,
         srv.url,
-        breaker=breaker or CircuitBreaker(),
+        breaker=breaker or new_breaker(),
         limiter=None,
         sleep=(sleeps.append if sleeps is not None else lambda s: None),
         timeout=timeout,
@@ -150,10 +150,10 @@ def test_timeout_then_success_and_persistent_timeout(env):
     fake, srv = env
     fake.alerts.append(alert("SPY", at(15, 0), 1))
     srv.delay_next(1, seconds=1.0)
-    with source(srv, timeout=0.2) as src:
+    with source(srv, timeout=0.2, deadline=2.0) as src:  # a deadline with room for a retry
         assert src.fetch_uw_flow(DAY, ["SPY"]).num_rows == 1
     srv.delay_next(2, seconds=1.0)
-    with source(srv, timeout=0.2, max_attempts=2) as src, pytest.raises(VendorError, match="timeout"):
+    with source(srv, timeout=0.2, deadline=2.0, max_attempts=2) as src, pytest.raises(VendorError, match="timeout"):
         src.fetch_uw_flow(DAY, ["SPY"])
 
 
@@ -179,7 +179,7 @@ def test_persistent_failure_opens_breaker_then_half_opens(env):
     fake, srv = env
     fake.alerts.append(alert("SPY", at(15, 0), 1))
     clock = Clock()
-    breaker = CircuitBreaker(failure_threshold=2, reset_timeout=30.0, clock=clock)
+    breaker = new_breaker(fail_max=2, reset_timeout=30.0, clock=clock)
     srv.fail_next(4, status=502)
     with source(srv, breaker=breaker, max_attempts=2) as src:
         for _ in range(2):
@@ -191,7 +191,7 @@ def test_persistent_failure_opens_breaker_then_half_opens(env):
         assert len(srv.requests) == n
         clock.now += 30.0
         assert src.fetch_uw_flow(DAY, ["SPY"]).num_rows == 1
-        assert breaker.state == "closed"
+        assert breaker.current_state == "closed"
 
 
 def test_wrong_key_fails_at_once_naming_vendor_endpoint_and_env_var(env):
