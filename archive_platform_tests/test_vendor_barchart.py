@@ -224,3 +224,19 @@ def test_live_ondemand_iv_rank():
     with BarchartSource(os.environ["BARCHART_API_KEY"]) as src:
         t = src.fetch_iv_rank(day, ["SPY"], [session(day).close_utc])
     assert t.num_rows == 1
+
+
+def test_csv_iv_rank_outside_0_100_names_column_and_row(tmp_path):
+    # percent strings are already 0-100; a value outside is refused, not stored
+    bad = ROWS[:1] + [dict(ROWS[1], **{"IV Rank": "120.00%"})]
+    (tmp_path / FILE).write_text(iv_rank_csv(bad, None))
+    with pytest.raises(PayloadError, match=r"'IV Rank' at .*data row 2 \(QQQ\) is 120 .*outside 0..100"):
+        BarchartSource(csv_dir=tmp_path).fetch_iv_rank(DAY, ["SPY"], [CLOSE])
+
+
+def test_ondemand_iv_rank_outside_0_100_names_field_and_row(env):
+    fake, srv = env
+    fake.history["SPY"][1]["impliedVolatilityPercentile1y"] = 140.0
+    with source(srv) as src, pytest.raises(PayloadError) as ei:
+        src.fetch_iv_rank(DAY, ["SPY"], [CLOSE])
+    assert "'impliedVolatilityPercentile1y'" in str(ei.value) and "row 1 (2025-01-14)" in str(ei.value)

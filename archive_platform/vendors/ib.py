@@ -31,6 +31,7 @@ from archive_platform.schemas import (
     ArchiveType,
 )
 from archive_platform.sources.base import EmptySession, MarketSource, SnapshotNotReproducible
+from archive_platform.symbols import normalise_us_ticker
 from archive_platform.vendors.errors import VendorError
 from archive_platform.vendors.ib_seam import (
     OPTION_GENERIC_TICKS,
@@ -123,10 +124,11 @@ class IBSource(MarketSource):
         breaker: pybreaker.CircuitBreaker | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         sleep: Callable[[float], None] = time.sleep,
+        connect_timeout: float = 10.0,
     ) -> None:
         if market_data_type not in (1, 2, 3, 4):
             raise ValueError(f"market_data_type must be 1..4, got {market_data_type}")
-        self._gateway = gateway or AsyncIBGateway(host, port, client_id)
+        self._gateway = gateway or AsyncIBGateway(host, port, client_id, connect_timeout=connect_timeout)
         self.market_data_type = market_data_type
         self.index_symbols = frozenset(index_symbols)
         self.trading_classes = dict(trading_classes or {})
@@ -227,6 +229,7 @@ class IBSource(MarketSource):
     ) -> pa.Table:
         """Live option chains around the money: one row per contract per snapshot instant."""
         self._check_live(day, snapshot_times)
+        symbols = [normalise_us_ticker(s) for s in symbols]
         rows: list[dict] = []
         for t in snapshot_times:
             for symbol in symbols:
@@ -286,7 +289,7 @@ class IBSource(MarketSource):
         """Regular-session one-minute TRADES bars of ``day``: one row per symbol per minute."""
         session = cal.session(day)
         rows: list[dict] = []
-        for symbol in symbols:
+        for symbol in [normalise_us_ticker(s) for s in symbols]:
             contract = self._underlying(symbol)
             for bar in self._historical_day(contract, symbol, session.close_utc):
                 row = normalise_bar(bar, symbol)
@@ -341,7 +344,7 @@ class IBSource(MarketSource):
     def fetch_trades(self, day: date, symbols: Sequence[str]) -> pa.Table:
         """The account's executions on ``day`` (ET date): one row per execution."""
         fills, _ = self._call("reqExecutions", self._gw().fills, day)
-        wanted = set(symbols)
+        wanted = {normalise_us_ticker(s) for s in symbols}
         rows = []
         for fill in fills:
             row = normalise_fill(fill)

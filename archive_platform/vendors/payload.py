@@ -168,6 +168,26 @@ _CONVERT: dict[str, Callable[[Any], Any]] = {
 }
 
 
+#: the archive's one scale for ``iv_rank`` and ``iv_percentile``: percent, 0 to 100
+PERCENT_RANGE = (0.0, 100.0)
+
+
+def percent_0_100(value: float | None, field: str, where: str, vendor: str) -> float | None:
+    """``value`` (already on the 0-100 scale) or a ``PayloadError`` naming field and row.
+
+    A value outside 0..100 after normalisation is a unit mix-up (a fraction read as percent or
+    the reverse) or a vendor bug; it is refused rather than stored.
+    """
+    lo, hi = PERCENT_RANGE
+    if value is not None and not lo <= value <= hi:
+        raise PayloadError(
+            f"{vendor}: field {field!r} at {where} is {value:g} after normalisation to percent, "
+            f"outside {lo:g}..{hi:g} (check the field's unit)",
+            vendor=vendor,
+        )
+    return value
+
+
 def validate_table(table: pa.Table, archive_type: str, vendor: str) -> pa.Table:
     """Check ``table`` has the canonical schema and no nulls in required columns; return it.
 

@@ -22,7 +22,8 @@ import pyarrow as pa
 from archive_platform.calendar import et_offset_minutes, session
 from archive_platform.schemas import ArchiveType
 from archive_platform.sources.base import EmptySession, MarketSource, SnapshotNotReproducible
-from archive_platform.vendors.http import VendorHttpClient
+from archive_platform.symbols import normalise_us_ticker
+from archive_platform.vendors.http import VendorHttpClient, path_segment
 from archive_platform.vendors.payload import PayloadReader, table_from_rows, validate_table
 
 NAME = "polygon"
@@ -144,12 +145,14 @@ class PolygonSource(MarketSource):
         base_url: str = "https://api.polygon.io",
         *,
         http: VendorHttpClient | None = None,
+        timeout: float = 15.0,
+        deadline: float | None = None,
         snapshot_tolerance: timedelta = timedelta(minutes=5),
         now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
     ) -> None:
         if not api_key:
             raise ValueError(f"{NAME}: an API key is required (set {KEY_ENV_VAR})")
-        self.http = http or build_http(api_key, base_url)
+        self.http = http or build_http(api_key, base_url, timeout=timeout, deadline=deadline)
         self.snapshot_tolerance = snapshot_tolerance
         self._now = now
 
@@ -177,9 +180,9 @@ class PolygonSource(MarketSource):
     def fetch_stocks_1m(self, day: date, symbols: Sequence[str]) -> pa.Table:
         """Regular-session one-minute bars; one row per symbol per minute (bar start)."""
         rows: list[dict[str, Any]] = []
-        for symbol in symbols:
-            sym = symbol.upper()
-            path = f"/v2/aggs/ticker/{sym}/range/1/minute/{day.isoformat()}/{day.isoformat()}"
+        for sym in [normalise_us_ticker(s) for s in symbols]:  # all checked before any request
+            d = path_segment(day.isoformat())
+            path = f"/v2/aggs/ticker/{path_segment(sym)}/range/1/minute/{d}/{d}"
             params = {"adjusted": "true", "sort": "asc", "limit": 50000}
             results = self.fetch_pages(path, params)
             reader = PayloadReader(NAME, self.http.endpoint(path, params), self.http.redact)
@@ -203,6 +206,7 @@ class PolygonSource(MarketSource):
         ``snapshot_tolerance`` from now raises ``SnapshotNotReproducible``.
         """
         now = self._now()
+        symbols = [normalise_us_ticker(s) for s in symbols]
         for snap in snapshot_times:
             if abs(now - snap) > self.snapshot_tolerance:
                 raise SnapshotNotReproducible(
@@ -211,9 +215,8 @@ class PolygonSource(MarketSource):
                     "use a source with option history (thetadata) to backfill"
                 )
         rows: list[dict[str, Any]] = []
-        for symbol in symbols:
-            sym = symbol.upper()
-            path = f"/v3/snapshot/options/{sym}"
+        for sym in [normalise_us_ticker(s) for s in symbols]:
+            path = f"/v3/snapshot/options/{path_segment(sym)}"
             params = {"limit": 250}
             results = self.fetch_pages(path, params)
             if not results:

@@ -24,6 +24,7 @@ import pyarrow as pa
 from archive_platform import calendar as cal
 from archive_platform.schemas import OPTIONS_SCHEMA, STOCKS_1M_SCHEMA, ArchiveType
 from archive_platform.sources.base import EmptySession, MarketSource
+from archive_platform.symbols import normalise_us_ticker
 from archive_platform.vendors.errors import PayloadError, VendorError
 from archive_platform.vendors.http import VendorHttpClient
 
@@ -263,12 +264,14 @@ class ThetaDataSource(MarketSource):
         *,
         http: VendorHttpClient | None = None,
         timeout: float = 60.0,
+        deadline: float | None = None,
         live_tolerance: timedelta = timedelta(minutes=10),
         max_dte: int | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.http = http or VendorHttpClient(
-            VENDOR, base_url, timeout=timeout, retry_statuses=RETRY_STATUSES, empty_statuses={NO_DATA}
+            VENDOR, base_url, timeout=timeout, deadline=deadline, retry_statuses=RETRY_STATUSES,
+            empty_statuses={NO_DATA},
         )
         if NO_DATA not in self.http.empty_statuses:
             raise ValueError("the ThetaData http client must treat 472 NO_DATA as an empty answer")
@@ -306,6 +309,7 @@ class ThetaDataSource(MarketSource):
     # -- options ---------------------------------------------------------------------------
     def fetch_options(self, day: date, symbols: Sequence[str], snapshot_times: Sequence[datetime]) -> pa.Table:
         """Option chains at each instant: live bulk snapshots for now, 15-min history for the past."""
+        symbols = [normalise_us_ticker(s) for s in symbols]
         now = self._clock()
         for t in snapshot_times:
             if cal.market_date(t) != day:
@@ -406,7 +410,7 @@ class ThetaDataSource(MarketSource):
         """Regular-session one-minute bars of ``day``: one row per symbol per minute."""
         d = int(f"{day:%Y%m%d}")
         rows: list[dict] = []
-        for symbol in symbols:
+        for symbol in [normalise_us_ticker(s) for s in symbols]:
             params = {"root": symbol, "start_date": d, "end_date": d, "ivl": 60_000}
             for fmt, response, endpoint in self._pages("/v2/hist/stock/ohlc", params):
                 rows += normalise_stock_bars(symbol, list(iter_rows(fmt, response, endpoint)), day, endpoint)

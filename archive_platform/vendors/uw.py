@@ -21,7 +21,8 @@ import pyarrow as pa
 from archive_platform.calendar import et_offset_minutes, is_trading_day, session, window_bounds
 from archive_platform.schemas import ArchiveType
 from archive_platform.sources.base import EmptySession, MarketSource
-from archive_platform.vendors.http import VendorHttpClient, limiter_for
+from archive_platform.symbols import normalise_us_ticker
+from archive_platform.vendors.http import VendorHttpClient, limiter_for, path_segment
 from archive_platform.vendors.occ import parse_occ
 from archive_platform.vendors.payload import PayloadReader, table_from_rows, validate_table
 
@@ -29,6 +30,10 @@ NAME = "unusual_whales"
 KEY_ENV_VAR = "UW_API_KEY"
 FLOW_PATH = "/api/option-trades/flow-alerts"
 MAX_PAGE = 200
+#: ``iv_rank_1y`` multiplier to the archive's 0-100 scale, per unit. UW's own API reference
+#: documents a fraction (its IV Rank example sends ``"iv_rank_1y": "0.65"``), so ``fraction``
+#: is the default; ``percent`` is there in case a plan's live answers turn out to differ.
+IV_RANK_UNITS = {"fraction": 100.0, "percent": 1.0}
 
 
 def _ms(ts: datetime) -> int:
@@ -103,6 +108,7 @@ def normalise_iv_rank_rows(
     day: date,
     snapshot_times: Sequence[datetime],
     reader: PayloadReader,
+    iv_rank_unit: str = "fraction",
 ) -> list[dict[str, Any]]:
     """Daily UW IV-rank rows -> one iv_rank row per snapshot instant.
 
@@ -110,14 +116,21 @@ def normalise_iv_rank_rows(
     close of the row's date when absent), so a backfilled morning snapshot never sees the
     day's later value. Rows dated after ``day`` are look-ahead and skipped, and so are rows
     with ``volatility`` <= 0: UW is reported [3P] to append an unfilled 0 for the current day
-    before computing it. ``volatility`` is a fraction (0.1478); ``iv_rank_1y`` is 0..100.
+    before computing it. ``volatility`` is a fraction (0.1478); ``iv_rank_1y`` is in
+    ``iv_rank_unit`` (UW documents a fraction, 0.65) and is stored on the 0-100 scale (65.0);
+    a value outside 0..100 after that is a ``PayloadError`` naming the field and the row.
     UW has no IV percentile: the column is null.
     """
+    scale = IV_RANK_UNITS[iv_rank_unit]
     known: list[tuple[datetime, float, float]] = []
     for i, row in enumerate(rows):
         row_day = reader.get(row, i, "date", "date")
         iv = reader.get(row, i, "volatility", "decimal")
-        rank = reader.get(row, i, "iv_rank_1y", "decimal")
+        # rounded so "0.202449" becomes 20.2449, not 20.244899999999998 (binary float noise)
+        rank = round(reader.get(row, i, "iv_rank_1y", "decimal") * scale, 10)
+        if iv > 0 and not 0.0 <= rank <= 100.0:
+            raise reader.fail(i, row, f"field 'iv_rank_1y' is {rank:g} after normalisation to percent "
+                              f"(x{scale:g} from {iv_rank_unit}), outside 0..100 (check iv_rank_unit)")
         at = reader.get(row, i, "updated_at", "timestamp", required=False)
         if row_day > day or iv <= 0:
             continue
@@ -184,13 +197,19 @@ class UnusualWhalesSource(MarketSource):
         *,
         http: VendorHttpClient | None = None,
         page_limit: int = MAX_PAGE,
+        timeout: float = 15.0,
+        deadline: float | None = None,
+        iv_rank_unit: str = "fraction",
     ) -> None:
         if not api_key:
             raise ValueError(f"{NAME}: an API key is required (set {KEY_ENV_VAR})")
+        if iv_rank_unit not in IV_RANK_UNITS:
+            raise ValueError(f"{NAME}: iv_rank_unit must be one of {sorted(IV_RANK_UNITS)}, got {iv_rank_unit!r}")
+        self.iv_rank_unit = iv_rank_unit
         if not 1 <= page_limit <= MAX_PAGE:
             raise ValueError(f"{NAME}: page_limit must be 1..{MAX_PAGE}, got {page_limit}")
         self.page_limit = page_limit
-        self.http = http or build_http(api_key, base_url)
+        self.http = http or build_http(api_key, base_url, timeout=timeout, deadline=deadline)
 
     def close(self) -> None:
         self.http.close()
@@ -211,7 +230,7 @@ class UnusualWhalesSource(MarketSource):
         def in_window(ts: datetime) -> bool:
             return (ts > since if since else ts >= lo) and ts <= hi
 
-        wanted = {s.upper() for s in symbols}
+        wanted = {normalise_us_ticker(s) for s in symbols}
         fetched = self.fetch_flow_alert_rows(sorted(wanted), max(lo, since) if since else lo, hi)
         rows = [r for r in fetched if r["symbol"] in wanted]
         rows = [r for r in rows if in_window(r["timestamp"])]
@@ -260,15 +279,14 @@ class UnusualWhalesSource(MarketSource):
     ) -> pa.Table:
         """IV and 1-year IV rank per symbol per snapshot (UW gives no IV percentile)."""
         rows: list[dict[str, Any]] = []
-        for symbol in symbols:
-            sym = symbol.upper()
-            path = f"/api/stock/{sym}/iv-rank"
+        for sym in [normalise_us_ticker(s) for s in symbols]:
+            path = f"/api/stock/{path_segment(sym)}/iv-rank"
             params = {"date": day.isoformat(), "timespan": "1m"}
             payload = self.http.get_json(path, params)
             reader = PayloadReader(NAME, self.http.endpoint(path, params), self.http.redact)
             data = reader.rows(payload, "data")
             if not data:
                 raise EmptySession(f"{NAME}: {path} returned no IV-rank rows for {sym} up to {day}")
-            rows += normalise_iv_rank_rows(data, sym, day, snapshot_times, reader)
+            rows += normalise_iv_rank_rows(data, sym, day, snapshot_times, reader, self.iv_rank_unit)
         rows.sort(key=lambda r: (r["symbol"], r["snapshot_time"]))
         return validate_table(table_from_rows(rows, ArchiveType.IV_RANK), "iv_rank", NAME)
