@@ -367,3 +367,34 @@ def test_unexpected_error_in_half_open_trial_does_not_wedge_the_breaker():
     clock.now += 10.0
     mode["now"] = "ok"
     assert c.get_json("/x") == {"ok": True} and breaker.current_state == "closed"
+
+
+def _sources(url: str, timeout: float):
+    from archive_platform.vendors.barchart import BarchartSource
+    from archive_platform.vendors.polygon import PolygonSource
+    from archive_platform.vendors.thetadata import ThetaDataSource
+    from archive_platform.vendors.uw import UnusualWhalesSource
+
+    snap = datetime(2025, 1, 15, 21, 0, tzinfo=timezone.utc)
+    day = snap.date()
+    return {
+        "unusual_whales": (UnusualWhalesSource("k", url, timeout=timeout), lambda s: s.fetch_iv_rank(day, ["SPY"], [snap])),
+        "polygon": (PolygonSource("k", url, timeout=timeout), lambda s: s.fetch_stocks_1m(day, ["SPY"])),
+        "barchart": (BarchartSource("k", url, timeout=timeout), lambda s: s.fetch_iv_rank(day, ["SPY"], [snap])),
+        "thetadata": (ThetaDataSource(url, timeout=timeout), lambda s: s.fetch_stocks_1m(day, ["SPY"])),
+    }
+
+
+@pytest.mark.parametrize("vendor", ["unusual_whales", "polygon", "barchart", "thetadata"])
+def test_each_vendor_takes_its_timeout_and_a_slow_answer_costs_one(vendor):
+    reset_registries()  # built without injected policy objects: the process-wide ones are used
+    try:
+        with FakeVendorServer() as srv:
+            srv.delay_next(5, seconds=1.5)
+            src, fetch = _sources(srv.url, timeout=0.25)[vendor]
+            assert src.http.timeout == 0.25 and src.http.deadline == 0.25
+            with src, pytest.raises(VendorError, match=r"1 attempt\(s\): no response within 0.25s"):
+                fetch(src)
+            assert len(srv.requests) == 1
+    finally:
+        reset_registries()

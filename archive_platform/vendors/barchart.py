@@ -35,7 +35,15 @@ from archive_platform.schemas import ArchiveType
 from archive_platform.sources.base import EmptySession, MarketSource, SourceError
 from archive_platform.symbols import normalise_us_ticker
 from archive_platform.vendors.http import VendorHttpClient
-from archive_platform.vendors.payload import PayloadReader, percent_0_100, table_from_rows, validate_table
+from archive_platform.vendors.payload import (
+    Date,
+    Dec,
+    PayloadReader,
+    Row,
+    percent_0_100,
+    table_from_rows,
+    validate_table,
+)
 
 NAME = "barchart"
 KEY_ENV_VAR = "BARCHART_API_KEY"
@@ -107,6 +115,15 @@ def select_known(
     return out
 
 
+class OverviewRow(Row):
+    """A ``getEquityOptionsOverviewHistory`` result row (percentile name UNVERIFIED: optional)."""
+
+    date: Date
+    weightedImpliedVolatility: Dec  # noqa: N815 (the API's names)
+    impliedVolatilityRank1y: Dec  # noqa: N815
+    impliedVolatilityPercentile1y: Dec | None = None  # noqa: N815
+
+
 def normalise_ondemand_rows(
     rows: Sequence[Mapping[str, Any]], day: date, reader: PayloadReader
 ) -> list[tuple[datetime, float, float, float | None]]:
@@ -116,13 +133,11 @@ def normalise_ondemand_rows(
     it is divided by 100 to the archive's fraction; rank and percentile stay 0..100.
     """
     out = []
-    for i, r in enumerate(rows):
-        row_day = reader.get(r, i, "date", "date")
+    for i, m in enumerate(reader.models(rows, OverviewRow)):
+        row_day = m.date
         if row_day > day:
             continue
-        iv = reader.get(r, i, "weightedImpliedVolatility", "decimal")
-        rank = reader.get(r, i, "impliedVolatilityRank1y", "decimal")
-        pctl = reader.get(r, i, "impliedVolatilityPercentile1y", "decimal", required=False)
+        iv, rank, pctl = m.weightedImpliedVolatility, m.impliedVolatilityRank1y, m.impliedVolatilityPercentile1y
         where = f"{reader.endpoint} row {i} ({row_day})"
         percent_0_100(rank, "impliedVolatilityRank1y", where, NAME)
         percent_0_100(pctl, "impliedVolatilityPercentile1y", where, NAME)
