@@ -18,7 +18,7 @@ from archive_platform.vendors.barchart import (
     build_http,
     parse_percent,
 )
-from archive_platform.vendors.http import CircuitBreaker, CircuitOpenError, PayloadError, VendorError
+from archive_platform.vendors.http import CircuitOpenError, PayloadError, VendorError, new_breaker
 from archive_platform_tests.fakes.barchart import BarchartOnDemandFake, iv_rank_csv
 from archive_platform_tests.fakes.server import FakeVendorServer
 from archive_platform_tests.fakes.clock import Clock
@@ -48,7 +48,7 @@ def env():
 
 
 def source(srv, *, key=KEY, sleeps=None, breaker=None, timeout=0.3, **kw):
-    http = build_http(key, srv.url, breaker=breaker or CircuitBreaker(), timeout=timeout,
+    http = build_http(key, srv.url, breaker=breaker or new_breaker(), timeout=timeout,
                       sleep=(sleeps.append if sleeps is not None else lambda s: None), **kw)
     return BarchartSource(key, srv.url, http=http)
 
@@ -80,14 +80,14 @@ def test_ondemand_retries_429_and_5xx(env):
 def test_ondemand_timeout_then_success(env):
     _, srv = env
     srv.delay_next(1, seconds=1.0)
-    with source(srv, timeout=0.2) as src:
+    with source(srv, timeout=0.2, deadline=2.0) as src:  # a deadline with room for a retry
         assert src.fetch_iv_rank(DAY, ["SPY"], [CLOSE]).num_rows == 1
 
 
 def test_ondemand_breaker(env):
     _, srv = env
     clock = Clock()
-    breaker = CircuitBreaker(failure_threshold=1, reset_timeout=5.0, clock=clock)
+    breaker = new_breaker(fail_max=1, reset_timeout=5.0, clock=clock)
     srv.fail_next(2, status=500)
     with source(srv, breaker=breaker, max_attempts=2) as src:
         with pytest.raises(VendorError, match="2 attempt"):
@@ -224,3 +224,19 @@ def test_live_ondemand_iv_rank():
     with BarchartSource(os.environ["BARCHART_API_KEY"]) as src:
         t = src.fetch_iv_rank(day, ["SPY"], [session(day).close_utc])
     assert t.num_rows == 1
+
+
+def test_csv_iv_rank_outside_0_100_names_column_and_row(tmp_path):
+    # percent strings are already 0-100; a value outside is refused, not stored
+    bad = ROWS[:1] + [dict(ROWS[1], **{"IV Rank": "120.00%"})]
+    (tmp_path / FILE).write_text(iv_rank_csv(bad, None))
+    with pytest.raises(PayloadError, match=r"'IV Rank' at .*data row 2 \(QQQ\) is 120 .*outside 0..100"):
+        BarchartSource(csv_dir=tmp_path).fetch_iv_rank(DAY, ["SPY"], [CLOSE])
+
+
+def test_ondemand_iv_rank_outside_0_100_names_field_and_row(env):
+    fake, srv = env
+    fake.history["SPY"][1]["impliedVolatilityPercentile1y"] = 140.0
+    with source(srv) as src, pytest.raises(PayloadError) as ei:
+        src.fetch_iv_rank(DAY, ["SPY"], [CLOSE])
+    assert "'impliedVolatilityPercentile1y'" in str(ei.value) and "row 1 (2025-01-14)" in str(ei.value)

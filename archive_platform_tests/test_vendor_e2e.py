@@ -358,7 +358,7 @@ def test_trades_from_ib_through_the_gateway_seam(tmp_path, monkeypatch, instance
     ])
     built: list[tuple] = []
 
-    def gateway_factory(host, port, client_id):
+    def gateway_factory(host, port, client_id, *, connect_timeout=10.0):
         built.append((host, port, client_id))
         return gateway
 

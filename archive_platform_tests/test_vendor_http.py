@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from archive_platform.sources.base import SourceError
 from archive_platform.vendors.http import (
-    CircuitBreaker,
+    new_breaker,
     CircuitOpenError,
     PayloadError,
     RateLimiter,
@@ -19,6 +19,7 @@ from archive_platform.vendors.http import (
     VendorHttpClient,
     breaker_for,
     parse_retry_after,
+    path_segment,
     redact,
     redact_url,
     reset_registries,
@@ -43,7 +44,7 @@ def srv():
 
 
 def make(srv, sleeps=None, **kw) -> VendorHttpClient:
-    kw.setdefault("breaker", CircuitBreaker())
+    kw.setdefault("breaker", new_breaker())
     kw.setdefault("timeout", 0.3)
     return VendorHttpClient(
         "acme",
@@ -109,19 +110,59 @@ def test_5xx_then_success_backs_off_exponentially(srv):
 
 def test_timeout_then_success(srv):
     srv.delay_next(1, seconds=1.5)
-    with make(srv, timeout=0.2) as c:
+    with make(srv, timeout=0.2, deadline=5.0) as c:  # a deadline with room for a retry
         assert c.get_json("/v1/ok")["ok"] is True
     assert len(srv.requests) == 2
 
 
 def test_persistent_timeout_fails_after_max_attempts(srv):
     srv.delay_next(3, seconds=1.5)
-    with make(srv, timeout=0.2, max_attempts=3) as c, pytest.raises(VendorError) as ei:
+    with make(srv, timeout=0.2, deadline=5.0, max_attempts=3) as c, pytest.raises(VendorError) as ei:
         c.get_json("/v1/ok")
     assert len(srv.requests) == 3
     msg = str(ei.value)
     assert "acme" in msg and "/v1/ok" in msg and "3 attempt" in msg and "timeout" in msg
     assert ei.value.status is None and KEY not in msg
+
+
+def test_slow_answer_costs_one_timeout_by_default(srv):
+    # issue 11: a slow vendor cost max_attempts x timeout (+ backoff) before failing
+    sleeps: list[float] = []
+    srv.delay_next(5, seconds=1.5)
+    with make(srv, sleeps, timeout=0.2) as c, pytest.raises(VendorError) as ei:
+        c.get_json("/v1/ok")
+    assert len(srv.requests) == 1 and sleeps == []
+    msg = str(ei.value)
+    assert "1 attempt" in msg and "timeout" in msg and "deadline of 0.2s is spent" in msg
+
+
+def test_deadline_does_not_stop_quick_failures(srv):
+    # fast 5xx answers spend almost none of the deadline: still retried up to max_attempts
+    srv.fail_next(3, status=503)
+    with make(srv, timeout=0.3) as c:
+        assert c.get_json("/v1/ok")["ok"] is True
+    assert len(srv.requests) == 4
+
+
+def test_deadline_must_cover_one_timeout():
+    with pytest.raises(ValueError, match="deadline >= timeout"):
+        VendorHttpClient("acme", "http://x.test", timeout=2.0, deadline=1.0, breaker=new_breaker())
+
+
+@pytest.mark.parametrize("value,segment", [
+    ("SPY", "SPY"), ("BRK.B", "BRK.B"), ("..", "%2E%2E"), (".", "%2E"), ("a/b", "a%2Fb"),
+    ("x?y#z", "x%3Fy%23z"), ("100%", "100%25"), ("é", "%C3%A9"),
+])
+def test_path_segment_escapes_everything_but_plain_text(value, segment):
+    assert path_segment(value) == segment
+
+
+def test_escaped_dot_segment_stays_inside_its_path(srv):
+    srv.route(r"/v1/items/[^/]+", lambda req: {"raw": req.raw_path})
+    with make(srv) as c:
+        with pytest.raises(VendorError, match="HTTP 404"):  # nothing routed at /v1/items/%2E%2E/x
+            c.get_json(f"/v1/items/{path_segment('..')}/x")
+    assert srv.requests[0].path == "/v1/items/%2E%2E/x"
 
 
 def test_connection_error_is_retried_then_reported():
@@ -132,7 +173,7 @@ def test_connection_error_is_retried_then_reported():
     dead.stop()
     c = VendorHttpClient(
         "acme", url, secret_params={"apiKey": KEY}, max_attempts=2,
-        breaker=CircuitBreaker(), sleep=sleeps.append,
+        breaker=new_breaker(), sleep=sleeps.append,
     )
     with pytest.raises(VendorError, match="connection error") as ei:
         c.get("/v1/ok")
@@ -181,7 +222,7 @@ def test_bearer_token_in_headers_is_redacted(srv):
     srv.fail_next(1, status=403, body=f"token {token} not entitled")
     c = VendorHttpClient(
         "acme", srv.url, headers={"Authorization": f"Bearer {token}"},
-        breaker=CircuitBreaker(), sleep=lambda s: None,
+        breaker=new_breaker(), sleep=lambda s: None,
     )
     with pytest.raises(VendorError) as ei:
         c.get("/v1/ok")
@@ -206,13 +247,13 @@ def test_extra_retry_and_empty_statuses(srv):
 
 def test_breaker_opens_refuses_then_half_opens(srv):
     clock = Clock()
-    breaker = CircuitBreaker(failure_threshold=2, reset_timeout=60.0, clock=clock)
+    breaker = new_breaker(fail_max=2, reset_timeout=60.0, clock=clock)
     srv.fail_next(4, status=500)
     c = make(srv, max_attempts=2, breaker=breaker)
     for _ in range(2):
         with pytest.raises(VendorError):
             c.get("/v1/ok")
-    assert breaker.state == "open" and len(srv.requests) == 4
+    assert breaker.current_state == "open" and len(srv.requests) == 4
     with pytest.raises(CircuitOpenError, match="circuit breaker open"):
         c.get("/v1/ok")
     assert len(srv.requests) == 4  # refused without a request
@@ -221,21 +262,21 @@ def test_breaker_opens_refuses_then_half_opens(srv):
     srv.fail_next(1, status=500)
     with pytest.raises(VendorError):  # the half-open trial is a single attempt
         c.get("/v1/ok")
-    assert len(srv.requests) == 5 and breaker.state == "open"
+    assert len(srv.requests) == 5 and breaker.current_state == "open"
 
     clock.now += 60.0
     assert c.get_json("/v1/ok")["ok"] is True
-    assert breaker.state == "closed" and len(srv.requests) == 6
+    assert breaker.current_state == "closed" and len(srv.requests) == 6
 
 
 def test_client_errors_do_not_open_the_breaker(srv):
-    breaker = CircuitBreaker(failure_threshold=1)
+    breaker = new_breaker(fail_max=1)
     srv.fail_next(3, status=404)
     c = make(srv, breaker=breaker)
     for _ in range(3):
         with pytest.raises(VendorError):
             c.get("/v1/ok")
-    assert breaker.state == "closed"
+    assert breaker.current_state == "closed"
 
 
 def test_breakers_are_shared_per_vendor():
@@ -262,7 +303,7 @@ def test_limiter_is_used_per_attempt(srv):
     srv.fail_next(1, status=500)
     with make(srv, limiter=lim) as c:
         c.get("/v1/ok")
-    assert lim._tokens == pytest.approx(-1.0)  # two attempts took two tokens at one instant
+    assert lim.bucket.count() == 2  # two attempts took two tokens at one instant
 
 
 def test_redact_url_replaces_secret_params_case_insensitively():
@@ -306,7 +347,7 @@ def test_unexpected_error_in_half_open_trial_does_not_wedge_the_breaker():
     import httpx
 
     clock = Clock()
-    breaker = CircuitBreaker(failure_threshold=1, reset_timeout=10.0, clock=clock)
+    breaker = new_breaker(fail_max=1, reset_timeout=10.0, clock=clock)
     mode = {"now": "500"}
 
     def handler(request):
@@ -322,7 +363,38 @@ def test_unexpected_error_in_half_open_trial_does_not_wedge_the_breaker():
     mode["now"] = "boom"
     with pytest.raises(RuntimeError):
         c.get("/x")
-    assert breaker.state == "open"
+    assert breaker.current_state == "open"
     clock.now += 10.0
     mode["now"] = "ok"
-    assert c.get_json("/x") == {"ok": True} and breaker.state == "closed"
+    assert c.get_json("/x") == {"ok": True} and breaker.current_state == "closed"
+
+
+def _sources(url: str, timeout: float):
+    from archive_platform.vendors.barchart import BarchartSource
+    from archive_platform.vendors.polygon import PolygonSource
+    from archive_platform.vendors.thetadata import ThetaDataSource
+    from archive_platform.vendors.uw import UnusualWhalesSource
+
+    snap = datetime(2025, 1, 15, 21, 0, tzinfo=timezone.utc)
+    day = snap.date()
+    return {
+        "unusual_whales": (UnusualWhalesSource("k", url, timeout=timeout), lambda s: s.fetch_iv_rank(day, ["SPY"], [snap])),
+        "polygon": (PolygonSource("k", url, timeout=timeout), lambda s: s.fetch_stocks_1m(day, ["SPY"])),
+        "barchart": (BarchartSource("k", url, timeout=timeout), lambda s: s.fetch_iv_rank(day, ["SPY"], [snap])),
+        "thetadata": (ThetaDataSource(url, timeout=timeout), lambda s: s.fetch_stocks_1m(day, ["SPY"])),
+    }
+
+
+@pytest.mark.parametrize("vendor", ["unusual_whales", "polygon", "barchart", "thetadata"])
+def test_each_vendor_takes_its_timeout_and_a_slow_answer_costs_one(vendor):
+    reset_registries()  # built without injected policy objects: the process-wide ones are used
+    try:
+        with FakeVendorServer() as srv:
+            srv.delay_next(5, seconds=1.5)
+            src, fetch = _sources(srv.url, timeout=0.25)[vendor]
+            assert src.http.timeout == 0.25 and src.http.deadline == 0.25
+            with src, pytest.raises(VendorError, match=r"1 attempt\(s\): no response within 0.25s"):
+                fetch(src)
+            assert len(srv.requests) == 1
+    finally:
+        reset_registries()

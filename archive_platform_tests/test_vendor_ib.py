@@ -19,7 +19,8 @@ from archive_platform.sources.base import EmptySession, SnapshotNotReproducible
 from archive_platform.vendors.errors import CircuitOpenError, VendorError
 from archive_platform.vendors.ib import IBSource, normalise_fill, pick_chain, select_strikes
 from archive_platform.vendors.ib_seam import HistoricalPacer
-from archive_platform.vendors.resilience import CircuitBreaker
+from archive_platform.vendors.resilience import new_breaker
+from archive_platform_tests.fakes.clock import Clock
 from archive_platform_tests.fakes.ib import FakeIBGateway, FakeQuote
 
 UTC = timezone.utc
@@ -65,7 +66,7 @@ def make_gateway(**kw) -> FakeIBGateway:
 
 def make_source(gw: FakeIBGateway, **kw) -> tuple[IBSource, list[float]]:
     slept: list[float] = []
-    kw.setdefault("breaker", CircuitBreaker(failure_threshold=5))
+    kw.setdefault("breaker", new_breaker(fail_max=5))
     kw.setdefault("pacer", HistoricalPacer(min_interval=0, clock=lambda: 0.0, sleep=lambda s: None))
     src = IBSource(
         gateway=gw, clock=lambda: NOW, sleep=slept.append, max_expirations=2, strike_band=0.02, max_strikes=5, **kw
@@ -203,7 +204,7 @@ def test_pacing_violation_backs_off_and_retries():
 def test_persistent_pacing_violation_fails_bounded():
     pacing = (162, "Historical data request pacing violation")
     gw = make_gateway(bar_script=[([], [pacing])] * 10)
-    src, slept = make_source(gw, pacing_retries=2, breaker=CircuitBreaker(failure_threshold=50))
+    src, slept = make_source(gw, pacing_retries=2, breaker=new_breaker(fail_max=50))
     with pytest.raises(VendorError, match="pacing violation"):
         src.fetch_stocks_1m(DAY, ["SPY"])
     assert len(slept) == 2 and len(gw.bar_script) == 7
@@ -225,6 +226,32 @@ def test_hmds_no_data_for_every_symbol_is_an_empty_session():
     src, _ = make_source(gw)
     with pytest.raises(EmptySession, match="no one-minute bars for SPY"):
         src.fetch_stocks_1m(DAY, ["SPY"])
+
+
+def test_pacer_sleeps_once_per_wait():
+    # issue 11: the pacer slept twice per wait, so a 1 s interval cost 2 s
+    clock, sleeps = Clock(0.0), []
+
+    def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        clock.now += seconds
+
+    pacer = HistoricalPacer(min_interval=1.0, clock=clock, sleep=sleep)
+    assert pacer.wait() == 0.0
+    clock.now += 0.25  # the caller worked a quarter of a second
+    slept = pacer.wait()
+    assert slept == pytest.approx(0.75, abs=0.002) and sleeps == [slept]
+    assert clock.now == pytest.approx(1.0, abs=0.002)
+
+
+def test_pacer_enforces_the_ten_minute_window_after_sixty_requests():
+    clock, sleeps = Clock(0.0), []
+    pacer = HistoricalPacer(clock=clock, sleep=lambda s: (sleeps.append(s), setattr(clock, "now", clock.now + s)))
+    for _ in range(60):
+        pacer.wait()
+    assert clock.now == pytest.approx(59.059, abs=0.01)  # 1 s (+1 ms) apart
+    pacer.wait()  # the 61st waits until the first request leaves the 600 s window
+    assert clock.now == pytest.approx(600.0, abs=0.01)
 
 
 def test_pacer_never_exceeds_the_limits():
@@ -267,7 +294,7 @@ def test_breaker_opens_on_persistent_gateway_failure():
         raise ConnectionError("Socket disconnect")
 
     gw.qualify = gw.historical_bars = broken  # the socket is gone: every call fails
-    src, _ = make_source(gw, breaker=CircuitBreaker(failure_threshold=2, reset_timeout=60, clock=lambda: 0.0))
+    src, _ = make_source(gw, breaker=new_breaker(fail_max=2, reset_timeout=60, clock=lambda: 0.0))
     for _ in range(2):
         with pytest.raises(VendorError, match="Socket disconnect"):
             src.fetch_stocks_1m(DAY, ["SPY"])

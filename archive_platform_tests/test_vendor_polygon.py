@@ -10,7 +10,7 @@ import pytest
 
 from archive_platform.schemas import OPTIONS_SCHEMA, STOCKS_1M_SCHEMA
 from archive_platform.sources.base import EmptySession, SnapshotNotReproducible
-from archive_platform.vendors.http import CircuitBreaker, CircuitOpenError, PayloadError, VendorError
+from archive_platform.vendors.http import CircuitOpenError, PayloadError, VendorError, new_breaker
 from archive_platform.vendors.polygon import PolygonSource, build_http
 from archive_platform_tests.fakes.polygon import PolygonFake, minute_bar, option_snapshot
 from archive_platform_tests.fakes.server import FakeVendorServer
@@ -39,7 +39,7 @@ def env():
 
 def source(srv, *, key=KEY, sleeps=None, breaker=None, timeout=0.3, **kw):
     http = build_http(
-        key, srv.url, breaker=breaker or CircuitBreaker(), timeout=timeout,
+        key, srv.url, breaker=breaker or new_breaker(), timeout=timeout,
         sleep=(sleeps.append if sleeps is not None else lambda s: None), **kw,
     )
     return PolygonSource(key, srv.url, http=http, now=lambda: NOW)
@@ -138,7 +138,7 @@ def test_5xx_then_success_and_timeout_then_success(env):
     fake.bars["SPY"] = bars(2)
     srv.fail_next(1, status=504)
     srv.delay_next(1, seconds=1.0)
-    with source(srv, timeout=0.2) as src:
+    with source(srv, timeout=0.2, deadline=2.0) as src:  # a deadline with room for a retry
         assert src.fetch_stocks_1m(DAY, ["SPY"]).num_rows == 2
     assert len(srv.requests) == 3
 
@@ -164,7 +164,7 @@ def test_breaker_opens_and_half_opens(env):
     fake, srv = env
     fake.bars["SPY"] = bars(1)
     clock = Clock()
-    breaker = CircuitBreaker(failure_threshold=1, reset_timeout=10.0, clock=clock)
+    breaker = new_breaker(fail_max=1, reset_timeout=10.0, clock=clock)
     srv.fail_next(2, status=503)
     with source(srv, breaker=breaker, max_attempts=2) as src:
         with pytest.raises(VendorError):

@@ -13,7 +13,7 @@ from archive_platform.schemas import OPTIONS_SCHEMA, STOCKS_1M_SCHEMA
 from archive_platform.sources.base import EmptySession
 from archive_platform.vendors.errors import CircuitOpenError, PayloadError, VendorError
 from archive_platform.vendors.http import VendorHttpClient
-from archive_platform.vendors.resilience import CircuitBreaker
+from archive_platform.vendors.resilience import new_breaker
 from archive_platform.vendors.thetadata import (
     NO_DATA,
     RETRY_STATUSES,
@@ -50,10 +50,10 @@ def server():
         yield srv
 
 
-def make_source(srv, *, now=SNAP + timedelta(minutes=1), attempts=3, timeout=2.0, breaker=None, **kw):
+def make_source(srv, *, now=SNAP + timedelta(minutes=1), attempts=3, timeout=2.0, deadline=None, breaker=None, **kw):
     http = VendorHttpClient(
-        "thetadata", srv.url, timeout=timeout, max_attempts=attempts, retry_statuses=RETRY_STATUSES,
-        empty_statuses={NO_DATA}, breaker=breaker or CircuitBreaker(failure_threshold=50), sleep=lambda s: None,
+        "thetadata", srv.url, timeout=timeout, deadline=deadline, max_attempts=attempts, retry_statuses=RETRY_STATUSES,
+        empty_statuses={NO_DATA}, breaker=breaker or new_breaker(fail_max=50), sleep=lambda s: None,
     )
     return ThetaDataSource(srv.url, http=http, clock=lambda: now, **kw)
 
@@ -123,7 +123,41 @@ def pa_eq(table, column, value):
     return pc.equal(table[column], value)
 
 
-@pytest.mark.parametrize("status", [429, 503, 570, 474])
+def test_large_request_is_narrowed_per_expiration_not_retried(server):
+    # issue 11: 570 "request too large; narrow it" was retried 5 times with the same request
+    fake = FakeThetaTerminal(server)
+    load_snapshots(fake)
+    fake.too_large("/v2/bulk_snapshot/option/quote", root="SPY", exp=0)
+    t = et_ms(9, 59, 58)
+    fake.set("/v2/list/expirations", ["date"], [20251114, 20251121, 20251128], root="SPY")
+    fake.set_bulk("/v2/bulk_snapshot/option/quote", QUOTE_FMT, [
+        (C600, [row(QUOTE_FMT, ms_of_day=t, bid=5.1, ask=5.3, date=D)]),
+        (P600, [row(QUOTE_FMT, ms_of_day=t, bid=4.8, ask=4.95, date=D)]),
+    ], root="SPY", exp=20251121)
+    fake.set_bulk("/v2/bulk_snapshot/option/quote", QUOTE_FMT, [
+        (C610, [row(QUOTE_FMT, ms_of_day=t, bid=1.0, ask=1.1, date=D)]),
+    ], root="SPY", exp=20251128)
+    table = make_source(server, attempts=5).fetch_options(DAY, ["SPY"], [SNAP])
+    got = sorted((r["expiry"], r["strike"], r["right"], r["bid"], r["ask"]) for r in table.to_pylist())
+    assert got == [(date(2025, 11, 21), 600.5, "C", 5.1, 5.3), (date(2025, 11, 21), 600.5, "P", 4.8, 4.95),
+                   (date(2025, 11, 28), 610.0, "C", 1.0, 1.1)]
+    quotes = server.requests_to("/v2/bulk_snapshot/option/quote")
+    assert [r.query["exp"] for r in quotes] == ["0", "20251121", "20251128"]  # 570 asked once
+    # the other endpoints answered exp=0 and were not narrowed
+    assert [r.query["exp"] for r in server.requests_to("/v2/bulk_snapshot/option/greeks")] == ["0"]
+
+
+def test_large_request_for_one_expiration_fails_with_what_to_do(server):
+    fake = FakeThetaTerminal(server)
+    load_snapshots(fake)
+    fake.too_large("/v2/bulk_snapshot/option/quote", root="SPY")
+    fake.set("/v2/list/expirations", ["date"], [20251121], root="SPY")
+    with pytest.raises(VendorError, match=r"570 LARGE_REQUEST.*20251121.*narrowest request"):
+        make_source(server, attempts=5).fetch_options(DAY, ["SPY"], [SNAP])
+    assert len(server.requests_to("/v2/bulk_snapshot/option/quote")) == 2
+
+
+@pytest.mark.parametrize("status", [429, 503, 571, 474])
 def test_transient_status_then_success(server, status):
     fake = FakeThetaTerminal(server)
     fake.set("/v2/hist/stock/ohlc", OHLC_FMT, bars(3), root="SPY", start_date=D, end_date=D, ivl=60000)
@@ -140,14 +174,14 @@ def test_timeout_is_retried_then_reported(server):
     FakeThetaTerminal(server).set("/v2/hist/stock/ohlc", OHLC_FMT, bars(3), root="SPY")
     server.delay_next(2, seconds=1.5)
     with pytest.raises(VendorError, match="timeout"):
-        make_source(server, attempts=2, timeout=0.2).fetch_stocks_1m(DAY, ["SPY"])
+        make_source(server, attempts=2, timeout=0.2, deadline=2.0).fetch_stocks_1m(DAY, ["SPY"])
     assert len(server.requests) == 2
 
 
 def test_persistent_failure_opens_the_breaker(server):
     FakeThetaTerminal(server).set("/v2/hist/stock/ohlc", OHLC_FMT, bars(3), root="SPY")
     server.fail_next(20, status=503)
-    src = make_source(server, attempts=2, breaker=CircuitBreaker(failure_threshold=2, reset_timeout=600))
+    src = make_source(server, attempts=2, breaker=new_breaker(fail_max=2, reset_timeout=600))
     for _ in range(2):
         with pytest.raises(VendorError, match="503"):
             src.fetch_stocks_1m(DAY, ["SPY"])

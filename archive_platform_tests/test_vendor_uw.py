@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from archive_platform.schemas import UW_FLOW_SCHEMA, IV_RANK_SCHEMA
 from archive_platform.sources.base import EmptySession
-from archive_platform.vendors.http import CircuitBreaker, CircuitOpenError, PayloadError, VendorError
+from archive_platform.vendors.http import CircuitOpenError, PayloadError, VendorError, new_breaker
 from archive_platform.vendors.occ import format_occ, parse_occ
 from archive_platform.vendors.uw import UnusualWhalesSource, build_http
 from archive_platform_tests.fakes.server import FakeVendorServer
@@ -43,7 +43,7 @@ def source(srv, *, key=KEY, page_limit=200, sleeps=None, breaker=None, timeout=0
     http = build_http(
         key,
         srv.url,
-        breaker=breaker or CircuitBreaker(),
+        breaker=breaker or new_breaker(),
         limiter=None,
         sleep=(sleeps.append if sleeps is not None else lambda s: None),
         timeout=timeout,
@@ -150,10 +150,10 @@ def test_timeout_then_success_and_persistent_timeout(env):
     fake, srv = env
     fake.alerts.append(alert("SPY", at(15, 0), 1))
     srv.delay_next(1, seconds=1.0)
-    with source(srv, timeout=0.2) as src:
+    with source(srv, timeout=0.2, deadline=2.0) as src:  # a deadline with room for a retry
         assert src.fetch_uw_flow(DAY, ["SPY"]).num_rows == 1
     srv.delay_next(2, seconds=1.0)
-    with source(srv, timeout=0.2, max_attempts=2) as src, pytest.raises(VendorError, match="timeout"):
+    with source(srv, timeout=0.2, deadline=2.0, max_attempts=2) as src, pytest.raises(VendorError, match="timeout"):
         src.fetch_uw_flow(DAY, ["SPY"])
 
 
@@ -179,7 +179,7 @@ def test_persistent_failure_opens_breaker_then_half_opens(env):
     fake, srv = env
     fake.alerts.append(alert("SPY", at(15, 0), 1))
     clock = Clock()
-    breaker = CircuitBreaker(failure_threshold=2, reset_timeout=30.0, clock=clock)
+    breaker = new_breaker(fail_max=2, reset_timeout=30.0, clock=clock)
     srv.fail_next(4, status=502)
     with source(srv, breaker=breaker, max_attempts=2) as src:
         for _ in range(2):
@@ -191,7 +191,7 @@ def test_persistent_failure_opens_breaker_then_half_opens(env):
         assert len(srv.requests) == n
         clock.now += 30.0
         assert src.fetch_uw_flow(DAY, ["SPY"]).num_rows == 1
-        assert breaker.state == "closed"
+        assert breaker.current_state == "closed"
 
 
 def test_wrong_key_fails_at_once_naming_vendor_endpoint_and_env_var(env):
@@ -255,13 +255,14 @@ def test_no_alerts_is_an_empty_table_not_an_error(env):
 def test_iv_rank_uses_the_value_known_at_each_snapshot(env):
     fake, srv = env
     fake.iv_rank["SPY"] = [
-        {"date": "2025-01-14", "close": "580.1", "volatility": "0.1478", "iv_rank_1y": "11.6152"},
-        {"date": "2025-01-15", "close": "585.2", "volatility": "0.1756", "iv_rank_1y": "20.2449",
+        # iv_rank_1y is a fraction, as in UW's own API reference; stored as percent
+        {"date": "2025-01-14", "close": "580.1", "volatility": "0.1478", "iv_rank_1y": "0.116152"},
+        {"date": "2025-01-15", "close": "585.2", "volatility": "0.1756", "iv_rank_1y": "0.202449",
          "updated_at": "2025-01-15T18:00:00Z"},
-        {"date": "2025-01-16", "close": "590.0", "volatility": "0.2", "iv_rank_1y": "30"},
+        {"date": "2025-01-16", "close": "590.0", "volatility": "0.2", "iv_rank_1y": "0.30"},
     ]
     fake.iv_rank["QQQ"] = [
-        {"date": "2025-01-14", "close": "500", "volatility": "0.2", "iv_rank_1y": "40"},
+        {"date": "2025-01-14", "close": "500", "volatility": "0.2", "iv_rank_1y": "0.40"},
         {"date": "2025-01-15", "close": "0", "volatility": "0", "iv_rank_1y": "0"},  # placeholder
     ]
     snaps = [at(14, 30), at(21, 0)]
@@ -277,6 +278,41 @@ def test_iv_rank_uses_the_value_known_at_each_snapshot(env):
         ("SPY", at(21, 0), 0.1756, 20.2449, at(18, 0)),
     ]
     assert t.column("iv_percentile").null_count == 2 * 2
+
+
+#: the example of UW's API reference for GET /api/stock/{ticker}/iv-rank (schema "IV Rank")
+UW_IV_RANK_EXAMPLE = {"data": [
+    {"close": "180.50", "date": "2024-01-22", "iv_rank_1y": "0.65",
+     "updated_at": "2024-01-22T16:35:52.168490Z", "volatility": "0.25"},
+    {"close": "181.25", "date": "2024-01-23", "iv_rank_1y": "0.72",
+     "updated_at": "2024-01-23T16:35:52.168490Z", "volatility": "0.28"},
+]}
+
+
+def test_iv_rank_of_the_documented_example_is_stored_on_the_0_100_scale(env):
+    # issue 11: UW documents iv_rank_1y as a fraction ("0.65"); the archive documents 0-100
+    fake, srv = env
+    fake.iv_rank["AAPL"] = UW_IV_RANK_EXAMPLE["data"]
+    day = date(2024, 1, 23)
+    before, after = datetime(2024, 1, 23, 15, 0, tzinfo=UTC), datetime(2024, 1, 23, 21, 0, tzinfo=UTC)
+    with source(srv) as src:
+        t = src.fetch_iv_rank(day, ["AAPL"], [before, after])
+    got = [(r["snapshot_time"], r["iv"], r["iv_rank"]) for r in t.to_pylist()]
+    assert got == [(before, 0.25, 65.0), (after, 0.28, 72.0)]
+
+
+def test_iv_rank_out_of_range_after_normalisation_names_field_and_row(env):
+    fake, srv = env
+    fake.iv_rank["AAPL"] = [dict(UW_IV_RANK_EXAMPLE["data"][0]),
+                            dict(UW_IV_RANK_EXAMPLE["data"][1], iv_rank_1y="72")]  # percent, not fraction
+    with source(srv) as src, pytest.raises(PayloadError) as ei:
+        src.fetch_iv_rank(date(2024, 1, 23), ["AAPL"], [datetime(2024, 1, 23, 21, 0, tzinfo=UTC)])
+    msg = str(ei.value)
+    assert "row 1" in msg and "'iv_rank_1y' is 7200" in msg and "outside 0..100" in msg and "2024-01-23" in msg
+    # a plan whose answers are in percent can say so
+    with UnusualWhalesSource(KEY, srv.url, http=source(srv).http, iv_rank_unit="percent") as src:
+        t = src.fetch_iv_rank(date(2024, 1, 23), ["AAPL"], [datetime(2024, 1, 23, 21, 0, tzinfo=UTC)])
+    assert t.column("iv_rank").to_pylist() == [72.0]
 
 
 def test_iv_rank_without_rows_is_an_empty_session(env):

@@ -33,8 +33,17 @@ import pyarrow as pa
 from archive_platform.calendar import et_offset_minutes, is_trading_day, session
 from archive_platform.schemas import ArchiveType
 from archive_platform.sources.base import EmptySession, MarketSource, SourceError
+from archive_platform.symbols import normalise_us_ticker
 from archive_platform.vendors.http import VendorHttpClient
-from archive_platform.vendors.payload import PayloadReader, table_from_rows, validate_table
+from archive_platform.vendors.payload import (
+    Date,
+    Dec,
+    PayloadReader,
+    Row,
+    percent_0_100,
+    table_from_rows,
+    validate_table,
+)
 
 NAME = "barchart"
 KEY_ENV_VAR = "BARCHART_API_KEY"
@@ -106,6 +115,15 @@ def select_known(
     return out
 
 
+class OverviewRow(Row):
+    """A ``getEquityOptionsOverviewHistory`` result row (percentile name UNVERIFIED: optional)."""
+
+    date: Date
+    weightedImpliedVolatility: Dec  # noqa: N815 (the API's names)
+    impliedVolatilityRank1y: Dec  # noqa: N815
+    impliedVolatilityPercentile1y: Dec | None = None  # noqa: N815
+
+
 def normalise_ondemand_rows(
     rows: Sequence[Mapping[str, Any]], day: date, reader: PayloadReader
 ) -> list[tuple[datetime, float, float, float | None]]:
@@ -115,13 +133,14 @@ def normalise_ondemand_rows(
     it is divided by 100 to the archive's fraction; rank and percentile stay 0..100.
     """
     out = []
-    for i, r in enumerate(rows):
-        row_day = reader.get(r, i, "date", "date")
+    for i, m in enumerate(reader.models(rows, OverviewRow)):
+        row_day = m.date
         if row_day > day:
             continue
-        iv = reader.get(r, i, "weightedImpliedVolatility", "decimal")
-        rank = reader.get(r, i, "impliedVolatilityRank1y", "decimal")
-        pctl = reader.get(r, i, "impliedVolatilityPercentile1y", "decimal", required=False)
+        iv, rank, pctl = m.weightedImpliedVolatility, m.impliedVolatilityRank1y, m.impliedVolatilityPercentile1y
+        where = f"{reader.endpoint} row {i} ({row_day})"
+        percent_0_100(rank, "impliedVolatilityRank1y", where, NAME)
+        percent_0_100(pctl, "impliedVolatilityPercentile1y", where, NAME)
         out.append((_known_at_close(row_day), iv / 100.0, rank, pctl))
     return out
 
@@ -169,6 +188,8 @@ def parse_iv_rank_csv(text: str, origin: str) -> tuple[datetime | None, CsvValue
         sym = (row.get("Symbol") or "").strip().upper()
         if not sym:
             raise SourceError(f"{NAME}: {origin}: data row {n}: column 'Symbol' is empty")
+        for col in ("IV Rank", "IV Pctl"):
+            percent_0_100(vals[col], col, f"{origin} data row {n} ({sym})", NAME)
         out[sym] = (vals["Imp Vol"] / 100.0, vals["IV Rank"], vals["IV Pctl"])
     return downloaded, out
 
@@ -202,11 +223,15 @@ class BarchartSource(MarketSource):
         csv_dir: Path | None = None,
         *,
         http: VendorHttpClient | None = None,
+        timeout: float = 15.0,
+        deadline: float | None = None,
     ) -> None:
         if not api_key and csv_dir is None:
             raise ValueError(f"{NAME}: give an OnDemand key ({KEY_ENV_VAR}) or a csv_dir of CSV downloads")
         self.csv_dir = Path(csv_dir) if csv_dir is not None else None
-        self.http = http or (build_http(api_key, base_url) if api_key else None)
+        self.http = http or (
+            build_http(api_key, base_url, timeout=timeout, deadline=deadline) if api_key else None
+        )
 
     def close(self) -> None:
         if self.http is not None:
@@ -216,6 +241,7 @@ class BarchartSource(MarketSource):
         self, day: date, symbols: Sequence[str], snapshot_times: Sequence[datetime]
     ) -> pa.Table:
         """IV (fraction), IV rank and IV percentile (0..100) per symbol per snapshot."""
+        symbols = [normalise_us_ticker(s) for s in symbols]
         if self.http is not None:
             rows = self._fetch_ondemand(day, symbols, snapshot_times)
         else:
@@ -228,8 +254,7 @@ class BarchartSource(MarketSource):
     ) -> list[dict[str, Any]]:
         assert self.http is not None
         out: list[dict[str, Any]] = []
-        for symbol in symbols:
-            sym = symbol.upper()
+        for sym in symbols:
             # two weeks back covers the previous session across holidays for morning snapshots
             params = {"symbol": sym, "fields": FIELDS, "startDate": (day - timedelta(days=14)).isoformat(),
                       "endDate": day.isoformat()}
@@ -255,8 +280,7 @@ class BarchartSource(MarketSource):
             downloaded, values = parse_iv_rank_csv(path.read_text(encoding="utf-8-sig"), str(path))
             parsed.append((downloaded or _known_at_close(day), values))
         out: list[dict[str, Any]] = []
-        for symbol in symbols:
-            sym = symbol.upper()
+        for sym in symbols:
             values = [(at, *vals[sym]) for at, vals in parsed if sym in vals]
             if not values:
                 names = ", ".join(p.name for p in files)

@@ -10,15 +10,24 @@ class VendorError(SourceError):
 
     ``endpoint`` is the redacted URL (secret query params replaced); ``status`` is the HTTP
     status, or None for timeouts, connection errors and refusals by the circuit breaker.
+    ``refused`` is True when the vendor answered and refused this request (a 4xx that is not
+    retried): that says nothing about the vendor's health, so circuit breakers ignore it.
     """
 
     def __init__(
-        self, message: str, *, vendor: str, endpoint: str = "", status: int | None = None
+        self,
+        message: str,
+        *,
+        vendor: str,
+        endpoint: str = "",
+        status: int | None = None,
+        refused: bool = False,
     ) -> None:
         super().__init__(message)
         self.vendor = vendor
         self.endpoint = endpoint
         self.status = status
+        self.refused = refused
 
 
 class CircuitOpenError(VendorError):

@@ -2,13 +2,16 @@
 
 One ``VendorHttpClient`` per source instance. Per request:
 
-1. the vendor's circuit breaker admits the call (or raises ``CircuitOpenError`` at once);
+1. the vendor's circuit breaker (pybreaker) admits the call (or ``CircuitOpenError`` at once);
 2. each attempt takes a rate-limiter token, is sent with a timeout, and is logged at debug with
    the redacted URL (headers are never logged);
 3. 429, 5xx, timeouts, connection errors and the client's extra ``retry_statuses`` are retried
-   with exponential backoff and jitter (tenacity), honouring ``Retry-After`` (capped);
-4. 400/401/403/404/422 and every other non-2xx fail at once with a ``VendorError`` naming the
-   vendor, the redacted endpoint, the status and what to check;
+   with exponential backoff and jitter (tenacity), honouring ``Retry-After`` (capped). The time
+   spent waiting for answers is bounded by ``deadline`` (default: one ``timeout``): each
+   attempt gets at most what is left of it, so a vendor that answers slowly costs one timeout,
+   not ``max_attempts`` of them;
+4. 400/401/403/404/422 and every other non-2xx fail at once with a ``VendorError`` (marked
+   ``refused``) naming the vendor, the redacted endpoint, the status and what to check;
 5. ``empty_statuses`` (ThetaData 472 NO_DATA) are answers meaning "no data", not errors.
 
 A call that still fails after its retries counts as one failure for the breaker; client errors
@@ -17,30 +20,33 @@ A call that still fails after its retries counts as one failure for the breaker;
 
 from __future__ import annotations
 
-import email.utils
 import json
 import logging
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
-from datetime import datetime, timezone
 from typing import Any
 
 import httpx
+import pybreaker
 from tenacity import (
     RetryCallState,
     Retrying,
     retry_if_exception_type,
-    stop_after_attempt,
     wait_exponential_jitter,
 )
 
 from archive_platform.vendors.errors import CircuitOpenError, PayloadError, VendorError
+from archive_platform.vendors.httputil import hint as _hint
+from archive_platform.vendors.httputil import parse_retry_after, path_segment
 from archive_platform.vendors.redact import protect_third_party_logs, redact, redact_url, truncate
 from archive_platform.vendors.resilience import (
+    HALF_OPEN,
     CircuitBreaker,
     RateLimiter,
     breaker_for,
+    circuit_open_error,
     limiter_for,
+    new_breaker,
     reset_registries,
 )
 
@@ -53,7 +59,9 @@ __all__ = [
     "VendorHttpClient",
     "breaker_for",
     "limiter_for",
+    "new_breaker",
     "parse_retry_after",
+    "path_segment",
     "redact",
     "redact_url",
     "reset_registries",
@@ -74,40 +82,7 @@ class _Transient(Exception):
         self.detail = detail
         self.status = status
         self.retry_after = retry_after
-
-
-def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP date); None if absent/bad."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    now = now or datetime.now(timezone.utc)
-    return max(0.0, (when - now).total_seconds())
-
-
-def _hint(status: int, key_env_var: str | None) -> str:
-    key = key_env_var or "the API key"
-    if status in (401, 403):
-        return f"check {key} is set, valid and entitled to this endpoint"
-    if status == 404:
-        return "check the symbol/path"
-    if status in (400, 422):
-        return "check the request parameters (symbol, date format, limits)"
-    if status == 429:
-        return "rate limited: lower the request rate or check the plan's limits"
-    if status >= 500:
-        return "vendor-side error: retry later or check the vendor's status page"
-    return "check the request and the vendor's documentation for this status"
+        self.attempts = 1
 
 
 class VendorHttpClient:
@@ -117,6 +92,8 @@ class VendorHttpClient:
     request, including absolute pagination URLs, and always redacted. ``secrets`` are further
     strings to redact (a bearer token is picked up from ``headers`` automatically).
     ``key_env_var`` names the environment variable of the key in 401/403 hints.
+    ``timeout`` bounds one attempt; ``deadline`` (default ``timeout``) bounds the time all the
+    attempts of one request spend waiting for answers (backoff sleeps not included).
     """
 
     def __init__(
@@ -129,6 +106,7 @@ class VendorHttpClient:
         secrets: Sequence[str] = (),
         key_env_var: str | None = None,
         timeout: float = 15.0,
+        deadline: float | None = None,
         max_attempts: int = 5,
         backoff_initial: float = 0.5,
         backoff_max: float = 30.0,
@@ -142,10 +120,15 @@ class VendorHttpClient:
     ) -> None:
         if max_attempts < 1:
             raise ValueError(f"max_attempts must be >= 1, got {max_attempts}")
+        if timeout <= 0 or (deadline is not None and deadline < timeout):
+            raise ValueError(
+                f"{vendor}: timeout must be > 0 and deadline >= timeout, got {timeout}, {deadline}"
+            )
         self.vendor = vendor
         self.base_url = httpx.URL(base_url)
         self.key_env_var = key_env_var
         self.timeout = timeout
+        self.deadline = timeout if deadline is None else deadline
         self.max_attempts = max_attempts
         self.retry_statuses = RETRY_STATUSES | frozenset(retry_statuses)
         self.empty_statuses = frozenset(empty_statuses)
@@ -203,37 +186,53 @@ class VendorHttpClient:
         """GET with the full policy; returns a 2xx response or one of ``empty_statuses``."""
         url = self.url_for(path_or_url, params)
         endpoint = self.redact_url(url)
-        trial = self.breaker.before_call(self.vendor, endpoint)
-        retrying = Retrying(
-            stop=stop_after_attempt(1 if trial else self.max_attempts),
-            wait=self._wait,
-            retry=retry_if_exception_type(_Transient),
-            sleep=self._sleep,
-            before_sleep=lambda rs: self._log_retry(rs, endpoint),
-            reraise=True,
-        )
         try:
-            response = retrying(self._attempt, url, endpoint)
+            with self.breaker.calling():
+                # the half-open trial is a single attempt: one probe, not a burst of retries
+                trial = self.breaker.current_state == HALF_OPEN
+                return self._with_retries(url, endpoint, 1 if trial else self.max_attempts)
+        except pybreaker.CircuitBreakerError:
+            raise circuit_open_error(self.breaker, self.vendor, endpoint) from None
         except _Transient as exc:
-            self.breaker.record_failure()
-            attempts = 1 if trial else self.max_attempts
             raise VendorError(
-                f"{self.vendor}: GET {endpoint} failed after {attempts} attempt(s): {exc.detail}",
+                f"{self.vendor}: GET {endpoint} failed after {exc.attempts} attempt(s): {exc.detail}",
                 vendor=self.vendor,
                 endpoint=endpoint,
                 status=exc.status,
             ) from None
-        except VendorError:
-            # A client error: the vendor is healthy, so the breaker neither opens nor stays open.
-            self.breaker.record_success()
+
+    def _with_retries(self, url: httpx.URL, endpoint: str, max_attempts: int) -> httpx.Response:
+        spent, attempts = [0.0], [0]  # seconds spent waiting for answers; attempts made
+
+        def stop(rs: RetryCallState) -> bool:
+            return rs.attempt_number >= max_attempts or spent[0] >= self.deadline - 1e-3
+
+        def attempt() -> httpx.Response:
+            if self.limiter is not None:
+                self.limiter.acquire()  # waiting for our own rate limit is not the vendor's time
+            timeout = min(self.timeout, max(self.deadline - spent[0], 1e-3))
+            attempts[0] += 1
+            start = time.monotonic()
+            try:
+                return self._attempt(url, endpoint, timeout)
+            finally:
+                spent[0] += time.monotonic() - start
+
+        retrying = Retrying(
+            stop=stop,
+            wait=self._wait,
+            retry=retry_if_exception_type(_Transient),
+            sleep=self._sleep,
+            before_sleep=lambda rs: self._log_retry(rs, endpoint, max_attempts),
+            reraise=True,
+        )
+        try:
+            return retrying(attempt)
+        except _Transient as exc:
+            exc.attempts = attempts[0]
+            if spent[0] >= self.deadline - 1e-3 and exc.attempts < max_attempts:
+                exc.detail += f"; gave up: the request deadline of {self.deadline:g}s is spent"
             raise
-        except BaseException:
-            # Anything unexpected (a bug, KeyboardInterrupt) must not leave a half-open trial
-            # marked in flight forever, which would refuse every later call.
-            self.breaker.record_failure()
-            raise
-        self.breaker.record_success()
-        return response
 
     def is_empty(self, response: httpx.Response) -> bool:
         """True when the vendor answered with one of its "no data" statuses."""
@@ -266,14 +265,12 @@ class VendorHttpClient:
         self.close()
 
     # -- internals ------------------------------------------------------------------------
-    def _attempt(self, url: httpx.URL, endpoint: str) -> httpx.Response:
-        if self.limiter is not None:
-            self.limiter.acquire()
+    def _attempt(self, url: httpx.URL, endpoint: str, timeout: float) -> httpx.Response:
         log.debug("%s GET %s", self.vendor, endpoint)
         try:
-            response = self._client.get(url)
+            response = self._client.get(url, timeout=httpx.Timeout(timeout))
         except httpx.TimeoutException:
-            raise _Transient(f"no response within {self.timeout:g}s (timeout)", None, None) from None
+            raise _Transient(f"no response within {timeout:g}s (timeout)", None, None) from None
         except httpx.TransportError as exc:
             raise _Transient(
                 f"connection error ({type(exc).__name__}: {self.redact(truncate(str(exc)))})",
@@ -294,6 +291,7 @@ class VendorHttpClient:
             vendor=self.vendor,
             endpoint=endpoint,
             status=status,
+            refused=True,
         )
 
     def _wait(self, retry_state: RetryCallState) -> float:
@@ -302,7 +300,7 @@ class VendorHttpClient:
             return min(exc.retry_after, self._retry_after_max)
         return self._backoff(retry_state)
 
-    def _log_retry(self, retry_state: RetryCallState, endpoint: str) -> None:
+    def _log_retry(self, retry_state: RetryCallState, endpoint: str, max_attempts: int) -> None:
         exc = retry_state.outcome.exception() if retry_state.outcome else None
         wait = retry_state.next_action.sleep if retry_state.next_action else 0.0
         log.warning(
@@ -310,7 +308,7 @@ class VendorHttpClient:
             self.vendor,
             endpoint,
             retry_state.attempt_number,
-            self.max_attempts,
+            max_attempts,
             getattr(exc, "detail", exc),
             wait,
         )

@@ -20,6 +20,8 @@ from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 import pyarrow as pa
+import pybreaker
+from tenacity import Retrying, retry_if_exception_type
 
 from archive_platform import calendar as cal
 from archive_platform.schemas import (
@@ -29,6 +31,7 @@ from archive_platform.schemas import (
     ArchiveType,
 )
 from archive_platform.sources.base import EmptySession, MarketSource, SnapshotNotReproducible
+from archive_platform.symbols import normalise_us_ticker
 from archive_platform.vendors.errors import VendorError
 from archive_platform.vendors.ib_seam import (
     OPTION_GENERIC_TICKS,
@@ -37,7 +40,7 @@ from archive_platform.vendors.ib_seam import (
     IBErrorEvent,
     IBGateway,
 )
-from archive_platform.vendors.resilience import CircuitBreaker, breaker_for
+from archive_platform.vendors.resilience import breaker_for, circuit_open_error
 
 log = logging.getLogger(__name__)
 UTC = timezone.utc
@@ -62,6 +65,22 @@ from archive_platform.vendors.ib_normalise import (  # noqa: F401 (re-exported)
     normalise_bar,
     normalise_fill,
 )
+
+
+class _NotOk(Exception):
+    """A gateway call returned, but not usefully: a breaker failure that still hands back data."""
+
+    def __init__(self, result: Any, errors: list[IBErrorEvent]) -> None:
+        super().__init__("gateway call returned nothing usable")
+        self.result, self.errors = result, errors
+
+
+class _Pacing(Exception):
+    """TWS refused a historical request with error 162 "pacing violation"."""
+
+
+class _NoBars(Exception):
+    """An empty bar list without any error event: ib_async's answer to a timed-out request."""
 
 
 def _is_pacing(e: IBErrorEvent) -> bool:
@@ -102,13 +121,14 @@ class IBSource(MarketSource):
         pacer: HistoricalPacer | None = None,
         pacing_retries: int = 3,
         pacing_backoff: float = 15.0,
-        breaker: CircuitBreaker | None = None,
+        breaker: pybreaker.CircuitBreaker | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         sleep: Callable[[float], None] = time.sleep,
+        connect_timeout: float = 10.0,
     ) -> None:
         if market_data_type not in (1, 2, 3, 4):
             raise ValueError(f"market_data_type must be 1..4, got {market_data_type}")
-        self._gateway = gateway or AsyncIBGateway(host, port, client_id)
+        self._gateway = gateway or AsyncIBGateway(host, port, client_id, connect_timeout=connect_timeout)
         self.market_data_type = market_data_type
         self.index_symbols = frozenset(index_symbols)
         self.trading_classes = dict(trading_classes or {})
@@ -143,23 +163,25 @@ class IBSource(MarketSource):
     def _call(self, label: str, fn: Callable, *args, ok: Callable | None = None):
         """Run one gateway call under the breaker; return (result, errors emitted during it).
 
-        Every call records exactly one outcome so a half-open trial never stays pending.
+        A call whose result ``ok`` rejects (e.g. TWS answered with only error events) counts as
+        a failure for the breaker but still returns, so the caller can read the errors.
         """
-        self.breaker.before_call(VENDOR, label)
         start = len(self._errors)
         try:
-            result = fn(*args)
-        except VendorError:
-            self.breaker.record_failure()
-            raise
-        except Exception as exc:  # ib_async raises ConnectionError, TimeoutError, asyncio errors
-            self.breaker.record_failure()
-            raise VendorError(f"ib: {label} failed: {exc!r}", vendor=VENDOR, endpoint=label) from exc
-        errors = self._errors[start:]
-        if ok is None or ok(result, errors):
-            self.breaker.record_success()
-        else:
-            self.breaker.record_failure()
+            with self.breaker.calling():
+                try:
+                    result = fn(*args)
+                except VendorError:
+                    raise
+                except Exception as exc:  # ib_async: ConnectionError, TimeoutError, asyncio errors
+                    raise VendorError(f"ib: {label} failed: {exc!r}", vendor=VENDOR, endpoint=label) from exc
+                errors = self._errors[start:]
+                if ok is not None and not ok(result, errors):
+                    raise _NotOk(result, errors)
+        except pybreaker.CircuitBreakerError:
+            raise circuit_open_error(self.breaker, VENDOR, label) from None
+        except _NotOk as bad:
+            return bad.result, bad.errors
         return result, errors
 
     def _fail(self, message: str, endpoint: str) -> VendorError:
@@ -207,6 +229,7 @@ class IBSource(MarketSource):
     ) -> pa.Table:
         """Live option chains around the money: one row per contract per snapshot instant."""
         self._check_live(day, snapshot_times)
+        symbols = [normalise_us_ticker(s) for s in symbols]
         rows: list[dict] = []
         for t in snapshot_times:
             for symbol in symbols:
@@ -266,7 +289,7 @@ class IBSource(MarketSource):
         """Regular-session one-minute TRADES bars of ``day``: one row per symbol per minute."""
         session = cal.session(day)
         rows: list[dict] = []
-        for symbol in symbols:
+        for symbol in [normalise_us_ticker(s) for s in symbols]:
             contract = self._underlying(symbol)
             for bar in self._historical_day(contract, symbol, session.close_utc):
                 row = normalise_bar(bar, symbol)
@@ -277,10 +300,13 @@ class IBSource(MarketSource):
         return pa.Table.from_pylist(rows, schema=STOCKS_1M_SCHEMA)
 
     def _historical_day(self, contract: Any, symbol: str, end: datetime) -> list[Any]:
+        """One day of bars. Error 162 "pacing violation" backs off ``pacing_backoff`` x n seconds
+        (at most ``pacing_retries`` times); an empty list without an error is retried once."""
         label = f"reqHistoricalData {symbol} {end:%Y-%m-%d}"
-        empties = pacing = 0
+        seen = {"pacing": 0, "empty": 0}
         ok = lambda bars, errs: bool(bars) or any(_is_no_data(e) for e in errs)  # noqa: E731
-        while True:
+
+        def request() -> list[Any]:
             self.pacer.wait()
             bars, errors = self._call(label, self._gw().historical_bars, contract, end, "1 D", "1 min",
                                       "TRADES", True, 2, ok=ok)
@@ -290,25 +316,35 @@ class IBSource(MarketSource):
                 log.warning("ib: no bars for %s: %s", symbol, errors[0].message)
                 return []
             if any(_is_pacing(e) for e in errors):
-                pacing += 1
-                if pacing > self.pacing_retries:
-                    raise self._fail(f"{label}: pacing violation (162) persisted after {self.pacing_retries} "
-                                     "backoffs; spread requests out or lower the symbol count", label)
-                self._sleep(self.pacing_backoff * pacing)
-                continue
+                seen["pacing"] += 1
+                raise _Pacing()
             real = [e for e in errors if e.code != 10167]
             if real:
                 raise self._fail(f"{label}: error {real[0].code}: {real[0].message}", label)
-            empties += 1
-            if empties > 1:
-                raise self._fail(f"{label} returned no bars twice; ib_async returns an empty list when the "
-                                 "request times out (is TWS/Gateway connected and the HMDS data farm up?)", label)
+            seen["empty"] += 1
+            raise _NoBars()
+
+        retrying = Retrying(
+            retry=retry_if_exception_type((_Pacing, _NoBars)),
+            stop=lambda rs: seen["pacing"] > self.pacing_retries or seen["empty"] > 1,
+            wait=lambda rs: self.pacing_backoff * seen["pacing"] if isinstance(rs.outcome.exception(), _Pacing) else 0.0,
+            sleep=lambda s: self._sleep(s) if s > 0 else None,
+            reraise=True,
+        )
+        try:
+            return retrying(request)
+        except _Pacing:
+            raise self._fail(f"{label}: pacing violation (162) persisted after {self.pacing_retries} "
+                             "backoffs; spread requests out or lower the symbol count", label) from None
+        except _NoBars:
+            raise self._fail(f"{label} returned no bars twice; ib_async returns an empty list when the "
+                             "request times out (is TWS/Gateway connected and the HMDS data farm up?)", label) from None
 
     # -- trades ----------------------------------------------------------------------------
     def fetch_trades(self, day: date, symbols: Sequence[str]) -> pa.Table:
         """The account's executions on ``day`` (ET date): one row per execution."""
         fills, _ = self._call("reqExecutions", self._gw().fills, day)
-        wanted = set(symbols)
+        wanted = {normalise_us_ticker(s) for s in symbols}
         rows = []
         for fill in fills:
             row = normalise_fill(fill)

@@ -1,4 +1,4 @@
-"""The narrow seam between the IB source and ib_async, plus the historical-request pacer.
+"""The narrow seam between the IB source and ib_async (the pacer lives in ``resilience``).
 
 ``IBSource`` (``vendors/ib.py``) only ever talks to an ``IBGateway``: a handful of blocking
 calls that return ib_async's own objects (``Contract``, ``OptionChain``, ``Ticker``,
@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import math
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any, Protocol
+
+from archive_platform.vendors.resilience import HistoricalPacer  # noqa: F401 (re-exported)
 
 #: generic ticks for option snapshots: 100 option volume, 101 open interest, 104 historical
 #: volatility, 105 average option volume, 106 implied volatility (VENDORS.md 5.2)
@@ -200,51 +201,3 @@ def _ticker_complete(ticker: Any) -> bool:
 
 def _finite(x: Any) -> bool:
     return isinstance(x, (int, float)) and math.isfinite(x)
-
-
-class HistoricalPacer:
-    """Spaces historical requests: >= ``min_interval`` s apart, <= ``max_requests`` per ``window``.
-
-    IB's documented limits (VENDORS.md 5.4) are 60 requests per 10 minutes and no bursts; the
-    newer page says 1-min bars are exempt, but soft throttling still happens, so we keep both.
-    ``clock`` and ``sleep`` are injectable so tests can verify the spacing without waiting.
-    """
-
-    def __init__(
-        self,
-        *,
-        min_interval: float = 1.0,
-        max_requests: int = 60,
-        window: float = 600.0,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        if max_requests < 1 or window <= 0 or min_interval < 0:
-            raise ValueError("pacer needs max_requests >= 1, window > 0, min_interval >= 0")
-        self.min_interval, self.max_requests, self.window = min_interval, max_requests, window
-        self._clock, self._sleep = clock, sleep
-        self._sent: deque[float] = deque()
-        self._last: float | None = None
-
-    def wait(self) -> float:
-        """Block until one more request is allowed, record it, and return the seconds slept."""
-        slept = 0.0
-        while True:
-            now = self._clock()
-            # Ages, not absolute deadlines, on both sides of every comparison, so the eviction
-            # test and the delay agree under float rounding.
-            while self._sent and now - self._sent[0] >= self.window:
-                self._sent.popleft()
-            # the last request is kept apart: the window may have evicted it already
-            delay = 0.0 if self._last is None else self.min_interval - (now - self._last)
-            if len(self._sent) >= self.max_requests:
-                delay = max(delay, self.window - (now - self._sent[0]))
-            if delay <= 0:
-                self._sent.append(now)
-                self._last = now
-                return slept
-            delay = max(delay, 1e-6)  # always advance, even when the remainder rounds away
-            self._sleep(delay)
-            slept += delay
-            self._sleep(delay)
-            slept += delay

@@ -22,8 +22,20 @@ import pyarrow as pa
 from archive_platform.calendar import et_offset_minutes, session
 from archive_platform.schemas import ArchiveType
 from archive_platform.sources.base import EmptySession, MarketSource, SnapshotNotReproducible
-from archive_platform.vendors.http import VendorHttpClient
-from archive_platform.vendors.payload import PayloadReader, table_from_rows, validate_table
+from archive_platform.symbols import normalise_us_ticker
+from archive_platform.vendors.http import VendorHttpClient, path_segment
+from archive_platform.vendors.payload import (
+    Count,
+    Dec,
+    EpochMs,
+    Int,
+    PayloadReader,
+    Row,
+    Str,
+    table_from_rows,
+    validate_table,
+)
+from archive_platform.vendors.payload import Date as DateField
 
 NAME = "polygon"
 KEY_ENV_VAR = "POLYGON_API_KEY"
@@ -45,6 +57,65 @@ def build_http(api_key: str, base_url: str = "https://api.polygon.io", **overrid
     return VendorHttpClient(NAME, base_url, **{**options, **overrides})
 
 
+class MinuteBar(Row):
+    """One aggregate: ``t`` bar start (epoch ms), prices and ``v`` doubles, ``vw``/``n`` optional."""
+
+    t: EpochMs
+    o: Dec
+    h: Dec
+    l: Dec  # noqa: E741 (the API's name)
+    c: Dec
+    v: Dec
+    vw: Dec | None = None
+    n: Count | None = None
+
+
+class _Details(Row):
+    contract_type: Str
+    expiration_date: DateField
+    strike_price: Dec
+
+
+class _Quote(Row):
+    bid: Dec | None = None
+    ask: Dec | None = None
+    last_updated: Int | None = None
+
+
+class _Trade(Row):
+    price: Dec | None = None
+    sip_timestamp: Int | None = None
+
+
+class _Day(Row):
+    volume: Count | None = None
+
+
+class _Greeks(Row):
+    delta: Dec | None = None
+    gamma: Dec | None = None
+    theta: Dec | None = None
+    vega: Dec | None = None
+
+
+class _Underlying(Row):
+    price: Dec | None = None
+    value: Dec | None = None  # indices report ``value`` instead of ``price``
+
+
+class OptionSnapshot(Row):
+    """One chain-snapshot result; greeks, quote, trade, day and IV are omitted when unknown."""
+
+    details: _Details
+    underlying_asset: _Underlying
+    last_quote: _Quote | None = None
+    last_trade: _Trade | None = None
+    day: _Day | None = None
+    greeks: _Greeks | None = None
+    open_interest: Count | None = None
+    implied_volatility: Dec | None = None
+
+
 def normalise_minute_bars(
     results: Sequence[Mapping[str, Any]], symbol: str, day: date, reader: PayloadReader
 ) -> list[dict[str, Any]]:
@@ -55,22 +126,21 @@ def normalise_minute_bars(
     """
     s = session(day)
     out = []
-    for i, r in enumerate(results):
-        ts = reader.get(r, i, "t", "epoch_ms")
-        if not s.open_utc <= ts < s.close_utc:
+    for bar in reader.models(results, MinuteBar):
+        if not s.open_utc <= bar.t < s.close_utc:
             continue
         out.append(
             {
-                "timestamp": ts,
+                "timestamp": bar.t,
                 "symbol": symbol,
-                "open": reader.get(r, i, "o", "decimal"),
-                "high": reader.get(r, i, "h", "decimal"),
-                "low": reader.get(r, i, "l", "decimal"),
-                "close": reader.get(r, i, "c", "decimal"),
-                "volume": round(reader.get(r, i, "v", "decimal")),
-                "vwap": reader.get(r, i, "vw", "decimal", required=False),
-                "trade_count": reader.get(r, i, "n", "count", required=False),
-                "et_offset": et_offset_minutes(ts),
+                "open": bar.o,
+                "high": bar.h,
+                "low": bar.l,
+                "close": bar.c,
+                "volume": round(bar.v),
+                "vwap": bar.vw,
+                "trade_count": bar.n,
+                "et_offset": et_offset_minutes(bar.t),
                 "source": NAME,
             }
         )
@@ -79,52 +149,41 @@ def normalise_minute_bars(
 
 def normalise_option_snapshot(
     row: Mapping[str, Any], index: int, symbol: str, snapshot_time: datetime,
-    fetched_at: datetime, reader: PayloadReader,
+    fetched_at: datetime, reader: PayloadReader, snap: OptionSnapshot | None = None,
 ) -> dict[str, Any]:
-    """One chain-snapshot result -> one options row.
+    """One chain-snapshot result -> one options row (``snap``: ``row`` already validated).
 
     ``timestamp`` is the newest of the quote and trade update times (ns), else the fetch
     instant. Greeks are omitted by Polygon when not computable: they become nulls.
     """
-    g = reader.get
-    details = reader.nested(row, index, "details")
-    quote = reader.nested(row, index, "last_quote", required=False)
-    trade = reader.nested(row, index, "last_trade", required=False)
-    day = reader.nested(row, index, "day", required=False)
-    greeks = reader.nested(row, index, "greeks", required=False)
-    under = reader.nested(row, index, "underlying_asset")
-    kind = g(details, index, "contract_type", "str")
+    s = snap if snap is not None else reader.model(row, index, OptionSnapshot)
+    kind = s.details.contract_type
     if kind not in ("call", "put"):
         raise reader.fail(index, row, f"field 'details.contract_type' is {kind!r}, expected call/put")
-    price = g(under, index, "price", "decimal", required=False)
-    if price is None:  # indices report ``value`` instead of ``price``
-        price = g(under, index, "value", "decimal", required=False)
+    price = s.underlying_asset.price if s.underlying_asset.price is not None else s.underlying_asset.value
     if price is None:
         raise reader.fail(index, row, "missing field 'underlying_asset.price' (and no 'value')")
-    times = [
-        t for t in (
-            _ns(g(quote, index, "last_updated", "int", required=False)),
-            _ns(g(trade, index, "sip_timestamp", "int", required=False)),
-        ) if t is not None
-    ]
+    quote, trade = s.last_quote or _Quote(), s.last_trade or _Trade()
+    greeks, day = s.greeks or _Greeks(), s.day or _Day()
+    times = [t for t in (_ns(quote.last_updated), _ns(trade.sip_timestamp)) if t is not None]
     ts = max(times) if times else fetched_at
     return {
         "timestamp": ts,
         "snapshot_time": snapshot_time,
         "symbol": symbol,
-        "expiry": g(details, index, "expiration_date", "date"),
-        "strike": g(details, index, "strike_price", "decimal"),
+        "expiry": s.details.expiration_date,
+        "strike": s.details.strike_price,
         "right": "C" if kind == "call" else "P",
-        "bid": g(quote, index, "bid", "decimal", required=False),
-        "ask": g(quote, index, "ask", "decimal", required=False),
-        "last": g(trade, index, "price", "decimal", required=False),
-        "volume": g(day, index, "volume", "count", required=False),
-        "open_interest": g(row, index, "open_interest", "count", required=False),
-        "iv": g(row, index, "implied_volatility", "decimal", required=False),
-        "delta": g(greeks, index, "delta", "decimal", required=False),
-        "gamma": g(greeks, index, "gamma", "decimal", required=False),
-        "theta": g(greeks, index, "theta", "decimal", required=False),
-        "vega": g(greeks, index, "vega", "decimal", required=False),
+        "bid": quote.bid,
+        "ask": quote.ask,
+        "last": trade.price,
+        "volume": day.volume,
+        "open_interest": s.open_interest,
+        "iv": s.implied_volatility,
+        "delta": greeks.delta,
+        "gamma": greeks.gamma,
+        "theta": greeks.theta,
+        "vega": greeks.vega,
         "underlying_price": price,
         "et_offset": et_offset_minutes(ts),
         "source": NAME,
@@ -144,12 +203,14 @@ class PolygonSource(MarketSource):
         base_url: str = "https://api.polygon.io",
         *,
         http: VendorHttpClient | None = None,
+        timeout: float = 15.0,
+        deadline: float | None = None,
         snapshot_tolerance: timedelta = timedelta(minutes=5),
         now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
     ) -> None:
         if not api_key:
             raise ValueError(f"{NAME}: an API key is required (set {KEY_ENV_VAR})")
-        self.http = http or build_http(api_key, base_url)
+        self.http = http or build_http(api_key, base_url, timeout=timeout, deadline=deadline)
         self.snapshot_tolerance = snapshot_tolerance
         self._now = now
 
@@ -177,9 +238,9 @@ class PolygonSource(MarketSource):
     def fetch_stocks_1m(self, day: date, symbols: Sequence[str]) -> pa.Table:
         """Regular-session one-minute bars; one row per symbol per minute (bar start)."""
         rows: list[dict[str, Any]] = []
-        for symbol in symbols:
-            sym = symbol.upper()
-            path = f"/v2/aggs/ticker/{sym}/range/1/minute/{day.isoformat()}/{day.isoformat()}"
+        for sym in [normalise_us_ticker(s) for s in symbols]:  # all checked before any request
+            d = path_segment(day.isoformat())
+            path = f"/v2/aggs/ticker/{path_segment(sym)}/range/1/minute/{d}/{d}"
             params = {"adjusted": "true", "sort": "asc", "limit": 50000}
             results = self.fetch_pages(path, params)
             reader = PayloadReader(NAME, self.http.endpoint(path, params), self.http.redact)
@@ -203,6 +264,7 @@ class PolygonSource(MarketSource):
         ``snapshot_tolerance`` from now raises ``SnapshotNotReproducible``.
         """
         now = self._now()
+        symbols = [normalise_us_ticker(s) for s in symbols]
         for snap in snapshot_times:
             if abs(now - snap) > self.snapshot_tolerance:
                 raise SnapshotNotReproducible(
@@ -211,19 +273,19 @@ class PolygonSource(MarketSource):
                     "use a source with option history (thetadata) to backfill"
                 )
         rows: list[dict[str, Any]] = []
-        for symbol in symbols:
-            sym = symbol.upper()
-            path = f"/v3/snapshot/options/{sym}"
+        for sym in [normalise_us_ticker(s) for s in symbols]:
+            path = f"/v3/snapshot/options/{path_segment(sym)}"
             params = {"limit": 250}
             results = self.fetch_pages(path, params)
             if not results:
                 raise EmptySession(f"{NAME}: {path} returned no option contracts for {sym}")
             reader = PayloadReader(NAME, self.http.endpoint(path, params), self.http.redact)
+            parsed = reader.models(results, OptionSnapshot)
             for snap in snapshot_times:
                 # a contract repeated across pages (the chain moved while we paged) is kept once
                 chain = {}
-                for i, r in enumerate(results):
-                    row = normalise_option_snapshot(r, i, sym, snap, now, reader)
+                for i, (r, m) in enumerate(zip(results, parsed)):
+                    row = normalise_option_snapshot(r, i, sym, snap, now, reader, m)
                     chain[(row["expiry"], row["strike"], row["right"])] = row
                 rows += chain.values()
         rows.sort(key=lambda r: (r["symbol"], r["snapshot_time"], r["expiry"], r["strike"], r["right"]))

@@ -1,88 +1,138 @@
-"""Per-vendor circuit breaker and token-bucket rate limiter (in-process, thread-safe).
+"""Per-vendor circuit breaker (pybreaker) and rate limits (pyrate-limiter), in-process.
 
 Both protect a vendor from us and us from a vendor within one process. Caps across processes and
 runs (e.g. "at most 2 concurrent ThetaData requests") come from Dagster concurrency pools on the
 assets, not from here.
+
+* ``new_breaker`` builds a ``pybreaker.CircuitBreaker`` whose clock is injectable (tests move a
+  manual clock; production uses ``time.monotonic``, so a wall-clock jump cannot open or close
+  it). Callers guard a call with ``breaker.calling()``, which - unlike ``breaker.call`` - does
+  not hold the breaker's lock while the guarded code runs (network I/O, retries, backoff).
+* ``RateLimiter`` is a token bucket: pyrate-limiter's ``TokenBucket`` algorithm in a
+  ``StateBucket``. ``HistoricalPacer`` (IB) is pyrate-limiter's sliding-window log
+  (``InMemoryBucket``) with two rates, 1 per ``min_interval`` and ``max_requests`` per
+  ``window``. Both reserve their slot under the bucket's lock and then sleep once, through an
+  injectable ``sleep``; pyrate-limiter's own ``Limiter`` is not used because it sleeps with
+  ``time.sleep`` directly, adds a 50 ms buffer to every wait and starts a background leak
+  thread, none of which a test with a manual clock can drive.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+from fractions import Fraction
 
-from archive_platform.vendors.errors import CircuitOpenError
+import pybreaker
+from pyrate_limiter import AbstractClock, InMemoryBucket, Rate, RateItem, StateBucket, TokenBucket
 
-CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
+from archive_platform.vendors.errors import CircuitOpenError, VendorError
+
+CLOSED, OPEN, HALF_OPEN = pybreaker.STATE_CLOSED, pybreaker.STATE_OPEN, pybreaker.STATE_HALF_OPEN
+CircuitBreaker = pybreaker.CircuitBreaker
 
 
-class CircuitBreaker:
-    """Opens after ``failure_threshold`` consecutive failed requests; half-open after a pause.
+class _ClockStorage(pybreaker.CircuitMemoryStorage):
+    """pybreaker's memory storage measuring the open period with an injectable clock.
 
-    A "failed request" is one that still failed after its retries (a transient failure that a
-    retry fixed is not a failure). While open, ``before_call`` raises ``CircuitOpenError`` at once,
-    so a dead vendor costs nothing. After ``reset_timeout`` seconds one trial call is let through
-    (half-open): success closes the breaker, failure re-opens it for another ``reset_timeout``.
+    pybreaker compares ``datetime.now(UTC)`` with ``opened_at + reset_timeout``; this storage
+    records the opening instant on ``clock`` and reports ``opened_at`` as "now minus the time
+    elapsed on ``clock``", so the comparison follows ``clock``.
     """
 
-    def __init__(
-        self,
-        failure_threshold: int = 5,
-        reset_timeout: float = 60.0,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        if failure_threshold < 1:
-            raise ValueError(f"failure_threshold must be >= 1, got {failure_threshold}")
-        self.failure_threshold = failure_threshold
-        self.reset_timeout = reset_timeout
+    def __init__(self, clock: Callable[[], float]) -> None:
+        super().__init__(CLOSED)
         self._clock = clock
-        self._lock = threading.Lock()
-        self._failures = 0
-        self._opened_at: float | None = None
-        self._trial_in_flight = False
+        self._opened_on_clock: float | None = None
 
     @property
-    def state(self) -> str:
-        with self._lock:
-            return self._state()
+    def opened_at(self) -> datetime | None:
+        if self._opened_on_clock is None:
+            return None
+        elapsed = self._clock() - self._opened_on_clock
+        return datetime.now(timezone.utc) - timedelta(seconds=elapsed)
 
-    def _state(self) -> str:
-        if self._opened_at is None:
-            return CLOSED
-        if self._clock() - self._opened_at >= self.reset_timeout:
-            return HALF_OPEN
-        return OPEN
+    @opened_at.setter
+    def opened_at(self, _wall: datetime) -> None:
+        self._opened_on_clock = self._clock()
 
-    def before_call(self, vendor: str, endpoint: str = "") -> bool:
-        """Admit a call or raise ``CircuitOpenError``; returns True when it is the half-open trial."""
-        with self._lock:
-            state = self._state()
-            if state == CLOSED:
-                return False
-            if state == HALF_OPEN and not self._trial_in_flight:
-                self._trial_in_flight = True
-                return True
-            wait = max(0.0, self.reset_timeout - (self._clock() - (self._opened_at or 0.0)))
-        raise CircuitOpenError(
-            f"{vendor}: circuit breaker open after {self.failure_threshold} consecutive failed "
-            f"requests; refusing {endpoint or 'the call'} for another {wait:.0f}s "
-            "(check the vendor's status and our network; the breaker resets on its own)",
-            vendor=vendor,
-            endpoint=endpoint,
-        )
+    def seconds_open(self) -> float:
+        return 0.0 if self._opened_on_clock is None else self._clock() - self._opened_on_clock
 
-    def record_success(self) -> None:
-        with self._lock:
-            self._failures = 0
-            self._opened_at = None
-            self._trial_in_flight = False
 
-    def record_failure(self) -> None:
-        with self._lock:
-            self._failures += 1
-            if self._trial_in_flight or self._failures >= self.failure_threshold:
-                self._opened_at = self._clock()
-            self._trial_in_flight = False
+def _refused(exc: BaseException) -> bool:
+    return isinstance(exc, VendorError) and exc.refused
+
+
+def new_breaker(
+    fail_max: int = 5,
+    reset_timeout: float = 60.0,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    name: str | None = None,
+) -> pybreaker.CircuitBreaker:
+    """A breaker that opens after ``fail_max`` consecutive failed calls for ``reset_timeout`` s.
+
+    After the pause one trial call goes through (half-open): success closes it, failure re-opens
+    it. The failing call itself raises its own error (``throw_new_error_on_trip=False``).
+    A ``VendorError`` with ``refused`` set (the vendor answered and refused the request) counts
+    as a success: it says nothing about the vendor's health.
+    """
+    if fail_max < 1:
+        raise ValueError(f"fail_max must be >= 1, got {fail_max}")
+    return pybreaker.CircuitBreaker(
+        fail_max=fail_max,
+        reset_timeout=reset_timeout,
+        state_storage=_ClockStorage(clock),
+        throw_new_error_on_trip=False,
+        exclude=[_refused],
+        name=name,
+    )
+
+
+def circuit_open_error(
+    breaker: pybreaker.CircuitBreaker, vendor: str, endpoint: str = ""
+) -> CircuitOpenError:
+    """The project's error for a call the open ``breaker`` refused (no request was sent)."""
+    storage = breaker._state_storage  # noqa: SLF001 (ours: see new_breaker)
+    opened = storage.seconds_open() if isinstance(storage, _ClockStorage) else 0.0
+    wait = max(0.0, breaker.reset_timeout - opened)
+    return CircuitOpenError(
+        f"{vendor}: circuit breaker open after {breaker.fail_max} consecutive failed "
+        f"requests; refusing {endpoint or 'the call'} for another {wait:.0f}s "
+        "(check the vendor's status and our network; the breaker resets on its own)",
+        vendor=vendor,
+        endpoint=endpoint,
+    )
+
+
+class _Clock(AbstractClock):
+    """pyrate-limiter clock (integer ms) over a seconds callable like ``time.monotonic``."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self.clock = clock
+
+    def now(self) -> int:
+        return math.floor(self.clock() * 1000)
+
+
+def _reserve(bucket, name: str, clock: Callable[[], float]) -> float:
+    """Admit one item at the earliest instant the bucket allows; seconds from now until then.
+
+    The item is put at a future timestamp when needed (as pyrate-limiter's own ``Limiter``
+    does), so concurrent callers queue behind each other instead of all waking at once.
+    """
+    now = clock()
+    item = RateItem(name, math.floor(now * 1000))
+    while not bucket.put(item):
+        wait_ms = bucket.waiting(item)
+        if wait_ms < 0:
+            raise ValueError(f"{name}: one request can never fit the rates {bucket.rates}")
+        item.timestamp += max(1, wait_ms)
+    return max(0.0, item.timestamp / 1000.0 - now)
 
 
 class RateLimiter:
@@ -100,38 +150,78 @@ class RateLimiter:
             raise ValueError(
                 f"rate_per_second must be > 0 and burst >= 1, got {rate_per_second}, {burst}"
             )
-        self.rate = float(rate_per_second)
-        self.burst = int(burst)
-        self._clock = clock
-        self._sleep = sleep
+        self.rate, self.burst = float(rate_per_second), int(burst)
+        per_s = Fraction(rate_per_second).limit_denominator(1000)  # 5/60 -> 1 per 12 s, exactly
+        rate = Rate(per_s.numerator, per_s.denominator * 1000, burst=self.burst)
+        self.bucket = StateBucket([rate], algorithm=TokenBucket(), clock=_Clock(clock))
+        self._clock, self._sleep = clock, sleep
         self._lock = threading.Lock()
-        self._tokens = float(burst)
-        self._last = clock()
 
     def acquire(self) -> float:
         """Take one token, sleeping until it is available; returns the time slept."""
         with self._lock:
-            now = self._clock()
-            self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
-            self._last = now
-            # Reserve the token now (balance may go negative) so concurrent callers queue up
-            # behind each other instead of all waking at once.
-            self._tokens -= 1.0
-            wait = 0.0 if self._tokens >= 0 else -self._tokens / self.rate
+            wait = _reserve(self.bucket, "requests", self._clock)
         if wait > 0:
             self._sleep(wait)
         return wait
 
 
+class HistoricalPacer:
+    """Spaces requests: >= ``min_interval`` s apart and <= ``max_requests`` per ``window`` s.
+
+    IB's documented historical-data limits are 60 requests per 10 minutes and no bursts; the
+    newer page says 1-min bars are exempt, but soft throttling still happens, so both are kept.
+    Intervals are whole milliseconds, rounded up (stricter); pyrate-limiter's sliding window
+    adds 1 ms past each bound. A rate the other one already implies is dropped, because
+    pyrate-limiter requires rate lists ordered generous-before-tight.
+    """
+
+    def __init__(
+        self,
+        *,
+        min_interval: float = 1.0,
+        max_requests: int = 60,
+        window: float = 600.0,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if max_requests < 1 or window <= 0 or min_interval < 0:
+            raise ValueError("pacer needs max_requests >= 1, window > 0, min_interval >= 0")
+        self.min_interval, self.max_requests, self.window = min_interval, max_requests, window
+        gap, span = math.ceil(min_interval * 1000), math.ceil(window * 1000)
+        if gap == 0:
+            rates = [Rate(max_requests, span)]
+        elif max_requests == 1:
+            rates = [Rate(1, max(gap, span))]
+        elif span <= gap or max_requests * gap >= span:
+            rates = [Rate(1, gap)]  # the spacing alone keeps any window under max_requests
+        else:
+            rates = [Rate(1, gap), Rate(max_requests, span)]
+        self.bucket = InMemoryBucket(rates)
+        self._clock, self._sleep = clock, sleep
+        self._lock = threading.Lock()
+
+    def wait(self) -> float:
+        """Block until one more request is allowed, record it, and return the seconds slept."""
+        with self._lock:
+            self.bucket.leak(math.floor(self._clock() * 1000))  # forget requests out of every window
+            delay = _reserve(self.bucket, "historical", self._clock)
+        if delay > 0:
+            self._sleep(delay)
+        return delay
+
+
 _registry_lock = threading.Lock()
-_breakers: dict[str, CircuitBreaker] = {}
+_breakers: dict[str, pybreaker.CircuitBreaker] = {}
 _limiters: dict[str, RateLimiter] = {}
 
 
-def breaker_for(vendor: str) -> CircuitBreaker:
+def breaker_for(vendor: str) -> pybreaker.CircuitBreaker:
     """The process-wide breaker of ``vendor`` (created with defaults on first use)."""
     with _registry_lock:
-        return _breakers.setdefault(vendor, CircuitBreaker())
+        if vendor not in _breakers:
+            _breakers[vendor] = new_breaker(name=vendor)
+        return _breakers[vendor]
 
 
 def limiter_for(vendor: str, rate_per_second: float, burst: int = 1) -> RateLimiter:

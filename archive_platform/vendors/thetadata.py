@@ -24,6 +24,7 @@ import pyarrow as pa
 from archive_platform import calendar as cal
 from archive_platform.schemas import OPTIONS_SCHEMA, STOCKS_1M_SCHEMA, ArchiveType
 from archive_platform.sources.base import EmptySession, MarketSource
+from archive_platform.symbols import normalise_us_ticker
 from archive_platform.vendors.errors import PayloadError, VendorError
 from archive_platform.vendors.http import VendorHttpClient
 
@@ -31,7 +32,9 @@ log = logging.getLogger(__name__)
 UTC = timezone.utc
 VENDOR = "thetadata"
 NO_DATA = 472
-RETRY_STATUSES = frozenset({429, 470, 474, 570, 571})
+# 570 LARGE_REQUEST is not retried: the same request would be refused again. It is narrowed.
+RETRY_STATUSES = frozenset({429, 470, 474, 571})
+LARGE_REQUEST = 570
 IVL_15M = 900_000
 # Status meanings from the v2 "Error-Codes" page, with what to do about each.
 STATUS_MEANINGS = {
@@ -50,6 +53,10 @@ STATUS_MEANINGS = {
 }
 
 Key = tuple[date, float, str]  # expiry, strike in dollars, right
+
+
+class RequestTooLarge(VendorError):
+    """570 LARGE_REQUEST: the terminal wants a narrower request (fewer expirations or days)."""
 
 
 # -- pure decoding ---------------------------------------------------------------------------
@@ -257,12 +264,14 @@ class ThetaDataSource(MarketSource):
         *,
         http: VendorHttpClient | None = None,
         timeout: float = 60.0,
+        deadline: float | None = None,
         live_tolerance: timedelta = timedelta(minutes=10),
         max_dte: int | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.http = http or VendorHttpClient(
-            VENDOR, base_url, timeout=timeout, retry_statuses=RETRY_STATUSES, empty_statuses={NO_DATA}
+            VENDOR, base_url, timeout=timeout, deadline=deadline, retry_statuses=RETRY_STATUSES,
+            empty_statuses={NO_DATA},
         )
         if NO_DATA not in self.http.empty_statuses:
             raise ValueError("the ThetaData http client must treat 472 NO_DATA as an empty answer")
@@ -281,8 +290,9 @@ class ThetaDataSource(MarketSource):
                 meaning = STATUS_MEANINGS.get(exc.status or 0)
                 if meaning is None:  # timeouts, breaker refusals, payload errors: already clear
                     raise
-                raise VendorError(f"{exc} [{VENDOR} {exc.status} {meaning}]", vendor=VENDOR,
-                                  endpoint=exc.endpoint, status=exc.status) from exc
+                cls = RequestTooLarge if exc.status == LARGE_REQUEST else VendorError
+                raise cls(f"{exc} [{VENDOR} {exc.status} {meaning}]", vendor=VENDOR,
+                          endpoint=exc.endpoint, status=exc.status, refused=exc.refused) from exc
             if payload is None:  # 472 NO_DATA
                 return
             fmt, response, target = parse_envelope(payload, endpoint)
@@ -299,6 +309,7 @@ class ThetaDataSource(MarketSource):
     # -- options ---------------------------------------------------------------------------
     def fetch_options(self, day: date, symbols: Sequence[str], snapshot_times: Sequence[datetime]) -> pa.Table:
         """Option chains at each instant: live bulk snapshots for now, 15-min history for the past."""
+        symbols = [normalise_us_ticker(s) for s in symbols]
         now = self._clock()
         for t in snapshot_times:
             if cal.market_date(t) != day:
@@ -317,9 +328,31 @@ class ThetaDataSource(MarketSource):
             raise EmptySession(f"thetadata returned no option data for {', '.join(symbols)} on {day}")
         return pa.Table.from_pylist(rows, schema=OPTIONS_SCHEMA)
 
+    def _every_expiration(self, path: str, symbol: str, day: date) -> dict[Key, list[tuple[datetime, dict]]]:
+        """A bulk snapshot over every expiration (``exp=0``); narrowed to one request per
+        expiration when the terminal answers 570 LARGE_REQUEST (a busy chain such as SPX)."""
+        try:
+            return self._bulk(path, {"root": symbol, "exp": 0})
+        except RequestTooLarge as exc:
+            exps = self._expirations(symbol, day)
+            log.warning("thetadata: %s exp=0 for %s is too large (570); narrowing to %d "
+                        "single-expiration requests", path, symbol, len(exps))
+            if not exps:
+                raise VendorError(f"{exc}; no expiration of {symbol} on or after {day} to narrow it to",
+                                  vendor=VENDOR, endpoint=exc.endpoint, status=exc.status) from exc
+        out: dict[Key, list[tuple[datetime, dict]]] = {}
+        for exp in exps:
+            try:
+                out.update(self._bulk(path, {"root": symbol, "exp": exp}))
+            except RequestTooLarge as exc:
+                raise VendorError(f"{exc}; one expiration ({exp}) is the narrowest request this "
+                                  "client makes: raise the terminal's limits or set max_dte",
+                                  vendor=VENDOR, endpoint=exc.endpoint, status=exc.status) from exc
+        return out
+
     def _live_rows(self, symbol: str, snapshot_time: datetime) -> list[dict]:
-        params = {"root": symbol, "exp": 0}
-        last = lambda path: {k: v[-1][1] for k, v in self._bulk(path, params).items()}  # noqa: E731
+        day = cal.market_date(snapshot_time)
+        last = lambda path: {k: v[-1][1] for k, v in self._every_expiration(path, symbol, day).items()}  # noqa: E731
         return normalise_option_rows(
             symbol,
             snapshot_time,
@@ -377,7 +410,7 @@ class ThetaDataSource(MarketSource):
         """Regular-session one-minute bars of ``day``: one row per symbol per minute."""
         d = int(f"{day:%Y%m%d}")
         rows: list[dict] = []
-        for symbol in symbols:
+        for symbol in [normalise_us_ticker(s) for s in symbols]:
             params = {"root": symbol, "start_date": d, "end_date": d, "ivl": 60_000}
             for fmt, response, endpoint in self._pages("/v2/hist/stock/ohlc", params):
                 rows += normalise_stock_bars(symbol, list(iter_rows(fmt, response, endpoint)), day, endpoint)

@@ -21,14 +21,30 @@ import pyarrow as pa
 from archive_platform.calendar import et_offset_minutes, is_trading_day, session, window_bounds
 from archive_platform.schemas import ArchiveType
 from archive_platform.sources.base import EmptySession, MarketSource
-from archive_platform.vendors.http import VendorHttpClient, limiter_for
+from archive_platform.symbols import normalise_us_ticker
+from archive_platform.vendors.http import VendorHttpClient, limiter_for, path_segment
 from archive_platform.vendors.occ import parse_occ
-from archive_platform.vendors.payload import PayloadReader, table_from_rows, validate_table
+from archive_platform.vendors.payload import (
+    Bool,
+    Date,
+    Dec,
+    Int,
+    PayloadReader,
+    Row,
+    Str,
+    Timestamp,
+    table_from_rows,
+    validate_table,
+)
 
 NAME = "unusual_whales"
 KEY_ENV_VAR = "UW_API_KEY"
 FLOW_PATH = "/api/option-trades/flow-alerts"
 MAX_PAGE = 200
+#: ``iv_rank_1y`` multiplier to the archive's 0-100 scale, per unit. UW's own API reference
+#: documents a fraction (its IV Rank example sends ``"iv_rank_1y": "0.65"``), so ``fraction``
+#: is the default; ``percent`` is there in case a plan's live answers turn out to differ.
+IV_RANK_UNITS = {"fraction": 100.0, "percent": 1.0}
 
 
 def _ms(ts: datetime) -> int:
@@ -44,53 +60,85 @@ def _sentiment(option_type: str, ask_prem: float | None, bid_prem: float | None)
     return "BULLISH" if buyer_driven == (option_type == "CALL") else "BEARISH"
 
 
+class FlowAlert(Row):
+    """A REST flow alert (the spec's "Flow Alert"); ``id`` and ``iv_end`` are only in real
+    payloads and the detail example (UNVERIFIED), so optional like everything undocumented."""
+
+    created_at: Timestamp
+    option_chain: Str
+    ticker: Str
+    total_premium: Dec
+    volume: Int
+    total_size: Int
+    type: Str | None = None
+    strike: Dec | None = None
+    expiry: Date | None = None
+    total_ask_side_prem: Dec | None = None
+    total_bid_side_prem: Dec | None = None
+    id: Str | None = None
+    price: Dec | None = None
+    underlying_price: Dec | None = None
+    open_interest: Int | None = None
+    volume_oi_ratio: Dec | None = None
+    trade_count: Int | None = None
+    iv_end: Dec | None = None
+    has_sweep: Bool | None = None
+    has_floor: Bool | None = None
+    alert_rule: Str | None = None
+
+
+class IvRankRow(Row):
+    """A row of ``/api/stock/{ticker}/iv-rank`` (the spec's "IV Rank")."""
+
+    date: Date
+    volatility: Dec
+    iv_rank_1y: Dec
+    updated_at: Timestamp | None = None
+
+
 def normalise_flow_alert(row: Mapping[str, Any], index: int, reader: PayloadReader) -> dict[str, Any]:
     """One REST flow alert -> one canonical uw_flow row (a dict keyed by schema column)."""
-    g = reader.get
-    ts = g(row, index, "created_at", "timestamp")
-    chain = g(row, index, "option_chain", "str")
+    a = reader.model(row, index, FlowAlert)
+    ts, chain = a.created_at, a.option_chain
     try:
         occ = parse_occ(chain)
     except ValueError as exc:
         raise reader.fail(index, row, f"field 'option_chain': {exc}") from None
-    kind = g(row, index, "type", "str", required=False)
+    kind = a.type
     if kind is None:
         option_type = "CALL" if occ.right == "C" else "PUT"
     elif kind.lower() in ("call", "put"):
         option_type = kind.upper()
     else:
         raise reader.fail(index, row, f"field 'type' is {kind!r}, expected 'call' or 'put'")
-    strike = g(row, index, "strike", "decimal", required=False)
-    expiry = g(row, index, "expiry", "date", required=False)
-    ask_prem = g(row, index, "total_ask_side_prem", "decimal", required=False)
-    bid_prem = g(row, index, "total_bid_side_prem", "decimal", required=False)
-    alert_id = g(row, index, "id", "str", required=False)
+    strike, expiry, alert_id = a.strike, a.expiry, a.id
+    ask_prem, bid_prem = a.total_ask_side_prem, a.total_bid_side_prem
     return {
         "timestamp": ts,
         # id is only in the detail example of the spec; fall back to the documented dedup pair
         "alert_id": alert_id or f"{chain}@{ts.isoformat()}",
-        "symbol": g(row, index, "ticker", "str").upper(),
+        "symbol": a.ticker.upper(),
         "option_chain": chain,
         "strike": strike if strike is not None else occ.strike,
         "expiration": expiry if expiry is not None else occ.expiry,
         "option_type": option_type,
         "sentiment": _sentiment(option_type, ask_prem, bid_prem),
-        "premium": g(row, index, "total_premium", "decimal"),
+        "premium": a.total_premium,
         "ask_side_premium": ask_prem,
         "bid_side_premium": bid_prem,
-        "price": g(row, index, "price", "decimal", required=False),
-        "underlying_price": g(row, index, "underlying_price", "decimal", required=False),
-        "volume": g(row, index, "volume", "int"),
-        "size": g(row, index, "total_size", "int"),
-        "open_interest": g(row, index, "open_interest", "int", required=False),
-        "volume_oi_ratio": g(row, index, "volume_oi_ratio", "decimal", required=False),
-        "trade_count": g(row, index, "trade_count", "int", required=False),
+        "price": a.price,
+        "underlying_price": a.underlying_price,
+        "volume": a.volume,
+        "size": a.total_size,
+        "open_interest": a.open_interest,
+        "volume_oi_ratio": a.volume_oi_ratio,
+        "trade_count": a.trade_count,
         # iv_start/iv_end are in real payloads but not in the spec's list schema (UNVERIFIED)
-        "iv": g(row, index, "iv_end", "decimal", required=False),
+        "iv": a.iv_end,
         "delta": None,  # REST flow alerts carry no greeks
-        "has_sweep": g(row, index, "has_sweep", "bool", required=False),
-        "has_floor": g(row, index, "has_floor", "bool", required=False),
-        "alert_rule": g(row, index, "alert_rule", "str", required=False),
+        "has_sweep": a.has_sweep,
+        "has_floor": a.has_floor,
+        "alert_rule": a.alert_rule,
         "is_unusual": True,
         "et_offset": et_offset_minutes(ts),
         "source": NAME,
@@ -103,6 +151,7 @@ def normalise_iv_rank_rows(
     day: date,
     snapshot_times: Sequence[datetime],
     reader: PayloadReader,
+    iv_rank_unit: str = "fraction",
 ) -> list[dict[str, Any]]:
     """Daily UW IV-rank rows -> one iv_rank row per snapshot instant.
 
@@ -110,15 +159,21 @@ def normalise_iv_rank_rows(
     close of the row's date when absent), so a backfilled morning snapshot never sees the
     day's later value. Rows dated after ``day`` are look-ahead and skipped, and so are rows
     with ``volatility`` <= 0: UW is reported [3P] to append an unfilled 0 for the current day
-    before computing it. ``volatility`` is a fraction (0.1478); ``iv_rank_1y`` is 0..100.
+    before computing it. ``volatility`` is a fraction (0.1478); ``iv_rank_1y`` is in
+    ``iv_rank_unit`` (UW documents a fraction, 0.65) and is stored on the 0-100 scale (65.0);
+    a value outside 0..100 after that is a ``PayloadError`` naming the field and the row.
     UW has no IV percentile: the column is null.
     """
+    scale = IV_RANK_UNITS[iv_rank_unit]
     known: list[tuple[datetime, float, float]] = []
-    for i, row in enumerate(rows):
-        row_day = reader.get(row, i, "date", "date")
-        iv = reader.get(row, i, "volatility", "decimal")
-        rank = reader.get(row, i, "iv_rank_1y", "decimal")
-        at = reader.get(row, i, "updated_at", "timestamp", required=False)
+    for i, (row, m) in enumerate(zip(rows, reader.models(rows, IvRankRow))):
+        row_day, iv = m.date, m.volatility
+        # rounded so "0.202449" becomes 20.2449, not 20.244899999999998 (binary float noise)
+        rank = round(m.iv_rank_1y * scale, 10)
+        if iv > 0 and not 0.0 <= rank <= 100.0:
+            raise reader.fail(i, row, f"field 'iv_rank_1y' is {rank:g} after normalisation to percent "
+                              f"(x{scale:g} from {iv_rank_unit}), outside 0..100 (check iv_rank_unit)")
+        at = m.updated_at
         if row_day > day or iv <= 0:
             continue
         if at is None:
@@ -184,13 +239,19 @@ class UnusualWhalesSource(MarketSource):
         *,
         http: VendorHttpClient | None = None,
         page_limit: int = MAX_PAGE,
+        timeout: float = 15.0,
+        deadline: float | None = None,
+        iv_rank_unit: str = "fraction",
     ) -> None:
         if not api_key:
             raise ValueError(f"{NAME}: an API key is required (set {KEY_ENV_VAR})")
+        if iv_rank_unit not in IV_RANK_UNITS:
+            raise ValueError(f"{NAME}: iv_rank_unit must be one of {sorted(IV_RANK_UNITS)}, got {iv_rank_unit!r}")
+        self.iv_rank_unit = iv_rank_unit
         if not 1 <= page_limit <= MAX_PAGE:
             raise ValueError(f"{NAME}: page_limit must be 1..{MAX_PAGE}, got {page_limit}")
         self.page_limit = page_limit
-        self.http = http or build_http(api_key, base_url)
+        self.http = http or build_http(api_key, base_url, timeout=timeout, deadline=deadline)
 
     def close(self) -> None:
         self.http.close()
@@ -211,7 +272,7 @@ class UnusualWhalesSource(MarketSource):
         def in_window(ts: datetime) -> bool:
             return (ts > since if since else ts >= lo) and ts <= hi
 
-        wanted = {s.upper() for s in symbols}
+        wanted = {normalise_us_ticker(s) for s in symbols}
         fetched = self.fetch_flow_alert_rows(sorted(wanted), max(lo, since) if since else lo, hi)
         rows = [r for r in fetched if r["symbol"] in wanted]
         rows = [r for r in rows if in_window(r["timestamp"])]
@@ -260,15 +321,14 @@ class UnusualWhalesSource(MarketSource):
     ) -> pa.Table:
         """IV and 1-year IV rank per symbol per snapshot (UW gives no IV percentile)."""
         rows: list[dict[str, Any]] = []
-        for symbol in symbols:
-            sym = symbol.upper()
-            path = f"/api/stock/{sym}/iv-rank"
+        for sym in [normalise_us_ticker(s) for s in symbols]:
+            path = f"/api/stock/{path_segment(sym)}/iv-rank"
             params = {"date": day.isoformat(), "timespan": "1m"}
             payload = self.http.get_json(path, params)
             reader = PayloadReader(NAME, self.http.endpoint(path, params), self.http.redact)
             data = reader.rows(payload, "data")
             if not data:
                 raise EmptySession(f"{NAME}: {path} returned no IV-rank rows for {sym} up to {day}")
-            rows += normalise_iv_rank_rows(data, sym, day, snapshot_times, reader)
+            rows += normalise_iv_rank_rows(data, sym, day, snapshot_times, reader, self.iv_rank_unit)
         rows.sort(key=lambda r: (r["symbol"], r["snapshot_time"]))
         return validate_table(table_from_rows(rows, ArchiveType.IV_RANK), "iv_rank", NAME)

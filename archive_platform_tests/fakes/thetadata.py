@@ -1,7 +1,7 @@
 """A fake Theta Terminal (v2 legacy JSON) on top of ``FakeVendorServer``.
 
 Answers are registered per path and query subset; anything not registered answers 472
-NO_DATA, as the terminal does. With ``page_size`` set, responses are split into pages linked by
+NO_DATA, as the terminal does; ``too_large`` makes matching requests answer 570 LARGE_REQUEST. With ``page_size`` set, responses are split into pages linked by
 ``header.next_page`` full URLs under ``/v2/page/<id>`` (ids neither consecutive nor per
 request, like the terminal's), and an unknown page answers 477.
 
@@ -56,6 +56,7 @@ class FakeThetaTerminal:
         self._answers: dict[str, list[tuple[dict[str, str], list[str], list]]] = {}
         self._pages: dict[str, tuple[list[str], list, str | None]] = {}
         self._ids = itertools.count(7001, 13)
+        self._too_large: dict[str, list[dict[str, str]]] = {}
         server.route(r"/v2/page/(\d+)", self._page)
         server.route(r"/v2/.*", lambda req: self._answer(req.path, req))
 
@@ -67,8 +68,15 @@ class FakeThetaTerminal:
         """A bulk answer: ``items`` of ``(contract dict, ticks)``."""
         self.set(path, fmt, [{"ticks": ticks, "contract": c} for c, ticks in items], **query)
 
+    def too_large(self, path: str, **query: Any) -> None:
+        """Answer GET ``path`` whose query contains ``query`` with 570 LARGE_REQUEST."""
+        self._too_large.setdefault(path, []).append({k: str(v) for k, v in query.items()})
+
     # -- serving --------------------------------------------------------------------------
     def _answer(self, path: str, req: FakeRequest):
+        for query in self._too_large.get(path, []):
+            if all(req.query.get(k) == v for k, v in query.items()):
+                return 570, {}, "The request is too large; please narrow it."
         for query, fmt, response in self._answers.get(path, []):
             if all(req.query.get(k) == v for k, v in query.items()):
                 return self._paged(fmt, response)
