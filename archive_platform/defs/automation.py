@@ -17,7 +17,7 @@ from archive_platform import calendar
 from archive_platform.archiving import iv_rank_instants
 from archive_platform.defs.assets import TAG_MODE, TAG_SINCE, TAG_SNAPSHOT, TAG_UNTIL
 from archive_platform.partitions import requestable_keys
-from archive_platform.schemas import ArchiveType
+from archive_platform.schemas import ArchiveType, spec_for
 
 TZ = "America/New_York"
 EOD_TIME = time(20, 15)  # after after-hours, so the day's executions are final
@@ -200,7 +200,7 @@ def build_automation(
         context.update_cursor(until.isoformat())
         return dg.RunRequest(run_key=f"flow:{until.isoformat()}", partition_key=key, tags=tags)
 
-    recover_keys = [dg.AssetKey(t.value) for t in recoverable]
+    recover_keys = [dg.AssetKey(spec_for(t).name) for t in recoverable]
 
     @dg.sensor(
         name="recover_missing_partitions",
