@@ -197,7 +197,7 @@ def test_recovery_sensor_requests_exactly_the_missing_and_failed_partitions(tmp_
     got = {rr.partition_key: sorted(k.to_user_string() for k in rr.asset_selection) for rr in res.run_requests}
     assert got == {
         "2025-11-26": ["stocks_1m", "trades"],
-        "2025-11-28": ["gex", "iv_rank", "options", "stocks_1m", "trades", "uw_flow"],
+        "2025-11-28": ["gex", "iv_rank", "options", "stocks_1m", "trades", "uw_flow", "vix"],
     }
     assert all(rr.tags[TAG_MODE] == "day" for rr in res.run_requests)
 
@@ -223,7 +223,7 @@ def test_recovery_skips_live_only_sources(tmp_path, monkeypatch):
     sensor = _sensor(d, "recover_missing_partitions")
     keys = {k.to_user_string() for k in sensor.asset_selection.resolve(d.resolve_asset_graph())}
     # gex is derived from those options, so it cannot be recovered either; the rest can
-    assert keys == {"uw_flow", "stocks_1m", "iv_rank", "trades"}
+    assert keys == {"uw_flow", "stocks_1m", "iv_rank", "trades", "vix"}
 
 
 def test_pure_decisions_agree_with_the_calendar():
