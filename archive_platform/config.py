@@ -21,12 +21,6 @@ SIM = "sim"
 #: the sources each archive type can be switched to (first one is the default), as declared
 ALLOWED_SOURCES: dict[ArchiveType, tuple[str, ...]] = {ArchiveType(d.name): d.sources for d in DATASETS}
 
-#: environment variables holding secrets, per vendor (read through Dagster's EnvVar only)
-SECRET_ENV = {
-    "unusual_whales": "UW_API_KEY",
-    "polygon": "POLYGON_API_KEY",
-    "barchart": "BARCHART_API_KEY",
-}
 
 
 class ConfigError(ValueError):
@@ -133,9 +127,12 @@ class SourceSelection:
                     f"{base.value} archive would mix simulated and live data; "
                     "use 'derived' (the default)"
                 )
-        for vendor, var in SECRET_ENV.items():
-            if vendor == "barchart":
-                continue  # Barchart also works key-less from CSV drops
+        from archive_platform.sources.registry import VENDORS
+
+        for vendor, info in VENDORS.items():
+            var = info.key_env
+            if not info.key_required:
+                continue  # e.g. Barchart also works key-less from CSV drops
             if vendor in sel.vendors() and not env.get(var):
                 users = [t.value for t, v in chosen.items() if v == vendor]
                 raise ConfigError(
@@ -143,10 +140,11 @@ class SourceSelection:
                     f"{'is' if len(users) == 1 else 'are'} configured to come from {vendor}"
                 )
         if sel[ArchiveType.IV_RANK] == "barchart" and not (
-            env.get("BARCHART_API_KEY") or env.get("BARCHART_CSV_DIR")
+            env.get(key := VENDORS["barchart"].key_env)
+            or env.get(csv := VENDORS["barchart"].settings["csv_dir"][0])
         ):
             raise ConfigError(
-                "ARCHIVE_SOURCE_IV_RANK=barchart needs BARCHART_API_KEY (OnDemand API) or "
-                "BARCHART_CSV_DIR (a folder of downloaded IV-rank CSV files)"
+                f"ARCHIVE_SOURCE_IV_RANK=barchart needs {key} (OnDemand API) or "
+                f"{csv} (a folder of downloaded IV-rank CSV files)"
             )
         return sel

@@ -17,6 +17,7 @@ from datetime import date, datetime, time
 from pathlib import Path
 
 from archive_platform.config import ConfigError, SourceSelection, parse_symbols, parse_times
+from archive_platform.sources.registry import VENDORS, setting_vars
 
 #: snapshot intervals whose 09:30-anchored grid falls on a */N cron (N divides 30)
 ALLOWED_SNAPSHOT_MINUTES = (1, 2, 3, 5, 6, 10, 15, 30)
@@ -28,7 +29,10 @@ PATHS = {
     "ARCHIVE_DUCKDB": "data/archive.duckdb",
     "ARCHIVE_SIM_DUCKDB": "data/sim/archive.duckdb",
 }
-SECRETS = ("UW_API_KEY", "POLYGON_API_KEY", "BARCHART_API_KEY")
+#: the vendors' key variables (names written once, in sources/registry.py)
+SECRETS = tuple(v.key_env for v in VENDORS.values() if v.key_env)
+#: the port/int ranges of the vendors' numeric settings
+RANGES = {"port": (1, 65535), "int": (0, 2**31 - 1)}
 
 
 def environment() -> Mapping[str, str]:
@@ -124,15 +128,16 @@ class Settings:
             )
         times = parse_times(env.get("ARCHIVE_IV_RANK_TIMES"), (time(7, 0), time(19, 0)),
                             "ARCHIVE_IV_RANK_TIMES")
-        vendor = {
-            var: env[var].strip()
-            for var in ("UW_BASE_URL", "THETADATA_BASE_URL", "POLYGON_BASE_URL",
-                        "BARCHART_BASE_URL", "BARCHART_CSV_DIR", "IB_HOST")
-            if (env.get(var) or "").strip()
-        }
-        for var, lo, hi in (("IB_PORT", 1, 65535), ("IB_CLIENT_ID", 0, 2**31 - 1)):
-            if (env.get(var) or "").strip():
-                vendor[var] = str(parse_int(env, var, 0, lo, hi))
+        vendor = {}
+        for var, kind in setting_vars().items():
+            if not (env.get(var) or "").strip():
+                continue
+            if kind in RANGES:
+                vendor[var] = str(parse_int(env, var, 0, *RANGES[kind]))
+            elif kind == "str" and var.endswith("_URL") and not env[var].strip().startswith(("http://", "https://")):
+                raise ConfigError(f"{var}={env[var].strip()!r} is not an http(s) URL")
+            else:
+                vendor[var] = env[var].strip()
         return cls(
             sources=sources,
             symbols=tuple(parse_symbols(env.get("ARCHIVE_SYMBOLS"), [])),

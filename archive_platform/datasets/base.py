@@ -10,9 +10,8 @@ declaration; nothing else switches on a dataset's name. See docs/adding-a-datase
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, timedelta
-from typing import Any
 
 import polars as pl
 import pyarrow as pa
@@ -112,7 +111,6 @@ class Dataset:
     derive_under_sim: bool = False
     #: the symbol universe is fixed by the dataset (e.g. ("VIX",)); empty = the configured one
     fixed_symbols: tuple[str, ...] = ()
-    extra: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.cadence not in CADENCES:

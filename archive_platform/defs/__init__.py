@@ -48,14 +48,18 @@ def build_definitions(
     views = build_views_asset(selection, datasets)
 
     nyse = [d for d in datasets if d.calendar_name == "nyse"]
+    # the grid datasets others are derived from, with those derived ones (options and gex)
+    grid = [d for d in nyse if d.cadence == "grid"]
+    inputs = {n for d in grid for n in d.derived_from}
+    options_family = [d for d in grid if d.name in inputs or inputs & set(d.derived_from)]
     jobs = {
         "archive_all": dg.define_asset_job(
             "archive_all", selection=dg.AssetSelection.assets(*_keys(nyse)),
             description="Every NYSE dataset for a trading day (end of day, backfills, demo).",
         ),
         "options_snapshot": dg.define_asset_job(
-            "options_snapshot", selection=dg.AssetSelection.assets(*_keys(nyse, cadence="grid")),
-            description="One snapshot of every dataset on the snapshot grid (options, its gex, vix).",
+            "options_snapshot", selection=dg.AssetSelection.assets(*_keys(options_family)),
+            description="One options snapshot and its gex.",
         ),
         "uw_flow": dg.define_asset_job(
             "uw_flow_poll", selection=dg.AssetSelection.assets(*_keys(nyse, cadence="poll")),
@@ -70,6 +74,12 @@ def build_definitions(
             description="Rebuild the DuckDB views.",
         ),
     }
+    others = [d for d in nyse if d.cadence == "grid" and d not in options_family]
+    if others:  # a vendor outage of options must not hold back (or be held back by) these
+        jobs["grid_snapshot"] = dg.define_asset_job(
+            "grid_snapshot", selection=dg.AssetSelection.assets(*_keys(others)),
+            description="One snapshot of the other datasets on the snapshot grid (vix).",
+        )
     for cal in sorted(set(parts) - {"nyse"}):  # one whole-day job per other calendar
         jobs[f"archive_all_{cal}"] = dg.define_asset_job(
             f"archive_all_{cal}",

@@ -6,7 +6,7 @@ Group, description, freshness, calendar and dependencies come from the declarati
 """
 
 
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 
 import dagster as dg
 
@@ -14,6 +14,7 @@ from archive_platform import quality
 from archive_platform.archiving import Request, archive_partition, planned_instants
 from archive_platform.config import SourceSelection
 from archive_platform.defs.resources import ArchiveResource, SourcesResource
+from archive_platform.defs.vendor_resources import resource_key
 from archive_platform.datasets import DATASETS
 from archive_platform.schemas import spec_for
 from archive_platform.summary import summarize_partition
@@ -165,8 +166,11 @@ def build_archive_asset(
     backfill = dg.BackfillPolicy.multi_run(max_partitions_per_run=BACKFILL_CHUNK)
     cron, lower = spec.freshness
 
+    vendor_key = resource_key(source_name) if is_vendor else None
+
     @dg.asset(
         name=spec.name,
+        required_resource_keys={"archive", "sources"} | ({vendor_key} if vendor_key else set()),
         partitions_def=partitions_def,
         group_name=spec.group,
         kinds={"parquet", source_name if source_name != "derived" else "python"},
@@ -184,9 +188,20 @@ def build_archive_asset(
                   "source": source_name, "archive": kind, "calendar": spec.calendar_name,
                   "data_dictionary": dg.MetadataValue.md(_dictionary(spec))},
     )
-    def _archive_asset(
-        context: dg.AssetExecutionContext, archive: ArchiveResource, sources: SourcesResource
-    ) -> dg.MaterializeResult:
+    def _archive_asset(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        archive: ArchiveResource = context.resources.archive
+        sources: SourcesResource = context.resources.sources
+        if vendor_key is not None:
+            source = getattr(context.resources, vendor_key).client()
+        else:
+            source = None if source_name == "derived" else sources.simulated()
+        try:
+            return _run(context, archive, sources, source)
+        finally:
+            if vendor_key is not None:
+                source.close()
+
+    def _run(context, archive, sources, source) -> dg.MaterializeResult:
         store = archive.store(kind)
         options_store = archive.store(selection.store_kind(inputs[0])) if inputs else None
         now = sources.now()
@@ -196,7 +211,7 @@ def build_archive_asset(
         for i, day in enumerate(days, 1):
             req = request_from_tags(day, tags)
             result = archive_partition(
-                t, req, store=store, source=sources.source(t), settings=sources.settings(),
+                t, req, store=store, source=source, settings=sources.settings(),
                 now=now, options_store=options_store,
             )
             stored[day] = store.read_day(t, day)  # read once: metadata and checks share it

@@ -21,23 +21,11 @@ from archive_platform.settings import ALLOWED_SNAPSHOT_MINUTES, Settings as Arch
 from archive_platform.sources.base import MarketSource
 
 
-#: where each vendor source class lives (imported only when asked: no vendor code at load)
-SOURCE_CLASSES: dict[str, tuple[str, str]] = {
-    SIM: ("archive_platform.sim", "SimulatedMarket"),
-    "unusual_whales": ("archive_platform.vendors.uw", "UnusualWhalesSource"),
-    "polygon": ("archive_platform.vendors.polygon", "PolygonSource"),
-    "thetadata": ("archive_platform.vendors.thetadata", "ThetaDataSource"),
-    "barchart": ("archive_platform.vendors.barchart", "BarchartSource"),
-    "ib": ("archive_platform.vendors.ib", "IBSource"),
-}
-
-
 def source_class(name: str) -> type[MarketSource]:
     """The ``MarketSource`` subclass behind a source name (``sim``, ``polygon``, ...)."""
-    import importlib
+    from archive_platform.sources.registry import source_class as cls
 
-    module, cls = SOURCE_CLASSES[name]
-    return getattr(importlib.import_module(module), cls)
+    return cls(name)
 
 
 def can_backfill(selection, archive_type: ArchiveType) -> bool:
@@ -76,7 +64,7 @@ class ArchiveResource(dg.ConfigurableResource):
 
 
 class SourcesResource(dg.ConfigurableResource):
-    """Which source serves each archive type, the symbol universe, and vendor connection settings.
+    """Which source serves each dataset, the symbol universe, the clock and the simulated market.
 
     Source values: ``sim`` (default), ``unusual_whales``, ``thetadata``, ``polygon``,
     ``barchart``, ``ib``, ``derived`` (as ``archive_platform.config.ALLOWED_SOURCES`` allows).
@@ -90,18 +78,6 @@ class SourcesResource(dg.ConfigurableResource):
     iv_rank_times: str = "07:00,19:00"
     #: pretend "now" is this ISO instant (tests and replays); empty = the real clock
     as_of: str = ""
-
-    uw_api_key: str | None = None
-    uw_base_url: str = "https://api.unusualwhales.com"
-    thetadata_base_url: str = "http://127.0.0.1:25510"
-    polygon_api_key: str | None = None
-    polygon_base_url: str = "https://api.polygon.io"
-    barchart_api_key: str | None = None
-    barchart_base_url: str = "https://ondemand.websol.barchart.com"
-    barchart_csv_dir: str | None = None
-    ib_host: str = "127.0.0.1"
-    ib_port: int = 7497
-    ib_client_id: int = 1
 
     _sources: dict = PrivateAttr(default_factory=dict)
 
@@ -136,42 +112,27 @@ class SourcesResource(dg.ConfigurableResource):
         )
 
     def source(self, archive_type: ArchiveType | str) -> MarketSource | None:
-        """The source object serving ``archive_type`` (None for types derived from options)."""
+        """The simulated market when ``archive_type`` comes from it; None when it is derived.
+
+        Vendor sources are the vendor resources' (``defs/vendor_resources``), not this one's.
+        """
         name = self.source_name(archive_type)
         if name == "derived":
             return None
-        if name not in self._sources:
-            self._sources[name] = self._build(name)
-        return self._sources[name]
+        if name != SIM:
+            raise ValueError(f"{archive_type} comes from {name}: its client is the vendor_{name} resource's")
+        return self.simulated()
 
-    def _build(self, name: str) -> MarketSource:
-        # Vendor modules import lazily: a simulated-only setup never loads httpx clients or ib_async.
-        if name not in SOURCE_CLASSES:
-            raise ValueError(f"unknown source {name!r}")
-        cls = source_class(name)
-        if name == SIM:
-            return cls(seed=self.sim_seed)
-        if name == "unusual_whales":
-            return cls(_required(self.uw_api_key, "UW_API_KEY"), self.uw_base_url)
-        if name == "polygon":
-            return cls(_required(self.polygon_api_key, "POLYGON_API_KEY"), self.polygon_base_url)
-        if name == "thetadata":
-            return cls(self.thetadata_base_url)
-        if name == "barchart":
-            csv_dir = Path(self.barchart_csv_dir) if self.barchart_csv_dir else None
-            return cls(self.barchart_api_key, self.barchart_base_url, csv_dir)
-        return cls(self.ib_host, self.ib_port, self.ib_client_id)  # ib
+    def simulated(self) -> MarketSource:
+        """The simulated market (one per run, seeded with ``sim_seed``)."""
+        if SIM not in self._sources:
+            self._sources[SIM] = source_class(SIM)(seed=self.sim_seed)
+        return self._sources[SIM]
 
     def teardown_after_execution(self, context: Any) -> None:
         for src in self._sources.values():
             src.close()
         self._sources.clear()
-
-
-def _required(value: str | None, var: str) -> str:
-    if not value:
-        raise ValueError(f"{var} is not set; export it (see .env.example) or choose another source")
-    return value
 
 
 def resources_from_settings(settings: ArchiveSettings) -> dict[str, dg.ConfigurableResource]:
@@ -186,26 +147,15 @@ def resources_from_settings(settings: ArchiveSettings) -> dict[str, dg.Configura
         live_root=str(settings.root("live")), sim_root=str(settings.root("sim")),
         live_duckdb=str(settings.duckdb("live")), sim_duckdb=str(settings.duckdb("sim")),
     )
-    opt: dict[str, Any] = {}
-    if "unusual_whales" in vendors:
-        opt["uw_api_key"] = dg.EnvVar("UW_API_KEY")
-    if "polygon" in vendors:
-        opt["polygon_api_key"] = dg.EnvVar("POLYGON_API_KEY")
-    if "barchart" in vendors and "BARCHART_API_KEY" in settings.secrets_set:
-        opt["barchart_api_key"] = dg.EnvVar("BARCHART_API_KEY")
-    fields = {"UW_BASE_URL": "uw_base_url", "THETADATA_BASE_URL": "thetadata_base_url",
-              "POLYGON_BASE_URL": "polygon_base_url", "BARCHART_BASE_URL": "barchart_base_url",
-              "BARCHART_CSV_DIR": "barchart_csv_dir", "IB_HOST": "ib_host",
-              "IB_PORT": "ib_port", "IB_CLIENT_ID": "ib_client_id"}
-    for var, value in settings.vendor.items():
-        opt[fields[var]] = int(value) if var in ("IB_PORT", "IB_CLIENT_ID") else value
     sources = SourcesResource(
         choice={t.value: sel[t] for t in ArchiveType}, symbols=list(settings.symbols),
         sim_seed=settings.sim_seed, snapshot_minutes=settings.snapshot_minutes,
-        iv_rank_times=",".join(t.strftime("%H:%M") for t in settings.iv_rank_times), **opt,
+        iv_rank_times=",".join(t.strftime("%H:%M") for t in settings.iv_rank_times),
     )
     sources.settings()  # validate snapshot minutes and times now, at load
-    return {"archive": archive, "sources": sources}
+    from archive_platform.defs.vendor_resources import vendor_resources
+
+    return {"archive": archive, "sources": sources, **vendor_resources(settings)}
 
 
 def resources_from_env(env: dict[str, str] | None = None) -> dict[str, dg.ConfigurableResource]:

@@ -264,14 +264,15 @@ def check_hard_rules(spec: ArchiveSpec, table: pa.Table) -> None:
     if table.num_rows == 0:
         return
     df = pl.from_arrow(table)
-    for rule in spec.all_rules():
-        if not rule.hard:
-            continue
-        bad = df.select((~rule.expr.fill_null(False)).alias("bad"))["bad"]
-        if bad.any():
-            row = int(bad.arg_true()[0])
+    hard = [r for r in spec.all_rules() if r.hard]
+    # one pass: every rule a boolean column (polars evaluates them in parallel)
+    bad = df.select([(~r.expr.fill_null(False)).alias(str(i)) for i, r in enumerate(hard)])
+    counts = bad.sum().row(0)
+    for i, (rule, n) in enumerate(zip(hard, counts)):
+        if n:
+            row = int(bad[str(i)].arg_true()[0])
             raise ArchiveValidationError(
                 f"{spec.name}: column {rule.column!r} has value {df[rule.column][row]!r} at row "
-                f"{row}, breaking the rule '{rule.name}' ({int(bad.sum())} row(s) in total); "
+                f"{row}, breaking the rule '{rule.name}' ({int(n)} row(s) in total); "
                 "the batch is refused and nothing stored changed"
             )
