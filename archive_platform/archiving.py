@@ -125,7 +125,7 @@ def fetch(
     return method(day, symbols)
 
 
-def derive_gex(options_store, day: date, instants: Sequence[datetime] | None = None) -> pa.Table:
+def derive_gex(options_store: Storage, day: date, instants: Sequence[datetime] | None = None) -> pa.Table:
     """Gamma exposure from the options archive of ``day`` (optionally only some snapshots)."""
     from archive_platform.gex import compute_gex
 

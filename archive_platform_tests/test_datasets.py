@@ -185,3 +185,22 @@ def test_utc_dataset_materializes_a_saturday_and_nyse_refuses_it(tmp_path):
     # and the store itself refuses a Saturday for an NYSE dataset, naming the day and calendar
     with pytest.raises(Exception, match="2025-11-29 is not an NYSE trading day"):
         ArchiveStore(tmp_path / "sim", kind="sim").write_day("options", SATURDAY, options_snapshot(date(2025, 11, 28), 0))
+
+
+def test_store_implements_the_storage_contract_and_reads_a_range(tmp_path):
+    from archive_platform.storage import Storage
+    from archive_platform.store import layout
+
+    store = ArchiveStore(tmp_path / "sim", kind="sim")
+    assert isinstance(store, Storage)
+    days = [date(2025, 11, 25), date(2025, 11, 26), date(2025, 11, 28)]
+    for i, day in enumerate(days):
+        store.write_day("options", day, options_snapshot(day, 0, symbols=i + 1))
+        assert store.daily_path("options", day) == layout.partition_dir(
+            store.root, "options", day) / layout.daily_name("options", day)
+    got = store.read_range("options", date(2025, 11, 26), date(2025, 11, 30))
+    per_day = [store.read_day("options", d).num_rows for d in days[1:]]
+    assert got.num_rows == sum(per_day) and per_day[0] > 0
+    snaps = got["snapshot_time"].to_pylist()
+    assert snaps == sorted(snaps)  # day order
+    assert store.read_range("options", date(2025, 12, 1), date(2025, 12, 5)).num_rows == 0

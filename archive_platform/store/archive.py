@@ -49,11 +49,8 @@ ROOT_ENV: dict[str, str] = {"live": "ARCHIVE_ROOT", "sim": "ARCHIVE_SIM_ROOT"}
 
 
 def default_root(kind: Kind, env: Mapping[str, str] | None = None) -> Path:
-    """``$ARCHIVE_ROOT`` / ``data/archive`` (live), ``$ARCHIVE_SIM_ROOT`` / ``data/sim/archive`` (sim).
-
-    ``env`` defaults to the process environment (read by ``archive_platform.settings``); the
-    Dagster layer passes the settings it was built from.
-    """
+    """``$ARCHIVE_ROOT`` / ``data/archive`` (live), ``$ARCHIVE_SIM_ROOT`` / ``data/sim/archive``
+    (sim); ``env`` defaults to the process environment (read by ``archive_platform.settings``)."""
     if kind not in KINDS:
         raise ValueError(f"kind must be 'live' or 'sim', got {kind!r}")
     if env is None:
@@ -144,8 +141,7 @@ class ArchiveStore:
         canon = pa.schema([spec.schema.field(c) for c in wanted], metadata=spec.schema.metadata)
         return out.select(wanted).cast(canon)
 
-    def read_range(self, archive_type: str | ArchiveType, start: date, end: date,
-                   columns: list[str] | None = None) -> pa.Table:
+    def read_range(self, archive_type, start: date, end: date, columns: list[str] | None = None) -> pa.Table:
         """Every stored partition with ``start <= day <= end``, concatenated in day order."""
         spec = spec_for(archive_type)
         days = [d for d in self.days(spec) if start <= d <= end] or [start]
