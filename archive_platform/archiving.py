@@ -8,10 +8,13 @@ interface and writes through the store. Modes:
                 can reproduce the past fetches every snapshot of the day up to ``now`` and
                 replaces the partition; a live-only source compacts what the intraday runs
                 collected, and fails clearly when there is nothing (it cannot fetch the past).
-* ``snapshot``  one intraday snapshot at ``snapshot_time`` appended (options, gex, iv_rank).
-* ``poll``      flow alerts with ``since < timestamp <= until`` appended (uw_flow).
-* ``eod``       end of day: intraday parts compacted (options, gex, uw_flow, iv_rank), bars and
-                executions fetched for the closed session (stocks_1m, trades).
+* ``snapshot``  one intraday snapshot at ``snapshot_time`` appended (datasets with snapshots).
+* ``poll``      events with ``since < timestamp <= until`` appended (cadence ``poll``).
+* ``eod``       end of day: intraday parts compacted (datasets filled during the day), the
+                others fetched for the closed session (stocks_1m, trades).
+
+Everything a dataset does differently comes from its declaration (``archive_platform.datasets``):
+its calendar, cadence, window, source method and derivation; nothing here names a dataset.
 """
 
 from __future__ import annotations
@@ -23,11 +26,16 @@ from datetime import date, datetime, time, timedelta
 import pyarrow as pa
 
 from archive_platform import calendar
+from archive_platform.datasets import Dataset
 from archive_platform.schemas import ArchiveType, spec_for
-from archive_platform.sources.base import MarketSource, SnapshotNotReproducible, SourceError
+from archive_platform.sources.base import (
+    MarketSource, SnapshotNotReproducible, SourceError, UnsupportedArchiveType,
+)
+from archive_platform.storage import Storage
 
 MODES = ("day", "snapshot", "poll", "eod")
-SNAPSHOT_TYPES = (ArchiveType.OPTIONS, ArchiveType.GEX, ArchiveType.IV_RANK)
+#: the registered datasets with intraday snapshots (kept for callers of the old name)
+SNAPSHOT_TYPES = tuple(t for t in ArchiveType if spec_for(t).snapshot)
 
 
 class NotReadyError(SourceError):
@@ -65,33 +73,34 @@ def iv_rank_instants(day: date, times_et: Sequence[time]) -> list[datetime]:
     ]
 
 
-def planned_instants(t: ArchiveType, day: date, settings: Settings, now: datetime) -> list[datetime]:
-    """The snapshot instants of ``day`` for a snapshot type that are not in the future."""
-    if t is ArchiveType.IV_RANK:
+def planned_instants(t, day: date, settings: Settings, now: datetime) -> list[datetime]:
+    """The snapshot instants of ``day`` for a snapshot dataset that are not in the future."""
+    ds = spec_for(t)
+    if ds.cadence == "times":
         grid = iv_rank_instants(day, settings.iv_rank_times)
     else:
-        grid = calendar.snapshot_times(day, settings.snapshot_every)
+        grid = ds.calendar.snapshot_grid(day, settings.snapshot_every)
     return [x for x in grid if x <= now]
 
 
-def _require_started(day: date, now: datetime) -> None:
-    calendar.require_trading_day(day)
-    if calendar.market_date(now) < day:
+def _require_started(ds: Dataset, day: date, now: datetime) -> None:
+    ds.calendar.require_session(day)
+    if ds.calendar.market_date(now) < day:
         raise NotReadyError(f"{day} is in the future (now is {now.isoformat()}); nothing to archive")
 
 
-def _require_closed(t: ArchiveType, day: date, now: datetime) -> None:
-    # the end of the type's own window: the close for bars, 20:00 ET for executions
-    _, end = calendar.window_bounds(day, spec_for(t).window)
+def _require_closed(ds: Dataset, day: date, now: datetime) -> None:
+    # the end of the dataset's own window: the close for bars, 20:00 ET for executions
+    _, end = ds.calendar.event_window(day, ds.window)
     if now < end:
         raise NotReadyError(
-            f"{t.value} for {day} is archived after the session's end ({end.isoformat()}); "
+            f"{ds.name} for {day} is archived after the session's end ({end.isoformat()}); "
             f"now is {now.isoformat()}. A partial day is never stored as if complete."
         )
 
 
 def fetch(
-    t: ArchiveType,
+    t,
     source: MarketSource,
     day: date,
     symbols: Sequence[str],
@@ -100,21 +109,23 @@ def fetch(
     since: datetime | None = None,
     until: datetime | None = None,
 ) -> pa.Table:
-    """Call the source method of type ``t`` (one switch, so nothing else knows the method names)."""
-    if t is ArchiveType.UW_FLOW:
-        return source.fetch_uw_flow(day, symbols, since=since, until=until)
-    if t is ArchiveType.OPTIONS:
-        return source.fetch_options(day, symbols, instants)
-    if t is ArchiveType.GEX:
-        return source.fetch_gex(day, symbols, instants)
-    if t is ArchiveType.STOCKS_1M:
-        return source.fetch_stocks_1m(day, symbols)
-    if t is ArchiveType.IV_RANK:
-        return source.fetch_iv_rank(day, symbols, instants)
-    return source.fetch_trades(day, symbols)
+    """The dataset's rows from ``source``: its ``fetch_<name>`` method, called as its cadence
+    needs, or the declaration's ``simulate`` for the simulated market."""
+    ds = spec_for(t)
+    symbols = list(ds.fixed_symbols or symbols)
+    method = getattr(source, f"fetch_{ds.name}", None)
+    if method is None:
+        if ds.simulate is not None and source.name == "sim":
+            return ds.simulate(source, day, symbols, instants, since=since, until=until)
+        raise UnsupportedArchiveType(f"source {source.name!r} cannot serve {ds.name!r}")
+    if ds.cadence == "poll":
+        return method(day, symbols, since=since, until=until)
+    if ds.snapshot:
+        return method(day, symbols, instants)
+    return method(day, symbols)
 
 
-def derive_gex(options_store, day: date, instants: Sequence[datetime] | None = None) -> pa.Table:
+def derive_gex(options_store: Storage, day: date, instants: Sequence[datetime] | None = None) -> pa.Table:
     """Gamma exposure from the options archive of ``day`` (optionally only some snapshots)."""
     from archive_platform.gex import compute_gex
 
@@ -134,76 +145,73 @@ def derive_gex(options_store, day: date, instants: Sequence[datetime] | None = N
 
 
 def archive_partition(
-    t: ArchiveType,
+    t,
     req: Request,
     *,
-    store,
+    store: Storage,
     source: MarketSource | None,
     settings: Settings,
     now: datetime,
-    options_store=None,
+    options_store: Storage | None = None,
 ):
-    """Archive one partition of type ``t``; returns the store's ``WriteResult``.
+    """Archive one partition of dataset ``t``; returns the store's ``WriteResult``.
 
-    ``source`` is None for derived gex; ``options_store`` is where derived types read options.
+    ``source`` is None for derived datasets; ``options_store`` is where they read their input.
     """
+    ds = spec_for(t)
     day = req.day
-    _require_started(day, now)
-    symbols = list(settings.symbols)
-    # gex from the simulated market is derived from the stored chains too, so it always matches
-    # the options partition it sits beside
-    derived = source is None or (t is ArchiveType.GEX and source.name == "sim")
+    _require_started(ds, day, now)
+    symbols = list(ds.fixed_symbols or settings.symbols)
+    derived = source is None or (ds.derive_under_sim and source.name == "sim")
 
     def derive(instants):
-        if t is ArchiveType.GEX:
-            return derive_gex(options_store, day, instants)
-        from archive_platform.derived import derive_iv_rank
-
-        return derive_iv_rank(options_store, day, symbols, instants)
+        if ds.derive is None:
+            raise ValueError(f"{ds.name} declares no derivation; choose a source that serves it")
+        return ds.derive(options_store, day, symbols, instants)
 
     if req.mode == "snapshot":
-        if t not in SNAPSHOT_TYPES:
-            raise ValueError(f"{t.value} has no intraday snapshots; use mode 'day' or 'poll'")
+        if not ds.snapshot:
+            raise ValueError(f"{ds.name} has no intraday snapshots; use mode 'day' or 'poll'")
         if req.snapshot_time > now:
             raise NotReadyError(f"snapshot {req.snapshot_time.isoformat()} is in the future")
         if derived:
             table = derive([req.snapshot_time])
         else:
-            table = fetch(t, source, day, symbols, instants=[req.snapshot_time])
-        return store.append_snapshot(t, day, table)
+            table = fetch(ds, source, day, symbols, instants=[req.snapshot_time])
+        return store.append_snapshot(ds, day, table)
 
     if req.mode == "poll":
-        if t is not ArchiveType.UW_FLOW:
-            raise ValueError(f"mode 'poll' is for uw_flow, not {t.value}")
+        if ds.cadence != "poll":
+            raise ValueError(f"mode 'poll' is for polled datasets, not {ds.name}")
         until = min(req.until or now, now)
-        table = fetch(t, source, day, symbols, since=req.since, until=until)
-        return store.append_snapshot(t, day, table)
+        table = fetch(ds, source, day, symbols, since=req.since, until=until)
+        return store.append_snapshot(ds, day, table)
 
-    incremental = t in SNAPSHOT_TYPES or t is ArchiveType.UW_FLOW
-    if req.mode == "eod" and incremental and store.partition_files(t, day):
-        return store.compact_day(t, day)
+    if req.mode == "eod" and ds.incremental and store.partition_files(ds, day):
+        return store.compact_day(ds, day)
 
     # mode "day" (or "eod" with nothing collected intraday): the whole partition
     if derived:
-        instants = None if t is ArchiveType.GEX else planned_instants(t, day, settings, now)
-        return store.write_day(t, day, derive(instants))
-    if not incremental:
-        _require_closed(t, day, now)
-        return store.write_day(t, day, fetch(t, source, day, symbols))
-    if not source.can_backfill(t):
-        if store.partition_files(t, day):
-            return store.compact_day(t, day)
+        # derived gex takes every stored options snapshot; other snapshots follow the plan
+        instants = None if ds.derive_under_sim else planned_instants(ds, day, settings, now)
+        return store.write_day(ds, day, derive(instants))
+    if not ds.incremental:
+        _require_closed(ds, day, now)
+        return store.write_day(ds, day, fetch(ds, source, day, symbols))
+    if not source.can_backfill(ds.type):
+        if store.partition_files(ds, day):
+            return store.compact_day(ds, day)
         raise SnapshotNotReproducible(
-            f"{source.name} serves {t.value} live only and nothing was collected for {day} "
+            f"{source.name} serves {ds.name} live only and nothing was collected for {day} "
             "while it was live; the past cannot be fetched from this source, so the partition "
             "stays missing rather than filled with something else"
         )
-    if t is ArchiveType.UW_FLOW:
-        s = calendar.session(day)
-        table = fetch(t, source, day, symbols, since=None, until=min(now, s.close_utc))
+    if ds.cadence == "poll":
+        _, close = ds.calendar.event_window(day, ds.window)
+        table = fetch(ds, source, day, symbols, since=None, until=min(now, close))
     else:
-        instants = planned_instants(t, day, settings, now)
+        instants = planned_instants(ds, day, settings, now)
         if not instants:
-            raise NotReadyError(f"no {t.value} snapshot of {day} is due yet (now {now.isoformat()})")
-        table = fetch(t, source, day, symbols, instants=instants)
-    return store.write_day(t, day, table)
+            raise NotReadyError(f"no {ds.name} snapshot of {day} is due yet (now {now.isoformat()})")
+        table = fetch(ds, source, day, symbols, instants=instants)
+    return store.write_day(ds, day, table)

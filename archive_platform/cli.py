@@ -1,7 +1,7 @@
 """``archive-platform``: the command line (click, which Dagster already ships).
 
 ``archive-platform demo`` is the README's main job: it archives the last N closed NYSE sessions
-of all six archive types through Dagster (runs recorded in the instance under $DAGSTER_HOME, so
+of every NYSE dataset through Dagster (runs recorded in the instance under $DAGSTER_HOME, so
 ``dagster dev`` shows them materialized), refreshes the DuckDB views and prints a summary.
 """
 
@@ -67,16 +67,20 @@ def main() -> None:
               help="How many of the last closed NYSE sessions to archive.")
 @click.option("--as-of", "as_of", default=None, help="Pretend today is this date (YYYY-MM-DD).")
 def demo(days: int, as_of: str | None) -> None:
-    """Archive the last N sessions of all six types from the simulated market through Dagster."""
+    """Archive the last N sessions of every NYSE dataset from the simulated market through Dagster."""
+    import dataclasses
+
     from archive_platform import calendar
-    from archive_platform.config import SourceSelection, source_env_var
+    from archive_platform.config import source_env_var
+    from archive_platform.datasets import DATASETS
     from archive_platform.defs import build_definitions
     from archive_platform.partitions import latest_closed_session
     from archive_platform.schemas import ArchiveType
+    from archive_platform.settings import Settings
 
     started = time.monotonic()
-    env = dict(os.environ)
-    selection = SourceSelection.from_env(env)
+    settings = Settings.from_env()
+    selection = settings.sources
     for t in ArchiveType:
         if not selection.is_sim(t):
             raise click.UsageError(
@@ -88,8 +92,10 @@ def demo(days: int, as_of: str | None) -> None:
         now = datetime.combine(date.fromisoformat(as_of), datetime.max.time(), tzinfo=calendar.ET)
     last = latest_closed_session(now)
     sessions = calendar.last_trading_days(days, as_of=last)
-    env.setdefault("ARCHIVE_START_DATE", min(sessions[0], date(2024, 1, 2)).isoformat())
-    defs = build_definitions(env)
+    if settings.start_date is None:
+        settings = dataclasses.replace(settings, start_date=min(sessions[0], date(2024, 1, 2)))
+    defs = build_definitions(settings=settings)
+    n_types = sum(d.calendar_name == "nyse" for d in DATASETS)
     instance = _instance()
     job = defs.resolve_job_def("archive_all")
     resources = defs.resources
@@ -97,7 +103,7 @@ def demo(days: int, as_of: str | None) -> None:
 
     click.echo(
         f"Archiving {len(sessions)} NYSE session{'s' if len(sessions) != 1 else ''} "
-        f"({sessions[0]} .. {sessions[-1]}) of 6 archive "
+        f"({sessions[0]} .. {sessions[-1]}) of {n_types} archive "
         f"types from the simulated market into {archive.root('sim')}"
     )
     click.echo(f"Dagster instance: {os.environ['DAGSTER_HOME']}")

@@ -1,6 +1,6 @@
 """Which source feeds which archive type: parsed from the environment, validated up front.
 
-Pure: ``SourceSelection.from_env(env)`` takes a mapping (``os.environ`` in production, a dict in
+Pure: ``SourceSelection.from_env(env)`` takes a mapping (the process environment, via ``archive_platform.settings``, a dict in
 tests) and either returns a valid selection or raises ``ConfigError`` naming the variable, the
 value and what is allowed. The Dagster layer calls it when the definitions load, so a typo in
 ``ARCHIVE_SOURCE_OPTIONS`` fails the code location with that message instead of failing a run at
@@ -13,28 +13,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import time
 
-from archive_platform.schemas import ArchiveType
+from archive_platform.datasets import DATASETS
+from archive_platform.schemas import ArchiveType, spec_for
 
 SIM = "sim"
 
-#: the sources each archive type can be switched to (first one is the default)
-ALLOWED_SOURCES: dict[ArchiveType, tuple[str, ...]] = {
-    ArchiveType.UW_FLOW: (SIM, "unusual_whales"),
-    ArchiveType.OPTIONS: (SIM, "thetadata", "polygon", "ib"),
-    # gex is computed from the options archive. UW's greek-exposure-by-strike endpoint has no
-    # open interest, which the canonical gex schema requires, so it is not offered.
-    ArchiveType.GEX: (SIM, "derived"),
-    ArchiveType.STOCKS_1M: (SIM, "polygon", "thetadata", "ib"),
-    ArchiveType.IV_RANK: (SIM, "barchart", "unusual_whales", "derived"),
-    ArchiveType.TRADES: (SIM, "ib"),
-}
+#: the sources each archive type can be switched to (first one is the default), as declared
+ALLOWED_SOURCES: dict[ArchiveType, tuple[str, ...]] = {ArchiveType(d.name): d.sources for d in DATASETS}
 
-#: environment variables holding secrets, per vendor (read through Dagster's EnvVar only)
-SECRET_ENV = {
-    "unusual_whales": "UW_API_KEY",
-    "polygon": "POLYGON_API_KEY",
-    "barchart": "BARCHART_API_KEY",
-}
 
 
 class ConfigError(ValueError):
@@ -85,8 +71,14 @@ class SourceSelection:
         default_factory=lambda: {t: SIM for t in ArchiveType}
     )
 
-    def __getitem__(self, archive_type: ArchiveType | str) -> str:
-        return self.by_type[ArchiveType(archive_type)]
+    def __getitem__(self, archive_type) -> str:
+        """The source of a dataset (name, ``ArchiveType`` or ``Dataset``); a dataset that is
+        not registered (a test's own) has only the simulated source."""
+        name = spec_for(archive_type).name if not isinstance(archive_type, str) else archive_type
+        for t, value in self.by_type.items():
+            if t.value == name:
+                return value
+        return SIM
 
     def is_sim(self, archive_type: ArchiveType | str) -> bool:
         """True when the type's rows come from the simulated market (gex follows options)."""
@@ -98,10 +90,9 @@ class SourceSelection:
         Derived types live where their inputs live: ``gex`` derived from a simulated ``options``
         archive is simulated too, and so is ``iv_rank`` derived from it.
         """
-        t = ArchiveType(archive_type)
-        name = self.by_type[t]
+        name = self[archive_type]
         if name == "derived":
-            return self.store_kind(ArchiveType.OPTIONS)
+            return self.store_kind(spec_for(archive_type).derived_from[0])
         return "sim" if name == SIM else "live"
 
     def vendors(self) -> set[str]:
@@ -115,8 +106,9 @@ class SourceSelection:
             value = (env.get(var) or "").strip().lower()
             if not value:
                 # gex follows options: derived from a live options archive, simulated otherwise
-                gex_of_live = t is ArchiveType.GEX and chosen[ArchiveType.OPTIONS] != SIM
-                chosen[t] = "derived" if gex_of_live else allowed[0]
+                ds = spec_for(t)
+                of_live = ds.derive_under_sim and chosen[ArchiveType(ds.derived_from[0])] != SIM
+                chosen[t] = "derived" if of_live else allowed[0]
                 continue
             if value not in allowed:
                 raise ConfigError(
@@ -125,16 +117,22 @@ class SourceSelection:
                 )
             chosen[t] = value
         sel = cls(chosen)
-        if sel[ArchiveType.GEX] == SIM and chosen[ArchiveType.OPTIONS] != SIM:
-            raise ConfigError(
-                f"{source_env_var(ArchiveType.GEX)}=sim cannot pair with "
-                f"{source_env_var(ArchiveType.OPTIONS)}={chosen[ArchiveType.OPTIONS]}: simulated "
-                "gamma exposure over a live option archive would mix simulated and live data; "
-                "use 'derived' (the default)"
-            )
-        for vendor, var in SECRET_ENV.items():
-            if vendor == "barchart":
-                continue  # Barchart also works key-less from CSV drops
+        for t in chosen:
+            ds = spec_for(t)
+            base = ArchiveType(ds.derived_from[0]) if ds.derive_under_sim else None
+            if base is not None and sel[t] == SIM and chosen[base] != SIM:
+                raise ConfigError(
+                    f"{source_env_var(t)}=sim cannot pair with "
+                    f"{source_env_var(base)}={chosen[base]}: simulated {ds.name} over a live "
+                    f"{base.value} archive would mix simulated and live data; "
+                    "use 'derived' (the default)"
+                )
+        from archive_platform.sources.registry import VENDORS
+
+        for vendor, info in VENDORS.items():
+            var = info.key_env
+            if not info.key_required:
+                continue  # e.g. Barchart also works key-less from CSV drops
             if vendor in sel.vendors() and not env.get(var):
                 users = [t.value for t, v in chosen.items() if v == vendor]
                 raise ConfigError(
@@ -142,10 +140,11 @@ class SourceSelection:
                     f"{'is' if len(users) == 1 else 'are'} configured to come from {vendor}"
                 )
         if sel[ArchiveType.IV_RANK] == "barchart" and not (
-            env.get("BARCHART_API_KEY") or env.get("BARCHART_CSV_DIR")
+            env.get(key := VENDORS["barchart"].key_env)
+            or env.get(csv := VENDORS["barchart"].settings["csv_dir"][0])
         ):
             raise ConfigError(
-                "ARCHIVE_SOURCE_IV_RANK=barchart needs BARCHART_API_KEY (OnDemand API) or "
-                "BARCHART_CSV_DIR (a folder of downloaded IV-rank CSV files)"
+                f"ARCHIVE_SOURCE_IV_RANK=barchart needs {key} (OnDemand API) or "
+                f"{csv} (a folder of downloaded IV-rank CSV files)"
             )
         return sel

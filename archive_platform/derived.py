@@ -17,6 +17,7 @@ import pyarrow as pa
 
 from archive_platform import calendar
 from archive_platform.schemas import IV_RANK_SCHEMA, ArchiveType
+from archive_platform.storage import Storage
 
 LOOKBACK_SESSIONS = 60
 MIN_HISTORY = 30
@@ -55,7 +56,7 @@ def rank_and_percentile(current: float, history: Sequence[float]) -> tuple[float
 
 
 def derive_iv_rank(
-    options_store, day: date, symbols: Sequence[str], instants: Sequence[datetime]
+    options_store: Storage, day: date, symbols: Sequence[str], instants: Sequence[datetime]
 ) -> pa.Table:
     """The iv_rank rows of ``day`` at ``instants`` from the options archive (one row per symbol per instant).
 

@@ -14,17 +14,14 @@ never with ``get_last_partition_key()``. See docs/calendar.md for the measured s
 
 from __future__ import annotations
 
-import os
-import re
 from datetime import date, datetime, timedelta
 from functools import lru_cache
 
 import dagster as dg
 
 from archive_platform import calendar
+from archive_platform.settings import DEFAULT_START_DATE, environment, parse_start_date
 
-#: used when neither the argument nor ARCHIVE_START_DATE gives a start
-DEFAULT_START_DATE = date(2024, 1, 2)
 START_DATE_ENV = "ARCHIVE_START_DATE"
 PARTITION_KEY_FORMAT = "%Y-%m-%d"
 TIMEZONE = "America/New_York"
@@ -44,7 +41,7 @@ def trading_day_partitions(
     ``CALENDAR_END + 1 day`` because beyond it the calendar knows no holidays to exclude.
     """
     if start_date is None:
-        env = os.environ.get(START_DATE_ENV)
+        env = environment().get(START_DATE_ENV)
         if env is not None and env.strip():
             start = parse_start_date(env.strip(), source=f"environment variable {START_DATE_ENV}")
         else:
@@ -52,35 +49,6 @@ def trading_day_partitions(
     else:
         start = parse_start_date(start_date, source="start_date argument")
     return _build_partitions(start)
-
-
-def parse_start_date(value: str | date, *, source: str = "start date") -> date:
-    """Validate a partitions start: a ``YYYY-MM-DD`` string or ``date`` that is an NYSE session."""
-    if isinstance(value, datetime):
-        raise ValueError(f"{source} must be a date, not a datetime: {value!r}")
-    if isinstance(value, str):
-        try:
-            # fromisoformat alone would also take "20250102" and week dates like "2025-W01-4"
-            if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
-                raise ValueError(value)
-            day = date.fromisoformat(value)
-        except ValueError:
-            raise ValueError(f"{source} {value!r} is not an ISO date (YYYY-MM-DD)") from None
-    elif isinstance(value, date):
-        day = value
-    else:
-        raise ValueError(f"{source} must be a YYYY-MM-DD string or a date, got {value!r}")
-    if not (calendar.CALENDAR_START <= day <= calendar.CALENDAR_END):
-        raise ValueError(
-            f"{source} {day.isoformat()} is outside the NYSE calendar's range "
-            f"{calendar.CALENDAR_START.isoformat()}..{calendar.CALENDAR_END.isoformat()}"
-        )
-    if not calendar.is_trading_day(day):
-        raise ValueError(
-            f"{source} {day.isoformat()} is not an NYSE trading day "
-            f"(the next one is {calendar.next_trading_day(day).isoformat()})"
-        )
-    return day
 
 
 @lru_cache(maxsize=8)
@@ -101,6 +69,31 @@ def _build_partitions(start: date) -> dg.TimeWindowPartitionsDefinition:
         end_offset=1,
         exclusions=exclusions,
     )
+
+
+@lru_cache(maxsize=8)
+def utc_day_partitions(start: date) -> dg.TimeWindowPartitionsDefinition:
+    """One partition per UTC day (every day of the year), keyed ``YYYY-MM-DD``; the running
+    day's key exists from its 00:00 UTC (``end_offset=1``), as with the NYSE partitions."""
+    from archive_platform.calendars import UTC_DAYS
+
+    return dg.TimeWindowPartitionsDefinition(
+        start=start.strftime(PARTITION_KEY_FORMAT),
+        end=(UTC_DAYS.last_day + timedelta(days=1)).strftime(PARTITION_KEY_FORMAT),
+        fmt=PARTITION_KEY_FORMAT,
+        timezone="UTC",
+        cron_schedule="0 0 * * *",
+        end_offset=1,
+    )
+
+
+def partitions_for(calendar_name: str, start: date | None = None) -> dg.TimeWindowPartitionsDefinition:
+    """The partitions of a dataset on calendar ``calendar_name`` (``nyse`` or ``utc``)."""
+    if calendar_name == "nyse":
+        return trading_day_partitions(start or DEFAULT_START_DATE)
+    if calendar_name == "utc":
+        return utc_day_partitions(start or DEFAULT_START_DATE)
+    raise ValueError(f"no partitions for calendar {calendar_name!r}")
 
 
 def current_session_key(now: datetime) -> str | None:

@@ -53,8 +53,8 @@ def summarize_partition(
     """Rows, sizes, coverage and a preview of one stored partition (``table``: already read)."""
     spec = spec_for(archive_type)
     if table is None:
-        table = store.read_day(spec.type, day)
-    files = store.partition_files(spec.type, day)
+        table = store.read_day(spec, day)
+    files = store.partition_files(spec, day)
     ts = table["timestamp"]
     symbols: tuple[str, ...] = ()
     if "symbol" in table.column_names and table.num_rows:
@@ -66,7 +66,7 @@ def summarize_partition(
     if table.num_rows:
         s = pl.from_arrow(ts)
         first, last = s.min().isoformat(), s.max().isoformat()
-    path = files[0].parent if files else Path(store.daily_path(spec.type, day)).parent
+    path = files[0].parent if files else Path(store.daily_path(spec, day)).parent
     return PartitionSummary(
         archive_type=spec.name,
         day=day,

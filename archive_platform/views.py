@@ -1,4 +1,4 @@
-"""DuckDB views over the archive: one typed view per archive type, in a file holding nothing else.
+"""DuckDB views over the archive: one typed view per dataset, in a file holding nothing else.
 
 The Parquet files are the truth; the DuckDB file only holds view definitions (a few KB), so it
 is rebuilt from scratch into a temp file and swapped in with ``os.replace``. Analysts holding
@@ -17,8 +17,10 @@ from typing import Literal
 import duckdb
 import pyarrow as pa
 
-from archive_platform.schemas import SPECS, ArchiveSpec, ArchiveType
+from archive_platform.datasets import DATASETS
+from archive_platform.schemas import ArchiveSpec, ArchiveType
 from archive_platform.store.files import fsync_dir, temp_path
+from archive_platform.store.layout import parquet_glob as _glob
 
 Kind = Literal["live", "sim"]
 DEFAULT_DUCKDB: dict[str, str] = {"live": "data/archive.duckdb", "sim": "data/sim/archive.duckdb"}
@@ -30,10 +32,14 @@ DUCKDB_ENV: dict[str, str] = {"live": "ARCHIVE_DUCKDB", "sim": "ARCHIVE_SIM_DUCK
 
 def default_duckdb_path(kind: Kind = "live", env: Mapping[str, str] | None = None) -> Path:
     """``$ARCHIVE_DUCKDB`` / ``data/archive.duckdb`` (live), ``$ARCHIVE_SIM_DUCKDB`` /
-    ``data/sim/archive.duckdb`` (sim). ``env`` defaults to ``os.environ``."""
+    ``data/sim/archive.duckdb`` (sim). ``env`` defaults to the process environment."""
     if kind not in DEFAULT_DUCKDB:
         raise ValueError(f"kind must be 'live' or 'sim', got {kind!r}")
-    value = (os.environ if env is None else env).get(DUCKDB_ENV[kind])
+    if env is None:
+        from archive_platform.settings import environment
+
+        env = environment()
+    value = env.get(DUCKDB_ENV[kind])
     return Path(value) if value else Path(DEFAULT_DUCKDB[kind])
 
 
@@ -76,7 +82,7 @@ def quote_literal(text: str) -> str:
 
 def parquet_glob(root: Path, spec: ArchiveSpec) -> str:
     """Glob of every file of a type: daily files and not-yet-compacted parts."""
-    return str(Path(root).absolute() / spec.directory / "date=*" / "*.parquet")
+    return _glob(root, spec.directory)
 
 
 def view_sql(root: Path, spec: ArchiveSpec, *, has_files: bool) -> str:
@@ -85,7 +91,8 @@ def view_sql(root: Path, spec: ArchiveSpec, *, has_files: bool) -> str:
     Without files the view is an empty typed SELECT, since ``read_parquet`` fails on an empty
     glob; refresh the views once data lands (the Dagster layer does so after each write).
     """
-    if spec.name not in VIEW_NAMES:  # never build SQL from anything but the six known names
+    # never build SQL from anything but registered names or plain identifiers
+    if spec.name not in VIEW_NAMES and not spec.name.isidentifier():
         raise ValueError(f"unknown archive type {spec.name!r}")
     name = quote_ident(spec.name)
     if has_files:
@@ -109,7 +116,7 @@ def _has_files(root: Path, spec: ArchiveSpec) -> bool:
     return base.is_dir() and any(base.glob("date=*/*.parquet"))
 
 
-def refresh_views(root: Path, db_path: Path) -> list[str]:
+def refresh_views(root: Path, db_path: Path, datasets=DATASETS) -> list[str]:
     """(Re)build ``db_path`` so it holds exactly one view per archive type over ``root``.
 
     Builds into a temp file beside ``db_path`` and atomically replaces it: no lock on the live
@@ -125,7 +132,7 @@ def refresh_views(root: Path, db_path: Path) -> list[str]:
     try:
         con = duckdb.connect(str(tmp))
         try:
-            for spec in SPECS.values():
+            for spec in datasets:
                 con.execute(view_sql(root, spec, has_files=_has_files(root, spec)))
                 names.append(spec.name)
             con.execute("CHECKPOINT")

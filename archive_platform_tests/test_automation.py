@@ -11,6 +11,7 @@ from archive_platform import calendar
 from archive_platform.defs import automation
 from archive_platform.defs.assets import TAG_MODE, TAG_SINCE, TAG_SNAPSHOT, TAG_UNTIL
 from archive_platform.defs.resources import SourcesResource
+from archive_platform.schemas import ArchiveType
 from archive_platform_tests.dagster_helpers import defs_for, run_job
 
 ET = calendar.ET
@@ -197,7 +198,7 @@ def test_recovery_sensor_requests_exactly_the_missing_and_failed_partitions(tmp_
     got = {rr.partition_key: sorted(k.to_user_string() for k in rr.asset_selection) for rr in res.run_requests}
     assert got == {
         "2025-11-26": ["stocks_1m", "trades"],
-        "2025-11-28": ["gex", "iv_rank", "options", "stocks_1m", "trades", "uw_flow"],
+        "2025-11-28": sorted(t.value for t in ArchiveType),  # every dataset of the half day
     }
     assert all(rr.tags[TAG_MODE] == "day" for rr in res.run_requests)
 
@@ -223,7 +224,7 @@ def test_recovery_skips_live_only_sources(tmp_path, monkeypatch):
     sensor = _sensor(d, "recover_missing_partitions")
     keys = {k.to_user_string() for k in sensor.asset_selection.resolve(d.resolve_asset_graph())}
     # gex is derived from those options, so it cannot be recovered either; the rest can
-    assert keys == {"uw_flow", "stocks_1m", "iv_rank", "trades"}
+    assert keys == {t.value for t in ArchiveType} - {"options", "gex"}
 
 
 def test_pure_decisions_agree_with_the_calendar():

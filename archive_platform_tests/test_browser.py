@@ -3,8 +3,8 @@
 Three sessions of the simulated market (SPY, QQQ) are materialized into a throwaway Dagster
 instance; ``dagster-webserver`` serves that instance with the repository's code location, and
 headless Chromium (driven over the DevTools protocol) opens the asset catalog and the partitions
-tab of ``options``. The assertions read the rendered text, not the GraphQL API: the six archive
-assets are listed with 3 materialized partitions each, ``duckdb_views`` (not run here) is never
+tab of ``options``. The assertions read the rendered text, not the GraphQL API: the archive
+assets (every registered dataset) are listed with 3 materialized partitions each, ``duckdb_views`` (not run here) is never
 materialized, and filtering the partitions tab to materialized ones lists exactly the three days.
 
 The expected numbers come from what the test did (three days, none failed) and from the
@@ -25,6 +25,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from archive_platform.defs import build_definitions
+from archive_platform.datasets import DATASETS
 from archive_platform_tests.browser_helpers import (
     fetch_http,
     fetch_location_assets,
@@ -40,7 +41,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(300)]
 REPO = Path(__file__).resolve().parents[1]
 OUTPUT = REPO / "test-output" / "browser"
 DAYS = ["2025-11-24", "2025-11-25", "2025-11-26"]
-ARCHIVE_ASSETS = ["uw_flow", "options", "gex", "stocks_1m", "iv_rank", "trades"]
+ARCHIVE_ASSETS = [d.name for d in DATASETS]  # the registry: the original six and vix
 QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 ISO_DATE = re.compile(r"\b\d{4}-\d{2}-\d{2}\b")
 #: a catalog row's status column: materialized, missing, failed, materializing, then the total
@@ -199,7 +200,7 @@ def test_dagster_ui_shows_archived_partitions(chromium_path, webserver, dagster_
 
     # --- the asset catalog -------------------------------------------------------------------
     page.navigate(f"{base}/assets")
-    page.wait_for_text("the six archive assets in the catalog",
+    page.wait_for_text("every archive asset in the catalog",
                        lambda t: all(n in t for n in ARCHIVE_ASSETS), 60)
     dismiss_community_dialog(page, 10)
 

@@ -40,7 +40,7 @@ def test_definitions_graph(tmp_path):
     blocking = {s.name for s in opts.check_specs if s.blocking}
     assert blocking == {"schema", "unique_key", "in_session", "values"}
     assert {s.name for s in defs.schedules} == {
-        "options_snapshots", "iv_rank_snapshots", "end_of_day", "refresh_views"}
+        "options_snapshots", "grid_snapshots", "iv_rank_snapshots", "end_of_day", "refresh_views"}
     assert {s.name for s in defs.sensors} == {"uw_flow_poll", "recover_missing_partitions"}
     recover = next(s for s in defs.sensors if s.name == "recover_missing_partitions")
     assert recover.default_status == dg.DefaultSensorStatus.RUNNING
@@ -96,9 +96,11 @@ def test_vendor_selection_switches_root_and_defaults_gex_to_derived():
 def test_secrets_arrive_as_envvar_and_never_in_config(tmp_path, monkeypatch):
     monkeypatch.setenv("UW_API_KEY", "uw-secret-123")
     defs = build_definitions(sim_env(tmp_path, ARCHIVE_SOURCE_UW_FLOW="unusual_whales", UW_API_KEY="uw-secret-123"))
-    sources = defs.resources["sources"]
-    assert isinstance(sources.uw_api_key, dg.EnvVar)
-    assert "uw-secret-123" not in repr(sources)
+    # one resource per vendor, holding its key as an EnvVar (the variable's name, not the value)
+    uw = defs.resources["vendor_unusual_whales"]
+    assert isinstance(uw.api_key, dg.EnvVar) and uw.api_key.env_var_name == "UW_API_KEY"
+    assert "uw-secret-123" not in repr(uw) and "uw-secret-123" not in repr(defs.resources["sources"])
+    assert "vendor_polygon" not in defs.resources  # only the vendors the configuration uses
     # vendor-backed assets take a slot of their vendor's pool; simulated ones need none
     assert defs.resolve_assets_def("uw_flow").op.pool == "vendor_unusual_whales"
     assert defs.resolve_assets_def("options").op.pool is None

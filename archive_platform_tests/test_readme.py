@@ -99,3 +99,10 @@ def test_schema_docs_list_every_column():
         for f in spec.schema:
             assert f"| `{f.name}` | `{f.type}` |" in section, (spec.name, f.name)
         assert ", ".join(spec.dedup_key) in section
+
+
+def test_schema_docs_are_generated_from_the_declarations():
+    from archive_platform.datasets.docs import render
+
+    assert (REPO / "docs" / "schemas.md").read_text() == render(), (
+        "docs/schemas.md is stale: ./run python -m archive_platform.datasets.docs > docs/schemas.md")

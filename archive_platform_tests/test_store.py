@@ -27,6 +27,7 @@ EXPECTED_NAMES = {
     ArchiveType.STOCKS_1M: "stocks/date={d}/stocks_1m_{c}.parquet",
     ArchiveType.IV_RANK: "iv_rank/date={d}/iv_rank_{c}.parquet",
     ArchiveType.TRADES: "trades/date={d}/trades_{c}.parquet",
+    ArchiveType.VIX: "vix/date={d}/vix_{c}.parquet",
 }
 
 

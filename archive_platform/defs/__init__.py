@@ -1,55 +1,72 @@
-"""The Dagster shell: assets, checks, jobs, schedules, sensors and resources, built from config."""
+"""The Dagster shell: assets, checks, jobs, schedules, sensors and resources, built from settings.
+
+Everything per dataset comes from its declaration (``archive_platform.datasets``): one asset
+each, partitioned by its calendar; jobs and schedules select datasets by cadence and calendar.
+"""
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import dagster as dg
 
-from archive_platform.config import SourceSelection, parse_times
+from archive_platform.datasets import DATASETS, Dataset
 from archive_platform.defs.assets import build_archive_asset, build_views_asset
 from archive_platform.defs.automation import build_automation
-from archive_platform.defs.resources import can_backfill, resources_from_env
-from archive_platform.partitions import parse_start_date, trading_day_partitions
-from archive_platform.schemas import ArchiveType
+from archive_platform.defs.resources import can_backfill, resources_from_settings
+from archive_platform.partitions import partitions_for
+from archive_platform.settings import Settings
 
-ARCHIVE_KEYS = [dg.AssetKey(t.value) for t in ArchiveType]
+ARCHIVE_KEYS = [dg.AssetKey(d.name) for d in DATASETS]
 
 
-def build_definitions(env: Mapping[str, str] | None = None) -> dg.Definitions:
-    """Everything Dagster shows, configured from ``env`` (``os.environ`` by default).
+def _keys(datasets: Sequence[Dataset], **match) -> list[dg.AssetKey]:
+    return [dg.AssetKey(d.name) for d in datasets
+            if all(getattr(d, k) == v for k, v in match.items())]
+
+
+def build_definitions(
+    env: Mapping[str, str] | None = None,
+    *,
+    settings: Settings | None = None,
+    datasets: Sequence[Dataset] = DATASETS,
+) -> dg.Definitions:
+    """Everything Dagster shows, configured from ``settings`` (default: built once from ``env``,
+    itself the process environment by default).
 
     Raises ``ConfigError`` with a message naming the variable when the configuration is invalid,
-    so ``dagster definitions validate`` and the UI show the problem at load time.
+    so ``dagster definitions validate`` and the UI show the problem at load time. ``datasets``
+    defaults to the registry; a test may add a dataset of its own.
     """
-    env = dict(os.environ if env is None else env)
-    selection = SourceSelection.from_env(env)
-    resources = resources_from_env(env)
-    settings = resources["sources"].settings()
-    start = env.get("ARCHIVE_START_DATE") or None
-    if start is not None:  # validate here so the message names the variable, not an argument
-        start = parse_start_date(start.strip(), source="environment variable ARCHIVE_START_DATE")
-    partitions_def = trading_day_partitions(start)
+    settings = settings or Settings.from_env(env)
+    selection = settings.sources
+    resources = resources_from_settings(settings)
+    parts = {d.calendar_name: partitions_for(d.calendar_name, settings.start_date) for d in datasets}
 
-    archive_assets = [build_archive_asset(t, partitions_def, selection) for t in ArchiveType]
-    views = build_views_asset(selection)
+    archive_assets = [build_archive_asset(d, parts[d.calendar_name], selection, datasets)
+                      for d in datasets]
+    views = build_views_asset(selection, datasets)
 
+    nyse = [d for d in datasets if d.calendar_name == "nyse"]
+    # the grid datasets others are derived from, with those derived ones (options and gex)
+    grid = [d for d in nyse if d.cadence == "grid"]
+    inputs = {n for d in grid for n in d.derived_from}
+    options_family = [d for d in grid if d.name in inputs or inputs & set(d.derived_from)]
     jobs = {
         "archive_all": dg.define_asset_job(
-            "archive_all", selection=dg.AssetSelection.assets(*ARCHIVE_KEYS),
-            description="All six archive types for a trading day (end of day, backfills, demo).",
+            "archive_all", selection=dg.AssetSelection.assets(*_keys(nyse)),
+            description="Every NYSE dataset for a trading day (end of day, backfills, demo).",
         ),
         "options_snapshot": dg.define_asset_job(
-            "options_snapshot", selection=dg.AssetSelection.assets("options", "gex"),
+            "options_snapshot", selection=dg.AssetSelection.assets(*_keys(options_family)),
             description="One options snapshot and its gex.",
         ),
         "uw_flow": dg.define_asset_job(
-            "uw_flow_poll", selection=dg.AssetSelection.assets("uw_flow"),
+            "uw_flow_poll", selection=dg.AssetSelection.assets(*_keys(nyse, cadence="poll")),
             description="One flow-alert poll.",
         ),
         "iv_rank": dg.define_asset_job(
-            "iv_rank_snapshot", selection=dg.AssetSelection.assets("iv_rank"),
+            "iv_rank_snapshot", selection=dg.AssetSelection.assets(*_keys(nyse, cadence="times")),
             description="One IV-rank snapshot.",
         ),
         "views": dg.define_asset_job(
@@ -57,13 +74,24 @@ def build_definitions(env: Mapping[str, str] | None = None) -> dg.Definitions:
             description="Rebuild the DuckDB views.",
         ),
     }
-    recoverable = [t for t in ArchiveType if can_backfill(selection, t)]
-    lookback = int(env.get("ARCHIVE_RECOVERY_LOOKBACK") or 10)
+    others = [d for d in nyse if d.cadence == "grid" and d not in options_family]
+    if others:  # a vendor outage of options must not hold back (or be held back by) these
+        jobs["grid_snapshot"] = dg.define_asset_job(
+            "grid_snapshot", selection=dg.AssetSelection.assets(*_keys(others)),
+            description="One snapshot of the other datasets on the snapshot grid (vix).",
+        )
+    for cal in sorted(set(parts) - {"nyse"}):  # one whole-day job per other calendar
+        jobs[f"archive_all_{cal}"] = dg.define_asset_job(
+            f"archive_all_{cal}",
+            selection=dg.AssetSelection.assets(*_keys(datasets, calendar_name=cal)),
+            description=f"Every dataset on the {cal} calendar for one of its days.",
+        )
+    recoverable = [d for d in nyse if can_backfill(selection, d)]
     schedules, sensors = build_automation(
-        partitions_def, jobs,
-        snapshot_minutes=int(settings.snapshot_every.total_seconds() // 60),
-        iv_rank_times=settings.iv_rank_times or parse_times(None, (), ""),
-        recoverable=recoverable, recovery_lookback=lookback,
+        parts["nyse"], jobs,
+        snapshot_minutes=settings.snapshot_minutes,
+        iv_rank_times=settings.iv_rank_times,
+        recoverable=recoverable, recovery_lookback=settings.recovery_lookback,
     )
     return dg.Definitions(
         assets=[*archive_assets, views],

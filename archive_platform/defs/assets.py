@@ -1,12 +1,12 @@
-"""The six partitioned archive assets, their checks, and the DuckDB views asset.
+"""One partitioned asset per dataset declaration, its checks, and the DuckDB views asset.
 
 Each asset body reads its partition(s) and run tags, calls ``archiving.archive_partition`` and
 reports what is stored (``summary``) and the data-quality checks (``quality``) on the result.
+Group, description, freshness, calendar and dependencies come from the declaration.
 """
 
 
-
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 
 import dagster as dg
 
@@ -14,7 +14,9 @@ from archive_platform import quality
 from archive_platform.archiving import Request, archive_partition, planned_instants
 from archive_platform.config import SourceSelection
 from archive_platform.defs.resources import ArchiveResource, SourcesResource
-from archive_platform.schemas import ArchiveType, spec_for
+from archive_platform.defs.vendor_resources import resource_key
+from archive_platform.datasets import DATASETS
+from archive_platform.schemas import spec_for
 from archive_platform.summary import summarize_partition
 
 BACKFILL_CHUNK = 5  # trading days per backfill run
@@ -30,45 +32,12 @@ CHECKS = {
     "unique_key": "No two rows share the archive type's dedup key.",
     "in_session": "Every event lies inside the partition's session window.",
     "complete": "Expected snapshots / bars / symbols for the session are all present.",
-    "values": "Value sanity: OHLC ordering, non-negative volume and OI, IV and greeks in range, bid <= ask.",
+    "values": "The dataset's value rules: hard invariants (refused by the store) and soft "
+    "anomalies such as a crossed quote (stored, counted here).",
 }
 #: checks of options that must pass before gex is derived from it (completeness does not block:
 #: one missing symbol must not stop gamma exposure for the other 55)
 BLOCKING = {"schema", "unique_key", "in_session", "values"}
-
-GROUPS = {
-    ArchiveType.UW_FLOW: "options_market",
-    ArchiveType.OPTIONS: "options_market",
-    ArchiveType.GEX: "options_market",
-    ArchiveType.IV_RANK: "options_market",
-    ArchiveType.STOCKS_1M: "equities",
-    ArchiveType.TRADES: "account",
-}
-
-DESCRIPTIONS = {
-    ArchiveType.UW_FLOW: "Options-flow alerts (Unusual Whales shape), one row per alert. Polled every "
-    "minute in market hours and appended; each alert stored once (dedup on alert_id).",
-    ArchiveType.OPTIONS: "Option-chain snapshots with greeks, one row per contract per snapshot "
-    "(every 15 minutes from the open to the close inclusive; 27 on a full day, 15 on a half day).",
-    ArchiveType.GEX: "Gamma-exposure profile, one row per underlying per strike per snapshot, derived "
-    "from the options snapshot (call GEX positive, put GEX negative; dollars per 1% move).",
-    ArchiveType.STOCKS_1M: "One-minute OHLCV + VWAP + trade count, one row per symbol per regular-session "
-    "minute (390 on a full day, 210 on a 13:00 close), archived after the close.",
-    ArchiveType.IV_RANK: "IV, IV rank and IV percentile, one row per symbol per snapshot (twice a day, "
-    "07:00 and 19:00 ET by default).",
-    ArchiveType.TRADES: "The account's executions, one row per fill, archived after the session.",
-}
-
-# Freshness: each type is expected to have been written on every weekday by its deadline (ET).
-FRESHNESS = {
-    ArchiveType.UW_FLOW: ("30 21 * * 1-5", timedelta(hours=12)),
-    ArchiveType.OPTIONS: ("30 21 * * 1-5", timedelta(hours=12)),
-    ArchiveType.GEX: ("30 21 * * 1-5", timedelta(hours=12)),
-    ArchiveType.STOCKS_1M: ("30 21 * * 1-5", timedelta(hours=6)),
-    ArchiveType.IV_RANK: ("30 19 * * 1-5", timedelta(hours=13)),
-    ArchiveType.TRADES: ("30 21 * * 1-5", timedelta(hours=6)),
-}
-
 
 def _parse_ts(value: str | None, tag: str) -> datetime | None:
     if not value:
@@ -90,7 +59,7 @@ def request_from_tags(day: date, tags: dict[str, str]) -> Request:
     )
 
 
-def _check_results(t: ArchiveType, tables: dict, sources: SourcesResource, now):
+def _check_results(t, tables: dict, sources: SourcesResource, now):
     """Run every quality check over each archived day; one result per check covering the days."""
     spec = spec_for(t)
     settings = sources.settings()
@@ -172,49 +141,69 @@ def _metadata(summaries) -> dict:
 
 
 def build_archive_asset(
-    t: ArchiveType, partitions_def: dg.PartitionsDefinition, selection: SourceSelection
+    t, partitions_def: dg.PartitionsDefinition, selection: SourceSelection,
+    datasets=DATASETS,
 ) -> dg.AssetsDefinition:
-    """One archive asset of type ``t``: thin shell over ``archiving.archive_partition``."""
+    """One archive asset of dataset ``t``: thin shell over ``archiving.archive_partition``."""
     spec = spec_for(t)
-    source_name = selection[t]
-    kind = selection.store_kind(t)
+    t = spec
+    source_name = selection[spec]
+    kind = selection.store_kind(spec)
     is_vendor = source_name not in ("sim", "derived")
-    key = dg.AssetKey(t.value)
-    blocking = t is ArchiveType.OPTIONS
+    key = dg.AssetKey(spec.name)
+    # a dataset others derive from blocks them on its guarding checks
+    blocking = any(spec.name in d.derived_from and d.derive_under_sim for d in datasets)
     check_specs = [
         dg.AssetCheckSpec(name, asset=key, description=desc, blocking=blocking and name in BLOCKING)
         for name, desc in CHECKS.items()
     ]
-    deps = [dg.AssetKey(ArchiveType.OPTIONS.value)] if t is ArchiveType.GEX or (
-        t is ArchiveType.IV_RANK and source_name == "derived") else []
+    derives = spec.derive_under_sim or source_name == "derived"
+    inputs = spec.derived_from if derives else ()
+    deps = [dg.AssetKey(n) for n in inputs]
     # Backfills run in chunks of days per run. One size for every asset: a job mixing policies
     # (vendor options with derived gex) would fall back to the smallest anyway, with a warning;
     # vendor rates are held by the pools, not by the chunk size.
     backfill = dg.BackfillPolicy.multi_run(max_partitions_per_run=BACKFILL_CHUNK)
-    cron, lower = FRESHNESS[t]
+    cron, lower = spec.freshness
+
+    vendor_key = resource_key(source_name) if is_vendor else None
 
     @dg.asset(
-        name=t.value,
+        name=spec.name,
+        required_resource_keys={"archive", "sources"} | ({vendor_key} if vendor_key else set()),
         partitions_def=partitions_def,
-        group_name=GROUPS[t],
+        group_name=spec.group,
         kinds={"parquet", source_name if source_name != "derived" else "python"},
-        description=DESCRIPTIONS[t],
+        description=spec.description,
         check_specs=check_specs,
         deps=deps,
         backfill_policy=backfill,
         pool=f"vendor_{source_name}" if is_vendor else None,
         freshness_policy=dg.FreshnessPolicy.cron(
-            deadline_cron=cron, lower_bound_delta=lower, timezone="America/New_York"
+            deadline_cron=cron, lower_bound_delta=lower, timezone=spec.calendar.timezone
         ),
-        tags={"archive/source": source_name, "archive/store": kind},
+        tags={"archive/source": source_name, "archive/store": kind,
+              "archive/calendar": spec.calendar_name},
         metadata={"grain": spec.grain, "dedup_key": ", ".join(spec.dedup_key),
-                  "source": source_name, "archive": kind},
+                  "source": source_name, "archive": kind, "calendar": spec.calendar_name,
+                  "data_dictionary": dg.MetadataValue.md(_dictionary(spec))},
     )
-    def _archive_asset(
-        context: dg.AssetExecutionContext, archive: ArchiveResource, sources: SourcesResource
-    ) -> dg.MaterializeResult:
+    def _archive_asset(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        archive: ArchiveResource = context.resources.archive
+        sources: SourcesResource = context.resources.sources
+        if vendor_key is not None:
+            source = getattr(context.resources, vendor_key).client()
+        else:
+            source = None if source_name == "derived" else sources.simulated()
+        try:
+            return _run(context, archive, sources, source)
+        finally:
+            if vendor_key is not None:
+                source.close()
+
+    def _run(context, archive, sources, source) -> dg.MaterializeResult:
         store = archive.store(kind)
-        options_store = archive.store(selection.store_kind(ArchiveType.OPTIONS))
+        options_store = archive.store(selection.store_kind(inputs[0])) if inputs else None
         now = sources.now()
         days = [date.fromisoformat(k) for k in context.partition_keys]
         tags = dict(context.run.tags)
@@ -222,14 +211,14 @@ def build_archive_asset(
         for i, day in enumerate(days, 1):
             req = request_from_tags(day, tags)
             result = archive_partition(
-                t, req, store=store, source=sources.source(t), settings=sources.settings(),
+                t, req, store=store, source=source, settings=sources.settings(),
                 now=now, options_store=options_store,
             )
             stored[day] = store.read_day(t, day)  # read once: metadata and checks share it
             s = summarize_partition(store, t, day, stored[day])
             summaries.append(s)
             context.log.info(
-                f"[{i}/{len(days)}] {t.value} {day} ({req.mode}): "
+                f"[{i}/{len(days)}] {spec.name} {day} ({req.mode}): "
                 f"{getattr(result, 'rows_written', '?')} rows written, {s.rows} stored, "
                 f"{s.bytes_on_disk:,} bytes"
             )
@@ -241,22 +230,28 @@ def build_archive_asset(
     return _archive_asset
 
 
-def build_views_asset(selection: SourceSelection) -> dg.AssetsDefinition:
+def _dictionary(spec) -> str:
+    """The data dictionary as a Markdown table (column, type, unit and meaning)."""
+    rows = [f"| `{f.name}` | {f.type} | {spec.units[f.name]} |" for f in spec.schema]
+    return "| column | type | unit / meaning |\n|---|---|---|\n" + "\n".join(rows)
+
+
+def build_views_asset(selection: SourceSelection, datasets=DATASETS) -> dg.AssetsDefinition:
     @dg.asset(
         name="duckdb_views",
         group_name="serving",
         kinds={"duckdb"},
-        deps=[dg.AssetKey(t.value) for t in ArchiveType],
-        description="DuckDB database files holding only views, one per archive type, over the "
+        deps=[dg.AssetKey(d.name) for d in datasets],
+        description="DuckDB database files holding only views, one per dataset, over the "
         "Parquet archive (intraday parts included). Open read-only while writers work.",
     )
     def duckdb_views(context: dg.AssetExecutionContext, archive: ArchiveResource) -> dg.MaterializeResult:
         from archive_platform.views import refresh_views
 
         meta = {}
-        for kind in sorted({selection.store_kind(t) for t in ArchiveType}):
+        for kind in sorted({selection.store_kind(d) for d in datasets}):
             path = archive.duckdb_path(kind)
-            names = refresh_views(archive.root(kind), path)
+            names = refresh_views(archive.root(kind), path, datasets)
             context.log.info(f"{kind}: {len(names)} views in {path}")
             meta[f"{kind}_database"] = dg.MetadataValue.path(str(path))
             meta[f"{kind}_views"] = ", ".join(names)

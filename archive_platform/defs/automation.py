@@ -17,7 +17,7 @@ from archive_platform import calendar
 from archive_platform.archiving import iv_rank_instants
 from archive_platform.defs.assets import TAG_MODE, TAG_SINCE, TAG_SNAPSHOT, TAG_UNTIL
 from archive_platform.partitions import requestable_keys
-from archive_platform.schemas import ArchiveType
+from archive_platform.schemas import ArchiveType, spec_for
 
 TZ = "America/New_York"
 EOD_TIME = time(20, 15)  # after after-hours, so the day's executions are final
@@ -111,25 +111,34 @@ def build_automation(
     every = timedelta(minutes=snapshot_minutes)
     running = dg.DefaultScheduleStatus.RUNNING
 
-    @dg.schedule(
-        name="options_snapshots",
-        job=jobs["options_snapshot"],
-        cron_schedule=_cron_every(snapshot_minutes),
-        execution_timezone=TZ,
-        default_status=running,
-        description=f"Appends one options snapshot (and its gex) every {snapshot_minutes} minutes "
-        "from the open to the close inclusive, on NYSE sessions only (half days end at 13:00).",
-    )
-    def options_snapshots(context: dg.ScheduleEvaluationContext):
-        hit = snapshot_request(context.scheduled_execution_time, every)
-        if hit is None:
-            return dg.SkipReason(f"{context.scheduled_execution_time} is not a snapshot instant of a session")
-        key, ts = hit
-        return dg.RunRequest(
-            run_key=f"options:{ts.isoformat()}",
-            partition_key=key,
-            tags={TAG_MODE: "snapshot", TAG_SNAPSHOT: ts.isoformat()},
+    def grid_schedule(name: str, job_key: str, prefix: str, what: str) -> dg.ScheduleDefinition:
+        @dg.schedule(
+            name=name,
+            job=jobs[job_key],
+            cron_schedule=_cron_every(snapshot_minutes),
+            execution_timezone=TZ,
+            default_status=running,
+            description=f"Appends one {what} every {snapshot_minutes} minutes from the open to "
+            "the close inclusive, on NYSE sessions only (half days end at 13:00).",
         )
+        def _grid(context: dg.ScheduleEvaluationContext):
+            hit = snapshot_request(context.scheduled_execution_time, every)
+            if hit is None:
+                return dg.SkipReason(f"{context.scheduled_execution_time} is not a snapshot instant of a session")
+            key, ts = hit
+            return dg.RunRequest(
+                run_key=f"{prefix}:{ts.isoformat()}",
+                partition_key=key,
+                tags={TAG_MODE: "snapshot", TAG_SNAPSHOT: ts.isoformat()},
+            )
+
+        return _grid
+
+    grids = [grid_schedule("options_snapshots", "options_snapshot", "options",
+                           "options snapshot (and its gex)")]
+    if "grid_snapshot" in jobs:  # the other datasets on the grid (vix), in runs of their own
+        grids.append(grid_schedule("grid_snapshots", "grid_snapshot", "grid",
+                                   "snapshot of the other grid datasets"))
 
     iv_crons = sorted({f"{t.minute} {t.hour} * * 1-5" for t in iv_rank_times})
 
@@ -200,7 +209,7 @@ def build_automation(
         context.update_cursor(until.isoformat())
         return dg.RunRequest(run_key=f"flow:{until.isoformat()}", partition_key=key, tags=tags)
 
-    recover_keys = [dg.AssetKey(t.value) for t in recoverable]
+    recover_keys = [dg.AssetKey(spec_for(t).name) for t in recoverable]
 
     @dg.sensor(
         name="recover_missing_partitions",
@@ -216,7 +225,7 @@ def build_automation(
         reqs = recovery_requests(context.instance, partitions_def, recover_keys, now, recovery_lookback)
         return reqs or dg.SkipReason("no missing or failed partitions in the lookback window")
 
-    return [options_snapshots, iv_rank_snapshots, end_of_day, refresh_views], [
+    return [*grids, iv_rank_snapshots, end_of_day, refresh_views], [
         uw_flow_poll,
         recover_missing_partitions,
     ]

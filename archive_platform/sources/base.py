@@ -41,6 +41,10 @@ class EmptySession(SourceError):
     """
 
 
+def _name(archive_type) -> str:
+    return str(getattr(archive_type, "value", getattr(archive_type, "name", archive_type)))
+
+
 class MarketSource:
     """Base class of every source. Subclasses set ``name`` and override what they serve."""
 
@@ -52,10 +56,10 @@ class MarketSource:
     backfillable: frozenset[ArchiveType] = frozenset()
 
     def supports(self, archive_type: ArchiveType | str) -> bool:
-        return ArchiveType(archive_type) in self.supported
+        return _name(archive_type) in {t.value for t in self.supported}
 
     def can_backfill(self, archive_type: ArchiveType | str) -> bool:
-        return ArchiveType(archive_type) in self.backfillable
+        return _name(archive_type) in {t.value for t in self.backfillable}
 
     def _unsupported(self, archive_type: ArchiveType) -> UnsupportedArchiveType:
         return UnsupportedArchiveType(f"source {self.name!r} cannot serve {archive_type.value!r}")

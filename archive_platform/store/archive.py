@@ -1,7 +1,7 @@
-"""The archive store: one Parquet partition per archive type and NYSE trading day.
+"""The archive store: one Parquet partition per dataset and day of the dataset's calendar.
 
-Layout: ``<root>/<spec.directory>/date=YYYY-MM-DD/<spec.file_stem>_YYYYMMDD.parquet`` plus, until
-compaction, intraday parts beside it. Invariant kept by every write: a dedup key lives in at most
+Layout (``store/layout.py``): ``<root>/<directory>/date=YYYY-MM-DD/<file_stem>_YYYYMMDD.parquet``
+plus, until compaction, intraday parts beside it. Invariant kept by every write: a dedup key lives in at most
 one live file of a partition, so the DuckDB views' plain glob never shows a row twice. See
 docs/storage.md.
 """
@@ -21,6 +21,7 @@ import pyarrow.compute as pc
 
 from archive_platform.schemas import ArchiveSpec, ArchiveType, spec_for
 from archive_platform.store import files as F
+from archive_platform.store import layout
 from archive_platform.store.errors import ArchiveKindError, ArchiveValidationError
 from archive_platform.store.marker import KINDS, ensure_marker, read_marker_kind
 from archive_platform.store.validate import dedup_and_sort, validate_batch
@@ -48,13 +49,15 @@ ROOT_ENV: dict[str, str] = {"live": "ARCHIVE_ROOT", "sim": "ARCHIVE_SIM_ROOT"}
 
 
 def default_root(kind: Kind, env: Mapping[str, str] | None = None) -> Path:
-    """``$ARCHIVE_ROOT`` / ``data/archive`` (live), ``$ARCHIVE_SIM_ROOT`` / ``data/sim/archive`` (sim).
-
-    ``env`` defaults to ``os.environ``; the Dagster layer passes the mapping it was built from.
-    """
+    """``$ARCHIVE_ROOT`` / ``data/archive`` (live), ``$ARCHIVE_SIM_ROOT`` / ``data/sim/archive``
+    (sim); ``env`` defaults to the process environment (read by ``archive_platform.settings``)."""
     if kind not in KINDS:
         raise ValueError(f"kind must be 'live' or 'sim', got {kind!r}")
-    value = (os.environ if env is None else env).get(ROOT_ENV[kind])
+    if env is None:
+        from archive_platform.settings import environment
+
+        env = environment()
+    value = env.get(ROOT_ENV[kind])
     return Path(value) if value else Path(DEFAULT_ROOTS[kind])
 
 
@@ -75,12 +78,12 @@ class ArchiveStore:
 
     # -- paths -----------------------------------------------------------------------------
     def partition_dir(self, archive_type: str | ArchiveType, day: date) -> Path:
-        return self.root / spec_for(archive_type).directory / f"date={day.isoformat()}"
+        return layout.partition_dir(self.root, spec_for(archive_type).directory, day)
 
     def daily_path(self, archive_type: str | ArchiveType, day: date) -> Path:
         """Where the compacted daily file of a partition lives (whether or not it exists)."""
         spec = spec_for(archive_type)
-        return self.partition_dir(spec.type, day) / F.daily_name(spec.file_stem, day)
+        return self.partition_dir(spec, day) / F.daily_name(spec.file_stem, day)
 
     def partition_files(self, archive_type: str | ArchiveType, day: date) -> list[Path]:
         """The live files of a partition, oldest first: the daily file, then parts in write order."""
@@ -99,18 +102,13 @@ class ArchiveStore:
     def days(self, archive_type: str | ArchiveType) -> list[date]:
         """Days with at least one stored file, ascending."""
         spec = spec_for(archive_type)
-        base = self.root / spec.directory
+        base = layout.dataset_dir(self.root, spec.directory)
         if not base.is_dir():
             return []
         out = []
         for e in os.scandir(base):
-            if not (e.is_dir() and e.name.startswith("date=")):
-                continue
-            try:
-                d = date.fromisoformat(e.name[5:])
-            except ValueError:
-                continue
-            if any(n.endswith(".parquet") and not n.startswith(".") for n in os.listdir(e.path)):
+            d = layout.partition_day(e.name) if e.is_dir() else None
+            if d is not None and any(layout.is_data_file(n) for n in os.listdir(e.path)):
                 out.append(d)
         return sorted(out)
 
@@ -143,12 +141,18 @@ class ArchiveStore:
         canon = pa.schema([spec.schema.field(c) for c in wanted], metadata=spec.schema.metadata)
         return out.select(wanted).cast(canon)
 
+    def read_range(self, archive_type, start: date, end: date, columns: list[str] | None = None) -> pa.Table:
+        """Every stored partition with ``start <= day <= end``, concatenated in day order."""
+        spec = spec_for(archive_type)
+        days = [d for d in self.days(spec) if start <= d <= end] or [start]
+        return pa.concat_tables([self.read_day(spec, d, columns) for d in days])
+
     # -- writes ----------------------------------------------------------------------------
     def write_day(self, archive_type: str | ArchiveType, day: date, table: Any) -> WriteResult:
         """Replace the day's partition with ``table`` (one daily file; parts are removed)."""
         spec = spec_for(archive_type)
         batch = validate_batch(spec, day, table, self.kind)
-        folder = self.partition_dir(spec.type, day)
+        folder = self.partition_dir(spec, day)
         ensure_marker(self.root, self.kind)
         with F.partition_lock(folder):
             listing = self._prepare(spec, day, folder)
@@ -166,7 +170,7 @@ class ArchiveStore:
         """
         spec = spec_for(archive_type)
         batch = validate_batch(spec, day, table, self.kind)
-        folder = self.partition_dir(spec.type, day)
+        folder = self.partition_dir(spec, day)
         if batch.num_rows == 0:
             return WriteResult(spec.type, day, folder, 0, None, 0, skipped=True)
         data = F.encode_parquet(batch)
@@ -192,7 +196,7 @@ class ArchiveStore:
     def compact_day(self, archive_type: str | ArchiveType, day: date) -> WriteResult:
         """Fold the parts into the single daily file (dedup, last write wins); no-op without parts."""
         spec = spec_for(archive_type)
-        folder = self.partition_dir(spec.type, day)
+        folder = self.partition_dir(spec, day)
         path = folder / F.daily_name(spec.file_stem, day)
         if not folder.is_dir():
             return WriteResult(spec.type, day, path, 0, 0, 0, skipped=True)
@@ -212,7 +216,7 @@ class ArchiveStore:
     def _listing(self, spec: ArchiveSpec, day: date) -> F.PartitionFiles:
         for attempt in range(_READ_ATTEMPTS):
             try:
-                return F.list_partition(self.partition_dir(spec.type, day), spec.file_stem, day)
+                return F.list_partition(self.partition_dir(spec, day), spec.file_stem, day)
             except FileNotFoundError:  # daily file replaced while its footer was read
                 if attempt == _READ_ATTEMPTS - 1:
                     raise

@@ -11,7 +11,6 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
-import re
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,6 +22,9 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+# the file-name grammar lives in layout (one module for every writer and reader)
+from archive_platform.store.layout import daily_name, part_digest, part_name, part_seq  # noqa: F401
+
 COMPRESSION = "zstd"
 #: rows per row group: a snapshot part (~112k option rows) is one or two groups, a full
 #: options day (~3M rows) about two dozen, enough for pruning without bloating the footer
@@ -31,7 +33,6 @@ ROW_GROUP_ROWS = 131_072
 #: folded into (or superseded by) the daily file and must be ignored if a crash left them behind
 COMPACTED_THROUGH = b"archive_platform.compacted_through"
 LOCK_NAME = ".lock"
-_PART_RE = re.compile(r"\.part-(\d{6,})-([0-9a-f]{8})\.parquet$")
 
 
 @dataclass(frozen=True)
@@ -51,25 +52,6 @@ class PartitionFiles:
     @property
     def last_seq(self) -> int:
         return max([self.compacted_through] + [s for s, _ in self.parts])
-
-
-def daily_name(stem: str, day: date) -> str:
-    return f"{stem}_{day:%Y%m%d}.parquet"
-
-
-def part_name(stem: str, day: date, seq: int, digest: str) -> str:
-    return f"{stem}_{day:%Y%m%d}.part-{seq:06d}-{digest}.parquet"
-
-
-def part_seq(name: str) -> int | None:
-    """Sequence number of a part file name, None for anything else."""
-    m = _PART_RE.search(name)
-    return int(m.group(1)) if m else None
-
-
-def part_digest(name: str) -> str | None:
-    m = _PART_RE.search(name)
-    return m.group(2) if m else None
 
 
 def content_digest(data: bytes) -> str:

@@ -15,8 +15,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from archive_platform.calendar import ET, UTC, et_offset_minutes, market_date, session
-from archive_platform.calendar import NotATradingDay
+from archive_platform.calendar import ET, UTC, NotATradingDay
 from archive_platform.schemas import TS, ArchiveSpec
 from archive_platform.store.errors import ArchiveValidationError, NotATradingDayError
 
@@ -40,11 +39,11 @@ def to_arrow_table(table: Any) -> pa.Table:
 
 
 def validate_day(spec: ArchiveSpec, day: date) -> None:
-    """Raise ``NotATradingDayError`` unless ``day`` is an NYSE session."""
+    """Raise ``NotATradingDayError`` unless ``day`` is a session of the dataset's calendar."""
     if not isinstance(day, date) or isinstance(day, datetime):
         raise ArchiveValidationError(f"partition day must be a datetime.date, got {day!r}")
     try:
-        session(day)
+        spec.calendar.require_session(day)
     except NotATradingDay as exc:
         raise NotATradingDayError(f"cannot store {spec.name} for {day.isoformat()}: {exc}") from None
     except ValueError as exc:  # outside the calendar's range
@@ -141,18 +140,19 @@ def _first_true(mask: pa.ChunkedArray | pa.Array) -> int | None:
 
 
 def partition_column(spec: ArchiveSpec) -> str:
-    """The column whose ET date is the row's partition day.
+    """The column whose market date is the row's partition day.
 
     ``timestamp`` for event types. For snapshot types it is ``snapshot_time``: a snapshot taken
     on day D belongs to D even when a vendor's quote in it was last updated on the previous
     session (an illiquid contract) or an IV rank was computed at yesterday's close.
     """
-    return "snapshot_time" if spec.snapshot else "timestamp"
+    return spec.partition_column
 
 
 def check_market_day(spec: ArchiveSpec, table: pa.Table, day: date) -> None:
-    """Every row's partition column must have ``day`` as its ET market date (vectorised)."""
-    lo, hi = day_bounds_utc(day)
+    """Every row's partition column must have ``day`` as its market date in the dataset's
+    calendar (ET date for NYSE datasets, UTC date for 24/7 ones), vectorised."""
+    lo, hi = spec.calendar.partition_window(day)
     col = partition_column(spec)
     ts = table[col]
     outside = pc.or_(pc.less(ts, pa.scalar(lo, TS)), pc.greater_equal(ts, pa.scalar(hi, TS)))
@@ -161,13 +161,13 @@ def check_market_day(spec: ArchiveSpec, table: pa.Table, day: date) -> None:
         bad = ts[row].as_py()
         raise ArchiveValidationError(
             f"{spec.name}: row {row} has {col} {bad.isoformat()} whose market date is "
-            f"{market_date(bad).isoformat()}, not the partition's day {day.isoformat()}"
+            f"{spec.calendar.market_date(bad).isoformat()}, not the partition's day {day.isoformat()}"
         )
 
 
 def check_et_offset(spec: ArchiveSpec, table: pa.Table, day: date) -> None:
     """``et_offset`` must be the ET offset of the row's own ``timestamp`` (vectorised)."""
-    if table.num_rows == 0:
+    if table.num_rows == 0 or not spec.has_et_offset:
         return
     ts = pl.from_arrow(table["timestamp"])
     local = ts.dt.convert_time_zone("America/New_York").dt.replace_time_zone(None)
@@ -253,4 +253,26 @@ def validate_batch(spec: ArchiveSpec, day: date, table: Any, kind: str) -> pa.Ta
     check_market_day(spec, t, day)
     check_et_offset(spec, t, day)
     check_source(spec, t, kind)
+    check_hard_rules(spec, t)
     return dedup_and_sort(spec, t)
+
+
+def check_hard_rules(spec: ArchiveSpec, table: pa.Table) -> None:
+    """Refuse a batch breaking one of the dataset's hard value rules (non-finite numbers,
+    negative sizes and prices, high < low, unknown enum values...), naming the column, the
+    first bad row and its value. Soft rules are left to the ``values`` check."""
+    if table.num_rows == 0:
+        return
+    df = pl.from_arrow(table)
+    hard = [r for r in spec.all_rules() if r.hard]
+    # one pass: every rule a boolean column (polars evaluates them in parallel)
+    bad = df.select([(~r.expr.fill_null(False)).alias(str(i)) for i, r in enumerate(hard)])
+    counts = bad.sum().row(0)
+    for i, (rule, n) in enumerate(zip(hard, counts)):
+        if n:
+            row = int(bad[str(i)].arg_true()[0])
+            raise ArchiveValidationError(
+                f"{spec.name}: column {rule.column!r} has value {df[rule.column][row]!r} at row "
+                f"{row}, breaking the rule '{rule.name}' ({int(n)} row(s) in total); "
+                "the batch is refused and nothing stored changed"
+            )

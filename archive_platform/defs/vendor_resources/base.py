@@ -1,0 +1,41 @@
+"""The base of the per-vendor Dagster resources: settings from ``Settings``, key as ``dg.EnvVar``."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import dagster as dg
+
+from archive_platform.settings import Settings
+from archive_platform.sources.base import MarketSource
+from archive_platform.sources.registry import VENDORS, source_class
+
+
+class VendorResource(dg.ConfigurableResource):
+    """One vendor's connection settings; ``client()`` builds its ``MarketSource``."""
+
+    vendor: ClassVar[str] = ""
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> VendorResource:
+        info = VENDORS[cls.vendor]
+        kwargs: dict = {}
+        if info.key_env and info.key_env in settings.secrets_set:
+            kwargs["api_key"] = dg.EnvVar(info.key_env)  # resolved at run time, never shown
+        for field, (var, kind) in info.settings.items():
+            if var in settings.vendor:
+                raw = settings.vendor[var]
+                kwargs[field] = int(raw) if kind in ("port", "int") else raw
+        return cls(**kwargs)
+
+    def source_class(self) -> type[MarketSource]:
+        return source_class(self.vendor)
+
+    def required_key(self, value: str | None) -> str:
+        if not value:
+            var = VENDORS[self.vendor].key_env
+            raise ValueError(f"{var} is not set; export it (see .env.example) or choose another source")
+        return value
+
+    def client(self) -> MarketSource:  # pragma: no cover - every vendor overrides it
+        raise NotImplementedError

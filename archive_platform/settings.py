@@ -1,0 +1,152 @@
+"""Settings read once: the only module that reads the process environment.
+
+``Settings.from_env(env)`` validates every variable and returns a frozen object; the Dagster
+definitions (``build_definitions``) and the CLI build it once and pass it down. Each refusal is
+a ``ConfigError`` naming the variable, the value and what is allowed. Secrets are NOT held
+here: only whether they are set (the Dagster layer hands them over as ``dg.EnvVar``).
+Pure: no Dagster.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date, datetime, time
+from pathlib import Path
+
+from archive_platform.config import ConfigError, SourceSelection, parse_symbols, parse_times
+from archive_platform.sources.registry import VENDORS, setting_vars
+
+#: snapshot intervals whose 09:30-anchored grid falls on a */N cron (N divides 30)
+ALLOWED_SNAPSHOT_MINUTES = (1, 2, 3, 5, 6, 10, 15, 30)
+DEFAULT_START_DATE = date(2024, 1, 2)
+#: the variables that only say where things live: (variable, default)
+PATHS = {
+    "ARCHIVE_ROOT": "data/archive",
+    "ARCHIVE_SIM_ROOT": "data/sim/archive",
+    "ARCHIVE_DUCKDB": "data/archive.duckdb",
+    "ARCHIVE_SIM_DUCKDB": "data/sim/archive.duckdb",
+}
+#: the vendors' key variables (names written once, in sources/registry.py)
+SECRETS = tuple(v.key_env for v in VENDORS.values() if v.key_env)
+#: the port/int ranges of the vendors' numeric settings
+RANGES = {"port": (1, 65535), "int": (0, 2**31 - 1)}
+
+
+def environment() -> Mapping[str, str]:
+    """The process environment (the one place it is read)."""
+    return os.environ
+
+
+def parse_int(env: Mapping[str, str], var: str, default: int, lo: int, hi: int) -> int:
+    raw = (env.get(var) or "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{var}={raw!r} is not an integer") from None
+    if not lo <= value <= hi:
+        raise ConfigError(f"{var}={value} is out of range; allowed: {lo}..{hi}")
+    return value
+
+
+def parse_start_date(value: str | date, *, source: str = "start date") -> date:
+    """Validate a partitions start: a ``YYYY-MM-DD`` string or ``date`` that is an NYSE session."""
+    from archive_platform import calendar
+
+    if isinstance(value, datetime):
+        raise ValueError(f"{source} must be a date, not a datetime: {value!r}")
+    if isinstance(value, str):
+        # fromisoformat alone would also take "20250102" and week dates like "2025-W01-4"
+        try:
+            if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+                raise ValueError(value)
+            day = date.fromisoformat(value)
+        except ValueError:
+            raise ValueError(f"{source} {value!r} is not an ISO date (YYYY-MM-DD)") from None
+    elif isinstance(value, date):
+        day = value
+    else:
+        raise ValueError(f"{source} must be a YYYY-MM-DD string or a date, got {value!r}")
+    if not (calendar.CALENDAR_START <= day <= calendar.CALENDAR_END):
+        raise ValueError(
+            f"{source} {day.isoformat()} is outside the NYSE calendar's range "
+            f"{calendar.CALENDAR_START.isoformat()}..{calendar.CALENDAR_END.isoformat()}"
+        )
+    if not calendar.is_trading_day(day):
+        raise ValueError(
+            f"{source} {day.isoformat()} is not an NYSE trading day "
+            f"(the next one is {calendar.next_trading_day(day).isoformat()})"
+        )
+    return day
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting of the archive, validated (see README "Configuration")."""
+
+    sources: SourceSelection
+    symbols: tuple[str, ...]  # empty: the simulated market's default universe
+    start_date: date | None
+    snapshot_minutes: int
+    iv_rank_times: tuple[time, ...]
+    sim_seed: int
+    recovery_lookback: int
+    paths: Mapping[str, str]
+    vendor: Mapping[str, str]  # non-secret vendor connection settings, by variable name
+    secrets_set: frozenset[str]  # which secret variables are set (never their values)
+
+    def path(self, var: str) -> Path:
+        return Path(self.paths[var])
+
+    def root(self, kind: str) -> Path:
+        return self.path("ARCHIVE_SIM_ROOT" if kind == "sim" else "ARCHIVE_ROOT")
+
+    def duckdb(self, kind: str) -> Path:
+        return self.path("ARCHIVE_SIM_DUCKDB" if kind == "sim" else "ARCHIVE_DUCKDB")
+
+    @property
+    def start(self) -> date:
+        return self.start_date or DEFAULT_START_DATE
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = dict(environment() if env is None else env)
+        sources = SourceSelection.from_env(env)
+        start = (env.get("ARCHIVE_START_DATE") or "").strip() or None
+        start_date = None
+        if start is not None:  # validated here so the message names the variable
+            start_date = parse_start_date(start, source="environment variable ARCHIVE_START_DATE")
+        minutes = parse_int(env, "ARCHIVE_SNAPSHOT_MINUTES", 15, 1, 30)
+        if minutes not in ALLOWED_SNAPSHOT_MINUTES:
+            raise ConfigError(
+                f"ARCHIVE_SNAPSHOT_MINUTES={minutes}: snapshot_minutes={minutes} does not divide "
+                f"30; choose one of {ALLOWED_SNAPSHOT_MINUTES}"
+            )
+        times = parse_times(env.get("ARCHIVE_IV_RANK_TIMES"), (time(7, 0), time(19, 0)),
+                            "ARCHIVE_IV_RANK_TIMES")
+        vendor = {}
+        for var, kind in setting_vars().items():
+            if not (env.get(var) or "").strip():
+                continue
+            if kind in RANGES:
+                vendor[var] = str(parse_int(env, var, 0, *RANGES[kind]))
+            elif kind == "str" and var.endswith("_URL") and not env[var].strip().startswith(("http://", "https://")):
+                raise ConfigError(f"{var}={env[var].strip()!r} is not an http(s) URL")
+            else:
+                vendor[var] = env[var].strip()
+        return cls(
+            sources=sources,
+            symbols=tuple(parse_symbols(env.get("ARCHIVE_SYMBOLS"), [])),
+            start_date=start_date,
+            snapshot_minutes=minutes,
+            iv_rank_times=times,
+            sim_seed=parse_int(env, "ARCHIVE_SIM_SEED", 0, 0, 2**32 - 1),
+            recovery_lookback=parse_int(env, "ARCHIVE_RECOVERY_LOOKBACK", 10, 1, 365),
+            paths={var: (env.get(var) or "").strip() or default for var, default in PATHS.items()},
+            vendor=vendor,
+            secrets_set=frozenset(v for v in SECRETS if env.get(v)),
+        )
