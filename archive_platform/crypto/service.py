@@ -26,6 +26,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+import pyarrow as pa
 from websockets.asyncio.client import ClientConnection, connect
 
 from archive_platform.crypto import spool
@@ -33,6 +34,7 @@ from archive_platform.crypto.config import CaptureSettings
 from archive_platform.crypto.normalise import (STREAMS, MalformedMessage, Parsed, book_key, normalise_binance,
                                                normalise_hyperliquid, trade_key)
 from archive_platform.crypto.routes import StreamGroup, stream_groups
+from archive_platform.crypto.schemas import TS
 
 log = logging.getLogger(__name__)
 NORMALISERS = {"binance": normalise_binance, "hyperliquid": normalise_hyperliquid}
@@ -212,7 +214,22 @@ class CaptureService:
                 await asyncio.sleep(delay)
 
     async def supervise(self, group: StreamGroup) -> None:
+        live: list[Session] = []
+        try:
+            await self._supervise(group, live)
+        finally:
+            for s in live:
+                if s.task is not None:
+                    s.task.cancel()
+            await asyncio.gather(*(s.task for s in live if s.task is not None), return_exceptions=True)
+
+    async def _session(self, group: StreamGroup, live: list[Session]) -> Session:
         session = await self._connect_with_backoff(group)
+        live[:] = [s for s in live if s.task is not None and not s.task.done()] + [session]
+        return session
+
+    async def _supervise(self, group: StreamGroup, live: list[Session]) -> None:
+        session = await self._session(group, live)
         while True:
             waits = {session.task}
             timer = None
@@ -223,7 +240,7 @@ class CaptureService:
             await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
             if timer is not None and not session.task.done():
                 # planned rollover: the successor must deliver before the old session goes
-                successor = await self._connect_with_backoff(group)
+                successor = await self._session(group, live)
                 first = asyncio.create_task(successor.first_data.wait())
                 await asyncio.wait({first, successor.task, session.task}, timeout=max(30.0, self.settings.silence_seconds),
                                    return_when=asyncio.FIRST_COMPLETED)
@@ -245,7 +262,7 @@ class CaptureService:
             log.warning("%s: session lost (%s); reconnecting", group.name, session.cause)
             self.open_gap(group, session.cause or "disconnect")
             await asyncio.sleep(random.uniform(0, self.settings.backoff_initial))
-            session = await self._connect_with_backoff(group)
+            session = await self._session(group, live)
             self.reconnects += 1
 
     # ---- main ---------------------------------------------------------------------------
@@ -263,6 +280,10 @@ class CaptureService:
         if handle_signals:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self.stop_event.set)
+        # pyarrow imports pandas on its first tz-aware array (seconds on a busy machine): pay it
+        # before connecting, not inside the first flush while messages queue up
+        await asyncio.to_thread(spool.rows_to_table, "capture_gaps", [])
+        await asyncio.to_thread(pa.array([0], pa.int64()).cast, TS)
         tasks = [asyncio.create_task(self.supervise(g), name=f"supervise-{g.name}") for g in self.groups]
         tasks.append(asyncio.create_task(self._every(self.settings.flush_seconds, self.flush)))
         tasks.append(asyncio.create_task(self._every(self.settings.heartbeat_seconds, self._heartbeat_async)))
@@ -275,7 +296,9 @@ class CaptureService:
         finally:
             for t in tasks:
                 t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            for r in await asyncio.gather(*tasks, return_exceptions=True):
+                if isinstance(r, Exception):
+                    log.error("capture task failed: %r", r)
             end = now_us()
             for stream, (start, cause) in sorted(self.open_gaps.items()):
                 self._record_gap(stream, start, max(start, end), cause + " (still open at shutdown)")
