@@ -8,9 +8,11 @@ both sessions deliver meanwhile are dropped by key (a bounded recent-key set), s
 
 Every interruption of a stream is recorded in ``capture_gaps``: ``start`` is the exchange event
 time of the last row received on that stream before the loss (the loss time when there was none),
-``end`` the event time of the first new row after it; no row of that stream exists strictly in
-between. Rows are spooled by ``flush`` every ``flush_seconds`` or as soon as ``max_buffer_rows``
-are buffered (the reader then waits for the write), so a SIGKILL loses at most
+``end`` the event time of the first new row after it; rows of that stream missing from the
+archive all lie in [start, end] (inclusive: several trades can share a millisecond).
+
+Rows are spooled by ``flush`` every ``flush_seconds`` or as soon as ``max_buffer_rows`` are
+buffered (the reader then waits for the write), so a SIGKILL loses at most
 2 x max_buffer_rows rows plus one message, and rows younger than flush_seconds plus one write.
 """
 
@@ -173,13 +175,19 @@ class CaptureService:
     async def _read(self, group: StreamGroup, session: Session) -> None:
         ws, silence = session.ws, self.settings.silence_seconds
         pinger = asyncio.create_task(self._app_ping(group, ws)) if group.app_ping else None
+        pending: asyncio.Future | None = None
         try:
             while True:
-                try:
-                    text = await asyncio.wait_for(ws.recv(), timeout=silence)
-                except TimeoutError:
+                # a recv() that outlives the wait, never cancelled mid-message: Python 3.11's
+                # wait_for can drop a message that completes as the timeout fires
+                if pending is None:
+                    pending = asyncio.ensure_future(ws.recv())
+                done, _ = await asyncio.wait({pending}, timeout=silence)
+                if not done:
                     session.cause = f"silence: no message for {silence:g} s"
+                    ws.transport.abort()  # a silent peer would not answer a close handshake either
                     return
+                text, pending = pending.result(), None
                 await self.handle(group, text)
                 if not session.first_data.is_set() and self._is_data(text):
                     session.first_data.set()
@@ -188,8 +196,8 @@ class CaptureService:
         finally:
             if pinger:
                 pinger.cancel()
-            if session.cause.startswith("silence"):
-                ws.transport.abort()  # a silent peer would not answer a close handshake either
+            if pending is not None:
+                pending.cancel()
             await _close(ws)
 
     @staticmethod

@@ -18,6 +18,8 @@ import json
 import threading
 import time
 from collections import defaultdict
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -236,3 +238,59 @@ class FakeBinanceFutures(LoopbackVenueServer):
             if await self.broadcast(stream, json.dumps({"stream": stream, "data": data})):
                 self._agg_id[symbol] = agg
                 self.sent_trades.append(data)
+
+
+# ---- comparing what was sent with what was archived (exact decimals) -----------------------
+def _d(s: str) -> Decimal:
+    return Decimal(s)
+
+
+def _f(v: float) -> Decimal:
+    return Decimal(repr(v))
+
+
+def sent_book_rows(server: LoopbackVenueServer) -> set[tuple]:
+    """The server's sent book snapshots as canonical tuples (see ``archived_book_rows``)."""
+    out = set()
+    for d in server.sent_books:
+        if "levels" in d:  # Hyperliquid
+            bids = tuple((_d(x["px"]), _d(x["sz"]), x["n"]) for x in d["levels"][0])
+            asks = tuple((_d(x["px"]), _d(x["sz"]), x["n"]) for x in d["levels"][1])
+            out.add(("hyperliquid", d["coin"], d["time"] * 1000, None, None, bids, asks))
+        else:
+            bids = tuple((_d(p), _d(q), None) for p, q in d["b"])
+            asks = tuple((_d(p), _d(q), None) for p, q in d["a"])
+            out.add(("binance", d["s"], d["E"] * 1000, d["u"], d["pu"], bids, asks))
+    return out
+
+
+def archived_book_rows(table) -> list[tuple]:
+    """Archived orderbook_l2 rows as canonical tuples: floats back to decimals via repr."""
+    out = []
+    for r in table.to_pylist():
+        bn = r["bid_n"] or [None] * len(r["bid_px"])
+        an = r["ask_n"] or [None] * len(r["ask_px"])
+        out.append((r["exchange"], r["symbol"], _us(r["event_time"]), r["update_id"], r["prev_update_id"],
+                    tuple((_f(p), _f(q), n) for p, q, n in zip(r["bid_px"], r["bid_sz"], bn)),
+                    tuple((_f(p), _f(q), n) for p, q, n in zip(r["ask_px"], r["ask_sz"], an))))
+    return out
+
+
+def sent_trade_rows(server: LoopbackVenueServer) -> set[tuple]:
+    out = set()
+    for d in server.sent_trades:
+        if "tid" in d:
+            out.add(("hyperliquid", d["coin"], d["tid"], d["time"] * 1000, _d(d["px"]), _d(d["sz"]),
+                     "buy" if d["side"] == "B" else "sell"))
+        else:
+            out.add(("binance", d["s"], d["a"], d["T"] * 1000, _d(d["p"]), _d(d["q"]), "sell" if d["m"] else "buy"))
+    return out
+
+
+def archived_trade_rows(table) -> list[tuple]:
+    return [(r["exchange"], r["symbol"], r["trade_id"], _us(r["event_time"]), _f(r["price"]), _f(r["size"]), r["side"])
+            for r in table.to_pylist()]
+
+
+def _us(t) -> int:
+    return (t - datetime(1970, 1, 1, tzinfo=timezone.utc)) // timedelta(microseconds=1)
