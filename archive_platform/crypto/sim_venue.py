@@ -4,11 +4,14 @@ Model, per symbol and seed:
 
 * Trades arrive as a Poisson process (``trade_rate`` per second); the aggressor side is a
   Bernoulli draw with mild persistence, sizes are log-normal in lots.
-* The log mid-price is a random walk (``daily_vol``) plus permanent price impact: each trade
-  moves it by ``impact`` x sign x sqrt(size in lots) (a square-root impact law).
+* The log mid-price is a random walk (``daily_vol``) that moves in about 30 % of 100 ms steps
+  (prices stick between moves), plus permanent price impact: each trade moves it by
+  ``impact`` x sign x sqrt(size in lots) (a square-root impact law).
 * Each book snapshot (every ``book_ms``) has a spread of 1 tick most of the time (geometric
   tail), level gaps of 1 tick or more, and sizes growing with depth ((1 + k)^0.6, log-normal
-  noise) with occasional walls (10x); order counts per level grow with size.
+  noise) with occasional walls (10x); order counts per level grow with size. Between snapshots
+  each spread, gap and size keeps its value unless it changes (per 100 ms: 35 % at the touch
+  down to 5 % at level 20), as a real book mostly does.
 
 Prices are integer ticks divided by a power of ten, so every float is the nearest double of a
 short decimal and formats back to it exactly (``format_price``). ``day_tables`` gives a whole
@@ -96,6 +99,18 @@ def _rng(seed: int, symbol: str, start_us: int, salt: int) -> np.random.Generato
     return np.random.default_rng([seed, zlib.crc32(symbol.encode()), start_us // 1_000_000, salt])
 
 
+def _persistent(r: np.random.Generator, n: int, p100: np.ndarray, scale: float, draw) -> np.ndarray:
+    """(n, len(p100)) values that change with probability p per snapshot (p100 at 100 ms,
+    scaled to the cadence) and otherwise repeat: a vectorised forward fill of fresh draws."""
+    p = 1.0 - (1.0 - p100) ** scale
+    cols = len(p100)
+    change = r.random((n, cols)) < p
+    change[0] = True
+    idx = np.where(change, np.arange(n)[:, None], 0)
+    np.maximum.accumulate(idx, axis=0, out=idx)
+    return np.take_along_axis(draw((n, cols)), idx, axis=0)
+
+
 def simulate(symbol: str, start_us: int, end_us: int, *, seed: int = 0, book_ms: int = 1000) -> SimWindow:
     """Books every ``book_ms`` and Poisson trades for [start_us, end_us); deterministic by seed."""
     inst = instrument(symbol)
@@ -115,27 +130,36 @@ def simulate(symbol: str, start_us: int, end_us: int, *, seed: int = 0, book_ms:
     signed = np.where(buy, 1.0, -1.0) * np.sqrt(lots)
     impact_per_interval = np.bincount(interval, weights=signed, minlength=n) * inst.impact
     sigma = inst.daily_vol * np.sqrt(book_ms / 1000.0 / 86_400.0)
-    log_mid = np.log(inst.mid0) + np.cumsum(r.normal(0.0, sigma, n)) + np.cumsum(impact_per_interval)
+    # the mid sticks: it moves in ~30 % of 100 ms steps, by jumps carrying the same variance
+    q = 1.0 - 0.7 ** (book_ms / 100.0)
+    moves = np.where(r.random(n) < q, r.normal(0.0, sigma / np.sqrt(q), n), 0.0)
+    log_mid = np.log(inst.mid0) + np.cumsum(moves) + np.cumsum(impact_per_interval)
     tick = 10.0 ** -inst.tick_decimals
     mid_ticks = np.exp(log_mid) / tick
-    spread = r.geometric(0.7, n).astype(np.int64)  # 1 tick most of the time
+    # books persist between snapshots: each quantity changes with a per-snapshot probability
+    # (busier near the touch), otherwise it keeps its last value, as real 100 ms books do
+    scale = book_ms / 100.0
+    spread = _persistent(r, n, np.array([0.2]), scale, lambda sh: r.geometric(0.7, sh))[:, 0].astype(np.int64)
     bid0 = np.floor(mid_ticks - spread / 2.0).astype(np.int64)
     ask0 = bid0 + spread
-    gaps_b = r.geometric(0.6, (n, LEVELS)).astype(np.int64)
-    gaps_a = r.geometric(0.6, (n, LEVELS)).astype(np.int64)
+    p_gap = np.full(LEVELS, 0.05)
+    gaps_b = _persistent(r, n, p_gap, scale, lambda sh: r.geometric(0.6, sh)).astype(np.int64)
+    gaps_a = _persistent(r, n, p_gap, scale, lambda sh: r.geometric(0.6, sh)).astype(np.int64)
     gaps_b[:, 0] = 0
     gaps_a[:, 0] = 0
     bid_ticks = bid0[:, None] - np.cumsum(gaps_b, axis=1)
     ask_ticks = ask0[:, None] + np.cumsum(gaps_a, axis=1)
     shape = (1.0 + np.arange(LEVELS)) ** 0.6 * inst.lot_base
+    p_size = np.linspace(0.35, 0.05, LEVELS)
 
     def sizes() -> np.ndarray:
-        s = shape * r.lognormal(0.0, 0.5, (n, LEVELS)) * np.where(r.random((n, LEVELS)) < 0.02, 10.0, 1.0)
-        return np.maximum(1, np.round(s)).astype(np.int64)
+        noise = _persistent(r, n, p_size, scale, lambda sh: r.lognormal(0.0, 0.5, sh)
+                            * np.where(r.random(sh) < 0.02, 10.0, 1.0))  # occasional walls
+        return np.maximum(1, np.round(shape * noise)).astype(np.int64)
 
     bid_lots, ask_lots = sizes(), sizes()
-    bid_n = (1 + r.poisson(bid_lots / inst.lot_base * 2.0)).astype(np.int32)
-    ask_n = (1 + r.poisson(ask_lots / inst.lot_base * 2.0)).astype(np.int32)
+    bid_n = (1 + bid_lots * 2 // inst.lot_base).astype(np.int32)
+    ask_n = (1 + ask_lots * 2 // inst.lot_base).astype(np.int32)
     # trades execute at the touch of the snapshot they fall in
     at = np.searchsorted(book_time, trade_time, side="right") - 1
     trade_ticks = np.where(buy, ask0[at], bid0[at])
