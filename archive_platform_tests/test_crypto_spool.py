@@ -6,7 +6,6 @@ from datetime import date, datetime, timezone
 from decimal import Decimal
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 

@@ -6,11 +6,12 @@ measured in the same run:
    state (process CPU time over wall time, read from /proc between two instants after start-up).
    Baseline: a bare websockets client on the same streams that only ``json.loads`` each message.
 2. Bytes per book snapshot (20 levels a side): the contract layout (list<float64> columns,
-   Parquet zstd) vs the same snapshots as zstd-compressed JSON lines (the messages as received),
-   and vs a wide fixed-column layout (bid_px_0..19, ...); plus the time of a feature pass
-   (micro-price and 5-level depth imbalance) on each layout.
+   Parquet zstd, default and tuned writer options) vs the same snapshots as zstd-compressed JSON
+   lines (the messages as received), and vs a wide fixed-column layout (bid_px_0..19, ...); plus
+   the time to read the needed columns and compute micro-price and 5-level depth imbalance.
 3. Time to compact one symbol-day of books (864,000 snapshots at 100 ms) from spool files written
-   every 10 s (8,640 files), vs DuckDB doing the same read + dedup + sort over the glob.
+   every 10 s (8,640 files) and write the day file (tuned options), vs DuckDB doing the same
+   read + dedup + sort + write over the glob.
 
 Usage: .venv/bin/python bench/capture.py [--symbols 10] [--cpu-seconds 20] [--hours 1] [--files 8640]
 """
@@ -18,7 +19,6 @@ Usage: .venv/bin/python bench/capture.py [--symbols 10] [--cpu-seconds 20] [--ho
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import subprocess
@@ -34,7 +34,7 @@ import pyarrow.parquet as pq
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from archive_platform.crypto import spool  # noqa: E402
-from archive_platform.crypto.schemas import ORDERBOOK_L2  # noqa: E402
+from archive_platform.crypto.schemas import WRITER_OPTIONS  # noqa: E402
 from archive_platform.crypto.sim_venue import LEVELS, format_price, simulate, window_tables  # noqa: E402
 from archive_platform_tests.fakes.binance_ws import FakeBinanceFutures  # noqa: E402
 
@@ -82,9 +82,10 @@ def measure_cpu(symbols: list[str], seconds: float) -> tuple[float, float]:
         while not beat.exists():
             time.sleep(0.2)
         time.sleep(3)  # past start-up
-        c0, w0 = cpu_seconds(proc.pid), time.monotonic()
+        c0, w0, m0 = cpu_seconds(proc.pid), time.monotonic(), _messages(beat)
         time.sleep(seconds)
         ours = (cpu_seconds(proc.pid) - c0) / (time.monotonic() - w0)
+        rate = (_messages(beat) - m0) / (time.monotonic() - w0)
         proc.terminate()
         proc.wait(60)
         names = "/".join(f"{s.lower()}@depth20@100ms" for s in symbols)
@@ -101,7 +102,11 @@ def measure_cpu(symbols: list[str], seconds: float) -> tuple[float, float]:
         time.sleep(seconds)
         bare = (cpu_seconds(base.pid) - c0) / (time.monotonic() - w0)
         base.wait(60)
-    return ours, bare
+    return ours, bare, rate
+
+
+def _messages(beat: Path) -> int:
+    return json.loads(beat.read_text())["messages"]
 
 
 def json_lines(w) -> bytes:
@@ -127,9 +132,12 @@ def wide(books: pa.Table) -> pa.Table:
     return pa.table(cols)
 
 
-def parquet_bytes(table: pa.Table) -> int:
+TUNED = WRITER_OPTIONS["orderbook_l2"]
+
+
+def parquet_bytes(table: pa.Table, **options) -> int:
     sink = pa.BufferOutputStream()
-    pq.write_table(table, sink, compression="zstd")
+    pq.write_table(table, sink, **(options or {"compression": "zstd"}))
     return sink.getvalue().size
 
 
@@ -156,11 +164,15 @@ def measure_bytes(hours: float) -> dict:
     raw = json_lines(w)
     zjson = len(pa.compress(raw, "zstd", asbytes=True))
     lists, wides = parquet_bytes(books), parquet_bytes(wide(books))
+    tuned, wide_tuned = parquet_bytes(books, **TUNED), parquet_bytes(wide(books), **TUNED)
     # read back from the stored bytes, then compute features: what an analysis pass pays
-    t_list = _timed(lambda: features_list(pq.read_table(pa.BufferReader(_encode(books)))))
-    t_wide = _timed(lambda: features_wide(pq.read_table(pa.BufferReader(_encode(wide(books))))))
+    lb, wb = _encode(books), _encode(wide(books))
+    need_w = [f"{c}_{k}" for c in ("bid_px", "bid_sz", "ask_px", "ask_sz") for k in range(5)]
+    t_list = _timed(lambda: features_list(pq.read_table(pa.BufferReader(lb), columns=["bid_px", "bid_sz", "ask_px",
+                                                                                      "ask_sz"])))
+    t_wide = _timed(lambda: features_wide(pq.read_table(pa.BufferReader(wb), columns=need_w)))
     return {"snapshots": n, "json": len(raw) / n, "zjson": zjson / n, "list": lists / n, "wide": wides / n,
-            "t_list": t_list, "t_wide": t_wide}
+            "tuned": tuned / n, "wide_tuned": wide_tuned / n, "t_list": t_list, "t_wide": t_wide}
 
 
 def _encode(t: pa.Table) -> pa.Buffer:
@@ -197,7 +209,7 @@ def measure_compaction(files: int) -> tuple[int, float, float, float]:
         table = spool.compact_spool(root, "orderbook_l2", day)
         t_compact = time.perf_counter() - t
         t = time.perf_counter()
-        pq.write_table(table, Path(root) / "day.parquet", compression="zstd")
+        pq.write_table(table, Path(root) / "day.parquet", **TUNED)
         t_write = time.perf_counter() - t
         t = time.perf_counter()
         duckdb.sql(f"""
@@ -222,16 +234,18 @@ def main() -> None:
     skip = set(a.skip.split(","))
     print(f"crypto capture bench ({os.cpu_count()} cores)")
     if "cpu" not in skip:
-        ours, bare = measure_cpu(SYMBOLS[: a.symbols], a.cpu_seconds)
-        print(f"CPU, {a.symbols} symbols books@100ms + aggTrades: capture service {ours:.1%} of one core "
-              f"(target <= 10%); bare json.loads client {bare:.1%}; ratio {ours / bare:.2f}x")
+        ours, bare, rate = measure_cpu(SYMBOLS[: a.symbols], a.cpu_seconds)
+        print(f"CPU, {a.symbols} symbols books@100ms + aggTrades ({rate:.0f} messages/s): capture service "
+              f"{ours:.1%} of one core (target <= 10%); bare json.loads client {bare:.1%}; ratio {ours / bare:.2f}x")
     if "bytes" not in skip:
         b = measure_bytes(a.hours)
         print(f"bytes per snapshot ({b['snapshots']:,} snapshots, 20 levels/side): JSON lines {b['json']:.0f}, "
               f"zstd JSON lines {b['zjson']:.1f}, Parquet zstd list columns {b['list']:.1f} "
               f"({b['list'] / b['zjson']:.2f}x zstd JSON; target <= 0.25x), wide 80 columns {b['wide']:.1f} "
               f"({b['wide'] / b['list']:.2f}x list)")
-        print(f"read + features (micro-price, 5-level imbalance): list {b['t_list'] * 1e3:.0f} ms, "
+        print(f"tuned writer (zstd 9, no dictionary on levels): list {b['tuned']:.1f} ({b['tuned'] / b['zjson']:.2f}x "
+              f"zstd JSON), wide {b['wide_tuned']:.1f} ({b['wide_tuned'] / b['tuned']:.2f}x list)")
+        print(f"read the needed columns + features (micro-price, 5-level imbalance): list {b['t_list'] * 1e3:.0f} ms, "
               f"wide {b['t_wide'] * 1e3:.0f} ms ({b['t_wide'] / b['t_list']:.2f}x list)")
     if "compact" not in skip:
         rows, tc, tw, td = measure_compaction(a.files)

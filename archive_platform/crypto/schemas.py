@@ -82,3 +82,13 @@ SORT_KEYS: dict[str, tuple[str, ...]] = {
 #: the column whose UTC date is the row's partition
 TIME_COLUMN: dict[str, str] = {"crypto_trades": "event_time", "orderbook_l2": "event_time", "capture_gaps": "start"}
 DATASETS = tuple(SCHEMAS)
+
+#: Parquet writer options for day files, by measurement (bench/capture.py, docs/performance.md):
+#: for books, no dictionary on the level columns keeps a level repeated from the previous
+#: snapshot byte-aligned (160 bytes back) so zstd finds it; level 9 pays off on a day file
+WRITER_OPTIONS: dict[str, dict] = {
+    "orderbook_l2": {"compression": "zstd", "compression_level": 9,
+                     "use_dictionary": ["exchange", "symbol", "source"]},
+    "crypto_trades": {"compression": "zstd"},
+    "capture_gaps": {"compression": "zstd"},
+}
