@@ -111,3 +111,20 @@ def test_candles_are_right_aligned_complete_and_top_of_book_is_summarised():
     assert (due.open, due.close, due.trades) == (9.0, 9.0, 1)
     top = top_of_book(book(T0, 1, bid=100.0, ask=100.5))
     assert top["mid"] == 100.25 and top["spread"] == 0.5 and abs(top["imbalance"] - (1 - 2) / 3) < 1e-12
+
+
+def test_capture_problems_from_the_heartbeat(tmp_path):
+    from archive_platform.crypto.health import capture_problems, read_heartbeat
+
+    now = datetime(2026, 11, 29, 12, 0, tzinfo=timezone.utc)
+    assert read_heartbeat(tmp_path) is None
+    assert "never run" in capture_problems(None, now)[0]
+    beat = {"pid": 7, "written_at": "2026-11-29T11:59:50.000000Z", "streams": {
+        "binance:aggTrade:BTCUSDT": {"last_event": "2026-11-29T11:59:49Z", "last_receive": "2026-11-29T11:59:49Z"},
+        "hyperliquid:l2Book:BTC": {"last_event": "2026-11-29T11:50:00Z", "last_receive": "2026-11-29T11:50:00Z"}}}
+    spool.write_json_atomic(spool.heartbeat_path(tmp_path), beat)
+    assert read_heartbeat(tmp_path) == beat
+    assert capture_problems(beat, now) == ["stream hyperliquid:l2Book:BTC: no message for 600 s"]
+    late = datetime(2026, 11, 29, 12, 5, tzinfo=timezone.utc)
+    assert capture_problems(beat, late, stream_stale_seconds=3600) == [
+        "capture heartbeat is 310 s old (pid 7): the service is not running"]
