@@ -19,6 +19,7 @@ import os
 import secrets
 import time
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterable
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
@@ -122,7 +123,14 @@ def spool_days(root: Path | str, dataset: str) -> list[date]:
 def read_spool(root: Path | str, dataset: str, day: date) -> pa.Table:
     """Every spooled row of one day, in write order, as the dataset's schema (no dedup)."""
     schema = SCHEMAS[dataset]
-    tables = [pq.read_table(p).select(schema.names).cast(schema) for p in spool_files(root, dataset, day)]
+
+    def read(path: Path) -> pa.Table:
+        return pq.read_table(path, use_threads=False).select(schema.names).cast(schema)
+
+    # a day is thousands of small files: read them in parallel (pyarrow releases the GIL);
+    # map() keeps write order, which last-wins dedup relies on
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        tables = list(pool.map(read, spool_files(root, dataset, day)))
     return pa.concat_tables(tables) if tables else schema.empty_table()
 
 
@@ -137,11 +145,22 @@ def dedup_last(table: pa.Table, key: Iterable[str]) -> pa.Table:
 
 
 def compact_spool(root: Path | str, dataset: str, day: date) -> pa.Table:
-    """The day's spooled rows, deduplicated last-wins on the dataset key, sorted by its sort key."""
-    table = dedup_last(read_spool(root, dataset, day), DEDUP_KEYS[dataset])
+    """The day's spooled rows, deduplicated last-wins on the dataset key, sorted by its sort key.
+
+    Dedup, the day filter and the sort work on the key columns only; the wide list columns of
+    books are gathered once, by a single ``take`` at the end.
+    """
+    table = read_spool(root, dataset, day)
+    if table.num_rows == 0:
+        return table
+    schema, col = SCHEMAS[dataset], TIME_COLUMN[dataset]
+    names = list(dict.fromkeys([*DEDUP_KEYS[dataset], *SORT_KEYS[dataset], col]))
+    keys = table.select(names).append_column("__row", pa.array(np.arange(table.num_rows), pa.int64()))
+    last = keys.group_by(list(DEDUP_KEYS[dataset]), use_threads=False).aggregate([("__row", "max")])
+    keys = keys.take(pa.array(np.sort(last["__row_max"].to_numpy())))
     day_start = datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
-    col = table[TIME_COLUMN[dataset]]
-    in_day = pc.and_(pc.greater_equal(col, pa.scalar(day_start, SCHEMAS[dataset].field(TIME_COLUMN[dataset]).type)),
-                     pc.less(col, pa.scalar(day_start + timedelta(days=1), SCHEMAS[dataset].field(TIME_COLUMN[dataset]).type)))
-    table = table.filter(in_day)
-    return table.sort_by([(k, "ascending") for k in SORT_KEYS[dataset]])
+    ts = schema.field(col).type
+    keys = keys.filter(pc.and_(pc.greater_equal(keys[col], pa.scalar(day_start, ts)),
+                               pc.less(keys[col], pa.scalar(day_start + timedelta(days=1), ts))))
+    order = pc.sort_indices(keys, [(k, "ascending") for k in SORT_KEYS[dataset]])
+    return table.take(keys["__row"].take(order))
