@@ -128,3 +128,24 @@ def test_capture_problems_from_the_heartbeat(tmp_path):
     late = datetime(2026, 11, 29, 12, 5, tzinfo=timezone.utc)
     assert capture_problems(beat, late, stream_stale_seconds=3600) == [
         "capture heartbeat is 310 s old (pid 7): the service is not running"]
+
+
+def test_a_failed_spool_write_keeps_the_rows_for_the_next_flush(tmp_path):
+    import asyncio
+
+    from archive_platform.crypto.config import CaptureSettings
+    from archive_platform.crypto.service import CaptureService
+
+    blocker = tmp_path / "root"
+    blocker.write_text("a file where the spool folder should be")
+    svc = CaptureService(CaptureSettings(root=blocker))
+    svc.buffers["crypto_trades"] = [trade(1, T0), trade(2, T0 + 1)]
+    try:
+        asyncio.run(svc.flush())
+        raise AssertionError("the write should have failed")
+    except OSError:
+        pass
+    assert len(svc.buffers["crypto_trades"]) == 2 and svc.rows_written == 0
+    blocker.unlink()
+    assert asyncio.run(svc.flush()) == 2
+    assert spool.compact_spool(blocker, "crypto_trades", DAY).column("trade_id").to_pylist() == [1, 2]

@@ -119,7 +119,10 @@ class CaptureService:
                 if self.publisher is not None:
                     self.publisher.on_row(dataset, row)
         if self.buffered_rows() >= self.settings.max_buffer_rows:
-            await self.flush()  # the reader waits: memory and SIGKILL loss stay bounded
+            try:
+                await self.flush()  # the reader waits: memory and SIGKILL loss stay bounded
+            except OSError as exc:
+                log.error("spool write failed (%s); rows stay buffered", exc)
 
     def _record_gap(self, stream: tuple[str, str, str], start: int, end: int, cause: str) -> None:
         exchange, name, symbol = stream
@@ -140,10 +143,14 @@ class CaptureService:
             for k in taken:
                 self.buffers[k] = []
             written = 0
-            for dataset, rows in taken.items():
-                await asyncio.to_thread(spool.write_spool, self.root, dataset, rows)
-                written += len(rows)
-            self.rows_written += written
+            try:
+                for dataset in list(taken):
+                    await asyncio.to_thread(spool.write_spool, self.root, dataset, taken[dataset])
+                    written += len(taken.pop(dataset))
+            finally:  # a failed write keeps its rows buffered for the next flush
+                for dataset, rows in taken.items():
+                    self.buffers[dataset] = rows + self.buffers[dataset]
+                self.rows_written += written
             return written
 
     def heartbeat(self) -> dict[str, Any]:
@@ -277,10 +284,14 @@ class CaptureService:
     async def _every(self, seconds: float, fn) -> None:
         while True:
             await asyncio.sleep(seconds)
-            await fn()
+            try:
+                await fn()
+            except Exception:  # a full disk, say: keep capturing and retry at the next tick
+                log.exception("%s failed; retrying in %g s", getattr(fn, "__name__", fn), seconds)
 
     async def _heartbeat_async(self) -> None:
-        await asyncio.to_thread(self.write_heartbeat)
+        beat = self.heartbeat()  # built on the loop: the readers mutate these dicts
+        await asyncio.to_thread(spool.write_json_atomic, spool.heartbeat_path(self.root), beat)
 
     async def run(self, seconds: float | None = None, *, handle_signals: bool = True) -> dict[str, Any]:
         """Capture until ``seconds`` pass, ``stop_event`` is set, or SIGTERM/SIGINT; then flush."""
