@@ -24,7 +24,6 @@ import os
 import random
 import signal
 import time
-from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,36 +31,20 @@ import pyarrow as pa
 from websockets.asyncio.client import ClientConnection, connect
 
 from archive_platform.crypto import spool
+from archive_platform.crypto.candles import iso
 from archive_platform.crypto.config import CaptureSettings
 from archive_platform.crypto.normalise import (STREAMS, MalformedMessage, Parsed, book_key, normalise_binance,
                                                normalise_hyperliquid, trade_key)
+from archive_platform.crypto.dedup import RecentKeys
 from archive_platform.crypto.routes import StreamGroup, stream_groups
 from archive_platform.crypto.schemas import TS
 
 log = logging.getLogger(__name__)
 NORMALISERS = {"binance": normalise_binance, "hyperliquid": normalise_hyperliquid}
-DEDUP_MEMORY = 200_000
 
 
 def now_us() -> int:
     return time.time_ns() // 1000
-
-
-class RecentKeys:
-    """A bounded set of the most recent keys (overlapping sessions and trade replays repeat rows)."""
-
-    def __init__(self, size: int = DEDUP_MEMORY) -> None:
-        self.size, self.keys, self.order = size, set(), deque()
-
-    def add(self, key: tuple) -> bool:
-        """True when the key is new."""
-        if key in self.keys:
-            return False
-        self.keys.add(key)
-        self.order.append(key)
-        if len(self.order) > self.size:
-            self.keys.discard(self.order.popleft())
-        return True
 
 
 @dataclass
@@ -88,6 +71,7 @@ class CaptureService:
         self.publisher = publisher
         self.stop_event = asyncio.Event()
         self._flush_lock = asyncio.Lock()
+        self._inflight: set[asyncio.Future] = set()
         self._started = now_us()
 
     # ---- rows ---------------------------------------------------------------------------
@@ -120,7 +104,7 @@ class CaptureService:
                     self.publisher.on_row(dataset, row)
         if self.buffered_rows() >= self.settings.max_buffer_rows:
             try:
-                await self.flush()  # the reader waits: memory and SIGKILL loss stay bounded
+                await self._tracked(self.flush())  # the reader waits: memory and SIGKILL loss stay bounded
             except OSError as exc:
                 log.error("spool write failed (%s); rows stay buffered", exc)
 
@@ -154,9 +138,6 @@ class CaptureService:
             return written
 
     def heartbeat(self) -> dict[str, Any]:
-        def iso(us: int) -> str:
-            return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(us / 1e6)) + f".{us % 1_000_000:06d}Z"
-
         return {
             "pid": os.getpid(), "started": iso(self._started), "written_at": iso(now_us()),
             "streams": {":".join(k): {"last_event": iso(self.last_event[k]), "last_receive": iso(v)}
@@ -281,11 +262,19 @@ class CaptureService:
             self.reconnects += 1
 
     # ---- main ---------------------------------------------------------------------------
+    def _tracked(self, coro) -> asyncio.Future:
+        """Run a write as its own task that a shutdown waits for instead of cancelling half-way
+        (a cancelled await would leave its thread writing while the final flush writes again)."""
+        task = asyncio.ensure_future(coro)
+        self._inflight.add(task)
+        task.add_done_callback(self._inflight.discard)
+        return asyncio.shield(task)
+
     async def _every(self, seconds: float, fn) -> None:
         while True:
             await asyncio.sleep(seconds)
             try:
-                await fn()
+                await self._tracked(fn())
             except Exception:  # a full disk, say: keep capturing and retry at the next tick
                 log.exception("%s failed; retrying in %g s", getattr(fn, "__name__", fn), seconds)
 
@@ -318,6 +307,7 @@ class CaptureService:
             for r in await asyncio.gather(*tasks, return_exceptions=True):
                 if isinstance(r, Exception):
                     log.error("capture task failed: %r", r)
+            await asyncio.gather(*self._inflight, return_exceptions=True)
             end = now_us()
             for stream, (start, cause) in sorted(self.open_gaps.items()):
                 self._record_gap(stream, start, max(start, end), cause + " (still open at shutdown)")
