@@ -1,0 +1,43 @@
+"""Is capture alive? Pure checks over the heartbeat file the service writes (for the sensor).
+
+``read_heartbeat(root)`` returns the parsed JSON or None; ``capture_problems(beat, now)`` returns
+what is wrong (empty: healthy): no heartbeat, a heartbeat older than ``stale_seconds`` (the
+process stopped or hung), or a stream whose last message is older than ``stream_stale_seconds``
+(an exchange, or one connection, went quiet beyond what the service's reconnects repair).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from archive_platform.crypto.spool import heartbeat_path
+
+
+def read_heartbeat(root: Path | str) -> dict[str, Any] | None:
+    try:
+        return json.loads(heartbeat_path(root).read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def _age(now: datetime, stamp: str) -> float:
+    return (now - datetime.fromisoformat(stamp.replace("Z", "+00:00"))).total_seconds()
+
+
+def capture_problems(beat: dict[str, Any] | None, now: datetime, *, stale_seconds: float = 60.0,
+                     stream_stale_seconds: float = 300.0) -> list[str]:
+    """Problems with the capture as of ``now`` (timezone-aware); an empty list means healthy."""
+    if beat is None:
+        return ["no capture heartbeat: the capture service has never run under this root"]
+    problems = []
+    age = _age(now, beat["written_at"])
+    if age > stale_seconds:
+        problems.append(f"capture heartbeat is {age:.0f} s old (pid {beat.get('pid')}): the service is not running")
+    for stream, info in sorted(beat.get("streams", {}).items()):
+        s_age = _age(now, info["last_receive"])
+        if s_age > stream_stale_seconds:
+            problems.append(f"stream {stream}: no message for {s_age:.0f} s")
+    return problems

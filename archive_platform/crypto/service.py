@@ -1,0 +1,329 @@
+"""The capture service: asyncio WebSocket sessions -> normalise -> dedup -> spool (see docs/crypto.md).
+
+One supervisor per ``StreamGroup`` keeps a session open: it reconnects with exponential backoff
+and full jitter, treats ``silence_seconds`` without any message as a dead connection, and for
+exchanges that close connections after 24 h (Binance) opens the successor ``rollover_seconds``
+after the current one opened, waits for its first data message, then closes the old one; rows
+both sessions deliver meanwhile are dropped by key (a bounded recent-key set), so there is no gap.
+
+Every interruption of a stream is recorded in ``capture_gaps``: ``start`` is the exchange event
+time of the last row received on that stream before the loss (the loss time when there was none),
+``end`` the event time of the first new row after it; rows of that stream missing from the
+archive all lie in [start, end] (inclusive: several trades can share a millisecond).
+
+Rows are spooled by ``flush`` every ``flush_seconds`` or as soon as ``max_buffer_rows`` are
+buffered (the reader then waits for the write), so a SIGKILL loses at most
+2 x max_buffer_rows rows plus one message, and rows younger than flush_seconds plus one write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import signal
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+from websockets.asyncio.client import ClientConnection, connect
+
+from archive_platform.crypto import spool
+from archive_platform.crypto.candles import iso
+from archive_platform.crypto.config import CaptureSettings
+from archive_platform.crypto.normalise import (STREAMS, MalformedMessage, Parsed, book_key, normalise_binance,
+                                               normalise_hyperliquid, trade_key)
+from archive_platform.crypto.dedup import RecentKeys
+from archive_platform.crypto.routes import StreamGroup, stream_groups
+from archive_platform.crypto.schemas import TS
+
+log = logging.getLogger(__name__)
+NORMALISERS = {"binance": normalise_binance, "hyperliquid": normalise_hyperliquid}
+
+
+def now_us() -> int:
+    return time.time_ns() // 1000
+
+
+@dataclass
+class Session:
+    ws: ClientConnection
+    opened: float
+    first_data: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task | None = None
+    cause: str = ""
+
+
+class CaptureService:
+    def __init__(self, settings: CaptureSettings, *, publisher: Any = None) -> None:
+        self.settings = settings
+        self.root = settings.root
+        self.groups = stream_groups(settings)
+        self.buffers: dict[str, list[dict]] = {"orderbook_l2": [], "crypto_trades": [], "capture_gaps": []}
+        self.recent = RecentKeys()
+        self.last_event: dict[tuple[str, str, str], int] = {}
+        self.last_receive: dict[tuple[str, str, str], int] = {}
+        self.open_gaps: dict[tuple[str, str, str], tuple[int, str]] = {}
+        self.reconnects = self.malformed = self.rows_written = self.messages = 0
+        self.last_malformed: str | None = None
+        self.publisher = publisher
+        self.stop_event = asyncio.Event()
+        self._flush_lock = asyncio.Lock()
+        self._inflight: set[asyncio.Future] = set()
+        self._started = now_us()
+
+    # ---- rows ---------------------------------------------------------------------------
+    def buffered_rows(self) -> int:
+        return sum(len(b) for b in self.buffers.values())
+
+    async def handle(self, group: StreamGroup, text: str | bytes) -> None:
+        self.messages += 1
+        receive = now_us()
+        try:
+            parsed: Parsed = NORMALISERS[group.exchange](text, receive)
+        except MalformedMessage as exc:
+            self.malformed += 1
+            self.last_malformed = str(exc)[:200]
+            if self.malformed <= 20 or self.malformed % 1000 == 0:
+                log.warning("%s: refused malformed message #%d: %s", group.name, self.malformed, exc)
+            return
+        for dataset, rows, keyf in (("orderbook_l2", parsed.books, book_key), ("crypto_trades", parsed.trades, trade_key)):
+            for row in rows:
+                stream = (row["exchange"], STREAMS[(row["exchange"], dataset)], row["symbol"])
+                self.last_receive[stream] = receive
+                if not self.recent.add(keyf(row)):
+                    continue
+                gap = self.open_gaps.pop(stream, None)
+                if gap is not None:
+                    self._record_gap(stream, gap[0], max(gap[0], row["event_time"]), gap[1])
+                self.last_event[stream] = max(self.last_event.get(stream, 0), row["event_time"])
+                self.buffers[dataset].append(row)
+                if self.publisher is not None:
+                    self.publisher.on_row(dataset, row)
+        if self.buffered_rows() >= self.settings.max_buffer_rows:
+            try:
+                await self._tracked(self.flush())  # the reader waits: memory and SIGKILL loss stay bounded
+            except OSError as exc:
+                log.error("spool write failed (%s); rows stay buffered", exc)
+
+    def _record_gap(self, stream: tuple[str, str, str], start: int, end: int, cause: str) -> None:
+        exchange, name, symbol = stream
+        self.buffers["capture_gaps"].append({"exchange": exchange, "stream": name, "symbol": symbol, "start": start,
+                                             "end": end, "cause": cause, "source": exchange})
+
+    def open_gap(self, group: StreamGroup, cause: str) -> None:
+        at = now_us()
+        for stream_name, symbol in group.streams:
+            key = (group.exchange, stream_name, symbol)
+            if key not in self.open_gaps:
+                self.open_gaps[key] = (self.last_event.get(key, at), cause)
+
+    async def flush(self) -> int:
+        """Write every buffered row to the spool (one atomic file per dataset and UTC day)."""
+        async with self._flush_lock:
+            taken = {k: v for k, v in self.buffers.items() if v}
+            for k in taken:
+                self.buffers[k] = []
+            written = 0
+            try:
+                for dataset in list(taken):
+                    await asyncio.to_thread(spool.write_spool, self.root, dataset, taken[dataset])
+                    written += len(taken.pop(dataset))
+            finally:  # a failed write keeps its rows buffered for the next flush
+                for dataset, rows in taken.items():
+                    self.buffers[dataset] = rows + self.buffers[dataset]
+                self.rows_written += written
+            return written
+
+    def heartbeat(self) -> dict[str, Any]:
+        return {
+            "pid": os.getpid(), "started": iso(self._started), "written_at": iso(now_us()),
+            "streams": {":".join(k): {"last_event": iso(self.last_event[k]), "last_receive": iso(v)}
+                        for k, v in sorted(self.last_receive.items()) if k in self.last_event},
+            "buffered_rows": self.buffered_rows(), "reconnects": self.reconnects, "malformed": self.malformed,
+            "last_malformed": self.last_malformed, "messages": self.messages, "rows_written": self.rows_written,
+            "open_gaps": sorted(":".join(k) for k in self.open_gaps),
+        }
+
+    def write_heartbeat(self) -> None:
+        spool.write_json_atomic(spool.heartbeat_path(self.root), self.heartbeat())
+
+    # ---- sessions -----------------------------------------------------------------------
+    async def _open(self, group: StreamGroup) -> Session:
+        ws = await connect(group.url, open_timeout=10, ping_interval=20, ping_timeout=20, close_timeout=2,
+                           max_size=2**23)
+        for msg in group.subscribe:
+            await ws.send(msg)
+        session = Session(ws=ws, opened=time.monotonic())
+        session.task = asyncio.create_task(self._read(group, session), name=f"read-{group.name}")
+        return session
+
+    async def _read(self, group: StreamGroup, session: Session) -> None:
+        ws, silence = session.ws, self.settings.silence_seconds
+        pinger = asyncio.create_task(self._app_ping(group, ws)) if group.app_ping else None
+        pending: asyncio.Future | None = None
+        try:
+            while True:
+                # a recv() that outlives the wait, never cancelled mid-message: Python 3.11's
+                # wait_for can drop a message that completes as the timeout fires
+                if pending is None:
+                    pending = asyncio.ensure_future(ws.recv())
+                done, _ = await asyncio.wait({pending}, timeout=silence)
+                if not done:
+                    session.cause = f"silence: no message for {silence:g} s"
+                    ws.transport.abort()  # a silent peer would not answer a close handshake either
+                    return
+                text, pending = pending.result(), None
+                await self.handle(group, text)
+                if not session.first_data.is_set() and self._is_data(text):
+                    session.first_data.set()
+        except Exception as exc:  # ConnectionClosed, OSError: the supervisor reconnects
+            session.cause = f"disconnect: {type(exc).__name__}: {exc}"[:300]
+        finally:
+            if pinger:
+                pinger.cancel()
+            if pending is not None:
+                pending.cancel()
+            await _close(ws)
+
+    @staticmethod
+    def _is_data(text: str | bytes) -> bool:
+        t = text if isinstance(text, str) else text.decode("utf-8", "replace")
+        return '"data"' in t and '"subscriptionResponse"' not in t
+
+    async def _app_ping(self, group: StreamGroup, ws: ClientConnection) -> None:
+        while True:
+            await asyncio.sleep(self.settings.hyperliquid_ping_seconds)
+            await ws.send(group.app_ping)
+
+    async def _connect_with_backoff(self, group: StreamGroup) -> Session:
+        attempt = 0
+        while True:
+            try:
+                return await self._open(group)
+            except Exception as exc:
+                attempt += 1
+                delay = random.uniform(0, min(self.settings.backoff_max, self.settings.backoff_initial * 2 ** attempt))
+                log.warning("%s: connect failed (%s); retry %d in %.1f s", group.name, exc, attempt, delay)
+                await asyncio.sleep(delay)
+
+    async def supervise(self, group: StreamGroup) -> None:
+        live: list[Session] = []
+        try:
+            await self._supervise(group, live)
+        finally:
+            for s in live:
+                if s.task is not None:
+                    s.task.cancel()
+            await asyncio.gather(*(s.task for s in live if s.task is not None), return_exceptions=True)
+
+    async def _session(self, group: StreamGroup, live: list[Session]) -> Session:
+        session = await self._connect_with_backoff(group)
+        live[:] = [s for s in live if s.task is not None and not s.task.done()] + [session]
+        return session
+
+    async def _supervise(self, group: StreamGroup, live: list[Session]) -> None:
+        session = await self._session(group, live)
+        while True:
+            waits = {session.task}
+            timer = None
+            if group.rollover:
+                left = self.settings.rollover_seconds - (time.monotonic() - session.opened)
+                timer = asyncio.create_task(asyncio.sleep(max(0.0, left)))
+                waits.add(timer)
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            if timer is not None and not session.task.done():
+                # planned rollover: the successor must deliver before the old session goes
+                successor = await self._session(group, live)
+                first = asyncio.create_task(successor.first_data.wait())
+                await asyncio.wait({first, successor.task, session.task}, timeout=max(30.0, self.settings.silence_seconds),
+                                   return_when=asyncio.FIRST_COMPLETED)
+                first.cancel()
+                if successor.first_data.is_set() or session.task.done():
+                    if session.task.done() and not successor.first_data.is_set():
+                        self.open_gap(group, session.cause or "rollover: old session ended first")
+                    session.task.cancel()
+                    await asyncio.gather(session.task, return_exceptions=True)
+                    session = successor
+                    self.reconnects += 1
+                else:
+                    successor.task.cancel()
+                    await asyncio.gather(successor.task, return_exceptions=True)
+                    session.opened = time.monotonic() - self.settings.rollover_seconds + 1.0  # retry soon
+                continue
+            if timer is not None:
+                timer.cancel()
+            log.warning("%s: session lost (%s); reconnecting", group.name, session.cause)
+            self.open_gap(group, session.cause or "disconnect")
+            await asyncio.sleep(random.uniform(0, self.settings.backoff_initial))
+            session = await self._session(group, live)
+            self.reconnects += 1
+
+    # ---- main ---------------------------------------------------------------------------
+    def _tracked(self, coro) -> asyncio.Future:
+        """Run a write as its own task that a shutdown waits for instead of cancelling half-way
+        (a cancelled await would leave its thread writing while the final flush writes again)."""
+        task = asyncio.ensure_future(coro)
+        self._inflight.add(task)
+        task.add_done_callback(self._inflight.discard)
+        return asyncio.shield(task)
+
+    async def _every(self, seconds: float, fn) -> None:
+        while True:
+            await asyncio.sleep(seconds)
+            try:
+                await self._tracked(fn())
+            except Exception:  # a full disk, say: keep capturing and retry at the next tick
+                log.exception("%s failed; retrying in %g s", getattr(fn, "__name__", fn), seconds)
+
+    async def _heartbeat_async(self) -> None:
+        beat = self.heartbeat()  # built on the loop: the readers mutate these dicts
+        await asyncio.to_thread(spool.write_json_atomic, spool.heartbeat_path(self.root), beat)
+
+    async def run(self, seconds: float | None = None, *, handle_signals: bool = True) -> dict[str, Any]:
+        """Capture until ``seconds`` pass, ``stop_event`` is set, or SIGTERM/SIGINT; then flush."""
+        loop = asyncio.get_running_loop()
+        if handle_signals:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, self.stop_event.set)
+        # pyarrow imports pandas on its first tz-aware array (seconds on a busy machine): pay it
+        # before connecting, not inside the first flush while messages queue up
+        await asyncio.to_thread(spool.rows_to_table, "capture_gaps", [])
+        await asyncio.to_thread(pa.array([0], pa.int64()).cast, TS)
+        tasks = [asyncio.create_task(self.supervise(g), name=f"supervise-{g.name}") for g in self.groups]
+        tasks.append(asyncio.create_task(self._every(self.settings.flush_seconds, self.flush)))
+        tasks.append(asyncio.create_task(self._every(self.settings.heartbeat_seconds, self._heartbeat_async)))
+        if self.publisher is not None:
+            tasks.append(asyncio.create_task(self.publisher.run()))
+        try:
+            await asyncio.wait_for(self.stop_event.wait(), timeout=seconds)
+        except TimeoutError:
+            pass
+        finally:
+            for t in tasks:
+                t.cancel()
+            for r in await asyncio.gather(*tasks, return_exceptions=True):
+                if isinstance(r, Exception):
+                    log.error("capture task failed: %r", r)
+            await asyncio.gather(*self._inflight, return_exceptions=True)
+            end = now_us()
+            for stream, (start, cause) in sorted(self.open_gaps.items()):
+                self._record_gap(stream, start, max(start, end), cause + " (still open at shutdown)")
+            self.open_gaps.clear()
+            await self.flush()
+            if self.publisher is not None:
+                await self.publisher.close()
+            self.write_heartbeat()
+            if handle_signals:
+                for sig in (signal.SIGTERM, signal.SIGINT):
+                    loop.remove_signal_handler(sig)
+        return self.heartbeat()
+
+
+async def _close(ws: ClientConnection) -> None:
+    try:
+        await asyncio.wait_for(ws.close(), timeout=2)
+    except Exception:
+        pass
