@@ -15,6 +15,7 @@ from datetime import time
 
 from archive_platform.datasets import DATASETS
 from archive_platform.schemas import ArchiveType, spec_for
+from archive_platform.symbols import SymbolError, normalise_us_ticker
 
 SIM = "sim"
 
@@ -37,11 +38,12 @@ def parse_symbols(value: str | None, default: list[str]) -> list[str]:
         return list(default)
     out: list[str] = []
     for raw in value.split(","):
-        sym = raw.strip().upper()
-        if not sym:
+        if not raw.strip():
             continue
-        if not all(c.isalnum() or c in ".-" for c in sym) or len(sym) > 10:
-            raise ConfigError(f"ARCHIVE_SYMBOLS: {raw.strip()!r} is not a ticker symbol")
+        try:
+            sym = normalise_us_ticker(raw)  # the one US ticker grammar the vendor clients enforce
+        except SymbolError as exc:
+            raise ConfigError(f"ARCHIVE_SYMBOLS: {exc}") from None
         if sym not in out:
             out.append(sym)
     if not out:

@@ -204,3 +204,15 @@ def test_store_implements_the_storage_contract_and_reads_a_range(tmp_path):
     snaps = got["snapshot_time"].to_pylist()
     assert snaps == sorted(snaps)  # day order
     assert store.read_range("options", date(2025, 12, 1), date(2025, 12, 5)).num_rows == 0
+
+
+@pytest.mark.parametrize("raw", ["..", ".", "-", "SPY/..", "Ｓ", "SPY１", "SPY٣", "A\x00B", "'SPY'", "SPY,,.."])
+def test_archive_symbols_follow_the_vendor_ticker_grammar(raw):
+    """Issue 11 item 4: settings refuse what the vendor clients would refuse, naming the variable."""
+    with pytest.raises(ConfigError, match="ARCHIVE_SYMBOLS"):
+        Settings.from_env({"ARCHIVE_SYMBOLS": raw})
+
+
+def test_archive_symbols_accept_class_shares_and_normalise_case():
+    s = Settings.from_env({"ARCHIVE_SYMBOLS": " brk.b, SPY ,spy"})
+    assert list(s.symbols) == ["BRK.B", "SPY"]

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import click
 
 from archive_platform.crypto.config import SettingsError, capture_settings_from_env
 from archive_platform.crypto.symbols import EXCHANGES, SymbolError, parse_symbols
+from archive_platform.settings import environment
 
 
 @click.command("capture")
@@ -32,7 +32,7 @@ def capture(exchanges: tuple[str, ...], symbols: str | None, seconds: float | No
     from archive_platform.crypto.service import CaptureService
 
     try:
-        settings = capture_settings_from_env(os.environ)
+        settings = capture_settings_from_env(environment())
         if symbols is not None:
             settings = replace(settings, symbols=parse_symbols(symbols, "--symbols"))
         if exchanges:

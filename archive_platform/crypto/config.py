@@ -1,8 +1,8 @@
 """Capture settings, parsed and validated once from an environment mapping.
 
 ``capture_settings_from_env(env)`` is the only place the crypto package reads settings; it takes
-the mapping (``os.environ`` in production, a dict in tests) and raises ``SettingsError`` naming
-the setting on bad input, before anything connects or writes.
+the mapping (``archive_platform.settings.environment()`` in production, a dict in tests) and
+raises ``SettingsError`` naming the setting on bad input, before anything connects or writes.
 """
 
 from __future__ import annotations
