@@ -65,12 +65,12 @@ def test_every_setting_is_validated_and_named(value, message):
         s.recovery_lookback = 3  # frozen
 
 
-def test_no_module_reads_the_environment_but_settings_and_cli():
+def test_no_module_reads_the_environment_but_settings_and_the_cli():
     pattern = re.compile(r"os\.environ|os\.getenv|getenv\(")
     offenders = []
     for path in (REPO / "archive_platform").rglob("*.py"):
         rel = path.relative_to(REPO).as_posix()
-        if rel in ("archive_platform/settings.py", "archive_platform/cli.py"):
+        if rel == "archive_platform/settings.py" or rel.startswith("archive_platform/cli/"):
             continue
         for i, line in enumerate(path.read_text().splitlines(), 1):
             if pattern.search(line) and not line.lstrip().startswith("#"):

@@ -1,0 +1,73 @@
+"""The CLI imports a subcommand only when it runs: help is instant and `query` never loads Dagster.
+
+Each case runs the real entry point in a fresh interpreter and inspects `sys.modules` after it.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+PROBE = r"""
+import json, sys
+from archive_platform.cli import main
+try:
+    main(sys.argv[1:], standalone_mode=False)
+except SystemExit:
+    pass
+except Exception as exc:  # a usage error still counts: we only inspect imports
+    print("error:", exc, file=sys.stderr)
+print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in ("dagster", "duckdb", "polars"))))
+"""
+
+
+def _imported(*args: str, cwd=None) -> set[str]:
+    out = subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True, text=True,
+                         timeout=120, cwd=cwd, check=True)
+    return set(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+@pytest.mark.parametrize("args", [["--help"], ["demo", "--help"], ["query", "--help"],
+                                  ["capture", "--help"], ["backtest", "--help"]])
+def test_help_imports_no_dagster(args):
+    mods = _imported(*args)
+    assert not any(m.startswith("dagster") for m in mods), sorted(mods)[:5]
+
+
+def test_group_help_imports_no_subcommand_module():
+    out = subprocess.run([sys.executable, "-c", PROBE.replace(
+        'if m.split(".")[0] in ("dagster", "duckdb", "polars")', 'if m.startswith("archive_platform.")'), "--help"],
+        capture_output=True, text=True, timeout=120, check=True)
+    mods = set(json.loads(out.stdout.strip().splitlines()[-1]))
+    assert mods <= {"archive_platform.cli"}, mods
+    assert "demo" in out.stdout and "query" in out.stdout
+
+
+def test_query_runs_without_dagster(tmp_path):
+    """A real query over a views file: rows come back and Dagster was never imported."""
+    from datetime import date
+
+    from archive_platform.calendar import snapshot_times
+    from archive_platform.sim.market import SimulatedMarket
+    from archive_platform.store import ArchiveStore
+    from archive_platform.views import refresh_views
+
+    day = date(2025, 11, 26)
+    store = ArchiveStore(tmp_path / "archive", kind="sim")
+    market = SimulatedMarket()
+    store.write_day("options", day, market.fetch_options(day, ["SPY"], snapshot_times(day)))
+    db = tmp_path / "archive.duckdb"
+    refresh_views(store.root, db)
+    probe = PROBE.replace('print(json.dumps', 'sys.stdout.flush(); print(json.dumps')
+    out = subprocess.run([sys.executable, "-c", probe, "query", "latest_chain", "--symbol", "SPY",
+                          "--at", "2025-11-26T20:00:00+00:00", "--db", str(db)],
+                         capture_output=True, text=True, timeout=120, check=True)
+    lines = out.stdout.strip().splitlines()
+    mods = set(json.loads(lines[-1]))
+    assert not any(m.startswith("dagster") for m in mods)
+    assert "duckdb" in mods
+    body = [line for line in lines[:-1] if "SPY" in line or line.strip()[:1].isdigit()]
+    assert len(body) > 10, out.stdout[:2000]
