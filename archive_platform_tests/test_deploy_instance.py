@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 
 import dagster as dg
 import pytest
@@ -37,6 +38,7 @@ def test_default_instance_is_sqlite_with_monitoring_retries_and_timeouts(tmp_pat
         assert instance.run_retries_retry_on_asset_or_op_failure is False
         assert instance.code_server_settings["local_startup_timeout"] == 300
         assert type(instance.run_coordinator).__name__ == "QueuedRunCoordinator"
+        assert instance.run_coordinator.dequeue_interval_seconds == 2
         concurrency = instance.get_concurrency_config()  # what the run queue daemon applies
         assert concurrency.run_queue_config.max_concurrent_runs == 3
         assert concurrency.pool_config.default_pool_limit == 1
@@ -67,3 +69,21 @@ def test_unknown_storage_is_refused_with_its_name(tmp_path):
     assert result.returncode == 2
     assert "unknown storage 'mysql'" in result.stderr
     assert not (tmp_path / "dagster.yaml").exists()
+
+
+@pytest.mark.slow
+def test_loading_the_code_location_prints_no_beta_or_preview_warning(tmp_path):
+    """What a code server or run worker does: import the module, build the definitions."""
+    from archive_platform_tests.dagster_helpers import sim_env
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_PG_", "PYTHONWARNINGS"))}
+    env.update(sim_env(tmp_path))
+    code = ("import archive_platform.definitions as m\n"
+            "from archive_platform.defs import build_definitions\n"
+            "d = build_definitions()\n"
+            "print(len(d.get_repository_def().assets_defs_by_key))\n")
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                            cwd=tmp_path, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert int(result.stdout.strip()) == 7  # six archive types and the views
+    assert "BetaWarning" not in result.stderr and "PreviewWarning" not in result.stderr, result.stderr[:2000]

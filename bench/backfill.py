@@ -10,6 +10,7 @@ backfill of ``--asset`` over the first N sessions of 2025 launched through the w
 API, exactly as ``archive-platform backfill`` does. Reports total time, partitions per second and
 where the time of each run went, from the run's own event log:
 
+  plan     backfill requested -> its first run created (the backfill daemon ticks every 30 s)
   queued   run created -> dequeued by the run coordinator (max_concurrent_runs, pools)
   launch   dequeued -> RUN_START (run worker process start + loading the definitions)
   step     STEP_WORKER_STARTING -> STEP_START (multiprocess executor only: the per-step
@@ -64,6 +65,9 @@ def breakdown(instance, backfill_id: str) -> dict:
 
     runs = instance.get_run_records(dg.RunsFilter(tags={"dagster/backfill": backfill_id}))
     phases = defaultdict(list)
+    requested = instance.get_backfill(backfill_id).backfill_timestamp
+    if runs:  # the backfill daemon's tick (every 30 s) and planning, before any run exists
+        phases["plan"].append(min(r.create_timestamp.timestamp() for r in runs) - requested)
     for rec in runs:
         events = instance.all_logs(rec.dagster_run.run_id)
         first: dict = {}
@@ -105,7 +109,8 @@ def _range_len(tags) -> int:
     return len(trading_days(date.fromisoformat(start), date.fromisoformat(end))) if start and end else 1
 
 
-def through_daemon(storage: str, keys: list[str], asset: str, symbols: str | None, executor: str) -> dict:
+def through_daemon(storage: str, keys: list[str], asset: str, symbols: str | None, executor: str,
+                   tuned_chunk: int | None = None) -> dict:
     from dagster import DagsterInstance
 
     from archive_platform_tests.deploy_helpers import install_instance, topology
@@ -119,12 +124,16 @@ def through_daemon(storage: str, keys: list[str], asset: str, symbols: str | Non
             env.update(pg.env())
         home = tmp / "home"
         install_instance(home, storage)
+        module = "archive_platform.definitions"
+        if tuned_chunk:  # the proposed defs changes (bench/backfill_tuned_defs.py)
+            module = "bench.backfill_tuned_defs"
+            env.update(ARCHIVE_BENCH_CHUNK=str(tuned_chunk), PYTHONPATH=str(REPO))
         t0 = time.perf_counter()
-        topo = stack.enter_context(topology(home, env))
+        topo = stack.enter_context(topology(home, env, module=module))
         t_ready = time.perf_counter() - t0
         t1 = time.perf_counter()
         backfill_id = launch_asset_backfill(topo.url, [asset], keys, title="bench",
-                                            run_config=IN_PROCESS if executor == "in_process" else None)
+                                            run_config=IN_PROCESS if executor == "in_process" and not tuned_chunk else None)
         final = wait_for_backfill(topo.url, backfill_id, timeout=3600, poll=1.0)
         total = time.perf_counter() - t1
         if not final.succeeded:
@@ -153,6 +162,7 @@ def in_process(keys: list[str], asset: str, symbols: str | None) -> float:
         tmp = Path(d)
         defs = build_definitions(archive_env(tmp, symbols))
         t0 = time.perf_counter()
+        (tmp / "home").mkdir()
         with dg.instance_for_test(temp_dir=str(tmp / "home")) as instance:
             dg.materialize([defs.resolve_assets_def(asset)], instance=instance,
                            tags={"dagster/asset_partition_range_start": keys[0],
@@ -169,6 +179,9 @@ def main() -> None:
     ap.add_argument("--symbols", default=None, help="ARCHIVE_SYMBOLS (default: the 56-symbol universe)")
     ap.add_argument("--executor", choices=["in_process", "multiprocess", "both"], default="in_process",
                     help="executor of the backfill's runs (archive-platform backfill uses in_process)")
+    ap.add_argument("--tuned", type=int, metavar="CHUNK", default=None,
+                    help="serve bench/backfill_tuned_defs.py instead: sim assets back-filled CHUNK "
+                    "sessions a run, in-process executor (the proposed defs change)")
     ap.add_argument("--no-baseline", action="store_true", help="skip the in-process baseline")
     args = ap.parse_args()
     import warnings
@@ -186,17 +199,20 @@ def main() -> None:
         print(f"baseline  in-process dg.materialize, one run: {base:7.1f} s  "
               f"{len(keys) / base:6.2f} partitions/s")
     executors = ["in_process", "multiprocess"] if args.executor == "both" else [args.executor]
+    if args.tuned:  # the tuned definitions choose their executor themselves
+        executors = ["in_process"]
     for storage, executor in [(s, e) for s in (["sqlite", "postgres"] if args.storage == "both"
                                                else [args.storage]) for e in executors]:
-        r = through_daemon(storage, keys, args.asset, args.symbols, executor)
+        r = through_daemon(storage, keys, args.asset, args.symbols, executor, args.tuned)
         ph = r["phases"]
         runs = len(ph["run"])
-        line = (f"{storage:9} {executor:12} daemon backfill: {r['total']:7.1f} s  {len(keys) / r['total']:6.2f} partitions/s"
+        label = f"tuned/{args.tuned}" if args.tuned else executor
+        line = (f"{storage:9} {label:12} daemon backfill: {r['total']:7.1f} s  {len(keys) / r['total']:6.2f} partitions/s"
                 f"  runs={runs}  (processes ready in {r['ready']:.1f} s)")
         if base:
             line += f"  {r['total'] / base:5.1f}x the in-process baseline"
         print(line)
-        for name in ("queued", "launch", "step", "work", "finish", "run"):
+        for name in ("plan", "queued", "launch", "step", "work", "finish", "run"):
             vals = ph[name]
             if vals:
                 print(f"    {name:7} per run: mean {statistics.mean(vals):6.2f} s  max {max(vals):6.2f} s  "
