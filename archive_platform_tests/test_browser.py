@@ -109,7 +109,7 @@ def archive_env(tmp_path: Path) -> dict[str, str]:
 def dagster_home(tmp_path: Path) -> Path:
     home = tmp_path / "dagster_home"
     home.mkdir()
-    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
+    shutil.copy(REPO / "deploy" / "instance" / "dagster.yaml", home / "dagster.yaml")
     return home
 
 

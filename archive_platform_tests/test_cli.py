@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 def demo_env(tmp_path, monkeypatch):
     home = tmp_path / "home"
     home.mkdir()
-    (home / "dagster.yaml").write_text((REPO / "dagster.yaml").read_text())
+    (home / "dagster.yaml").write_text((REPO / "deploy" / "instance" / "dagster.yaml").read_text())
     for var in ("ARCHIVE_SOURCE_UW_FLOW", "ARCHIVE_SOURCE_OPTIONS", "ARCHIVE_SOURCE_GEX",
                 "ARCHIVE_SOURCE_STOCKS_1M", "ARCHIVE_SOURCE_IV_RANK", "ARCHIVE_SOURCE_TRADES",
                 "ARCHIVE_START_DATE"):

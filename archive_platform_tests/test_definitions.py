@@ -50,7 +50,7 @@ def test_module_definitions_validate_with_cli(tmp_path):
     """`dagster definitions validate` on the real module, as a user runs it."""
     env = {**os.environ, **sim_env(tmp_path), "DAGSTER_HOME": str(tmp_path / "home")}
     (tmp_path / "home").mkdir()
-    (tmp_path / "home" / "dagster.yaml").write_text((REPO / "dagster.yaml").read_text())
+    (tmp_path / "home" / "dagster.yaml").write_text((REPO / "deploy" / "instance" / "dagster.yaml").read_text())
     out = subprocess.run(
         [str(Path(sys.executable).parent / "dagster"), "definitions", "validate",
          "-m", "archive_platform.definitions"],

@@ -1,0 +1,152 @@
+"""Dagster as separate processes on PostgreSQL: code server (``dagster api grpc``), daemon and
+webserver, started here on loopback. A backfill launched through the webserver's GraphQL API by
+``archive-platform backfill`` completes by the daemon; a run whose worker is killed is failed and
+retried by the instance's run monitoring and run retries."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import time
+from datetime import date
+
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+
+from archive_platform.backfill import backfill, backfill_status
+from archive_platform.schemas import ArchiveType, spec_for
+from archive_platform_tests.dagster_helpers import sim_env
+from archive_platform_tests.deploy_helpers import LOCATION, install_instance, topology
+from archive_platform_tests.pg_helpers import postgres_server
+
+pytestmark = pytest.mark.slow
+
+DAYS = [date(2025, 11, 3), date(2025, 11, 4), date(2025, 11, 5)]  # three NYSE sessions
+KILL_DAY = date(2025, 11, 6)
+# Tight instance settings so a dead worker is noticed within seconds on a busy 2-core machine.
+TEST_OVERRIDES = {"run_monitoring": {"poll_interval_seconds": 5, "start_timeout_seconds": 180}}
+
+LAUNCH_RUN = """
+mutation($p: ExecutionParams!) { launchRun(executionParams: $p) {
+  __typename ... on LaunchRunSuccess { run { runId } } ... on PythonError { message } } }
+"""
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("deploy")
+    with postgres_server() as pg:
+        home = tmp / "home"
+        config = install_instance(home, "postgres", TEST_OVERRIDES)
+        assert config["storage"]["postgres"]["postgres_db"]["password"] == {"env": "DAGSTER_PG_PASSWORD"}
+        env = {**sim_env(tmp), **pg.env()}
+        with topology(home, env) as topo:
+            yield topo, pg, tmp
+
+
+def _sql_runs(pg, backfill_id=None):
+    sql = "SELECT r.run_id, r.status FROM runs r"
+    if backfill_id:
+        sql += " JOIN run_tags t ON t.run_id = r.run_id AND t.key = 'dagster/backfill' AND t.value = %s"
+        return pg.query(sql, (backfill_id,))
+    return pg.query(sql)
+
+
+def _day_file(tmp, t: ArchiveType, day: date):
+    spec = spec_for(t)
+    return tmp / "sim" / spec.directory / f"date={day}" / f"{spec.file_stem}_{day:%Y%m%d}.parquet"
+
+
+def test_backfill_command_runs_asset_backfill_through_webserver_and_daemon(stack):
+    topo, pg, tmp = stack
+    result = CliRunner().invoke(backfill, ["--from", str(DAYS[0]), "--to", str(DAYS[-1]), "--url", topo.url,
+                                           "--timeout", "900"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output + topo.log_tail("daemon") + topo.log_tail("code_server")
+    backfill_id = re.search(r"^backfill (\w+): 3 sessions x 6 assets", result.output, re.M).group(1)
+    final = backfill_status(topo.url, backfill_id)
+    assert final.succeeded
+    assert {a.asset: (a.targeted, a.materialized, a.failed) for a in final.assets} == {
+        t.value: (3, 3, 0) for t in ArchiveType}
+    assert "18/18 asset partitions materialized" in result.output
+
+    # the rows are in the archive root the code server was configured with
+    for t in ArchiveType:
+        for day in DAYS:
+            path = _day_file(tmp, t, day)
+            assert path.exists(), f"{t.value} {day} not stored at {path}"
+            if t is not ArchiveType.TRADES:  # executions may be empty by design
+                assert pq.read_metadata(path).num_rows > 0, f"{t.value} {day} is empty"
+
+    # the runs and the materializations are in PostgreSQL: the backfill policy (5 sessions a run)
+    # makes one run for the three sessions
+    runs = _sql_runs(pg, backfill_id)
+    assert [s for _, s in runs] == ["SUCCESS"]
+    mats = pg.query(
+        "SELECT asset_key, partition FROM event_logs WHERE dagster_event_type = 'ASSET_MATERIALIZATION' "
+        "AND run_id = %s", (runs[0][0],))
+    assert sorted(mats) == sorted((f'["{t.value}"]', str(d)) for t in ArchiveType for d in DAYS)
+    checks = pg.query("SELECT count(*) FROM event_logs WHERE dagster_event_type = 'ASSET_CHECK_EVALUATION' "
+                      "AND run_id = %s", (runs[0][0],))
+    assert checks[0][0] == 6 * 5
+
+
+def _worker_pid(pg, run_id: str, timeout: float = 300) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        rows = pg.query("SELECT event FROM event_logs WHERE run_id = %s AND event LIKE %s",
+                        (run_id, "%Started process for run (pid: %"))
+        if rows:
+            return int(re.search(r"Started process for run \(pid: (\d+)\)", rows[0][0]).group(1))
+        time.sleep(0.1)
+    raise TimeoutError(f"run {run_id} never started a worker")
+
+
+def _wait_status(pg, run_id: str, want: set[str], timeout: float = 300) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        rows = pg.query("SELECT status FROM runs WHERE run_id = %s", (run_id,))
+        if rows and rows[0][0] in want:
+            return rows[0][0]
+        time.sleep(0.5)
+    raise TimeoutError(f"run {run_id} not in {want} after {timeout} s: {rows}")
+
+
+def _tags(pg, run_id: str) -> dict[str, str]:
+    return dict(pg.query("SELECT key, value FROM run_tags WHERE run_id = %s", (run_id,)))
+
+
+def test_killed_run_worker_is_failed_and_retried(stack):
+    topo, pg, tmp = stack
+    params = {
+        "selector": {"repositoryLocationName": LOCATION, "repositoryName": "__repository__",
+                     "jobName": "archive_all"},
+        "executionMetadata": {"tags": [{"key": "dagster/partition", "value": str(KILL_DAY)}]},
+    }
+    launched = topo.graphql(LAUNCH_RUN, {"p": params})["launchRun"]
+    assert launched["__typename"] == "LaunchRunSuccess", launched
+    run_id = launched["run"]["runId"]
+
+    pid = _worker_pid(pg, run_id)
+    os.kill(pid, signal.SIGKILL)  # the run worker dies mid-way, as under an OOM kill
+
+    assert _wait_status(pg, run_id, {"FAILURE", "SUCCESS"}) == "FAILURE"
+    failed_events = pg.query("SELECT event FROM event_logs WHERE run_id = %s AND event LIKE %s",
+                             (run_id, "%was terminated by signal 9 (SIGKILL)%"))
+    assert failed_events, "no engine event names the killed worker"
+
+    deadline = time.monotonic() + 300
+    retry = None
+    while retry is None and time.monotonic() < deadline:
+        rows = pg.query("SELECT run_id FROM run_tags WHERE key = 'dagster/parent_run_id' AND value = %s", (run_id,))
+        retry = rows[0][0] if rows else None
+        time.sleep(1)
+    assert retry, "run retries did not launch a new run:\n" + topo.log_tail("daemon")
+    tags = _tags(pg, retry)
+    assert tags["dagster/retry_number"] == "1"
+    assert tags["dagster/root_run_id"] == run_id
+    assert tags["dagster/partition"] == str(KILL_DAY)
+    assert _wait_status(pg, retry, {"SUCCESS", "FAILURE", "CANCELED"}, timeout=600) == "SUCCESS"
+    for t in ArchiveType:
+        assert _day_file(tmp, t, KILL_DAY).exists(), f"the retry did not store {t.value} {KILL_DAY}"
