@@ -194,16 +194,16 @@ def session_keys(start: date, end: date) -> list[str]:
 
 
 def _default_assets() -> list[str]:
-    from archive_platform.schemas import ArchiveType
+    from archive_platform.datasets import DATASETS
 
-    return [t.value for t in ArchiveType]
+    return [d.name for d in DATASETS if d.calendar_name == "nyse"]
 
 
 @click.command("backfill")
 @click.option("--from", "start", type=click.DateTime(["%Y-%m-%d"]), required=True, help="First day (YYYY-MM-DD).")
 @click.option("--to", "end", type=click.DateTime(["%Y-%m-%d"]), required=True, help="Last day, inclusive.")
 @click.option("--asset", "assets", multiple=True,
-              help="Asset key to backfill (repeatable; default: the six archive types).")
+              help="Asset key to backfill (repeatable; default: every archived NYSE dataset).")
 @click.option("--url", default=DEFAULT_URL, envvar="ARCHIVE_DAGSTER_URL", show_default=True,
               help="The running Dagster webserver (./run dev, or dagster-webserver).")
 @click.option("--executor", type=click.Choice(["in_process", "multiprocess"]), default="in_process",

@@ -18,6 +18,7 @@ COMMANDS: dict[str, str] = {
     "query": "archive_platform.cli.query:query",
     "capture": "archive_platform.crypto.cli:capture",
     "backtest": "archive_platform.analysis.cli:backtest",
+    "backfill": "archive_platform.backfill:backfill",
 }
 
 _HELP = {
@@ -26,6 +27,7 @@ _HELP = {
     "query": "Run one of the example queries against the archive.",
     "capture": "Capture crypto books and trades into the spool (long-running).",
     "backtest": "Backtest a strategy on archived candles and print its metrics.",
+    "backfill": "Launch a Dagster asset backfill through the running webserver.",
 }
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-import shutil
+import subprocess
 import warnings
 from pathlib import Path
 
@@ -29,8 +29,10 @@ def instance():
     if not os.environ.get("DAGSTER_HOME"):
         home = Path(".dagster_home").absolute()
         home.mkdir(exist_ok=True)
-        if Path("dagster.yaml").exists() and not (home / "dagster.yaml").exists():
-            shutil.copy("dagster.yaml", home / "dagster.yaml")
+        if not (home / "dagster.yaml").exists():
+            # the same instance config `./run` installs (deploy/instance/, see docs/deployment.md)
+            script = Path(__file__).resolve().parents[2] / "deploy" / "instance" / "install-config"
+            subprocess.run([str(script), str(home)], check=True)
         os.environ["DAGSTER_HOME"] = str(home)
     return dg.DagsterInstance.get()
 
