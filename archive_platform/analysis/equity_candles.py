@@ -95,7 +95,7 @@ def reconcile_candles(rows, stocks_1m, day: date) -> tuple[list[str], dict]:
     for (tf,), part in df.group_by(["timeframe"], maintain_order=True):
         right = part.select("symbol", pl.col("timestamp").alias("close_time")).sort("close_time")
         matched = bars.sort("end").join_asof(right, left_on="end", right_on="close_time",
-                                             by="symbol", strategy="forward")
+                                             by="symbol", strategy="forward", check_sortedness=False)
         sums = matched.group_by("symbol", "close_time").agg(
             pl.col("volume").sum().alias("bar_volume"), pl.col("trade_count").fill_null(0).sum().alias("bar_trades"))
         unmatched = matched.filter(pl.col("close_time").is_null()).height

@@ -173,6 +173,7 @@ def backtest_metadata(runs, day: date) -> dict:
     m = bt.result.metrics
     return {
         "as_of": day.isoformat(),
+        "rows": int(m["bars"]),  # equity-curve rows written (one per candle)
         "history": f"{bt.first_day}..{day} ({bt.sessions} sessions, {int(m['bars'])} candles)",
         "metrics": dg.MetadataValue.table(records, schema=dg.TableSchema(columns=cols)),
         "equity_curve": dg.MetadataValue.table(curve, schema=dg.TableSchema(columns=[
