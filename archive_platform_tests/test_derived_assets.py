@@ -30,6 +30,7 @@ pytestmark = pytest.mark.slow  # two sessions of every dataset through Dagster (
 FULL, HALF = date(2025, 11, 26), date(2025, 11, 28)
 SYMS = ["QQQ", "SPY"]
 DERIVED = ("daily_bars", "daily_iv", "market_regime", "candles")
+_INSTANCE: dict = {}  # the module fixture's Dagster instance, open while its tests run
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +40,8 @@ def archived(tmp_path_factory):
     with dg.instance_for_test() as instance:
         results = {d: run_job(defs, "archive_all", instance, partition_key=d.isoformat())
                    for d in (FULL, HALF)}
-    return tmp, ArchiveStore(tmp / "sim", kind="sim"), results
+        _INSTANCE["archived"] = instance
+        yield tmp, ArchiveStore(tmp / "sim", kind="sim"), results
 
 
 def _df(store, name, day) -> pl.DataFrame:
@@ -210,3 +212,21 @@ def test_install_for_views_creates_what_is_missing():
             con.execute("SELECT * FROM bar_of_day('SPY', DATE '2025-11-26')").fetchall()
     finally:
         con.close()
+
+
+def test_the_demo_report_prints_what_the_instance_recorded(archived, capsys):
+    from archive_platform.cli.demo_report import print_backtest_report
+
+    _, _, results = archived
+    meta = materializations(results[HALF])["backtests"]
+    print_backtest_report(archived_instance(), HALF)
+    out = capsys.readouterr().out
+    assert "Backtest sma_cross_spy_5m as of 2025-11-28: SMA(20) / SMA(50) crossover" in out
+    assert f"candles: {meta['history']}" in out
+    assert f"  {'final_equity':<24} {meta['equity_final']:13.4f}" in out
+    print_backtest_report(archived_instance(), date(2025, 11, 25))  # nothing recorded that day
+    assert "No backtest was recorded for 2025-11-25" in capsys.readouterr().out
+
+
+def archived_instance():
+    return _INSTANCE["archived"]
