@@ -291,3 +291,16 @@ def install(
     for block in (_BASE, _forward("bars_forward", "daily_bars"), _forward("iv_bars_forward", "daily_iv"),
                   _CLOSE_AFTER, _CHANGE_AFTER_WEEKDAY, _FINISH, _CHAIN):
         con.execute(block)
+
+
+def install_for_views(con) -> list[str]:
+    """Install the helpers in the analysts' DuckDB file (the views file), returning what it
+    created empty: a view or table named in ``REQUIRED`` that is missing (its dataset is not
+    registered, or the file predates it) becomes an empty table in the canonical schema, so every
+    helper exists and answers "no rows" instead of failing to bind. Call it on a read-write
+    connection after the views are created (``archive_platform.views.refresh_views``)."""
+    have = {r[0] for r in con.execute(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"
+    ).fetchall()}
+    install(con, create_missing=True)
+    return [t for t in REQUIRED if t not in have]

@@ -129,3 +129,33 @@ UNITS: dict[str, dict[str, tuple[str, str]]] = {
         "vix_date": ("date", "session the VIX close comes from (= date when present)"),
     },
 }
+
+
+# -- the archived form of the derived datasets (archive_platform/datasets/<name>.py) ----------
+#: columns every archived derived row carries besides the regime columns
+STORED_UNITS = {
+    "timestamp": "UTC instant of the session's close: the instant the day's value is final "
+    "(its NYSE date is the partition; the DuckDB view adds it back as `date`)",
+    "et_offset": "minutes; US/Eastern UTC offset at `timestamp` (-300 winter, -240 summer)",
+    "source": "sim when derived from the simulated archive, else derived",
+}
+#: regime columns stored as not nullable (the dataset's keys)
+_KEYS = {"symbol"}
+
+
+def stored_fields(name: str) -> list[pa.Field]:
+    """The regime dataset ``name`` as archived: ``timestamp`` first, no ``date`` (the partition)."""
+    fields = [pa.field("timestamp", TS, nullable=False)]
+    for f in SCHEMAS[name]:
+        if f.name != "date":
+            fields.append(pa.field(f.name, f.type, nullable=f.name not in _KEYS))
+    return fields
+
+
+def stored_units(name: str) -> dict[str, str]:
+    """The data dictionary of the archived dataset ``name`` (``unit; meaning`` per column)."""
+    out = {"timestamp": STORED_UNITS["timestamp"]}
+    for col, (unit, meaning) in UNITS[name].items():
+        if col != "date":
+            out[col] = f"{unit}; {meaning}" if unit else meaning
+    return out | {"et_offset": STORED_UNITS["et_offset"], "source": STORED_UNITS["source"]}

@@ -18,7 +18,12 @@ _CHOICES = {
     "sentiment": ["BULLISH", "BEARISH", "NEUTRAL"],
     "side": ["BUY", "SELL"],
     "sec_type": ["OPT", "STK"],
+    "trend": ["neutral"],  # market_regime: close = sma20 = sma50 in these rows
+    "timeframe": ["5m", "15m", "1h"],  # candles
 }
+#: derived datasets' columns whose hard rules a plain counter would break
+_FIXED = {"bars": lambda i: i + 1, "session_minutes": lambda i: i + 1,
+          "iv_sessions": lambda i: 60, "is_empty": lambda i: False}
 
 
 def _value(name: str, typ: pa.DataType, i: int, day: date, ts: datetime, snap: datetime,
@@ -33,6 +38,8 @@ def _value(name: str, typ: pa.DataType, i: int, day: date, ts: datetime, snap: d
         return source
     if name in _CHOICES:
         return _CHOICES[name][i % len(_CHOICES[name])]
+    if name in _FIXED:
+        return _FIXED[name](i)
     if pa.types.is_string(typ):
         return f"{tag}{name}{i:05d}"
     if pa.types.is_floating(typ):
@@ -43,6 +50,8 @@ def _value(name: str, typ: pa.DataType, i: int, day: date, ts: datetime, snap: d
         return day + timedelta(days=30 + i % 3)
     if pa.types.is_boolean(typ):
         return i % 2 == 0
+    if pa.types.is_timestamp(typ):  # other instants (first_bar, last_snapshot...)
+        return ts
     raise AssertionError(f"no builder for {name}: {typ}")
 
 

@@ -28,6 +28,10 @@ EXPECTED_NAMES = {
     ArchiveType.IV_RANK: "iv_rank/date={d}/iv_rank_{c}.parquet",
     ArchiveType.TRADES: "trades/date={d}/trades_{c}.parquet",
     ArchiveType.VIX: "vix/date={d}/vix_{c}.parquet",
+    ArchiveType.DAILY_BARS: "daily_bars/date={d}/daily_bars_{c}.parquet",
+    ArchiveType.DAILY_IV: "daily_iv/date={d}/daily_iv_{c}.parquet",
+    ArchiveType.MARKET_REGIME: "market_regime/date={d}/market_regime_{c}.parquet",
+    ArchiveType.CANDLES: "candles/date={d}/candles_{c}.parquet",
 }
 
 

@@ -21,6 +21,7 @@ def demo(days: int, as_of: str | None) -> None:
     import dataclasses
 
     from archive_platform import calendar
+    from archive_platform.cli.demo_report import print_backtest_report
     from archive_platform.config import source_env_var
     from archive_platform.datasets import DATASETS
     from archive_platform.defs import build_definitions
@@ -105,4 +106,5 @@ def demo(days: int, as_of: str | None) -> None:
     click.echo("\nExample backtest query (SPY ATM straddle bought 10:00 ET, marked at the close):")
     cols, result_rows = run_query(db, STRADDLE_BACKTEST, {"symbol": "SPY"})
     click.echo(table(cols, result_rows))
+    print_backtest_report(instance, sessions[-1])
     click.echo(f"\nDone in {time.monotonic() - started:.0f} s. Next: ./run dev  (UI at http://127.0.0.1:3000)")

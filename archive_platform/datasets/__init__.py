@@ -10,7 +10,8 @@ import importlib
 
 from archive_platform.datasets.base import Dataset, Rule
 
-MODULES = ("uw_flow", "options", "gex", "stocks_1m", "iv_rank", "trades", "vix")
+MODULES = ("uw_flow", "options", "gex", "stocks_1m", "iv_rank", "trades", "vix",
+           "daily_bars", "daily_iv", "market_regime", "candles")
 
 DATASETS: tuple[Dataset, ...] = tuple(
     importlib.import_module(f"archive_platform.datasets.{m}").DATASET for m in MODULES

@@ -13,6 +13,7 @@ import dagster as dg
 from archive_platform.datasets import DATASETS, Dataset
 from archive_platform.defs.assets import build_archive_asset, build_views_asset
 from archive_platform.defs.automation import build_automation
+from archive_platform.defs.derived_assets import build_derived_extras
 from archive_platform.defs.resources import can_backfill, resources_from_settings
 from archive_platform.partitions import partitions_for
 from archive_platform.settings import Settings
@@ -46,6 +47,7 @@ def build_definitions(
     archive_assets = [build_archive_asset(d, parts[d.calendar_name], selection, datasets)
                       for d in datasets]
     views = build_views_asset(selection, datasets)
+    extras = build_derived_extras(parts["nyse"], selection, datasets)  # backtests, input checks
 
     nyse = [d for d in datasets if d.calendar_name == "nyse"]
     # the grid datasets others are derived from, with those derived ones (options and gex)
@@ -54,7 +56,7 @@ def build_definitions(
     options_family = [d for d in grid if d.name in inputs or inputs & set(d.derived_from)]
     jobs = {
         "archive_all": dg.define_asset_job(
-            "archive_all", selection=dg.AssetSelection.assets(*_keys(nyse)),
+            "archive_all", selection=dg.AssetSelection.assets(*_keys(nyse), *extras.keys),
             description="Every NYSE dataset for a trading day (end of day, backfills, demo).",
         ),
         "options_snapshot": dg.define_asset_job(
@@ -94,7 +96,8 @@ def build_definitions(
         recoverable=recoverable, recovery_lookback=settings.recovery_lookback,
     )
     return dg.Definitions(
-        assets=[*archive_assets, views],
+        assets=[*archive_assets, views, *extras.assets],
+        asset_checks=extras.checks,
         jobs=list(jobs.values()),
         schedules=schedules,
         sensors=sensors,
