@@ -62,12 +62,14 @@ def eod_request(tick: datetime) -> str | None:
 
 
 def flow_poll(now: datetime, cursor: str | None) -> tuple[str, datetime | None, datetime] | None:
-    """(partition key, since, until) of the next flow poll, or None outside market hours.
+    """(partition key, since, until) of the next flow poll, or None outside polling hours.
 
-    ``since`` resumes from the cursor (the last poll's ``until``) minus a small overlap, so a
-    restart or a failed poll loses nothing; it is None (the session open) on a new day.
+    Polls run from the open to 20:00 ET (after hours included): ETF and index options trade
+    until 16:15 ET and the vendor reports alerts after the close, all of the session's market
+    date. ``since`` resumes from the cursor (the last poll's ``until``) minus a small overlap,
+    so a restart or a failed poll loses nothing; it is None (the session open) on a new day.
     """
-    if calendar.market_status(now) != "open":
+    if calendar.market_status(now) not in ("open", "after_hours"):
         return None
     day = calendar.market_date(now)
     since = None
@@ -194,7 +196,7 @@ def build_automation(
         job=jobs["uw_flow"],
         minimum_interval_seconds=60,
         default_status=dg.DefaultSensorStatus.RUNNING,
-        description="Polls flow alerts every 60 seconds while the market is open; the cursor is the "
+        description="Polls flow alerts every 60 seconds from the open to 20:00 ET; the cursor is the "
         "last poll's end, so a restart resumes where it stopped and each alert is stored once.",
     )
     def uw_flow_poll(context: dg.SensorEvaluationContext):
