@@ -13,6 +13,7 @@ import dagster as dg
 from archive_platform.datasets import DATASETS, Dataset
 from archive_platform.defs.assets import build_archive_asset, build_views_asset
 from archive_platform.defs.automation import build_automation
+from archive_platform.defs.recovery import LedgerContext
 from archive_platform.defs.resources import can_backfill, resources_from_settings
 from archive_platform.partitions import partitions_for
 from archive_platform.settings import Settings
@@ -92,6 +93,7 @@ def build_definitions(
         snapshot_minutes=settings.snapshot_minutes,
         iv_rank_times=settings.iv_rank_times,
         recoverable=recoverable, recovery_lookback=settings.recovery_lookback,
+        ledger=LedgerContext(settings, recoverable, parts),
     )
     return dg.Definitions(
         assets=[*archive_assets, views],
