@@ -18,6 +18,7 @@ COMMANDS: dict[str, str] = {
     "query": "archive_platform.cli.query:query",
     "capture": "archive_platform.crypto.cli:capture",
     "backtest": "archive_platform.analysis.cli:backtest",
+    "status": "archive_platform.cli.status:status",
 }
 
 _HELP = {
@@ -26,6 +27,7 @@ _HELP = {
     "query": "Run one of the example queries against the archive.",
     "capture": "Capture crypto books and trades into the spool (long-running).",
     "backtest": "Backtest a strategy on archived candles and print its metrics.",
+    "status": "Per-dataset health of the archive (exit 1 when unhealthy); --json.",
 }
 
 

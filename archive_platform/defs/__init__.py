@@ -13,6 +13,8 @@ import dagster as dg
 from archive_platform.datasets import DATASETS, Dataset
 from archive_platform.defs.assets import build_archive_asset, build_views_asset
 from archive_platform.defs.automation import build_automation
+from archive_platform.datasets.coverage import DATASET as COVERAGE
+from archive_platform.defs.coverage_assets import build_coverage_asset
 from archive_platform.defs.recovery import LedgerContext
 from archive_platform.defs.resources import can_backfill, resources_from_settings
 from archive_platform.partitions import partitions_for
@@ -95,8 +97,16 @@ def build_definitions(
         recoverable=recoverable, recovery_lookback=settings.recovery_lookback,
         ledger=LedgerContext(settings, recoverable, parts),
     )
+    # the coverage ledger: an asset, its job and a nightly schedule; the views show it too
+    ledger = build_coverage_asset(settings, datasets, parts)
+    views = build_views_asset(selection, [*datasets, COVERAGE])
+    jobs["coverage"] = dg.define_asset_job("coverage_ledger", selection=[ledger.key])
+    schedules.append(dg.ScheduleDefinition(
+        name="coverage_ledger", job=jobs["coverage"], cron_schedule="40 20 * * *",
+        execution_timezone="America/New_York", default_status=dg.DefaultScheduleStatus.RUNNING,
+        description="Rebuilds the coverage ledger nightly (before the views refresh)."))
     return dg.Definitions(
-        assets=[*archive_assets, views],
+        assets=[*archive_assets, views, ledger],
         jobs=list(jobs.values()),
         schedules=schedules,
         sensors=sensors,
