@@ -121,7 +121,7 @@ def partition_statuses(
                 if active is None:
                     active = instance.get_run_records(dg.RunsFilter(statuses=[*WAITING, *ACTIVE]))
                 holders = [r for r in active
-                           if (r.dagster_run.asset_selection is None or ak in r.dagster_run.asset_selection)
+                           if (not r.dagster_run.asset_selection or ak in r.dagster_run.asset_selection)
                            and k in _run_keys(r.dagster_run, pdef)]
                 status = "IN_PROGRESS" if any(run_alive(instance, r, now) for r in holders) else "LOST"
             out[(ds.name, date.fromisoformat(k))] = status
