@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -49,6 +49,7 @@ LEDGER_SCHEMA = pa.schema([
     pa.field("last_write", pa.timestamp("us", tz="UTC")),
     pa.field("dagster_status", pa.string()),
     pa.field("fingerprint", pa.string(), nullable=False),
+    pa.field("checked_at", pa.timestamp("us", tz="UTC")),
 ], metadata={"description": "Coverage ledger: one row per dataset per day."})
 
 
@@ -77,6 +78,7 @@ class Entry:
     last_write: datetime | None = None
     dagster_status: str | None = None
     fingerprint: str = ""
+    checked_at: datetime | None = None  # when the ledger looked
 
     @property
     def wanted_again(self) -> bool:
@@ -155,7 +157,10 @@ def read_stored(store, ds: Dataset, day: date, symbols: Sequence[str], *,
     last = max((s.st_mtime for s in stats), default=None)
     last_write = datetime.fromtimestamp(last, timezone.utc) if last is not None else None
     size = sum(s.st_size for s in stats)
-    if previous is not None and previous.fingerprint == fp and previous.files:
+    # files unchanged since a look taken after the day's window closed: the same answer
+    closed = ds.calendar.event_window(day, ds.window)[1]
+    if (previous is not None and previous.fingerprint == fp and previous.files
+            and previous.checked_at is not None and previous.checked_at > closed):
         problems = () if previous.state != "degraded" else tuple(
             p.split(": ", 1)[-1] for p in (previous.reason or "").split("; "))
         return Stored(previous.files, previous.rows, size, last_write, problems, fp)
@@ -243,7 +248,8 @@ def build_ledger(
             stored = read_stored(store, ds, day, symbols, snapshot_every=snapshot_every,
                                  expected_snapshots=expected_snapshots(ds, day),
                                  previous=previous.get((ds.name, day)))
-            out.append(classify(ds.name, day, stored, statuses.get((ds.name, day))))
+            entry = classify(ds.name, day, stored, statuses.get((ds.name, day)))
+            out.append(replace(entry, checked_at=now))
     return out
 
 

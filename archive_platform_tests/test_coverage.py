@@ -141,3 +141,33 @@ def test_the_coverage_asset_writes_the_ledger_the_views_show(archive, monkeypatc
     assert {d for d, _ in rows} == set(ALL)
     assert all(s in ("complete", "empty-by-design") for _, s in rows), rows
     assert missing == [(date(2025, 11, 28),)]
+
+
+def test_an_unchanged_day_is_not_read_again_once_looked_at_after_its_close(tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    from archive_platform.coverage import build_ledger
+    from archive_platform.sim import SimulatedMarket
+
+    store = ArchiveStore(tmp_path / "sim", kind="sim")
+    table = SimulatedMarket().fetch_stocks_1m(D, ["SPY"])
+    store.write_day(ArchiveType.STOCKS_1M, D, table.slice(0, 200))  # 200 of 390 bars: degraded
+    ds = next(d for d in DATASETS if d.name == "stocks_1m")
+    reads = []
+    real = store.read_day
+    monkeypatch.setattr(store, "read_day", lambda *a, **k: reads.append(a) or real(*a, **k))
+
+    def look(now, previous=None):
+        (e,) = build_ledger([ds], store_for=lambda _: store, symbols=["SPY"], statuses={},
+                            first_day=D, now=now, previous=previous, days={"stocks_1m": [D]})
+        return e
+
+    during = look(datetime(2025, 11, 26, 17, 0, tzinfo=UTC))  # 12:00 ET, session open
+    assert during.state == "degraded" and during.reason.startswith("minutes:") and len(reads) == 1
+    after = look(datetime(2025, 11, 27, 2, 0, tzinfo=UTC), {("stocks_1m", D): during})
+    assert len(reads) == 2  # looked at before the close: read again
+    again = look(datetime(2025, 11, 27, 3, 0, tzinfo=UTC), {("stocks_1m", D): after})
+    assert len(reads) == 2 and replace(again, checked_at=None) == replace(after, checked_at=None)
+    store.write_day(ArchiveType.STOCKS_1M, D, table)  # the day completed: files changed
+    assert look(datetime(2025, 11, 27, 4, 0, tzinfo=UTC), {("stocks_1m", D): again}).state == "complete"
+    assert len(reads) == 3

@@ -40,6 +40,7 @@ DATASET = Dataset(
         "dagster_status": "Dagster's partition status: MATERIALIZED, FAILED, IN_PROGRESS, "
         "LOST (in progress but its run is dead) or null",
         "fingerprint": "hash of the files' names, sizes and modification times",
+        "checked_at": "when the ledger looked (UTC)",
     },
     group="serving",
     sources=("derived",),
@@ -51,14 +52,22 @@ def ledger_path(root: Path, day: date) -> Path:
     return layout.partition_dir(Path(root), DATASET.directory, day) / layout.daily_name(DATASET.file_stem, day)
 
 
-def read_ledger(root: Path) -> dict[tuple[str, date], Entry]:
-    """The ledger stored under ``root`` (empty when none was written)."""
+def read_ledger(root: Path, days: Iterable[date] | None = None) -> dict[tuple[str, date], Entry]:
+    """The ledger stored under ``root`` (empty when none was written), all of it or ``days``."""
     base = layout.dataset_dir(Path(root), DATASET.directory)
     if not base.is_dir():
         return {}
-    tables = [pq.read_table(p).cast(LEDGER_SCHEMA) for p in sorted(base.glob("date=*/*.parquet"))
-              if layout.is_data_file(p.name)]
+    paths = (sorted(base.glob("date=*/*.parquet")) if days is None
+             else [p for p in (ledger_path(root, d) for d in days) if p.exists()])
+    tables = [pq.read_table(p).cast(LEDGER_SCHEMA) for p in paths if layout.is_data_file(p.name)]
     return entries_from_table(pa.concat_tables(tables)) if tables else {}
+
+
+def _same(stored: pa.Table, rows: pa.Table) -> bool:
+    """The same entries, whenever they were looked at (``checked_at`` aside)."""
+    if stored.schema.names != LEDGER_SCHEMA.names:
+        return False
+    return stored.cast(LEDGER_SCHEMA).drop_columns(["checked_at"]).equals(rows.drop_columns(["checked_at"]))
 
 
 def write_ledger(root: Path, entries: Iterable[Entry]) -> list[Path]:
@@ -68,7 +77,7 @@ def write_ledger(root: Path, entries: Iterable[Entry]) -> list[Path]:
     for day in sorted(set(table["day"].to_pylist())):
         rows = table.filter(pc.equal(table["day"], pa.scalar(day, pa.date32())))
         path = ledger_path(root, day)
-        if path.exists() and pq.read_table(path).cast(LEDGER_SCHEMA).equals(rows):
+        if path.exists() and _same(pq.read_table(path), rows):
             continue
         path.parent.mkdir(parents=True, exist_ok=True)
         write_table_atomic(path, rows)

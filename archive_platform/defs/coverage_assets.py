@@ -10,7 +10,7 @@ import dagster as dg
 from archive_platform import coverage as cov
 from archive_platform import status as st
 from archive_platform.datasets import Dataset
-from archive_platform.datasets.coverage import read_ledger, write_ledger
+from archive_platform.datasets.coverage import write_ledger
 from archive_platform.defs import automation
 from archive_platform.defs.recovery import LedgerContext
 from archive_platform.settings import Settings
@@ -56,10 +56,7 @@ def build_coverage_asset(settings: Settings, datasets: Sequence[Dataset],
     def coverage(context) -> dg.MaterializeResult:
         now = automation.utcnow()
         kinds = {ds.name: settings.sources.store_kind(ds) for ds in datasets}
-        previous = {}
-        for kind in sorted(set(kinds.values())):
-            previous.update(read_ledger(settings.root(kind)))
-        entries, status = ledger_status(ctx, context.instance, now, previous=previous)
+        entries, status = ledger_status(ctx, context.instance, now)  # reuses the stored ledger
         written = 0
         for kind in sorted(set(kinds.values())):
             written += len(write_ledger(settings.root(kind), [e for e in entries if kinds[e.dataset] == kind]))

@@ -156,9 +156,22 @@ class LedgerContext:
         """ARCHIVE_START_DATE when set, else the first day anything was stored."""
         return self.settings.start_date or coverage.first_stored_day(self.datasets, self.store_for)
 
+    def stored_ledger(self, days: Sequence[date] | None = None) -> dict:
+        """The ledger the ``coverage`` asset last wrote (all of it, or ``days``): entries whose
+        files have not changed since are not read again."""
+        from archive_platform.datasets.coverage import read_ledger
+
+        out: dict = {}
+        for root in self.roots().values():
+            out.update(read_ledger(root, days))
+        return out
+
     def entries(self, instance, now: datetime, *, days: Mapping[str, Sequence[date]] | None = None,
                 previous=None) -> list[coverage.Entry]:
         first = self.first_day()
+        if previous is None:
+            wanted = None if days is None else sorted({d for v in days.values() for d in v})
+            previous = self.stored_ledger(wanted)
         if days is None:
             days = {ds.name: coverage.ledger_days(ds, first, now, self.store_for(ds).days(ds))
                     for ds in self.datasets}
