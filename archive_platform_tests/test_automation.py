@@ -199,7 +199,9 @@ def test_recovery_sensor_requests_exactly_the_missing_and_failed_partitions(tmp_
         res = _eval_sensor(_sensor(d, "recover_missing_partitions"), instance, d)
     got = {rr.partition_key: sorted(k.to_user_string() for k in rr.asset_selection) for rr in res.run_requests}
     assert got == {
-        "2025-11-26": ["stocks_1m", "trades"],
+        # bars and executions failed; the snapshot datasets hold only what was due by 11:00
+        # (degraded, and a new fetch completes them); flow alerts have no expected count
+        "2025-11-26": ["gex", "iv_rank", "options", "stocks_1m", "trades", "vix"],
         "2025-11-28": sorted(t.value for t in ArchiveType),  # every dataset of the half day
     }
     assert all(rr.tags[TAG_MODE] == "day" for rr in res.run_requests)
