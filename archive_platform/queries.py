@@ -10,7 +10,8 @@ from pathlib import Path
 
 import duckdb
 
-# Wall-clock ET of a UTC timestamp, without a time-zone database: every row carries et_offset.
+# Wall-clock ET of an instant is ``timezone('America/New_York', ts)``: it does not depend on the
+# DuckDB session's TimeZone (``ts::TIMESTAMP`` does: it is the wall clock of the session's zone).
 LATEST_CHAIN = """
 -- The latest chain of a symbol at or before an instant (point in time: no look-ahead)
 SELECT snapshot_time, expiry, strike, "right", bid, ask, iv, delta, gamma, underlying_price
@@ -26,7 +27,7 @@ ATM_IV_THROUGH_DAY = """
 -- strike nearest the underlying, mean of call and put IV, one row per snapshot
 WITH chain AS (
     SELECT snapshot_time, expiry, strike, iv, underlying_price,
-           (snapshot_time::TIMESTAMP + to_minutes(et_offset::INTEGER))::TIME AS et_time
+           timezone('America/New_York', snapshot_time)::TIME AS et_time
     FROM options
     WHERE symbol = $symbol AND date = $day AND expiry >= $day + 7
 ),
@@ -67,7 +68,7 @@ STRADDLE_BACKTEST = """
 -- 5 days out), mark it at the day's last snapshot; P&L per day at mid prices
 WITH chain AS (
     SELECT date, snapshot_time, expiry, strike, "right", (bid + ask) / 2 AS mid, underlying_price,
-           (snapshot_time::TIMESTAMP + to_minutes(et_offset::INTEGER))::TIME AS et_time
+           timezone('America/New_York', snapshot_time)::TIME AS et_time
     FROM options
     WHERE symbol = $symbol AND expiry >= date + 5
 ),

@@ -84,6 +84,31 @@ def parse_start_date(value: str | date, *, source: str = "start date") -> date:
     return day
 
 
+#: the archive roots: each must be a directory this process can create and write
+ROOT_VARS = ("ARCHIVE_ROOT", "ARCHIVE_SIM_ROOT")
+
+
+def check_root(var: str, value: str) -> None:
+    """Refuse an archive root that cannot hold an archive, naming the variable: the file
+    system's root (the archive would spread its folders over the whole disk), a path that is or
+    runs through a file, or one whose nearest existing folder this process cannot write."""
+    path = Path(value).expanduser()
+    absolute = path.absolute()
+    if absolute == Path(absolute.anchor):
+        raise ConfigError(f"{var}={value!r} is the file system's root; choose a folder for the archive")
+    probe = absolute
+    while not probe.exists():
+        if probe.is_symlink():
+            raise ConfigError(f"{var}={value!r}: {probe} is a dangling symbolic link")
+        probe = probe.parent
+    if not probe.is_dir():
+        raise ConfigError(
+            f"{var}={value!r}: {probe} is a file, not a folder; the archive root must be a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise ConfigError(
+            f"{var}={value!r}: {probe} is not writable by this process, so nothing could be archived there")
+
+
 @dataclass(frozen=True)
 class Settings:
     """Every setting of the archive, validated (see README "Configuration")."""
@@ -138,6 +163,9 @@ class Settings:
                 raise ConfigError(f"{var}={env[var].strip()!r} is not an http(s) URL")
             else:
                 vendor[var] = env[var].strip()
+        paths = {var: (env.get(var) or "").strip() or default for var, default in PATHS.items()}
+        for var in ROOT_VARS:
+            check_root(var, paths[var])
         return cls(
             sources=sources,
             symbols=tuple(parse_symbols(env.get("ARCHIVE_SYMBOLS"), [])),
@@ -146,7 +174,7 @@ class Settings:
             iv_rank_times=times,
             sim_seed=parse_int(env, "ARCHIVE_SIM_SEED", 0, 0, 2**32 - 1),
             recovery_lookback=parse_int(env, "ARCHIVE_RECOVERY_LOOKBACK", 10, 1, 365),
-            paths={var: (env.get(var) or "").strip() or default for var, default in PATHS.items()},
+            paths=paths,
             vendor=vendor,
             secrets_set=frozenset(v for v in SECRETS if env.get(v)),
         )

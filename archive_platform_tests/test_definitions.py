@@ -23,10 +23,11 @@ def test_definitions_graph(tmp_path):
     defs = build_definitions(sim_env(tmp_path))
     graph = defs.resolve_asset_graph()
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
-    assert keys == set(ARCHIVE) | {"duckdb_views"}
+    assert keys == set(ARCHIVE) | {"duckdb_views", "coverage"}
     # gex is derived from options; the views depend on every archive type
     assert graph.get(dg.AssetKey("gex")).parent_keys == {dg.AssetKey("options")}
-    assert graph.get(dg.AssetKey("duckdb_views")).parent_keys == {dg.AssetKey(a) for a in ARCHIVE}
+    # (and on the coverage ledger, which it shows as the view `coverage`)
+    assert graph.get(dg.AssetKey("duckdb_views")).parent_keys == {dg.AssetKey(a) for a in [*ARCHIVE, "coverage"]}
     for name in ARCHIVE:
         node = graph.get(dg.AssetKey(name))
         assert isinstance(node.partitions_def, dg.TimeWindowPartitionsDefinition)
@@ -40,7 +41,8 @@ def test_definitions_graph(tmp_path):
     blocking = {s.name for s in opts.check_specs if s.blocking}
     assert blocking == {"schema", "unique_key", "in_session", "values"}
     assert {s.name for s in defs.schedules} == {
-        "options_snapshots", "grid_snapshots", "iv_rank_snapshots", "end_of_day", "refresh_views"}
+        "options_snapshots", "grid_snapshots", "iv_rank_snapshots", "end_of_day", "refresh_views",
+        "coverage_ledger"}
     assert {s.name for s in defs.sensors} == {"uw_flow_poll", "recover_missing_partitions"}
     recover = next(s for s in defs.sensors if s.name == "recover_missing_partitions")
     assert recover.default_status == dg.DefaultSensorStatus.RUNNING

@@ -106,3 +106,63 @@ def test_schema_docs_are_generated_from_the_declarations():
 
     assert (REPO / "docs" / "schemas.md").read_text() == render(), (
         "docs/schemas.md is stale: ./run python -m archive_platform.datasets.docs > docs/schemas.md")
+
+
+# -- time-zone independence (issue 11, item 6) --------------------------------------------------
+ZONES = ("UTC", "America/New_York", "Asia/Tokyo")
+
+
+def _all_queries() -> list[str]:
+    return [*_blocks("sql"), queries.ATM_IV_THROUGH_DAY, queries.STRADDLE_BACKTEST]
+
+
+def _plain(rows) -> list[tuple]:
+    """Rows with instants as UTC ISO strings, so two sessions' answers compare exactly."""
+    def norm(v):
+        if isinstance(v, datetime) and v.tzinfo is not None:
+            return v.astimezone(timezone.utc).isoformat()
+        return v.isoformat() if hasattr(v, "isoformat") else v
+    return [tuple(norm(v) for v in r) for r in rows]
+
+
+def _answers(db: Path, session_tz: str | None) -> list:
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        if session_tz:
+            con.execute(f"SET TimeZone = '{session_tz}'")
+        out = []
+        for sql in _all_queries():
+            names = set(re.findall(r"\$(\w+)", sql))
+            out.append(_plain(con.execute(sql, {k: PARAMS[k] for k in names}).fetchall()))
+        return out
+    finally:
+        con.close()
+
+
+def test_queries_give_the_same_answer_in_every_session_time_zone(views_db):
+    base = _answers(views_db, "UTC")
+    atm, straddle = base[-2], base[-1]
+    # the entry is the 10:00 ET snapshot and the ATM series starts at the 09:30 ET open
+    assert len(straddle) == 1 and atm[0][0] == "09:30:00" and len(atm) == 27
+    for tz in ZONES[1:]:
+        assert _answers(views_db, tz) == base, tz
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("tz", ZONES)
+def test_queries_give_the_same_answer_whatever_the_TZ_variable(views_db, tz):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import json, sys; from archive_platform_tests import test_readme as t; "
+        "print(json.dumps(t._answers(__import__('pathlib').Path(sys.argv[1]), None), default=str))"
+    )
+    env = {**os.environ, "TZ": tz}
+    out = subprocess.run([sys.executable, "-c", code, str(views_db)], env=env, cwd=REPO,
+                         capture_output=True, text=True, check=True).stdout
+    got = json.loads(out.strip().splitlines()[-1])
+    want = json.loads(json.dumps(_answers(views_db, "UTC"), default=str))
+    assert got == want

@@ -68,7 +68,7 @@ def test_normal_day_maps_alerts_to_canonical_rows(env):
         alert("SPY", at(16, 0), 2, right="P", strike=95.5, ask_prem=30000, bid_prem=5000, ts_style="z"),
         alert("QQQ", at(17, 0), 3, right="P", ask_prem=1000, bid_prem=9000, alert_id=None, iv_end=None),
         alert("QQQ", at(18, 0), 4, ask_prem=5000, bid_prem=5000),
-        alert("SPY", at(13, 0), 5),  # pre-market: outside the session window
+        alert("SPY", at(4, 0), 5),  # 23:00 ET on the 14th: another market date
         alert("IWM", at(15, 0), 6),  # not requested
     ]
     with source(srv) as src:
@@ -107,13 +107,14 @@ def test_since_until_bounds(env):
 def test_multi_page_walk_back_to_window_start(env):
     fake, srv = env
     fake.alerts += [alert("SPY", at(14, 30) + timedelta(minutes=25 * i), i) for i in range(16)]
-    fake.alerts += [alert("SPY", at(9, 0) + timedelta(minutes=i), 100 + i) for i in range(40)]
+    # 23:00 ET on the 14th and later: the previous market date
+    fake.alerts += [alert("SPY", at(4, 0) + timedelta(minutes=i), 100 + i) for i in range(40)]
     with source(srv, page_limit=3) as src:
         t = src.fetch_uw_flow(DAY, ["SPY"])
     assert t.column("alert_id").to_pylist() == [f"id-{i}" for i in range(16)]
     cursors = [int(r.query["older_than"]) for r in srv.requests]
     assert cursors == sorted(cursors, reverse=True)
-    # stops once a page reaches before the open instead of walking the 40 older alerts
+    # stops once a page reaches before the market date instead of walking the 40 older alerts
     assert len(srv.requests) <= 16 // 2 + 2
 
 
@@ -121,7 +122,7 @@ def test_alerts_sharing_an_instant_across_a_page_boundary_are_kept(env):
     # The fake's older_than is strict: paging from the oldest instant alone would lose id-2.
     fake, srv = env
     fake.alerts += [alert("SPY", at(15, 5), 0), alert("SPY", at(15, 0), 1), alert("SPY", at(15, 0), 2)]
-    fake.alerts += [alert("SPY", at(14, 0), 9)]
+    fake.alerts += [alert("SPY", at(4, 0), 9)]  # 23:00 ET on the 14th
     with source(srv, page_limit=2) as src:
         t = src.fetch_uw_flow(DAY, ["SPY"])
     assert sorted(t.column("alert_id").to_pylist()) == ["id-0", "id-1", "id-2"]
@@ -369,12 +370,12 @@ def test_live_flow_alerts_recent_session():
 
 @settings(max_examples=25, deadline=None)
 @given(
-    offsets=st.lists(st.integers(-120, 500), min_size=0, max_size=25),  # minutes from 14:30 UTC
+    offsets=st.lists(st.integers(-700, 1000), min_size=0, max_size=25),  # minutes from 14:30 UTC
     page_limit=st.integers(1, 6),
 )
 def test_walk_back_returns_exactly_the_window(offsets, page_limit):
-    # Invariant: whatever the page size, paging collects every alert in the session window once
-    # (distinct instants; the session is 14:30-21:00 UTC = minutes 0..390).
+    # Invariant: whatever the page size, paging collects every alert of the market date once
+    # (distinct instants; the ET day is 05:00 UTC to 05:00 UTC the next day = minutes -570..870).
     fake = UnusualWhalesFake(api_key=KEY)
     base = at(14, 30)
     fake.alerts = [alert("SPY", base + timedelta(minutes=m, seconds=i), i) for i, m in enumerate(offsets)]
@@ -382,5 +383,5 @@ def test_walk_back_returns_exactly_the_window(offsets, page_limit):
         fake.install(srv)
         with source(srv, page_limit=page_limit) as src:
             t = src.fetch_uw_flow(DAY, ["SPY"])
-    expected = sorted(f"id-{i}" for i, m in enumerate(offsets) if 0 <= m * 60 + i <= 390 * 60)
+    expected = sorted(f"id-{i}" for i, m in enumerate(offsets) if -570 * 60 <= m * 60 + i < 870 * 60)
     assert sorted(t.column("alert_id").to_pylist()) == expected

@@ -19,6 +19,7 @@ COMMANDS: dict[str, str] = {
     "capture": "archive_platform.crypto.cli:capture",
     "backtest": "archive_platform.analysis.cli:backtest",
     "backfill": "archive_platform.backfill:backfill",
+    "status": "archive_platform.cli.status:status",
 }
 
 _HELP = {
@@ -28,6 +29,7 @@ _HELP = {
     "capture": "Capture crypto books and trades into the spool (long-running).",
     "backtest": "Backtest a strategy on archived candles and print its metrics.",
     "backfill": "Launch a Dagster asset backfill through the running webserver.",
+    "status": "Per-dataset health of the archive (exit 1 when unhealthy); --json.",
 }
 
 

@@ -10,14 +10,15 @@ from __future__ import annotations
 from archive_platform.datasets import DATASETS, Dataset
 
 WINDOWS = {
-    "session": "regular session, open to close",
-    "extended": "04:00-20:00 ET",
-    "day": "any instant of the partition's day",
+    "session": "the regular session, from the open to the close (13:00 ET on half days)",
+    "extended": "04:00-20:00 ET of the session's day (pre-market, session and after hours)",
+    "day": "every instant whose market date is the partition's day (00:00-24:00 ET for NYSE "
+    "datasets, so events after the close are kept)",
 }
 CADENCES = {
     "grid": "one snapshot per instant of the snapshot grid (every `ARCHIVE_SNAPSHOT_MINUTES`)",
     "times": "snapshots at `ARCHIVE_IV_RANK_TIMES` (ET)",
-    "poll": "polled every minute while the market is open",
+    "poll": "polled every minute from the open to 20:00 ET (after hours included)",
     "none": "fetched once after the day's window ends",
 }
 
@@ -34,7 +35,10 @@ Conventions shared by every dataset:
 - `timestamp`: the event instant, `timestamp[us, tz=UTC]`.
 - `et_offset` (US datasets): the US/Eastern UTC offset at that instant in minutes (`-300` in
   winter, `-240` in summer), so wall-clock ET is `timestamp + et_offset minutes` without a
-  time-zone database. A dataset on the 24/7 UTC calendar has no `et_offset`.
+  time-zone database. In DuckDB write `timezone('America/New_York', timestamp)` for the ET
+  wall clock: it does not depend on the session's `TimeZone` setting, whereas
+  `timestamp::TIMESTAMP` is the wall clock of the session's zone (so adding `et_offset` to it
+  is right only in a UTC session). A dataset on the 24/7 UTC calendar has no `et_offset`.
 - `source`: where the row came from (`sim`, `unusual_whales`, `thetadata`, `polygon`,
   `barchart`, `ib`, `derived`).
 - `snapshot_time` (snapshot datasets): the scheduled grid instant the row belongs to. A
@@ -58,7 +62,7 @@ def section(d: Dataset) -> str:
         f"{d.schema.metadata[b'description'].decode()} Folder `{d.directory}/date=YYYY-MM-DD/`, "
         f"file `{d.file_stem}_YYYYMMDD.parquet`.",
         f"Dedup key: `{', '.join(d.dedup_key)}`. Sorted by `{', '.join(d.sort_key)}`. "
-        f"Events must lie in the `{d.window}` window of the day ({WINDOWS[d.window]}).",
+        f"Keeps events of the window `{d.window}`: {WINDOWS[d.window]}.",
         f"Calendar: `{d.calendar_name}`. Cadence: {CADENCES[d.cadence]}. Group: `{d.group}`. "
         f"Sources: {', '.join(f'`{s}`' for s in d.sources)} (can backfill: "
         f"{', '.join(f'`{s}`' for s in d.sources if s in d.backfill_sources) or 'none'}).",
@@ -74,8 +78,18 @@ def section(d: Dataset) -> str:
     return "\n".join(lines) + "\n"
 
 
+def windows_table() -> str:
+    """Which instants each dataset keeps: one line per dataset."""
+    lines = ["", "## Event windows", "",
+             "Which instants of its partition each dataset keeps (the `in_session` check and the "
+             "sources use the same window; the store refuses rows of another market date):", "",
+             "| dataset | window | keeps |", "|---|---|---|"]
+    lines += [f"| `{d.name}` | `{d.window}` | {WINDOWS[d.window]} |" for d in DATASETS]
+    return "\n".join(lines) + "\n"
+
+
 def render() -> str:
-    return HEADER + "".join("\n" + section(d) for d in DATASETS)
+    return HEADER + windows_table() + "".join("\n" + section(d) for d in DATASETS)
 
 
 if __name__ == "__main__":

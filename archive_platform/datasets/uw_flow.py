@@ -45,7 +45,9 @@ DATASET = Dataset(
     sort_key=("symbol", "timestamp", "alert_id"),
     grain="one row per options-flow alert",
     description="Options-flow alerts (Unusual Whales shape), one row per alert. Polled every "
-    "minute in market hours and appended; each alert stored once (dedup on alert_id).",
+    "minute from the open to 20:00 ET and appended; each alert stored once (dedup on alert_id). "
+    "Every alert whose market date is the session is kept, including those after the close "
+    "(ETF and index options trade until 16:15 ET).",
     units={
         "timestamp": c.TIMESTAMP, "alert_id": "the vendor's alert id (dedup key)",
         "symbol": c.SYMBOL, "option_chain": "OCC option symbol of the contract",
@@ -65,6 +67,9 @@ DATASET = Dataset(
     sources=("sim", "unusual_whales"),
     backfill_sources=frozenset({"sim", "unusual_whales"}),
     cadence="poll",
+    # every alert of the session's market date: ETF and index options trade until 16:15 ET, and
+    # a vendor can report an alert after the close; the regular session would cut them
+    window="day",
     rules=(
         Rule("premium >= 0", "premium", nonneg("premium"), hard=True),
         Rule("size > 0", "size", pl.col("size") > 0),

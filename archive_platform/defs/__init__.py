@@ -13,7 +13,10 @@ import dagster as dg
 from archive_platform.datasets import DATASETS, Dataset
 from archive_platform.defs.assets import build_archive_asset, build_views_asset
 from archive_platform.defs.automation import build_automation
+from archive_platform.datasets.coverage import DATASET as COVERAGE
+from archive_platform.defs.coverage_assets import build_coverage_asset
 from archive_platform.defs.derived_assets import build_derived_extras
+from archive_platform.defs.recovery import LedgerContext
 from archive_platform.defs.resources import can_backfill, resources_from_settings
 from archive_platform.partitions import partitions_for
 from archive_platform.settings import Settings
@@ -46,7 +49,6 @@ def build_definitions(
 
     archive_assets = [build_archive_asset(d, parts[d.calendar_name], selection, datasets)
                       for d in datasets]
-    views = build_views_asset(selection, datasets)
     extras = build_derived_extras(parts["nyse"], selection, datasets)  # backtests, input checks
 
     nyse = [d for d in datasets if d.calendar_name == "nyse"]
@@ -94,9 +96,18 @@ def build_definitions(
         snapshot_minutes=settings.snapshot_minutes,
         iv_rank_times=settings.iv_rank_times,
         recoverable=recoverable, recovery_lookback=settings.recovery_lookback,
+        ledger=LedgerContext(settings, recoverable, parts),
     )
+    # the coverage ledger: an asset, its job and a nightly schedule; the views show it too
+    ledger = build_coverage_asset(settings, datasets, parts)
+    views = build_views_asset(selection, [*datasets, COVERAGE])
+    jobs["coverage"] = dg.define_asset_job("coverage_ledger", selection=[ledger.key])
+    schedules.append(dg.ScheduleDefinition(
+        name="coverage_ledger", job=jobs["coverage"], cron_schedule="40 20 * * *",
+        execution_timezone="America/New_York", default_status=dg.DefaultScheduleStatus.RUNNING,
+        description="Rebuilds the coverage ledger nightly (before the views refresh)."))
     return dg.Definitions(
-        assets=[*archive_assets, views, *extras.assets],
+        assets=[*archive_assets, views, ledger, *extras.assets],
         asset_checks=extras.checks,
         jobs=list(jobs.values()),
         schedules=schedules,

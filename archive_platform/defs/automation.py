@@ -16,6 +16,8 @@ import dagster as dg
 from archive_platform import calendar
 from archive_platform.archiving import iv_rank_instants
 from archive_platform.defs.assets import TAG_MODE, TAG_SINCE, TAG_SNAPSHOT, TAG_UNTIL
+from archive_platform.defs.recovery import LedgerContext
+from archive_platform.defs.recovery import recovery_requests as ledger_requests
 from archive_platform.partitions import requestable_keys
 from archive_platform.schemas import ArchiveType, spec_for
 
@@ -62,12 +64,14 @@ def eod_request(tick: datetime) -> str | None:
 
 
 def flow_poll(now: datetime, cursor: str | None) -> tuple[str, datetime | None, datetime] | None:
-    """(partition key, since, until) of the next flow poll, or None outside market hours.
+    """(partition key, since, until) of the next flow poll, or None outside polling hours.
 
-    ``since`` resumes from the cursor (the last poll's ``until``) minus a small overlap, so a
-    restart or a failed poll loses nothing; it is None (the session open) on a new day.
+    Polls run from the open to 20:00 ET (after hours included): ETF and index options trade
+    until 16:15 ET and the vendor reports alerts after the close, all of the session's market
+    date. ``since`` resumes from the cursor (the last poll's ``until``) minus a small overlap,
+    so a restart or a failed poll loses nothing; it is None (the session open) on a new day.
     """
-    if calendar.market_status(now) != "open":
+    if calendar.market_status(now) not in ("open", "after_hours"):
         return None
     day = calendar.market_date(now)
     since = None
@@ -107,6 +111,7 @@ def build_automation(
     iv_rank_times: Sequence[time],
     recoverable: Iterable[ArchiveType],
     recovery_lookback: int,
+    ledger: LedgerContext | None = None,
 ) -> tuple[list[dg.ScheduleDefinition], list[dg.SensorDefinition]]:
     every = timedelta(minutes=snapshot_minutes)
     running = dg.DefaultScheduleStatus.RUNNING
@@ -194,7 +199,7 @@ def build_automation(
         job=jobs["uw_flow"],
         minimum_interval_seconds=60,
         default_status=dg.DefaultSensorStatus.RUNNING,
-        description="Polls flow alerts every 60 seconds while the market is open; the cursor is the "
+        description="Polls flow alerts every 60 seconds from the open to 20:00 ET; the cursor is the "
         "last poll's end, so a restart resumes where it stopped and each alert is stored once.",
     )
     def uw_flow_poll(context: dg.SensorEvaluationContext):
@@ -216,14 +221,19 @@ def build_automation(
         asset_selection=dg.AssetSelection.assets(*recover_keys),
         minimum_interval_seconds=RECOVERY_INTERVAL_S,
         default_status=dg.DefaultSensorStatus.RUNNING,
-        description=f"Finds missing or failed partitions of the last {recovery_lookback} closed "
-        "sessions and requests them (what the old end-of-day gap filler did). Never asks for a "
-        "day before the archive's start, today's open session or the future.",
+        description=f"Requests again, from the coverage ledger, the days of the last "
+        f"{recovery_lookback} closed sessions that are missing (never written, deleted on disk, "
+        "or their run died), failed, or degraded in a way a new fetch can fix. Never asks for a "
+        "day before the archive's first day, today's open session or the future.",
     )
     def recover_missing_partitions(context: dg.SensorEvaluationContext):
         now = utcnow()
-        reqs = recovery_requests(context.instance, partitions_def, recover_keys, now, recovery_lookback)
-        return reqs or dg.SkipReason("no missing or failed partitions in the lookback window")
+        if ledger is None:
+            reqs = recovery_requests(context.instance, partitions_def, recover_keys, now, recovery_lookback)
+        else:
+            keys = recovery_candidates(partitions_def, now, recovery_lookback)
+            reqs = ledger_requests(ledger, context.instance, keys, now, log=context.log)
+        return reqs or dg.SkipReason("nothing missing, failed or reconcilable in the lookback window")
 
     return [*grids, iv_rank_snapshots, end_of_day, refresh_views], [
         uw_flow_poll,

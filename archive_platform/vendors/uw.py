@@ -19,7 +19,7 @@ from typing import Any
 import pyarrow as pa
 
 from archive_platform.calendar import et_offset_minutes, is_trading_day, session, window_bounds
-from archive_platform.schemas import ArchiveType
+from archive_platform.schemas import ArchiveType, spec_for
 from archive_platform.sources.base import EmptySession, MarketSource
 from archive_platform.symbols import normalise_us_ticker
 from archive_platform.vendors.http import VendorHttpClient, limiter_for, path_segment
@@ -266,7 +266,8 @@ class UnusualWhalesSource(MarketSource):
         until: datetime | None = None,
     ) -> pa.Table:
         """Flow alerts of ``day`` for ``symbols``; one row per alert, deduplicated by alert_id."""
-        lo, hi = window_bounds(day, "session")
+        # the declaration's window (the whole market date: alerts after 16:00 ET are kept)
+        lo, hi = window_bounds(day, spec_for(ArchiveType.UW_FLOW).window)
         hi = min(hi, until) if until else hi
 
         def in_window(ts: datetime) -> bool:

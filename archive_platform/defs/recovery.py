@@ -1,0 +1,229 @@
+"""Dagster's side of the coverage ledger: partition statuses with dead runs told apart, the
+ledger over the instance and the stores, and the recovery sensor's run requests.
+
+A partition Dagster shows IN_PROGRESS is only in progress if its run is alive: a run whose
+status is STARTING for longer than the instance's start timeout, or STARTED while the process
+that executes it is gone (killed, out of memory, machine rebooted), is ``LOST``, and the ledger
+calls the day ``missing``. The process is the one Dagster's engine events name (``pid``: the run
+worker, or the executor's process); it is checked on this machine (the archive runs on one).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+
+import dagster as dg
+from dagster._core.storage.tags import (
+    ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG, PARTITION_NAME_TAG,
+)
+
+from archive_platform import coverage
+from archive_platform.archiving import Settings as PlanSettings, planned_instants
+from archive_platform.datasets import Dataset
+from archive_platform.defs.assets import TAG_MODE
+from archive_platform.settings import Settings
+
+WAITING = (dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED)
+ACTIVE = (dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING)
+
+
+def _boot_time() -> float:
+    for line in Path("/proc/stat").read_text().splitlines():
+        if line.startswith("btime "):
+            return float(line.split()[1])
+    raise OSError("no btime in /proc/stat")
+
+
+def pid_alive(pid: int, started_by: float | None = None) -> bool:
+    """Whether process ``pid`` runs (not a zombie) and, when ``started_by`` (epoch seconds) is
+    given, started no later than that: a younger process reuses the pid of a dead one."""
+    stat = Path(f"/proc/{pid}/stat")
+    if not Path("/proc/self/stat").exists():  # no procfs: existence only
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    try:
+        fields = stat.read_text().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    if fields[0] in ("Z", "X"):
+        return False
+    if started_by is not None:
+        started = _boot_time() + int(fields[19]) / os.sysconf("SC_CLK_TCK")
+        if started > started_by + 2.0:
+            return False
+    return True
+
+
+def run_pid(instance: dg.DagsterInstance, run_id: str) -> tuple[int, float] | None:
+    """(pid, when it was reported) of the process executing the run, from its engine events."""
+    for rec in instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ENGINE_EVENT).records:
+        data = rec.event_log_entry.dagster_event.event_specific_data
+        pid = getattr(data, "metadata", {}).get("pid") if data is not None else None
+        if pid is not None:
+            return int(pid.value), rec.event_log_entry.timestamp
+    return None
+
+
+def run_alive(instance: dg.DagsterInstance, record, now: datetime) -> bool:
+    """Whether a run can still write its partitions (see the module's docstring)."""
+    run = record.dagster_run
+    if run.status in WAITING:
+        return True
+    if run.status not in ACTIVE:
+        return False
+    if run.status == dg.DagsterRunStatus.STARTING:
+        created = record.create_timestamp.timestamp()
+        if now.timestamp() - created > instance.run_monitoring_start_timeout_seconds:
+            return False
+    found = run_pid(instance, run.run_id)
+    return True if found is None else pid_alive(*found)
+
+
+def _run_keys(run, partitions_def) -> list[str]:
+    tags = run.tags
+    if PARTITION_NAME_TAG in tags:
+        return [tags[PARTITION_NAME_TAG]]
+    lo, hi = tags.get(ASSET_PARTITION_RANGE_START_TAG), tags.get(ASSET_PARTITION_RANGE_END_TAG)
+    if lo and hi:
+        return partitions_def.get_partition_keys_in_range(dg.PartitionKeyRange(lo, hi))
+    return []
+
+
+def partition_statuses(
+    instance: dg.DagsterInstance, datasets: Sequence[Dataset], keys: Mapping[str, Sequence[str]],
+    parts: Mapping[str, dg.PartitionsDefinition], now: datetime,
+) -> dict[tuple[str, date], str | None]:
+    """Dagster's status of each (dataset, key), with IN_PROGRESS split into IN_PROGRESS (a live
+    run holds it) and LOST (no live run does)."""
+    out: dict[tuple[str, date], str | None] = {}
+    active = None
+    for ds in datasets:
+        pdef, ak = parts[ds.calendar_name], dg.AssetKey(ds.name)
+        wanted = [k for k in keys.get(ds.name, ()) if pdef.has_partition_key(k)]
+        if not wanted:
+            continue
+        with dg.partition_loading_context(effective_dt=now):
+            by_key = instance.get_status_by_partition(ak, wanted, pdef) or {}
+        for k in wanted:
+            st = by_key.get(k)
+            status = st.value if st is not None else None
+            if status == "IN_PROGRESS":
+                if active is None:
+                    active = instance.get_run_records(dg.RunsFilter(statuses=[*WAITING, *ACTIVE]))
+                holders = [r for r in active
+                           if (not r.dagster_run.asset_selection or ak in r.dagster_run.asset_selection)
+                           and k in _run_keys(r.dagster_run, pdef)]
+                status = "IN_PROGRESS" if any(run_alive(instance, r, now) for r in holders) else "LOST"
+            out[(ds.name, date.fromisoformat(k))] = status
+    return out
+
+
+@dataclass(frozen=True)
+class LedgerContext:
+    """What the ledger needs beyond the instance: the settings, datasets and partitions."""
+
+    settings: Settings
+    datasets: Sequence[Dataset]
+    parts: Mapping[str, dg.PartitionsDefinition]
+
+    def store_for(self, ds: Dataset):
+        from archive_platform.store import ArchiveStore
+
+        kind = self.settings.sources.store_kind(ds)
+        return ArchiveStore(self.settings.root(kind), kind=kind)
+
+    def roots(self) -> dict[str, Path]:
+        return {k: self.settings.root(k) for k in {self.settings.sources.store_kind(d) for d in self.datasets}}
+
+    def symbols(self) -> list[str]:
+        if self.settings.symbols:
+            return list(self.settings.symbols)
+        from archive_platform.sim import default_symbols
+
+        return default_symbols()
+
+    def first_day(self) -> date | None:
+        """ARCHIVE_START_DATE when set, else the first day anything was stored."""
+        return self.settings.start_date or coverage.first_stored_day(self.datasets, self.store_for)
+
+    def stored_ledger(self, days: Sequence[date] | None = None) -> dict:
+        """The ledger the ``coverage`` asset last wrote (all of it, or ``days``): entries whose
+        files have not changed since are not read again."""
+        from archive_platform.datasets.coverage import read_ledger
+
+        out: dict = {}
+        for root in self.roots().values():
+            out.update(read_ledger(root, days))
+        return out
+
+    def entries(self, instance, now: datetime, *, days: Mapping[str, Sequence[date]] | None = None,
+                previous=None) -> list[coverage.Entry]:
+        first = self.first_day()
+        if previous is None:
+            wanted = None if days is None else sorted({d for v in days.values() for d in v})
+            previous = self.stored_ledger(wanted)
+        if days is None:
+            days = {ds.name: coverage.ledger_days(ds, first, now, self.store_for(ds).days(ds))
+                    for ds in self.datasets}
+        keys = {n: [d.isoformat() for d in v] for n, v in days.items()}
+        statuses = partition_statuses(instance, self.datasets, keys, self.parts, now)
+        plan = PlanSettings(tuple(self.symbols()), self.settings_every(), self.settings.iv_rank_times)
+
+        def expected(ds, day):
+            return len(planned_instants(ds, day, plan, now)) if ds.snapshot else None
+
+        return coverage.build_ledger(
+            self.datasets, store_for=self.store_for, symbols=self.symbols(), statuses=statuses,
+            first_day=first, now=now, expected_snapshots=expected,
+            snapshot_every=self.settings_every(), previous=previous, days=days)
+
+    def settings_every(self):
+        from datetime import timedelta
+
+        return timedelta(minutes=self.settings.snapshot_minutes)
+
+
+def recovery_requests(ctx: LedgerContext, instance, keys: Sequence[str], now: datetime, log=None):
+    """One run per day over the datasets the ledger says must be fetched again: missing (never
+    written, deleted on disk, run died), failed, or degraded in a way a new fetch can fix."""
+    first = ctx.first_day()
+    if first is None:
+        if log:
+            log.info("the archive is empty and ARCHIVE_START_DATE is not set: nothing to recover")
+        return []
+    days = [date.fromisoformat(k) for k in keys if date.fromisoformat(k) >= first]
+    if not days:
+        return []
+    entries = ctx.entries(instance, now, days={ds.name: days for ds in ctx.datasets})
+    hour = now.strftime("%Y%m%d%H")
+    reqs = []
+    for day, group in sorted(coverage.by_day(entries).items()):
+        todo = [e for e in group if e.wanted_again]
+        if not todo:
+            continue
+        names = sorted(e.dataset for e in todo)
+        if any(e.state != "degraded" for e in todo):
+            # one attempt per day and hour at most: a vendor outage does not become a run storm
+            key = f"recover:{day}:{'+'.join(names)}:{hour}"
+        else:  # a degraded day is retried once per distinct state of its files
+            digest = hashlib.sha256("|".join(f"{e.dataset}:{e.fingerprint}" for e in todo).encode())
+            key = f"recover:{day}:{'+'.join(names)}:degraded:{digest.hexdigest()[:12]}"
+        if log:
+            log.info(f"recovery requests {day} for " + ", ".join(
+                f"{e.dataset} ({e.state}: {e.reason})" for e in todo))
+        reqs.append(dg.RunRequest(
+            run_key=key, partition_key=day.isoformat(),
+            asset_selection=[dg.AssetKey(n) for n in names],
+            tags={TAG_MODE: "day", "archive/trigger": "recovery"},
+        ))
+    return reqs
