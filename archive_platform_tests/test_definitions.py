@@ -12,6 +12,8 @@ import pytest
 
 from archive_platform.config import ConfigError, SourceSelection
 from archive_platform.defs import build_definitions
+from archive_platform.datasets import DATASETS
+from archive_platform.defs.derived_assets import RECONCILE
 from archive_platform.schemas import ArchiveType
 from archive_platform_tests.dagster_helpers import sim_env
 
@@ -23,19 +25,22 @@ def test_definitions_graph(tmp_path):
     defs = build_definitions(sim_env(tmp_path))
     graph = defs.resolve_asset_graph()
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
-    assert keys == set(ARCHIVE) | {"duckdb_views", "coverage"}
+    assert keys == set(ARCHIVE) | {"duckdb_views", "coverage", "backtests"}
     # gex is derived from options; the views depend on every archive type
     assert graph.get(dg.AssetKey("gex")).parent_keys == {dg.AssetKey("options")}
     # (and on the coverage ledger, which it shows as the view `coverage`)
     assert graph.get(dg.AssetKey("duckdb_views")).parent_keys == {dg.AssetKey(a) for a in [*ARCHIVE, "coverage"]}
-    for name in ARCHIVE:
-        node = graph.get(dg.AssetKey(name))
+    zones = {"nyse": "America/New_York", "utc": "UTC"}
+    for d in DATASETS:
+        node = graph.get(dg.AssetKey(d.name))
         assert isinstance(node.partitions_def, dg.TimeWindowPartitionsDefinition)
-        assert node.partitions_def.timezone == "America/New_York"
+        assert node.partitions_def.timezone == zones[d.calendar_name], d.name
         assert node.backfill_policy is not None and node.backfill_policy.max_partitions_per_run == 5
         assert "one row per" in (node.description or "")
         checks = {k.name for k in node.check_keys}
-        assert checks == {"schema", "unique_key", "in_session", "complete", "values"}
+        base = {"schema", "unique_key", "in_session", "complete", "values"}
+        # the derived daily datasets are also recomputed from their stored inputs
+        assert checks == (base | {"matches_inputs"} if d.name in RECONCILE else base), d.name
     # options' guarding checks block gex; completeness does not
     opts = defs.resolve_assets_def("options")
     blocking = {s.name for s in opts.check_specs if s.blocking}

@@ -174,7 +174,7 @@ def build_archive_asset(
         partitions_def=partitions_def,
         group_name=spec.group,
         kinds={"parquet", source_name if source_name != "derived" else "python"},
-        description=spec.description,
+        description=_with_grain(spec),
         check_specs=check_specs,
         deps=deps,
         backfill_policy=backfill,
@@ -258,3 +258,10 @@ def build_views_asset(selection: SourceSelection, datasets=DATASETS) -> dg.Asset
         return dg.MaterializeResult(metadata=meta)
 
     return duckdb_views
+
+
+def _with_grain(spec) -> str:
+    """The UI's description names the grain (one row per what), as the declaration states it."""
+    if spec.grain.lower() in spec.description.lower():
+        return spec.description
+    return f"{spec.description} Grain: {spec.grain}."
