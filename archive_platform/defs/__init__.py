@@ -113,4 +113,7 @@ def build_definitions(
         schedules=schedules,
         sensors=sensors,
         resources=resources,
+        # one process per run, not one per step: per-step subprocesses were the largest cost of a
+        # backfill on two cores (bench/backfill.py, docs/performance.md); runs stay isolated
+        executor=dg.in_process_executor,
     )
