@@ -10,7 +10,8 @@ import importlib
 
 from archive_platform.datasets.base import Dataset, Rule
 
-MODULES = ("uw_flow", "options", "gex", "stocks_1m", "iv_rank", "trades", "vix")
+MODULES = ("uw_flow", "options", "gex", "stocks_1m", "iv_rank", "trades", "vix",
+           "capture_gaps", "crypto_trades", "orderbook_l2")
 
 DATASETS: tuple[Dataset, ...] = tuple(
     importlib.import_module(f"archive_platform.datasets.{m}").DATASET for m in MODULES

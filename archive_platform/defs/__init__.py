@@ -13,6 +13,7 @@ import dagster as dg
 from archive_platform.datasets import DATASETS, Dataset
 from archive_platform.defs.assets import build_archive_asset, build_views_asset
 from archive_platform.defs.automation import build_automation
+from archive_platform.defs.crypto import build_crypto_asset, build_crypto_automation, is_captured
 from archive_platform.defs.resources import can_backfill, resources_from_settings
 from archive_platform.partitions import partitions_for
 from archive_platform.settings import Settings
@@ -43,7 +44,8 @@ def build_definitions(
     resources = resources_from_settings(settings)
     parts = {d.calendar_name: partitions_for(d.calendar_name, settings.start_date) for d in datasets}
 
-    archive_assets = [build_archive_asset(d, parts[d.calendar_name], selection, datasets)
+    archive_assets = [build_crypto_asset(d, parts[d.calendar_name], settings) if is_captured(d)
+                      else build_archive_asset(d, parts[d.calendar_name], selection, datasets)
                       for d in datasets]
     views = build_views_asset(selection, datasets)
 
@@ -93,8 +95,15 @@ def build_definitions(
         iv_rank_times=settings.iv_rank_times,
         recoverable=recoverable, recovery_lookback=settings.recovery_lookback,
     )
+    checks = []
+    if "utc" in parts:  # UTC days: daily schedule, recovery, capture heartbeat (defs/crypto.py)
+        more, n, extra, checks = build_crypto_automation(
+            [d for d in datasets if d.calendar_name == "utc"], parts["utc"], jobs["archive_all_utc"], settings)
+        schedules, sensors = [*schedules, *more], [*sensors, *n]
+        jobs.update({j.name: j for j in extra})
     return dg.Definitions(
         assets=[*archive_assets, views],
+        asset_checks=checks,
         jobs=list(jobs.values()),
         schedules=schedules,
         sensors=sensors,
