@@ -208,3 +208,18 @@ def test_trades_backfilled_from_daily_files_where_capture_missed_books_refuse(tm
               if e.event_type_value == "STEP_FAILURE"]
     assert "cannot be backfilled" in err and "no order books" in err
     assert not (live / "orderbook_l2").exists()
+
+
+def test_demo_crypto_days_span_the_sessions_with_their_weekends():
+    from archive_platform.cli.demo_crypto import crypto_days
+
+    now = datetime(2026, 11, 30, 12, tzinfo=UTC)
+    # Wednesday and Friday after Thanksgiving: Thursday's holiday and the weekend after are in
+    assert crypto_days([date(2025, 11, 26), date(2025, 11, 28)], now) == [
+        date(2025, 11, 26) + timedelta(days=i) for i in range(5)]
+    # a Monday-to-Friday week: the weekends on both sides, so a Saturday and a Sunday always
+    week = [date(2025, 11, 17) + timedelta(days=i) for i in range(5)]
+    days = crypto_days(week, now)
+    assert days[0] == date(2025, 11, 15) and days[-1] == date(2025, 11, 23) and len(days) == 9
+    # never a UTC day that has not closed yet
+    assert crypto_days(week, datetime(2025, 11, 22, 8, tzinfo=UTC))[-1] == date(2025, 11, 21)

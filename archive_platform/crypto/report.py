@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from archive_platform.crypto.coverage import coverage
-from archive_platform.crypto.daily import SIM_BOOK_MS, day_bounds, trade_id_holes
+from archive_platform.crypto.daily import SIM_BOOK_MS, day_bounds, distinct_count
 from archive_platform.crypto.normalise import STREAMS
 
 SLOT_MS = 100
@@ -93,7 +93,8 @@ def trade_streams(trades: pa.Table, gaps: pa.Table, day: date, expected: Iterabl
     out = []
     keys = _keys(trades)
     for ex, sym in sorted(set(keys) | set(expected)):
-        t = trades.filter(pc.and_(pc.equal(trades["exchange"], ex), pc.equal(trades["symbol"], sym)))
+        t = trades.select(["exchange", "symbol", "event_time", "trade_id"])
+        t = t.filter(pc.and_(pc.equal(t["exchange"], ex), pc.equal(t["symbol"], sym)))
         missing, n_gaps = gap_slots(gaps, day, ex, STREAMS.get((ex, "crypto_trades"), ""), sym)
         ratio = 1.0 - missing / SLOTS_PER_DAY if t.num_rows else 0.0
         ids_ratio, holes, out_of_order = None, 0, 0
@@ -102,8 +103,9 @@ def trade_streams(trades: pa.Table, gaps: pa.Table, day: date, expected: Iterabl
             ids = t["trade_id"].take(order).to_numpy()
             out_of_order = int(np.sum(np.diff(ids) <= 0))
             if ex in CONSECUTIVE_IDS:
-                holes = trade_id_holes(ids)
-                ids_ratio = len(np.unique(ids)) / (len(np.unique(ids)) + holes)
+                distinct = distinct_count(ids)
+                holes = int(ids.max() - ids.min() + 1 - distinct)
+                ids_ratio = distinct / (distinct + holes)
                 ratio = min(ratio, ids_ratio)
         out.append({"stream": f"{ex}:crypto_trades:{sym}", "cadence_ms": SLOT_MS, "trades": t.num_rows,
                     "expected_slots": SLOTS_PER_DAY, "present_slots": SLOTS_PER_DAY - missing if t.num_rows else 0,

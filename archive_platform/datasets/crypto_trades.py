@@ -40,7 +40,6 @@ DATASET = c.CapturedDataset(
         Rule("size > 0", "size", pl.col("size") > 0, hard=True),
         Rule("side is buy or sell", "side", one_of("side", ["buy", "sell"]), hard=True),
         Rule("exchange is known", "exchange", one_of("exchange", ["binance", "hyperliquid", "sim"]), hard=True),
-        Rule("receive_time >= event_time", "receive_time", pl.col("receive_time") >= pl.col("event_time")),
     ),
     freshness=c.FRESHNESS,
     simulate=c.simulate(NAME),
