@@ -28,6 +28,9 @@ EXPECTED_NAMES = {
     ArchiveType.IV_RANK: "iv_rank/date={d}/iv_rank_{c}.parquet",
     ArchiveType.TRADES: "trades/date={d}/trades_{c}.parquet",
     ArchiveType.VIX: "vix/date={d}/vix_{c}.parquet",
+    ArchiveType.CAPTURE_GAPS: "capture_gaps/date={d}/capture_gaps_{c}.parquet",
+    ArchiveType.CRYPTO_TRADES: "crypto_trades/date={d}/crypto_trades_{c}.parquet",
+    ArchiveType.ORDERBOOK_L2: "orderbook_l2/date={d}/orderbook_l2_{c}.parquet",
 }
 
 
