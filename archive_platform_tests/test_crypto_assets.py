@@ -116,6 +116,7 @@ def test_coverage_check_fails_on_a_captured_day_with_a_gap_and_passes_under_a_lo
     book = meta["orderbook_l2"]["coverage_by_stream"][0]
     assert book["expected_slots"] == 86_400 and book["present_slots"] == 86_400 - 1800
     assert book["longest_gap_s"] == 1800.0 and book["recorded_gaps"] == 1
+    assert book["gap_spans"] == [["2025-11-30T01:00:00+00:00", "2025-11-30T01:30:00+00:00"]]
     trade = meta["crypto_trades"]["coverage_by_stream"][0]
     assert trade["present_slots"] == 864_000 - 18_000 and trade["recorded_gaps"] == 1
     store = ArchiveStore(live, kind="live")

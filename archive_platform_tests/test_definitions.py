@@ -12,7 +12,7 @@ import pytest
 
 from archive_platform.config import ConfigError, SourceSelection
 from archive_platform.defs import build_definitions
-from archive_platform.schemas import ArchiveType
+from archive_platform.schemas import ArchiveType, spec_for
 from archive_platform_tests.dagster_helpers import sim_env
 
 REPO = Path(__file__).resolve().parents[1]
@@ -27,7 +27,12 @@ def test_definitions_graph(tmp_path):
     # gex is derived from options; the views depend on every archive type
     assert graph.get(dg.AssetKey("gex")).parent_keys == {dg.AssetKey("options")}
     assert graph.get(dg.AssetKey("duckdb_views")).parent_keys == {dg.AssetKey(a) for a in ARCHIVE}
-    for name in ARCHIVE:
+    for name in [a for a in ARCHIVE if spec_for(a).calendar_name == "utc"]:  # crypto: defs/crypto.py
+        node = graph.get(dg.AssetKey(name))
+        assert node.partitions_def.timezone == "UTC"
+        assert {k.name for k in node.check_keys} == {"schema", "unique_key", "in_session", "values"} | (
+            set() if name == "capture_gaps" else {"coverage"})
+    for name in [a for a in ARCHIVE if spec_for(a).calendar_name == "nyse"]:
         node = graph.get(dg.AssetKey(name))
         assert isinstance(node.partitions_def, dg.TimeWindowPartitionsDefinition)
         assert node.partitions_def.timezone == "America/New_York"
@@ -40,8 +45,9 @@ def test_definitions_graph(tmp_path):
     blocking = {s.name for s in opts.check_specs if s.blocking}
     assert blocking == {"schema", "unique_key", "in_session", "values"}
     assert {s.name for s in defs.schedules} == {
-        "options_snapshots", "grid_snapshots", "iv_rank_snapshots", "end_of_day", "refresh_views"}
-    assert {s.name for s in defs.sensors} == {"uw_flow_poll", "recover_missing_partitions"}
+        "options_snapshots", "grid_snapshots", "iv_rank_snapshots", "end_of_day", "refresh_views",
+        "archive_utc_daily"}
+    assert {s.name for s in defs.sensors} == {"uw_flow_poll", "recover_missing_partitions", "recover_utc_days"}
     recover = next(s for s in defs.sensors if s.name == "recover_missing_partitions")
     assert recover.default_status == dg.DefaultSensorStatus.RUNNING
 

@@ -17,7 +17,7 @@ Configured streams without a single row are reported with ratio 0.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import date
+from datetime import date, datetime, timezone
 
 import numpy as np
 import pyarrow as pa
@@ -32,6 +32,14 @@ SLOTS_PER_DAY = 86_400_000 // SLOT_MS
 BOOK_CADENCE_MS = {"binance": 100, "hyperliquid": 1000, "sim": SIM_BOOK_MS}
 #: exchanges whose trade ids are consecutive per symbol (a hole is a missed trade)
 CONSECUTIVE_IDS = {"binance", "sim"}
+
+
+#: empty runs of at least 1 s listed per book stream (the count is ``missing_runs``)
+MAX_GAPS_LISTED = 10
+
+
+def _iso(us: int) -> str:
+    return datetime.fromtimestamp(us / 1e6, timezone.utc).isoformat()
 
 
 def _us(ts) -> int:
@@ -80,12 +88,14 @@ def book_streams(books: pa.Table, gaps: pa.Table, day: date, expected: Iterable[
                         "expected_slots": c.expected_slots, "present_slots": c.present_slots,
                         "ratio": round(c.ratio, 6), "missing_runs": c.missing_runs,
                         "longest_gap_s": c.longest_gap_s, "recorded_gaps": n_gaps, "crossed": c.crossed,
-                        "locked": c.locked, "out_of_order": c.out_of_order})
+                        "locked": c.locked, "out_of_order": c.out_of_order,
+                        "gap_spans": [[_iso(a), _iso(b)] for a, b in c.gaps[:MAX_GAPS_LISTED]]})
     for ex, sym in sorted(set(expected) - present):
         cad = cadence_ms.get(ex, SLOT_MS)
         out.append({"stream": f"{ex}:orderbook_l2:{sym}", "cadence_ms": cad, "expected_slots": 86_400_000 // cad,
                     "present_slots": 0, "ratio": 0.0, "missing_runs": 1, "longest_gap_s": 86400.0,
-                    "recorded_gaps": 0, "crossed": 0, "locked": 0, "out_of_order": 0})
+                    "recorded_gaps": 0, "crossed": 0, "locked": 0, "out_of_order": 0,
+                    "gap_spans": [[t.isoformat() for t in day_bounds(day)]]})
     return out
 
 
