@@ -97,10 +97,10 @@ def build_definitions(
     )
     checks = []
     if "utc" in parts:  # UTC days: daily schedule, recovery, capture heartbeat (defs/crypto.py)
-        more, n, extra, checks = build_crypto_automation(
+        utc_schedules, utc_sensors, utc_jobs, checks = build_crypto_automation(
             [d for d in datasets if d.calendar_name == "utc"], parts["utc"], jobs["archive_all_utc"], settings)
-        schedules, sensors = [*schedules, *more], [*sensors, *n]
-        jobs.update({j.name: j for j in extra})
+        schedules, sensors = [*schedules, *utc_schedules], [*sensors, *utc_sensors]
+        jobs.update({j.name: j for j in utc_jobs})
     return dg.Definitions(
         assets=[*archive_assets, views],
         asset_checks=checks,
