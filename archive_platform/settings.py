@@ -12,11 +12,12 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from pathlib import Path
 
 from archive_platform.config import ConfigError, SourceSelection, parse_symbols, parse_times
+from archive_platform.crypto.config import CaptureSettings, SettingsError, capture_settings_from_env
 from archive_platform.sources.registry import VENDORS, setting_vars
 
 #: snapshot intervals whose 09:30-anchored grid falls on a */N cron (N divides 30)
@@ -123,6 +124,12 @@ class Settings:
     paths: Mapping[str, str]
     vendor: Mapping[str, str]  # non-secret vendor connection settings, by variable name
     secrets_set: frozenset[str]  # which secret variables are set (never their values)
+    #: crypto (docs/crypto.md): ARCHIVE_CRYPTO_CAPTURE (the capture service is expected to run:
+    #: the crypto days come from its spool and the heartbeat sensor watches it),
+    #: ARCHIVE_CRYPTO_COVERAGE_MIN (percent in the environment, a fraction here), the capture's own
+    crypto_capture: bool = False
+    crypto_coverage_min: float = 0.99
+    crypto: CaptureSettings = field(default_factory=CaptureSettings)
 
     def path(self, var: str) -> Path:
         return Path(self.paths[var])
@@ -177,4 +184,39 @@ class Settings:
             paths=paths,
             vendor=vendor,
             secrets_set=frozenset(v for v in SECRETS if env.get(v)),
+            crypto_capture=parse_bool(env, "ARCHIVE_CRYPTO_CAPTURE", False),
+            crypto_coverage_min=parse_percent(env, "ARCHIVE_CRYPTO_COVERAGE_MIN", 99.0),
+            crypto=_crypto(env),
         )
+
+
+def parse_bool(env: Mapping[str, str], var: str, default: bool) -> bool:
+    raw = (env.get(var) or "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{var}={raw!r} is not a boolean; use 1/0, true/false, yes/no or on/off")
+
+
+def parse_percent(env: Mapping[str, str], var: str, default: float) -> float:
+    """A percentage ``0 < p <= 100`` (``99``, ``99.5`` or ``99.5%``), returned as a fraction."""
+    raw = (env.get(var) or "").strip()
+    if not raw:
+        return default / 100.0
+    try:
+        value = float(raw.removesuffix("%"))
+    except ValueError:
+        raise ConfigError(f"{var}={raw!r} is not a percentage (e.g. 99 or 99.5)") from None
+    if not 0 < value <= 100:
+        raise ConfigError(f"{var}={raw!r} is out of range; allowed: more than 0 up to 100 (percent)")
+    return value / 100.0
+
+
+def _crypto(env: Mapping[str, str]) -> CaptureSettings:
+    try:
+        return capture_settings_from_env(env)
+    except SettingsError as exc:  # the message names the variable
+        raise ConfigError(str(exc)) from None

@@ -65,6 +65,8 @@ def duckdb_type(t: pa.DataType) -> str:
     }
     if t in simple:
         return simple[t]
+    if pa.types.is_list(t):  # order-book levels: list<double> -> DOUBLE[]
+        return duckdb_type(t.value_type) + "[]"
     raise ValueError(f"no DuckDB type for Arrow type {t}")
 
 

@@ -28,8 +28,14 @@ _FIXED = {"bars": lambda i: i + 1, "session_minutes": lambda i: i + 1,
 
 def _value(name: str, typ: pa.DataType, i: int, day: date, ts: datetime, snap: datetime,
            source: str, tag: str):
-    if name == "timestamp":
+    if name in ("timestamp", "event_time", "receive_time", "start"):  # crypto: event_time, gaps: start
         return ts
+    if name == "end":
+        return ts + timedelta(seconds=1)
+    if name == "exchange":
+        return "sim"
+    if pa.types.is_list(typ):  # order-book levels
+        return [float(i) + 0.25 + k for k in range(3)] if pa.types.is_floating(typ.value_type) else [1, 2, 3]
     if name == "snapshot_time":
         return snap
     if name == "et_offset":
@@ -74,6 +80,8 @@ def make_table(archive_type: str | ArchiveType, day: date, n: int, *, source: st
             if pa.types.is_floating(f.type) and f.name not in keys:
                 v += value_shift
             cols[f.name].append(v)
+    if "exchange" in cols and "side" in cols:  # crypto trades: the aggressor's side in lower case
+        cols["side"] = [v.lower() for v in cols["side"]]
     return pa.table({f.name: pa.array(cols[f.name], f.type) for f in spec.schema}, schema=spec.schema)
 
 

@@ -169,8 +169,9 @@ def test_utc_dataset_materializes_a_saturday_and_nyse_refuses_it(tmp_path):
         assert pdef.has_partition_key("2025-11-29") and pdef.has_partition_key("2025-11-30")
     assert "archive_all_utc" in {j.name for j in defs.jobs}
     instance = dg.DagsterInstance.ephemeral()
-    result = defs.resolve_job_def("archive_all_utc").execute_in_process(
-        partition_key="2025-11-29", instance=instance, run_config=QUIET)
+    result = defs.resolve_job_def("archive_all_utc").execute_in_process(  # the crypto datasets: test_crypto_assets
+        partition_key="2025-11-29", instance=instance, run_config=QUIET,
+        asset_selection=[dg.AssetKey("test_ticks")])
     assert result.success
     stored = ArchiveStore(tmp_path / "sim", kind="sim").read_day(TICKS, SATURDAY)
     assert stored.num_rows == 24 and stored["price"][0].as_py() == 90_000.0

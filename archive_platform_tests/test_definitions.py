@@ -26,15 +26,18 @@ def test_definitions_graph(tmp_path):
     graph = defs.resolve_asset_graph()
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
     assert keys == set(ARCHIVE) | {"duckdb_views", "coverage", "backtests"}
-    # gex is derived from options; the views depend on every archive type
+    # gex is derived from options; the views depend on every dataset and the coverage ledger
     assert graph.get(dg.AssetKey("gex")).parent_keys == {dg.AssetKey("options")}
-    # (and on the coverage ledger, which it shows as the view `coverage`)
     assert graph.get(dg.AssetKey("duckdb_views")).parent_keys == {dg.AssetKey(a) for a in [*ARCHIVE, "coverage"]}
-    zones = {"nyse": "America/New_York", "utc": "UTC"}
-    for d in DATASETS:
+    for d in (d for d in DATASETS if d.calendar_name == "utc"):  # crypto: defs/crypto.py
+        node = graph.get(dg.AssetKey(d.name))
+        assert node.partitions_def.timezone == "UTC"
+        assert {k.name for k in node.check_keys} == {"schema", "unique_key", "in_session", "values"} | (
+            set() if d.name == "capture_gaps" else {"coverage"})
+    for d in (d for d in DATASETS if d.calendar_name == "nyse"):
         node = graph.get(dg.AssetKey(d.name))
         assert isinstance(node.partitions_def, dg.TimeWindowPartitionsDefinition)
-        assert node.partitions_def.timezone == zones[d.calendar_name], d.name
+        assert node.partitions_def.timezone == "America/New_York", d.name
         assert node.backfill_policy is not None and node.backfill_policy.max_partitions_per_run == 5
         assert "one row per" in (node.description or "")
         checks = {k.name for k in node.check_keys}
@@ -47,8 +50,8 @@ def test_definitions_graph(tmp_path):
     assert blocking == {"schema", "unique_key", "in_session", "values"}
     assert {s.name for s in defs.schedules} == {
         "options_snapshots", "grid_snapshots", "iv_rank_snapshots", "end_of_day", "refresh_views",
-        "coverage_ledger"}
-    assert {s.name for s in defs.sensors} == {"uw_flow_poll", "recover_missing_partitions"}
+        "coverage_ledger", "archive_utc_daily"}
+    assert {s.name for s in defs.sensors} == {"uw_flow_poll", "recover_missing_partitions", "recover_utc_days"}
     recover = next(s for s in defs.sensors if s.name == "recover_missing_partitions")
     assert recover.default_status == dg.DefaultSensorStatus.RUNNING
 

@@ -32,6 +32,9 @@ EXPECTED_NAMES = {
     ArchiveType.DAILY_IV: "daily_iv/date={d}/daily_iv_{c}.parquet",
     ArchiveType.MARKET_REGIME: "market_regime/date={d}/market_regime_{c}.parquet",
     ArchiveType.CANDLES: "candles/date={d}/candles_{c}.parquet",
+    ArchiveType.CAPTURE_GAPS: "capture_gaps/date={d}/capture_gaps_{c}.parquet",
+    ArchiveType.CRYPTO_TRADES: "crypto_trades/date={d}/crypto_trades_{c}.parquet",
+    ArchiveType.ORDERBOOK_L2: "orderbook_l2/date={d}/orderbook_l2_{c}.parquet",
 }
 
 

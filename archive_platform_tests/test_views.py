@@ -29,6 +29,8 @@ DESCRIBED = {
     "int64": "BIGINT",
     "int16": "SMALLINT",
     "int32": "INTEGER",
+    "list<item: double>": "DOUBLE[]",
+    "list<item: int32>": "INTEGER[]",
     "date32[day]": "DATE",
     "bool": "BOOLEAN",
 }

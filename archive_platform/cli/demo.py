@@ -22,6 +22,7 @@ def demo(days: int, as_of: str | None) -> None:
 
     from archive_platform import calendar
     from archive_platform.cli.demo_report import print_backtest_report
+    from archive_platform.cli.demo_crypto import archive_crypto
     from archive_platform.config import source_env_var
     from archive_platform.datasets import DATASETS
     from archive_platform.defs import build_definitions
@@ -88,6 +89,7 @@ def demo(days: int, as_of: str | None) -> None:
             checks += ", FAILED: " + ", ".join(f"{e.asset_key.to_user_string()}.{e.check_name}" for e in failed)
         click.echo(f" {time.monotonic() - t0:.1f} s  ({', '.join(sorted(parts))} rows; {checks})")
 
+    archive_crypto(defs, instance, sessions, QUIET_LOGS)  # the UTC days around them (docs/crypto.md)
     views = defs.resolve_job_def("refresh_views").execute_in_process(
         instance=instance, run_config=QUIET_LOGS, tags={"archive/trigger": "demo"}
     )

@@ -11,7 +11,8 @@ import importlib
 from archive_platform.datasets.base import Dataset, Rule
 
 MODULES = ("uw_flow", "options", "gex", "stocks_1m", "iv_rank", "trades", "vix",
-           "daily_bars", "daily_iv", "market_regime", "candles")
+           "daily_bars", "daily_iv", "market_regime", "candles",
+           "capture_gaps", "crypto_trades", "orderbook_l2")
 
 DATASETS: tuple[Dataset, ...] = tuple(
     importlib.import_module(f"archive_platform.datasets.{m}").DATASET for m in MODULES

@@ -15,6 +15,7 @@ from archive_platform.defs.assets import build_archive_asset, build_views_asset
 from archive_platform.defs.automation import build_automation
 from archive_platform.datasets.coverage import DATASET as COVERAGE
 from archive_platform.defs.coverage_assets import build_coverage_asset
+from archive_platform.defs.crypto import build_crypto_asset, build_crypto_automation, is_captured
 from archive_platform.defs.derived_assets import build_derived_extras
 from archive_platform.defs.recovery import LedgerContext
 from archive_platform.defs.resources import can_backfill, resources_from_settings
@@ -47,7 +48,8 @@ def build_definitions(
     resources = resources_from_settings(settings)
     parts = {d.calendar_name: partitions_for(d.calendar_name, settings.start_date) for d in datasets}
 
-    archive_assets = [build_archive_asset(d, parts[d.calendar_name], selection, datasets)
+    archive_assets = [build_crypto_asset(d, parts[d.calendar_name], settings) if is_captured(d)
+                      else build_archive_asset(d, parts[d.calendar_name], selection, datasets)
                       for d in datasets]
     extras = build_derived_extras(parts["nyse"], selection, datasets)  # backtests, input checks
 
@@ -106,9 +108,16 @@ def build_definitions(
         name="coverage_ledger", job=jobs["coverage"], cron_schedule="40 20 * * *",
         execution_timezone="America/New_York", default_status=dg.DefaultScheduleStatus.RUNNING,
         description="Rebuilds the coverage ledger nightly (before the views refresh)."))
+    checks = list(extras.checks)
+    if "utc" in parts:  # UTC days: daily schedule, recovery, capture heartbeat (defs/crypto.py)
+        utc_schedules, utc_sensors, utc_jobs, utc_checks = build_crypto_automation(
+            [d for d in datasets if d.calendar_name == "utc"], parts["utc"], jobs["archive_all_utc"], settings)
+        schedules, sensors = [*schedules, *utc_schedules], [*sensors, *utc_sensors]
+        jobs.update({j.name: j for j in utc_jobs})
+        checks += utc_checks
     return dg.Definitions(
         assets=[*archive_assets, views, ledger, *extras.assets],
-        asset_checks=extras.checks,
+        asset_checks=checks,
         jobs=list(jobs.values()),
         schedules=schedules,
         sensors=sensors,

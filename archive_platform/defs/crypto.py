@@ -1,0 +1,242 @@
+"""The Dagster shell of the crypto datasets: daily assets, their checks, the UTC schedule and
+recovery, and the capture heartbeat sensor (pure work in ``archive_platform.crypto``).
+
+* One asset per crypto dataset (``capture_gaps``, ``crypto_trades``, ``orderbook_l2``), on UTC-day
+  partitions: for a closed UTC day it compacts what the capture service spooled (live, when
+  ``ARCHIVE_CRYPTO_CAPTURE`` is on; Binance trades the capture missed come from the public
+  daily files) or simulates the day (sim), writes it through the store (which validates it) and
+  reports coverage per stream. Checks: schema, unique_key, in_session, values, and ``coverage``
+  (every stream at least ``ARCHIVE_CRYPTO_COVERAGE_MIN`` of its slots).
+* ``archive_utc_daily``: 00:30 UTC, the previous UTC day of every UTC dataset.
+* ``recover_utc_days``: missing or failed UTC days in the last ``ARCHIVE_RECOVERY_LOOKBACK`` days,
+  of the datasets that can fill them (sim: all; capture: trades, and books/gaps with a spool).
+* With capture configured: ``capture_heartbeat`` watches the service's heartbeat and, when it
+  stops, runs ``capture_health``, whose ``capture_alive`` check on ``orderbook_l2`` fails.
+"""
+
+
+from collections.abc import Sequence
+from datetime import date, datetime, timedelta, timezone
+
+import dagster as dg
+
+from archive_platform import quality
+from archive_platform.archiving import NotReadyError
+from archive_platform.crypto import daily, report
+from archive_platform.crypto.declare import CapturedDataset
+from archive_platform.defs.resources import ArchiveResource, SourcesResource, can_backfill
+from archive_platform.settings import Settings
+
+UTC = timezone.utc
+DAILY_CRON = "30 0 * * *"
+RECOVERY_INTERVAL_S = 15 * 60
+CHECKS = {
+    "schema": "Stored columns and types equal the canonical schema.",
+    "unique_key": "No two rows share the dataset's dedup key.",
+    "in_session": "Every row's time lies inside its UTC day.",
+    "values": "Hard invariants (finite, positive prices and sizes, known side) and soft "
+    "anomalies (crossed or locked books: stored, counted here).",
+    "coverage": "Every stream holds at least ARCHIVE_CRYPTO_COVERAGE_MIN of its 100 ms slots "
+    "(books at their source's cadence; trades: slots outside recorded gaps, and trade-id holes).",
+}
+
+
+def is_captured(d) -> bool:
+    """A crypto dataset: its asset is built here, not by ``defs.assets``."""
+    return isinstance(d, CapturedDataset)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _meta(v):
+    if isinstance(v, (int, float, str, bool)) or v is None:
+        return v
+    return dg.MetadataValue.json(v)
+
+
+def _streams(name: str, stored, gaps, day: date, expected) -> list[dict]:
+    if name == "orderbook_l2":
+        return report.book_streams(stored, gaps, day, expected)
+    if name == "crypto_trades":
+        return report.trade_streams(stored, gaps, day, expected)
+    return report.gap_streams(stored, day)
+
+
+def build_crypto_asset(d: CapturedDataset, partitions_def, settings: Settings) -> dg.AssetsDefinition:
+    capture = settings.crypto_capture
+    kind = "live" if capture else "sim"
+    minimum = settings.crypto_coverage_min
+    key = dg.AssetKey(d.name)
+    names = [n for n in CHECKS if n != "coverage" or d.name != "capture_gaps"]
+    specs = [dg.AssetCheckSpec(n, asset=key, description=CHECKS[n]) for n in names]
+    deps = [] if d.name == "capture_gaps" else [dg.AssetKey("capture_gaps")]
+
+    @dg.asset(
+        name=d.name, partitions_def=partitions_def, group_name=d.group, description=d.description,
+        check_specs=specs, deps=deps, required_resource_keys={"archive", "sources"},
+        kinds={"parquet", "python" if capture else "sim"},
+        tags={"archive/source": "capture" if capture else "sim", "archive/store": kind,
+              "archive/calendar": d.calendar_name},
+        metadata={"grain": d.grain, "dedup_key": ", ".join(d.dedup_key), "calendar": d.calendar_name,
+                  "source": "capture spool" if capture else "simulated venue", "archive": kind},
+    )
+    def _asset(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        archive: ArchiveResource = context.resources.archive
+        sources: SourcesResource = context.resources.sources
+        day = date.fromisoformat(context.partition_key)
+        start, end = daily.day_bounds(day)
+        now = sources.now()
+        if now < end:
+            raise NotReadyError(f"{d.name} {day}: the UTC day closes at {end.isoformat()} and is "
+                                    f"archived after that; now is {now.isoformat()}")
+        store = archive.store(kind)
+        if capture:
+            rows = daily.captured_day(d.name, day, root=archive.root("live"), symbols=settings.crypto.symbols,
+                                      data_url=settings.crypto.binance_data_url)
+            expected = [(s.exchange, s.symbol) for s in settings.crypto.symbols]
+        else:
+            rows = daily.simulated_day(d.name, day, seed=sources.sim_seed)
+            expected = [("sim", s) for s in daily.SIM_SYMBOLS]
+        for note in rows.notes:
+            context.log.info(f"{d.name} {day}: {note}")
+        store.write_day(d, day, rows.table)  # validates: schema, day, hard rules
+        stored = store.read_day(d, day)
+        gaps = stored if d.name == "capture_gaps" else store.read_day("capture_gaps", day)
+        streams = _streams(d.name, stored, gaps, day, expected if d.name != "capture_gaps" else ())
+        passed, desc = report.judge(streams, minimum)
+        if d.name == "capture_gaps":
+            passed, desc = True, f"{stored.num_rows} gaps recorded"
+        totals = {k: sum(s.get(k) or 0 for s in streams)
+                  for k in ("expected_slots", "present_slots", "crossed", "locked", "out_of_order",
+                            "recorded_gaps", "id_holes", "gaps", "missing_slots")
+                  if any(k in s for s in streams)}
+        cadence = sorted({s["cadence_ms"] for s in streams if "cadence_ms" in s})
+        meta = {
+            "rows": stored.num_rows, "bytes_on_disk": store.partition_bytes(d, day), "origin": rows.origin,
+            "streams": len(streams), "min_ratio": min((s["ratio"] for s in streams), default=None),
+            "coverage_min": minimum, "cadence_ms": ", ".join(map(str, cadence)),
+            **totals, "notes": "; ".join(rows.notes),
+            "coverage_by_stream": dg.MetadataValue.json(streams),
+            "path": dg.MetadataValue.path(str(store.partition_dir(d, day))),
+        }
+        if not capture:
+            meta["cadence_note"] = (f"simulated venue: books every {daily.SIM_BOOK_MS} ms (the exchanges "
+                                    "send 100 ms); coverage is judged on the declared cadence")
+        outcomes = {
+            "schema": quality.check_schema(stored, d),
+            "unique_key": quality.check_unique_key(stored, d),
+            "in_session": quality.check_in_window(stored, d, day),
+            "values": quality.check_values(stored, d),
+            "coverage": quality.CheckOutcome(passed, desc, {"coverage_min": minimum, "streams": streams}),
+        }
+        results = [dg.AssetCheckResult(check_name=n, passed=o.passed, description=o.description,
+                                       severity=dg.AssetCheckSeverity.ERROR,
+                                       metadata={k: _meta(v) for k, v in o.metadata.items()})
+                   for n, o in outcomes.items() if n in names]
+        context.log.info(f"{d.name} {day}: {stored.num_rows:,} rows from {rows.origin}; {desc}")
+        return dg.MaterializeResult(metadata={k: v for k, v in meta.items() if v is not None},
+                                    check_results=results)
+
+    return _asset
+
+
+def _recoverable_today(d, day: date, settings: Settings, root) -> bool:
+    if not is_captured(d):
+        return can_backfill(settings.sources, d)
+    if not settings.crypto_capture:
+        return True
+    from archive_platform.crypto.spool import spool_files
+
+    if d.name == "crypto_trades" and any(s.exchange == "binance" for s in settings.crypto.symbols):
+        return True  # the public daily files fill what the spool lacks
+    return bool(spool_files(root, d.name, day))
+
+
+def build_crypto_automation(datasets: Sequence, partitions_def, job, settings: Settings):
+    """(schedules, sensors, extra jobs, asset checks) of the UTC datasets."""
+    lookback = settings.recovery_lookback
+    live_root = settings.root("live")
+
+    @dg.schedule(name="archive_utc_daily", cron_schedule=DAILY_CRON, execution_timezone="UTC", job=job,
+                 default_status=dg.DefaultScheduleStatus.RUNNING,
+                 description="00:30 UTC: the previous (closed) UTC day of every UTC dataset.")
+    def archive_utc_daily(context: dg.ScheduleEvaluationContext):
+        day = context.scheduled_execution_time.astimezone(UTC).date() - timedelta(days=1)
+        return dg.RunRequest(run_key=f"utc-daily:{day}", partition_key=day.isoformat(),
+                             tags={"archive/trigger": "schedule"})
+
+    @dg.sensor(name="recover_utc_days", job=job, minimum_interval_seconds=RECOVERY_INTERVAL_S,
+               default_status=dg.DefaultSensorStatus.RUNNING,
+               description=f"Missing or failed UTC days of the last {lookback} closed days, of the "
+               "datasets that can fill them (sim: all; capture: trades from Binance's daily files, "
+               "books and gaps only where the spool holds the day).")
+    def recover_utc_days(context: dg.SensorEvaluationContext):
+        reqs = utc_recovery_requests(context.instance, datasets, partitions_def, settings, utcnow(), lookback,
+                                     live_root)
+        return reqs or dg.SkipReason("no missing or failed UTC days in the lookback window")
+
+    schedules, sensors, jobs, checks = [archive_utc_daily], [recover_utc_days], [], []
+    if settings.crypto_capture:
+        check, health_job, sensor = build_heartbeat(live_root)
+        checks, jobs, sensors = [check], [health_job], [*sensors, sensor]
+    return schedules, sensors, jobs, checks
+
+
+def utc_recovery_requests(instance, datasets, partitions_def, settings, now: datetime, lookback: int, root):
+    """One run per closed UTC day over the datasets missing (or failed) there and fillable."""
+    today = now.astimezone(UTC).date()
+    days = [today - timedelta(days=i) for i in range(lookback, 0, -1)]
+    with dg.partition_loading_context(effective_dt=now):
+        keys = [x.isoformat() for x in days if partitions_def.has_partition_key(x.isoformat())]
+    missing: dict[str, list[str]] = {}
+    for d in datasets:
+        with dg.partition_loading_context(effective_dt=now):
+            status = instance.get_status_by_partition(dg.AssetKey(d.name), keys, partitions_def) or {}
+        for k in keys:
+            st = status.get(k)
+            if (st is None or st.value == "FAILED") and _recoverable_today(d, date.fromisoformat(k), settings, root):
+                missing.setdefault(k, []).append(d.name)
+    hour = now.astimezone(UTC).strftime("%Y%m%d%H")
+    return [dg.RunRequest(run_key=f"recover-utc:{k}:{'+'.join(sorted(v))}:{hour}", partition_key=k,
+                          asset_selection=[dg.AssetKey(n) for n in sorted(v)],
+                          tags={"archive/trigger": "recovery"})
+            for k, v in sorted(missing.items())]
+
+
+def build_heartbeat(live_root):
+    """The ``capture_alive`` check, the ``capture_health`` job running it, and the sensor."""
+    from archive_platform.crypto.health import capture_problems, read_heartbeat
+
+    @dg.asset_check(asset=dg.AssetKey("orderbook_l2"), name="capture_alive", required_resource_keys={"archive"},
+                    description="The capture service's heartbeat is fresh and every stream delivers.")
+    def capture_alive(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+        beat = read_heartbeat(context.resources.archive.root("live"))
+        problems = capture_problems(beat, utcnow())
+        meta = {"problems": dg.MetadataValue.json(problems)}
+        if beat:
+            meta.update(written_at=beat.get("written_at"), reconnects=beat.get("reconnects"),
+                        malformed=beat.get("malformed"), open_gaps=dg.MetadataValue.json(beat.get("open_gaps")))
+        return dg.AssetCheckResult(passed=not problems, severity=dg.AssetCheckSeverity.ERROR, metadata=meta,
+                                   description="; ".join(problems) or "capture is running")
+
+    health_job = dg.define_asset_job("capture_health", selection=dg.AssetSelection.checks(capture_alive),
+                                     description="Evaluate the capture_alive check (the heartbeat sensor runs it).")
+
+    @dg.sensor(name="capture_heartbeat", job=health_job, minimum_interval_seconds=60,
+               default_status=dg.DefaultSensorStatus.RUNNING,
+               description="Reads the capture heartbeat; when capture stops, runs capture_health, "
+               "whose capture_alive check fails (once per stale heartbeat).")
+    def capture_heartbeat(context: dg.SensorEvaluationContext):
+        beat = read_heartbeat(live_root)
+        problems = capture_problems(beat, utcnow())
+        if not problems:
+            return dg.SkipReason(f"capture is running ({len((beat or {}).get('streams', {}))} streams)")
+        stamp = (beat or {}).get("written_at", "never")
+        context.log.error("capture is down: " + "; ".join(problems))
+        return dg.RunRequest(run_key=f"capture-down:{stamp}",
+                             tags={"archive/trigger": "capture_heartbeat",
+                                   "archive/capture_problem": problems[0][:200]})
+
+    return capture_alive, health_job, capture_heartbeat
