@@ -146,3 +146,16 @@ def requestable_keys(
     keys = [d.isoformat() for d in wanted]
     with dg.partition_loading_context(effective_dt=now):
         return [k for k in keys if partitions_def.has_partition_key(k)]
+
+
+def latest_complete_session(now: datetime, datasets) -> date:
+    """The last session every whole-day NYSE dataset of ``datasets`` can be archived for.
+
+    A session's close is not enough: executions (``trades``) are archived after 20:00 ET, so
+    between the close and then the latest complete session is the one before.
+    """
+    day = latest_closed_session(now)
+    whole_day = [d for d in datasets if d.calendar_name == "nyse" and not d.incremental]
+    while any(d.calendar.event_window(day, d.window)[1] > now for d in whole_day):
+        day = calendar.previous_trading_day(day)
+    return day

@@ -335,3 +335,18 @@ def test_build_schedule_from_partitioned_job_requests_unopened_sessions() -> Non
     assert requested(et("2025-11-22", 0)) == ["2025-11-24"]  # Saturday asks for Monday
     assert requested(et("2025-11-27", 0)) == ["2025-11-28"]  # Thanksgiving asks for Friday
     assert P.requestable_keys(pdef, et("2025-11-22", 0), 1) == ["2025-11-21"]
+
+
+def test_demo_session_waits_for_the_executions_window():
+    """Bug: `./run demo` between 16:00 and 20:00 ET picked today's session and failed on trades."""
+    from archive_platform.datasets import DATASETS
+    from archive_platform.partitions import latest_closed_session, latest_complete_session
+
+    et = ZoneInfo("America/New_York")
+    after_close = datetime(2025, 11, 26, 16, 25, tzinfo=et)
+    assert latest_closed_session(after_close) == date(2025, 11, 26)
+    assert latest_complete_session(after_close, DATASETS) == date(2025, 11, 25)
+    after_executions = datetime(2025, 11, 26, 20, 0, tzinfo=et)
+    assert latest_complete_session(after_executions, DATASETS) == date(2025, 11, 26)
+    # a half day's executions window still ends at 20:00 ET
+    assert latest_complete_session(datetime(2025, 11, 28, 19, 59, tzinfo=et), DATASETS) == date(2025, 11, 26)

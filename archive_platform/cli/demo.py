@@ -26,7 +26,7 @@ def demo(days: int, as_of: str | None) -> None:
     from archive_platform.config import source_env_var
     from archive_platform.datasets import DATASETS
     from archive_platform.defs import build_definitions
-    from archive_platform.partitions import latest_closed_session
+    from archive_platform.partitions import latest_complete_session
     from archive_platform.schemas import ArchiveType
     from archive_platform.settings import Settings
 
@@ -42,7 +42,7 @@ def demo(days: int, as_of: str | None) -> None:
     now = datetime.now(calendar.UTC)
     if as_of:
         now = datetime.combine(date.fromisoformat(as_of), datetime.max.time(), tzinfo=calendar.ET)
-    last = latest_closed_session(now)
+    last = latest_complete_session(now, DATASETS)
     sessions = calendar.last_trading_days(days, as_of=last)
     if settings.start_date is None:
         settings = dataclasses.replace(settings, start_date=min(sessions[0], date(2024, 1, 2)))
