@@ -164,7 +164,8 @@ def read_stored(store, ds: Dataset, day: date, symbols: Sequence[str], *,
         problems = () if previous.state != "degraded" else tuple(
             p.split(": ", 1)[-1] for p in (previous.reason or "").split("; "))
         return Stored(previous.files, previous.rows, size, last_write, problems, fp)
-    cols = [c for c in ("symbol", ds.partition_column) if c in ds.schema.names]
+    # completeness rules judge a day by its keys (symbol, instants, and e.g. candles' timeframe)
+    cols = [c for c in dict.fromkeys(("symbol", ds.partition_column, *ds.dedup_key)) if c in ds.schema.names]
     df = pl.from_arrow(store.read_day(ds, day, columns=cols))
     ctx = CompletenessContext(day=day, symbols=tuple(ds.fixed_symbols or symbols), calendar=ds.calendar,
                               snapshot_every=snapshot_every, expected_snapshots=expected_snapshots)

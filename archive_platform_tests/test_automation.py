@@ -11,6 +11,7 @@ from archive_platform import calendar
 from archive_platform.defs import automation
 from archive_platform.defs.assets import TAG_MODE, TAG_SINCE, TAG_SNAPSHOT, TAG_UNTIL
 from archive_platform.defs.resources import SourcesResource
+from archive_platform.datasets import DATASETS
 from archive_platform.schemas import ArchiveType
 from archive_platform_tests.dagster_helpers import defs_for, run_job
 
@@ -200,9 +201,12 @@ def test_recovery_sensor_requests_exactly_the_missing_and_failed_partitions(tmp_
     got = {rr.partition_key: sorted(k.to_user_string() for k in rr.asset_selection) for rr in res.run_requests}
     assert got == {
         # bars and executions failed; the snapshot datasets hold only what was due by 11:00
-        # (degraded, and a new fetch completes them); flow alerts have no expected count
-        "2025-11-26": ["gex", "iv_rank", "options", "stocks_1m", "trades", "vix"],
-        "2025-11-28": sorted(t.value for t in ArchiveType),  # every dataset of the half day
+        # (degraded, and a new fetch completes them); flow alerts have no expected count; the
+        # datasets derived from any of those are rebuilt with them
+        "2025-11-26": ["candles", "daily_bars", "daily_iv", "gex", "iv_rank", "market_regime",
+                       "options", "stocks_1m", "trades", "vix"],
+        # every NYSE dataset of the half day (UTC days have their own sensor)
+        "2025-11-28": sorted(d.name for d in DATASETS if d.calendar_name == "nyse"),
     }
     assert all(rr.tags[TAG_MODE] == "day" for rr in res.run_requests)
 
@@ -228,7 +232,8 @@ def test_recovery_skips_live_only_sources(tmp_path, monkeypatch):
     sensor = _sensor(d, "recover_missing_partitions")
     keys = {k.to_user_string() for k in sensor.asset_selection.resolve(d.resolve_asset_graph())}
     # gex is derived from those options, so it cannot be recovered either; the rest can
-    assert keys == {t.value for t in ArchiveType} - {"options", "gex"}
+    # and neither can daily_iv, derived from options alone (market_regime also reads bars and VIX)
+    assert keys == {d.name for d in DATASETS if d.calendar_name == "nyse"} - {"options", "gex", "daily_iv"}
 
 
 def test_pure_decisions_agree_with_the_calendar():

@@ -211,7 +211,7 @@ def recovery_requests(ctx: LedgerContext, instance, keys: Sequence[str], now: da
         todo = [e for e in group if e.wanted_again]
         if not todo:
             continue
-        names = sorted(e.dataset for e in todo)
+        names = _with_dependents({e.dataset for e in todo}, ctx.datasets)
         if any(e.state != "degraded" for e in todo):
             # one attempt per day and hour at most: a vendor outage does not become a run storm
             key = f"recover:{day}:{'+'.join(names)}:{hour}"
@@ -227,3 +227,15 @@ def recovery_requests(ctx: LedgerContext, instance, keys: Sequence[str], now: da
             tags={TAG_MODE: "day", "archive/trigger": "recovery"},
         ))
     return reqs
+
+
+def _with_dependents(names: set[str], datasets) -> list[str]:
+    """``names`` plus every recoverable dataset derived from them, transitively: a derived day
+    computed from a partial input (daily_iv from a degraded options day) is rebuilt with it."""
+    out = set(names)
+    grew = True
+    while grew:
+        more = {d.name for d in datasets if d.name not in out and set(d.derived_from) & out}
+        out |= more
+        grew = bool(more)
+    return sorted(out)
