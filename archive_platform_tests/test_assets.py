@@ -51,7 +51,7 @@ def test_materialization_metadata_matches_the_files(archived_full_day):
         table = store.read_day(t, FULL_DAY)
         assert m["dagster/row_count"] == table.num_rows > 0
         on_disk = sum(p.stat().st_size for p in store.partition_files(t, FULL_DAY))
-        assert m["bytes_on_disk"] == on_disk and isinstance(m["bytes_on_disk"], int)
+        assert m["dagster/size_bytes"] == on_disk and isinstance(m["dagster/size_bytes"], int)
         assert m["compression_ratio"] == pytest.approx(table.nbytes / on_disk, abs=0.005)  # rounded to 2 places
         assert m["path"].endswith("date=2025-11-26")
         # the preview is a table of the first stored rows, not Markdown
@@ -185,7 +185,7 @@ def test_three_day_backfill_in_one_chunked_run(tmp_path):
                 day = date.fromisoformat(m.partition)
                 files = store.partition_files(t, day)
                 assert m.metadata["dagster/row_count"].value == sum(pq.read_metadata(f).num_rows for f in files)
-                assert m.metadata["bytes_on_disk"].value == sum(f.stat().st_size for f in files)
+                assert m.metadata["dagster/size_bytes"].value == sum(f.stat().st_size for f in files)
                 assert m.metadata["path"].value.endswith(f"date={m.partition}")
             # each day's check results, stored per partition and tied to that day's materialization
             check_keys = [dg.AssetCheckKey(key, name) for name in CHECKS]

@@ -109,7 +109,7 @@ def _session_line(result, totals: dict) -> str:
         meta = {k: v.value for k, v in m.metadata.items()}
         name = m.asset_key.to_user_string()
         rows = meta.get("dagster/row_count") or 0
-        disk = meta.get("bytes_on_disk") or 0
+        disk = meta.get("dagster/size_bytes") or 0
         tot = totals.setdefault(name, {"rows": 0, "disk": 0, "mem": 0})
         tot["rows"] += rows
         tot["disk"] += disk

@@ -124,7 +124,8 @@ def partition_metadata(s, spec) -> dict:
     meta = {
         "dagster/row_count": dg.MetadataValue.int(s.rows),
         "dagster/column_schema": column_schema(spec),
-        "bytes_on_disk": dg.MetadataValue.int(s.bytes_on_disk),
+        # the standard size key: the UI shows it as a byte size and plots it per partition
+        "dagster/size_bytes": dg.MetadataValue.int(s.bytes_on_disk),
         "compression_ratio": s.compression_ratio,
         "symbols": len(s.symbols),
         "symbol_list": ", ".join(s.symbols[:60]),
@@ -141,6 +142,18 @@ def partition_metadata(s, spec) -> dict:
         if v is not None:
             meta[k] = dg.MetadataValue.timestamp(datetime.fromisoformat(v))
     return meta
+
+
+def _partitions_note(partitions_def, calendar_name: str) -> str:
+    """What the Partitions tab counts, said where the UI shows it (the asset's description)."""
+    start = getattr(partitions_def, "start", None)
+    since = f" from {start:%Y-%m-%d} (ARCHIVE_START_DATE)" if start is not None else ""
+    return (
+        f"\n\nPartitions: one per {calendar_name.upper()} day{since}. Days before the archive's first "
+        "archived day show as missing until backfilled. The running session's partition (and "
+        "the next session's, once the previous one has ended) exists early so intraday "
+        "snapshots can be written; it is not a gap until that session has closed."
+    )
 
 
 def build_archive_asset(
@@ -180,7 +193,7 @@ def build_archive_asset(
         partitions_def=partitions_def,
         group_name=spec.group,
         kinds={"parquet", source_name if source_name != "derived" else "python"},
-        description=spec.description,
+        description=spec.description + _partitions_note(partitions_def, spec.calendar_name),
         check_specs=check_specs,
         deps=deps,
         backfill_policy=backfill,
