@@ -27,7 +27,8 @@ class PartitionSummary:
     last_event: str | None
     path: str
     files: int
-    preview_markdown: str
+    preview_columns: tuple[str, ...]
+    preview_rows: tuple[dict, ...]  # first rows, values as str/int/float/bool/None
 
     @property
     def compression_ratio(self) -> float | None:
@@ -35,16 +36,18 @@ class PartitionSummary:
         return round(self.bytes_in_memory / self.bytes_on_disk, 2) if self.bytes_on_disk else None
 
 
-def preview_markdown(table: pa.Table, rows: int = PREVIEW_ROWS, max_cols: int = 10) -> str:
-    """A small Markdown table of the first rows (the UI renders it)."""
-    df = pl.from_arrow(table.slice(0, rows))
-    cols = [c for c in df.columns if c not in ("et_offset", "source")][:max_cols]
-    df = df.select(cols)
-    head = "| " + " | ".join(cols) + " |\n|" + "---|" * len(cols) + "\n"
-    body = "".join(
-        "| " + " | ".join("" if v is None else str(v) for v in r) + " |\n" for r in df.iter_rows()
-    )
-    return head + body
+def _plain(v):
+    """A preview cell as a value the UI's table renders (instants and dates as ISO text)."""
+    if v is None or isinstance(v, (str, int, float, bool)):
+        return v
+    return v.isoformat() if hasattr(v, "isoformat") else str(v)
+
+
+def preview(table: pa.Table, rows: int = PREVIEW_ROWS, max_cols: int = 10):
+    """Column names and the first rows (plain values) of a partition, for the UI's table view."""
+    cols = [c for c in table.column_names if c not in ("et_offset", "source")][:max_cols]
+    records = table.select(cols).slice(0, rows).to_pylist()
+    return tuple(cols), tuple({k: _plain(v) for k, v in r.items()} for r in records)
 
 
 def summarize_partition(
@@ -66,6 +69,7 @@ def summarize_partition(
     if table.num_rows:
         s = pl.from_arrow(ts)
         first, last = s.min().isoformat(), s.max().isoformat()
+    cols, records = preview(table)
     path = files[0].parent if files else Path(store.daily_path(spec, day)).parent
     return PartitionSummary(
         archive_type=spec.name,
@@ -79,5 +83,6 @@ def summarize_partition(
         last_event=last,
         path=str(path),
         files=len(files),
-        preview_markdown=preview_markdown(table),
+        preview_columns=cols,
+        preview_rows=records,
     )

@@ -53,7 +53,7 @@ def stored(tmp_path: Path, result, t: ArchiveType, day: date, vendor: str) -> pa
     assert table.schema.names == spec_for(t).schema.names
     assert set(table.column("source").to_pylist()) == {vendor}
     meta = materializations(result)[t.value]
-    assert meta["rows"] == table.num_rows == pq.read_metadata(path).num_rows
+    assert meta["dagster/row_count"] == table.num_rows == pq.read_metadata(path).num_rows
     assert meta["files"] == 1 and meta["path"].endswith(f"date={day}")
     return table
 

@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from archive_platform import calendar
-from archive_platform.defs.assets import TAG_MODE, TAG_SINCE, TAG_SNAPSHOT, TAG_UNTIL
+from archive_platform.defs.assets import CHECKS, TAG_MODE, TAG_SINCE, TAG_SNAPSHOT, TAG_UNTIL
 from archive_platform.schemas import SPECS, ArchiveType
 from archive_platform.store import ArchiveStore
 from archive_platform_tests.dagster_helpers import checks, defs_for, materializations, run_job
@@ -49,16 +49,29 @@ def test_materialization_metadata_matches_the_files(archived_full_day):
     for t in ArchiveType:
         m = meta[t.value]
         table = store.read_day(t, FULL_DAY)
-        assert m["rows"] == table.num_rows > 0
+        assert m["dagster/row_count"] == table.num_rows > 0
         on_disk = sum(p.stat().st_size for p in store.partition_files(t, FULL_DAY))
-        assert m["bytes_on_disk"] == on_disk
+        assert m["dagster/size_bytes"] == on_disk and isinstance(m["dagster/size_bytes"], int)
         assert m["compression_ratio"] == pytest.approx(table.nbytes / on_disk, abs=0.005)  # rounded to 2 places
         assert m["path"].endswith("date=2025-11-26")
-        assert "|" in m["preview"]  # a markdown table
-        assert m["first_event"] <= m["last_event"]
+        # the preview is a table of the first stored rows, not Markdown
+        preview = m["preview"]
+        assert isinstance(preview, dg.TableMetadataValue)
+        assert len(preview.records) == min(5, table.num_rows)
+        first = table.slice(0, 1).to_pylist()[0]
+        col = preview.schema.columns[0].name
+        assert preview.records[0].data[col] == (
+            first[col].isoformat() if hasattr(first[col], "isoformat") else first[col])
+        # first/last event as timestamps (epoch seconds) equal to the stored extremes
+        ts = table["timestamp"].to_pylist()
+        assert m["first_event"] == min(ts).timestamp() and m["last_event"] == max(ts).timestamp()
+        # the column schema carries each column's unit / meaning from the declaration
+        cols = {c.name: c for c in m["dagster/column_schema"].columns}
+        assert list(cols) == SPECS[t].schema.names
+        assert all(cols[n].description == SPECS[t].units[n] for n in cols)
     assert meta["options"]["snapshots"] == 27 and meta["gex"]["snapshots"] == 27
     assert meta["iv_rank"]["snapshots"] == 2
-    assert meta["stocks_1m"]["rows"] == 390 * len(SYMS)
+    assert meta["stocks_1m"]["dagster/row_count"] == 390 * len(SYMS)
     assert meta["options"]["symbols"] == len(SYMS) and meta["options"]["symbol_list"] == ", ".join(SYMS)
 
 
@@ -92,9 +105,9 @@ def test_half_day_has_fewer_snapshots_and_bars(tmp_path):
         result = run_job(defs, "archive_all", instance, partition_key=HALF_DAY.isoformat())
     meta = materializations(result)
     assert meta["options"]["snapshots"] == 15
-    assert meta["stocks_1m"]["rows"] == 210
+    assert meta["stocks_1m"]["dagster/row_count"] == 210
     assert all(e.passed for e in result.get_asset_check_evaluations())
-    last = datetime.fromisoformat(meta["stocks_1m"]["last_event"])
+    last = datetime.fromtimestamp(meta["stocks_1m"]["last_event"], timezone.utc)
     assert last == datetime(2025, 11, 28, 17, 59, tzinfo=timezone.utc)  # 12:59 ET bar start
 
 
@@ -115,7 +128,7 @@ def test_intraday_snapshot_appends_one_part_and_eod_compacts(tmp_path):
         run_job(defs, "options_snapshot", instance, partition_key=FULL_DAY.isoformat(),
                 tags={TAG_MODE: "snapshot", TAG_SNAPSHOT: grid[2].isoformat()})
         again = store.read_day(ArchiveType.OPTIONS, FULL_DAY)
-        assert again.num_rows == meta["options"]["rows"]
+        assert again.num_rows == meta["options"]["dagster/row_count"]
         eod = run_job(defs, "options_snapshot", instance, partition_key=FULL_DAY.isoformat(),
                       tags={TAG_MODE: "eod"})
         files = store.partition_files(ArchiveType.OPTIONS, FULL_DAY)
@@ -146,29 +159,50 @@ def test_flow_polls_store_each_alert_once(tmp_path):
         whole = store.read_day(ArchiveType.UW_FLOW, FULL_DAY)
     assert polled.num_rows == whole.num_rows > 0
     assert sorted(polled["alert_id"].to_pylist()) == sorted(whole["alert_id"].to_pylist())
-    assert materializations(full)["uw_flow"]["rows"] == whole.num_rows
+    assert materializations(full)["uw_flow"]["dagster/row_count"] == whole.num_rows
 
 
 def test_three_day_backfill_in_one_chunked_run(tmp_path):
-    """A backfill over a range runs as one run covering the chunk (BackfillPolicy.multi_run)."""
+    """A backfill over a range runs as one run covering the chunk (BackfillPolicy.multi_run) and
+    still reports ONE materialization per day with that day's own figures, and each day's checks
+    (issue 11 item 7: every day used to carry the run's totals and the last day's path)."""
     defs = defs_for(tmp_path, ARCHIVE_SYMBOLS="SPY")
+    days = ["2025-11-24", "2025-11-25", "2025-11-26"]
+    store = ArchiveStore(tmp_path / "sim", kind="sim")
     with dg.instance_for_test() as instance:
         result = run_job(
             defs, "archive_all", instance,
-            tags={"dagster/asset_partition_range_start": "2025-11-24",
-                  "dagster/asset_partition_range_end": "2025-11-26"},
+            tags={"dagster/asset_partition_range_start": days[0],
+                  "dagster/asset_partition_range_end": days[-1]},
         )
         assert result.success
-        mat = instance.get_materialized_partitions(dg.AssetKey("options"))
-        assert {"2025-11-24", "2025-11-25", "2025-11-26"} <= set(mat)
-    meta = materializations(result)
-    assert meta["stocks_1m"]["partitions"] == 3
-    assert meta["stocks_1m"]["rows_per_day"] == {"2025-11-24": 390, "2025-11-25": 390, "2025-11-26": 390}
-    store = ArchiveStore(tmp_path / "sim", kind="sim")
+        for t in ArchiveType:
+            key = dg.AssetKey(t.value)
+            mats = [e.event_specific_data.materialization for e in result.get_asset_materialization_events()
+                    if e.event_specific_data.materialization.asset_key == key]
+            assert sorted(m.partition for m in mats) == days, t.value  # one per day, no run total
+            for m in mats:
+                day = date.fromisoformat(m.partition)
+                files = store.partition_files(t, day)
+                assert m.metadata["dagster/row_count"].value == sum(pq.read_metadata(f).num_rows for f in files)
+                assert m.metadata["dagster/size_bytes"].value == sum(f.stat().st_size for f in files)
+                assert m.metadata["path"].value.endswith(f"date={m.partition}")
+            # each day's check results, stored per partition and tied to that day's materialization
+            check_keys = [dg.AssetCheckKey(key, name) for name in CHECKS]
+            info = instance.event_log_storage.get_asset_check_partition_info(check_keys)
+            by = {(i.check_key.name, i.partition_key): i for i in info}
+            assert set(by) == {(n, d) for n in CHECKS for d in days}, t.value
+            assert all(i.latest_execution_status.value == "SUCCEEDED" and i.is_current for i in info)
+        evals = [e for e in result.get_asset_check_evaluations() if e.asset_key == dg.AssetKey("options")]
+        assert sorted((e.check_name, e.partition) for e in evals) == sorted((n, d) for n in CHECKS for d in days)
+    rows = {m.partition: m.metadata["dagster/row_count"].value
+            for e in result.get_asset_materialization_events()
+            if (m := e.event_specific_data.materialization).asset_key == dg.AssetKey("stocks_1m")}
+    assert rows == {d: 390 for d in days}
+    # each day's completeness check counts that day's rows, not the run's
+    complete = {e.partition: e.metadata["rows"].value for e in evals if e.check_name == "complete"}
+    assert complete == {d: store.read_day(ArchiveType.OPTIONS, date.fromisoformat(d)).num_rows for d in days}
     assert store.days(ArchiveType.GEX) == [date(2025, 11, 24), date(2025, 11, 25), date(2025, 11, 26)]
-    evals = checks(result)
-    assert evals[("options", "complete")].passed
-    assert evals[("options", "complete")].metadata["partitions"].value == "2025-11-24, 2025-11-25, 2025-11-26"
 
 
 def test_views_asset_serves_what_the_store_holds(archived_full_day):

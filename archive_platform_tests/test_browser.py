@@ -5,7 +5,10 @@ instance; ``dagster-webserver`` serves that instance with the repository's code 
 headless Chromium (driven over the DevTools protocol) opens the asset catalog and the partitions
 tab of ``options``. The assertions read the rendered text, not the GraphQL API: the archive
 assets (every registered dataset) are listed with 3 materialized partitions each, ``duckdb_views`` (not run here) is never
-materialized, and filtering the partitions tab to materialized ones lists exactly the three days.
+materialized, and filtering the partitions tab to materialized ones lists exactly the three days;
+one day's metadata equals its files; a check's Partitions tab shows 3 passed days and none
+failed; the overview plots rows (``dagster/row_count``) and bytes (``dagster/size_bytes``); no
+warning banner shows. Screenshots go to test-output/browser/.
 
 The expected numbers come from what the test did (three days, none failed) and from the
 partitions definition itself (how many trading-day keys exist now), not from the UI.
@@ -26,6 +29,7 @@ import pytest
 
 from archive_platform.defs import build_definitions
 from archive_platform.datasets import DATASETS
+from archive_platform.defs.assets import CHECKS
 from archive_platform_tests.browser_helpers import (
     fetch_http,
     fetch_location_assets,
@@ -51,7 +55,7 @@ STATUS_TAIL = re.compile(r"\n(\d+)\n(\d+)\n(\d+)\n(\d+)\n(\d+) partitions$")
 CATALOG_ROW_JS = """(name => {
   const link = document.querySelector(`a[href="/assets/${name}"]`);
   let el = link;
-  while (el && !/partitions|materialized/i.test(el.innerText)) el = el.parentElement;
+  while (el && !/\d+ partitions\s*$|Never materialized\s*$/.test(el.innerText)) el = el.parentElement;
   return el ? el.innerText : null;
 })"""
 #: Dagster's first-visit "Join the Dagster community" dialog hides the page; a person skips it
@@ -76,7 +80,26 @@ OPEN_PARTITION_JS = """(() => {
   if (entry) entry.click();
   return !!entry;
 })()"""
-META_KEYS = ("rows", "symbol_list", "snapshots", "path")
+META_KEYS = ("symbol_list", "snapshots", "path")
+#: click the last clickable element whose text ends with the label (a check's inner "Partitions"
+#: tab comes after the asset's own)
+CLICK_LAST_JS = """(label => {
+  const els = [...document.querySelectorAll('button, a, [role=tab]')]
+    .filter(e => e.innerText.trim().endsWith(label));
+  const el = els[els.length - 1];
+  if (el) el.click();
+  return !!el;
+})"""
+#: bring the element showing a text into view (for the screenshot)
+SCROLL_TO_JS = """(() => {
+  const el = [...document.querySelectorAll('div, span')].reverse()
+    .find(e => e.childElementCount === 0 && e.innerText.trim() === %s);
+  if (el) el.scrollIntoView({block: 'start'});
+  return !!el;
+})()"""
+#: texts of alert/banner elements on the page (Dagster's warning and error callouts)
+BANNERS_JS = """[...document.querySelectorAll('[role=alert], [class*=Alert_warning], [class*=Alert_error], [class*=Banner]')]
+  .map(e => e.innerText.trim()).filter(t => t)"""
 
 
 @pytest.fixture
@@ -110,6 +133,10 @@ def dagster_home(tmp_path: Path) -> Path:
     home = tmp_path / "dagster_home"
     home.mkdir()
     shutil.copy(REPO / "deploy" / "instance" / "dagster.yaml", home / "dagster.yaml")
+    # create the instance's storage before the webserver and the runs open it at once (two
+    # processes migrating a fresh SQLite schema together can leave two alembic heads)
+    with dg.DagsterInstance.from_config(str(home)):
+        pass
     return home
 
 
@@ -251,21 +278,57 @@ def test_dagster_ui_shows_archived_partitions(chromium_path, webserver, dagster_
     assert page.evaluate(OPEN_PARTITION_JS % json.dumps(day)), f"no {day} entry in the list"
     text = page.wait_for_text(f"the materialization metadata of options {day}",
                               lambda t: "No partition selected" not in t
-                              and re.search(r"\nrows\s+[\d,]+\s", t), 30)
+                              and re.search(r"\ndagster/row_count\s+[\d,]+\s", t), 30)
     shown = {key: re.search(rf"\n{key}\s+(\S[^\n]*)\n", text) for key in META_KEYS}
     assert all(shown.values()), f"metadata {META_KEYS} not all shown:\n{text[-3000:]}"
     shown = {key: m.group(1).strip() for key, m in shown.items()}
+    row_count = re.search(r"\ndagster/row_count\s+([\d,]+)\s", text).group(1)
     partition_dir = Path(archive_env["ARCHIVE_SIM_ROOT"]) / "options" / f"date={day}"
     files = sorted(partition_dir.rglob("*.parquet"))
     assert files, f"no Parquet under {partition_dir}"
-    assert int(shown["rows"].replace(",", "")) == sum(pq.read_metadata(f).num_rows for f in files)
+    assert int(row_count.replace(",", "")) == sum(pq.read_metadata(f).num_rows for f in files)
     assert shown["symbol_list"] == "QQQ, SPY"
     # 09:30..16:00 ET every 15 minutes inclusive on a full session (the day before Thanksgiving)
     assert shown["snapshots"] == "27"
     assert shown["path"] == str(partition_dir)
     partitions_png = screenshot_clean(page, OUTPUT / "options_partitions.png")
 
-    for png in (catalog_png, partitions_png):
+
+    # --- each day's check results: a check's own Partitions tab ---------------------------------
+    page.navigate(f"{base}/assets/options?view=checks")
+    page.wait_for_text("the checks of options", lambda t: all(c in t for c in CHECKS), 60)
+    assert page.evaluate(f"{CLICK_LAST_JS}('Partitions')"), "no Partitions tab on the check"
+    text = page.wait_for_text("the check's per-partition results",
+                              lambda t: "Passed (" in t and "Execution Failed (" in t, 30)
+    # the three archived days passed; no day failed; the rest were never checked
+    for label in ("Passed (3)", "Failed (0)", "Execution Failed (0)", f"Missing ({total - 3})"):
+        assert label in text, f"{label!r} not on the check's partitions tab:\n{text[:3000]}"
+    checks_png = screenshot_clean(page, OUTPUT / "options_check_partitions.png")
+
+    # --- the per-partition plots of rows and bytes -------------------------------------------
+    page.navigate(f"{base}/assets/options?view=overview")
+    page.wait_for_text("the metadata section of the overview", lambda t: "\nPlots\n" in t, 60)
+    assert page.evaluate(f"{CLICK_LAST_JS}('Plots')"), "no Plots button"
+    # one point per materialization, i.e. per day (one materialization per partition). The
+    # "Partitions" x-axis of this view shows its empty state in Dagster 1.13.27 here; the
+    # "Events" x-axis plots the same per-day values.
+    assert page.evaluate(f"{CLICK_LAST_JS}('Events')"), "no Events x-axis toggle"
+    text = page.wait_for_text("the per-partition plots",
+                              lambda t: "dagster/row_count" in t.split("\nPlots\n", 1)[-1]
+                              and "dagster/size_bytes" in t.split("\nPlots\n", 1)[-1], 60)
+    assert "Asset plots are automatically generated" not in text  # the empty state
+    page.evaluate(SCROLL_TO_JS % json.dumps("dagster/row_count"))
+    plots_png = screenshot_clean(page, OUTPUT / "options_plots.png")
+
+    # --- no warning banner anywhere a user looked -----------------------------------------------
+    for url in (f"{base}/assets", f"{base}/locations"):
+        page.navigate(url)
+        text = page.wait_for_text(f"{url} to render", lambda t: "archive_platform" in t or "options" in t, 60)
+        banners = page.evaluate(BANNERS_JS)
+        assert not banners, f"warning banner on {url}: {banners}"
+        assert not re.search(r"will not be used|BetaWarning|PreviewWarning", text), text[:2000]
+
+    for png in (catalog_png, partitions_png, checks_png, plots_png):
         data = png.read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n", f"{png} is not a PNG"
         assert len(data) > 20_000, f"{png} is only {len(data)} bytes: a blank page?"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from datetime import date
 from pathlib import Path
 
 import dagster as dg
@@ -10,6 +12,7 @@ from click.testing import CliRunner
 
 from archive_platform.cli import main
 from archive_platform.datasets import DATASETS
+from archive_platform.store import ArchiveStore
 
 #: every registered NYSE dataset (the original six and vix)
 NAMES = [d.name for d in DATASETS if d.calendar_name == "nyse"]
@@ -41,8 +44,14 @@ def test_demo_archives_through_dagster_and_prints_a_summary(demo_env):
     assert "Archiving 2 NYSE sessions (2025-11-26 .. 2025-11-28)" in text
     assert "[1/2] 2025-11-26" in text and "[2/2] 2025-11-28" in text
     assert text.count(f"{5 * len(NAMES)} checks passed") == 2  # every dataset x 5 checks
-    for t in NAMES:
-        assert f"\n{t.rjust(9)}  " in text  # one summary row per type
+    summary = text.split("Archive summary")[1].split("Example backtest query")[0]
+    store = ArchiveStore(demo_env / "sim", kind="sim")
+    for t in NAMES:  # one summary row per dataset: its stored rows over both days, size by humanize
+        row = re.search(rf"^\s*{t}\s+([\d,]+)\s+([\d.]+ (?:Bytes|KiB|MiB|GiB))\s+[\d.]+x\s*$", summary, re.M)
+        assert row, (t, summary)
+        stored = sum(store.read_day(t, d).num_rows for d in (date(2025, 11, 26), date(2025, 11, 28)))
+        assert int(row.group(1).replace(",", "")) == stored
+    assert "UI's partitions start at 2024-01-02" in text and "ARCHIVE_START_DATE=2025-11-26 ./run dev" in text
     assert "Example backtest query" in text and "2025-11-28" in text.split("Example backtest query")[1]
     # the half day's files in the seed layout, and the views file
     assert (demo_env / "sim" / "stocks" / "date=2025-11-28" / "stocks_1m_20251128.parquet").exists()
@@ -60,3 +69,47 @@ def test_demo_refuses_live_sources_before_doing_anything(demo_env, monkeypatch):
     assert out.exit_code == 2
     assert "unset ARCHIVE_SOURCE_STOCKS_1M (it is 'polygon')" in out.output
     assert not (demo_env / "sim").exists()
+
+
+@pytest.mark.parametrize("args, named, says", [
+    (["demo", "--as-of", "garbage"], "--as-of", "'garbage' is not a calendar date as YYYY-MM-DD"),
+    (["query", "latest_chain", "--at", "garbage"], "--at", "'garbage' is not an ISO 8601 instant"),
+    (["query", "latest_chain", "--at", "2025-11-26T15:30:00"], "--at",
+     "'2025-11-26T15:30:00' has no UTC offset; add one, e.g. 2025-11-26T15:30:00-05:00"),
+    (["query", "atm_iv_through_day", "--day", "2025-13-40"], "--day",
+     "'2025-13-40' is not a calendar date as YYYY-MM-DD"),
+])
+def test_bad_input_is_a_usage_error_not_a_traceback(args, named, says, tmp_path, monkeypatch):
+    monkeypatch.setenv("ARCHIVE_SIM_ROOT", str(tmp_path / "sim"))
+    out = CliRunner().invoke(main, args)
+    assert out.exit_code == 2, out.output  # click's usage-error exit code
+    assert out.exception is None or isinstance(out.exception, SystemExit)
+    assert "Traceback" not in out.output
+    assert f"Invalid value for '{named}'" in out.output and says in out.output
+    assert not (tmp_path / "sim").exists()  # nothing ran
+
+
+def test_query_accepts_an_instant_with_offset_or_z():
+    from archive_platform.cli.common import AwareInstant
+
+    t = AwareInstant()
+    assert t.convert("2025-11-26T15:30:00-05:00", None, None) == t.convert("2025-11-26T20:30:00Z", None, None)
+
+
+def test_progress_bar_on_a_terminal_and_plain_lines_off_it():
+    import io
+
+    from rich.console import Console
+
+    from archive_platform.cli.common import progress
+
+    plain = io.StringIO()
+    with progress(2, "sessions", Console(file=plain, force_terminal=False, width=120)) as step:
+        step("[1/2] 2025-11-26 done")
+        step("[2/2] 2025-11-28 done")
+    assert plain.getvalue().splitlines() == ["[1/2] 2025-11-26 done", "[2/2] 2025-11-28 done"]
+    tty = io.StringIO()
+    with progress(2, "sessions", Console(file=tty, force_terminal=True, width=120)) as step:
+        step("[1/2] 2025-11-26 done")
+    shown = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", tty.getvalue())  # drop the terminal codes
+    assert "[1/2] 2025-11-26 done" in shown and "sessions" in shown and "1/2" in shown  # the bar's M/N

@@ -74,7 +74,7 @@ def test_derived_iv_rank_through_dagster(tmp_path):
         run_job(defs, "options_snapshot", instance, partition_key="2025-11-26")
         result = run_job(defs, "iv_rank_snapshot", instance, partition_key="2025-11-26")
     meta = materializations(result)["iv_rank"]
-    assert meta["rows"] == 4 and meta["snapshots"] == 2
+    assert meta["dagster/row_count"] == 4 and meta["snapshots"] == 2
     assert all(e.passed for e in checks(result).values())
     stored = ArchiveStore(tmp_path / "sim", kind="sim").read_day(ArchiveType.IV_RANK, date(2025, 11, 26))
     assert set(stored["symbol"].to_pylist()) == {"SPY", "QQQ"}

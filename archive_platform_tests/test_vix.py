@@ -52,7 +52,7 @@ def test_vix_archived_through_dagster_with_checks_and_daily_ohlc(tmp_path):
         result = dg.materialize([defs.resolve_assets_def("vix")], partition_key=FULL.isoformat(),
                                 instance=instance, run_config=QUIET)
     assert result.success
-    assert materializations(result)["vix"]["rows"] == 27
+    assert materializations(result)["vix"]["dagster/row_count"] == 27
     evals = {name: e for (asset, name), e in checks(result).items() if asset == "vix"}
     assert {n: e.passed for n, e in evals.items()} == {
         "schema": True, "unique_key": True, "in_session": True, "complete": True, "values": True}

@@ -1,11 +1,22 @@
-"""Helpers the subcommands share: the Dagster instance, quiet Dagster logs, tables, byte sizes."""
+"""Helpers the subcommands share: the Dagster instance, quiet Dagster logs, rich tables and
+progress, byte sizes, and option types that turn bad input into usage errors."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import date, datetime
 from pathlib import Path
+
+from typing import TYPE_CHECKING
+
+import click
+
+if TYPE_CHECKING:  # rich and humanize are imported when output is printed, so --help stays fast
+    from rich.console import Console
 
 QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
@@ -41,19 +52,88 @@ def dagster_home() -> str:
     return os.environ.get("DAGSTER_HOME", "")
 
 
+def console() -> Console:
+    """A console on the current stdout; off a terminal (logs, pipes, tests) it is plain text,
+    wide enough that tables are not wrapped."""
+    from rich.console import Console
+
+    c = Console(highlight=False)
+    if not c.is_terminal:
+        c = Console(highlight=False, width=max(c.width, 160), no_color=True)
+    return c
+
+
 def human(n: float) -> str:
-    if n < 1024:
-        return f"{int(n)} B"
-    for unit in ("KB", "MB", "GB"):
-        n /= 1024
-        if n < 1024 or unit == "GB":
-            return f"{n:,.1f} {unit}"
-    raise AssertionError("unreachable")
+    """A byte count for people (binary units: 1.5 MiB)."""
+    import humanize
+
+    return humanize.naturalsize(n, binary=True)
 
 
-def table(cols: list[str], rows: list[tuple]) -> str:
-    cells = [[str(c) for c in cols]] + [["" if v is None else str(v) for v in r] for r in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(cols))]
-    lines = ["  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in cells]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+def print_table(cols: Sequence[str], rows: Sequence[Sequence], title: str | None = None,
+                out: Console | None = None) -> None:
+    """Print rows as a table; numbers and sizes right-aligned."""
+    from rich import box
+    from rich.table import Table
+
+    t = Table(title=title, box=box.SIMPLE_HEAD, title_justify="left")
+    for i, c in enumerate(cols):
+        t.add_column(str(c), justify="left" if i == 0 else "right")
+    for r in rows:
+        t.add_row(*("" if v is None else str(v) for v in r))
+    (out or console()).print(t)
+
+
+@contextmanager
+def progress(total: int, what: str, out: Console | None = None) -> Iterator:
+    """A progress bar over ``total`` steps on a terminal; yields ``step(line)``, which advances
+    it and prints ``line`` above the bar. Off a terminal there is no bar: each step prints its
+    one line, so logs and tests stay readable."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    out = out or console()
+    if not out.is_terminal:
+        yield lambda line: out.print(line, markup=False)
+        return
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=out, transient=True) as bar:
+        task = bar.add_task(what, total=total)
+
+        def step(line: str) -> None:
+            bar.console.print(line, markup=False)
+            bar.advance(task)
+
+        yield step
+
+
+class IsoDate(click.ParamType):
+    """A YYYY-MM-DD calendar date; anything else is a usage error naming the option."""
+
+    name = "YYYY-MM-DD"
+
+    def convert(self, value, param, ctx) -> date:
+        if isinstance(value, date):
+            return value
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            self.fail(f"{value!r} is not a calendar date as YYYY-MM-DD (e.g. 2025-11-26)", param, ctx)
+
+
+class AwareInstant(click.ParamType):
+    """An ISO 8601 instant WITH its UTC offset (``Z`` or ``+hh:mm``); a naive time is refused,
+    because the archive cannot guess which zone it means."""
+
+    name = "ISO-INSTANT"
+
+    def convert(self, value, param, ctx) -> datetime:
+        if isinstance(value, datetime):
+            return value
+        try:
+            ts = datetime.fromisoformat(value)
+        except ValueError:
+            self.fail(f"{value!r} is not an ISO 8601 instant (e.g. 2025-11-26T15:30:00-05:00)", param, ctx)
+        if ts.tzinfo is None:
+            self.fail(f"{value!r} has no UTC offset; add one, e.g. {value}-05:00 (New York "
+                      f"standard time) or {value}Z (UTC)", param, ctx)
+        return ts

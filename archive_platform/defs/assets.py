@@ -9,6 +9,10 @@ Group, description, freshness, calendar and dependencies come from the declarati
 from datetime import date, datetime
 
 import dagster as dg
+# not re-exported at the top level in 1.13; an evaluation names the materialization it checks
+from dagster._core.definitions.asset_checks.asset_check_evaluation import (
+    AssetCheckEvaluationTargetMaterializationData,
+)
 
 from archive_platform import quality
 from archive_platform.archiving import Request, archive_partition, planned_instants
@@ -59,47 +63,47 @@ def request_from_tags(day: date, tags: dict[str, str]) -> Request:
     )
 
 
-def _check_results(t, tables: dict, sources: SourcesResource, now):
-    """Run every quality check over each archived day; one result per check covering the days."""
+def _day_outcomes(t, table, day: date, sources: SourcesResource, now) -> dict[str, quality.CheckOutcome]:
+    """Every quality check over one stored day."""
     spec = spec_for(t)
     settings = sources.settings()
-    outcomes: dict[str, list[tuple[date, quality.CheckOutcome]]] = {k: [] for k in CHECKS}
-    for day, table in tables.items():
-        outcomes["schema"].append((day, quality.check_schema(table, spec)))
-        outcomes["unique_key"].append((day, quality.check_unique_key(table, spec)))
-        outcomes["in_session"].append((day, quality.check_in_window(table, spec, day)))
-        expected = None
-        if spec.snapshot:
-            expected = len(planned_instants(t, day, settings, now))
-        outcomes["complete"].append(
-            (day, quality.check_completeness(table, spec, day, settings.symbols,
-                                             snapshot_every=settings.snapshot_every,
-                                             expected_snapshots=expected))
+    expected = len(planned_instants(t, day, settings, now)) if spec.snapshot else None
+    return {
+        "schema": quality.check_schema(table, spec),
+        "unique_key": quality.check_unique_key(table, spec),
+        "in_session": quality.check_in_window(table, spec, day),
+        "complete": quality.check_completeness(
+            table, spec, day, settings.symbols, snapshot_every=settings.snapshot_every,
+            expected_snapshots=expected),
+        "values": quality.check_values(table, spec),
+    }
+
+
+def _evaluations(context, key: dg.AssetKey, day: date, outcomes, blocking: set[str], first: bool):
+    """One check evaluation per check for partition ``day``, tied to that day's materialization.
+
+    Built as ``AssetCheckEvaluation``s rather than ``AssetCheckResult``s because in Dagster 1.13 a
+    result takes its partition from the step's single partition key, which a run over a range of
+    days does not have; an evaluation names its partition itself.
+    """
+    records = context.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=key, asset_partitions=[day.isoformat()]), limit=1
+    ).records
+    target = None
+    if records:
+        r = records[0]
+        target = AssetCheckEvaluationTargetMaterializationData(
+            run_id=r.event_log_entry.run_id, storage_id=r.storage_id, timestamp=r.timestamp)
+    for name, o in outcomes.items():
+        if first:  # each check's output, once per run (Dagster requires it; it carries no value)
+            check_key = dg.AssetCheckKey(key, name)
+            yield dg.Output(None, output_name=context.assets_def.get_output_name_for_asset_check_key(check_key))
+        yield dg.AssetCheckEvaluation(
+            asset_key=key, check_name=name, passed=o.passed, description=o.description,
+            metadata={k: _meta_value(v) for k, v in o.metadata.items()},
+            severity=dg.AssetCheckSeverity.ERROR, blocking=name in blocking,
+            partition=day.isoformat(), target_materialization_data=target,
         )
-        outcomes["values"].append((day, quality.check_values(table, spec)))
-    results = []
-    for name, per_day in outcomes.items():
-        failed = [(d, o) for d, o in per_day if not o.passed]
-        if len(per_day) == 1:
-            o = per_day[0][1]
-            desc, meta = o.description, dict(o.metadata)
-        else:
-            desc = (f"passed on all {len(per_day)} days" if not failed
-                    else f"failed on {len(failed)} of {len(per_day)} days")
-            meta = {"failed_days": [str(d) for d, _ in failed]}
-            if failed:
-                meta["first_failure"] = f"{failed[0][0]}: {failed[0][1].description}"
-        meta["partitions"] = ", ".join(str(d) for d, _ in per_day)
-        results.append(
-            dg.AssetCheckResult(
-                check_name=name,
-                passed=not failed,
-                description=desc,
-                metadata={k: _meta_value(v) for k, v in meta.items()},
-                severity=dg.AssetCheckSeverity.ERROR,
-            )
-        )
-    return results
 
 
 def _meta_value(v):
@@ -108,36 +112,48 @@ def _meta_value(v):
     return dg.MetadataValue.json(v) if isinstance(v, (dict, list)) else str(v)
 
 
-def _metadata(summaries) -> dict:
-    if len(summaries) == 1:
-        s = summaries[0]
-        return {
-            "rows": s.rows,
-            "bytes_on_disk": s.bytes_on_disk,
-            "compression_ratio": s.compression_ratio,
-            "symbols": len(s.symbols),
-            "symbol_list": ", ".join(s.symbols[:60]),
-            "snapshots": s.snapshots,
-            "first_event": s.first_event,
-            "last_event": s.last_event,
-            "files": s.files,
-            "path": dg.MetadataValue.path(s.path),
-            "preview": dg.MetadataValue.md(s.preview_markdown),
-        }
-    rows = sum(s.rows for s in summaries)
-    disk = sum(s.bytes_on_disk for s in summaries)
-    mem = sum(s.bytes_in_memory for s in summaries)
-    return {
-        "rows": rows,
-        "bytes_on_disk": disk,
-        "compression_ratio": round(mem / disk, 2) if disk else None,
-        "partitions": len(summaries),
-        "rows_per_day": dg.MetadataValue.json({str(s.day): s.rows for s in summaries}),
-        "first_event": min((s.first_event for s in summaries if s.first_event), default=None),
-        "last_event": max((s.last_event for s in summaries if s.last_event), default=None),
-        "path": dg.MetadataValue.path(str(summaries[-1].path)),
-        "preview": dg.MetadataValue.md(summaries[-1].preview_markdown),
+def column_schema(spec) -> dg.TableSchema:
+    """The dataset's columns with type, and unit / meaning from its declaration's ``units``."""
+    return dg.TableSchema(columns=[
+        dg.TableColumn(f.name, str(f.type), description=spec.units[f.name]) for f in spec.schema
+    ])
+
+
+def partition_metadata(s, spec) -> dict:
+    """Standard Dagster metadata of one stored partition (its own figures, never a run's sums)."""
+    meta = {
+        "dagster/row_count": dg.MetadataValue.int(s.rows),
+        "dagster/column_schema": column_schema(spec),
+        # the standard size key: the UI shows it as a byte size and plots it per partition
+        "dagster/size_bytes": dg.MetadataValue.int(s.bytes_on_disk),
+        "compression_ratio": s.compression_ratio,
+        "symbols": len(s.symbols),
+        "symbol_list": ", ".join(s.symbols[:60]),
+        "snapshots": s.snapshots,
+        "files": s.files,
+        "path": dg.MetadataValue.path(s.path),
+        "preview": dg.MetadataValue.table(
+            records=[dg.TableRecord(r) for r in s.preview_rows],
+            schema=dg.TableSchema(columns=[dg.TableColumn(c) for c in s.preview_columns]),
+        ),
     }
+    for k in ("first_event", "last_event"):
+        v = getattr(s, k)
+        if v is not None:
+            meta[k] = dg.MetadataValue.timestamp(datetime.fromisoformat(v))
+    return meta
+
+
+def _partitions_note(partitions_def, calendar_name: str) -> str:
+    """What the Partitions tab counts, said where the UI shows it (the asset's description)."""
+    start = getattr(partitions_def, "start", None)
+    since = f" from {start:%Y-%m-%d} (ARCHIVE_START_DATE)" if start is not None else ""
+    return (
+        f"\n\nPartitions: one per {calendar_name.upper()} day{since}. Days before the archive's first "
+        "archived day show as missing until backfilled. The running session's partition (and "
+        "the next session's, once the previous one has ended) exists early so intraday "
+        "snapshots can be written; it is not a gap until that session has closed."
+    )
 
 
 def build_archive_asset(
@@ -153,8 +169,11 @@ def build_archive_asset(
     key = dg.AssetKey(spec.name)
     # a dataset others derive from blocks them on its guarding checks
     blocking = any(spec.name in d.derived_from and d.derive_under_sim for d in datasets)
+    blocking_checks = BLOCKING if blocking else set()
+    # partitioned checks: the Partitions tab shows each day's results
     check_specs = [
-        dg.AssetCheckSpec(name, asset=key, description=desc, blocking=blocking and name in BLOCKING)
+        dg.AssetCheckSpec(name, asset=key, description=desc, blocking=name in blocking_checks,
+                          partitions_def=partitions_def)
         for name, desc in CHECKS.items()
     ]
     derives = spec.derive_under_sim or source_name == "derived"
@@ -174,7 +193,7 @@ def build_archive_asset(
         partitions_def=partitions_def,
         group_name=spec.group,
         kinds={"parquet", source_name if source_name != "derived" else "python"},
-        description=_with_grain(spec),
+        description=_with_grain(spec) + _partitions_note(partitions_def, spec.calendar_name),
         check_specs=check_specs,
         deps=deps,
         backfill_policy=backfill,
@@ -186,9 +205,9 @@ def build_archive_asset(
               "archive/calendar": spec.calendar_name},
         metadata={"grain": spec.grain, "dedup_key": ", ".join(spec.dedup_key),
                   "source": source_name, "archive": kind, "calendar": spec.calendar_name,
-                  "data_dictionary": dg.MetadataValue.md(_dictionary(spec))},
+                  "dagster/column_schema": column_schema(spec)},
     )
-    def _archive_asset(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+    def _archive_asset(context: dg.AssetExecutionContext):
         archive: ArchiveResource = context.resources.archive
         sources: SourcesResource = context.resources.sources
         if vendor_key is not None:
@@ -196,44 +215,39 @@ def build_archive_asset(
         else:
             source = None if source_name == "derived" else sources.simulated()
         try:
-            return _run(context, archive, sources, source)
+            yield from _run(context, archive, sources, source)
         finally:
             if vendor_key is not None:
                 source.close()
 
-    def _run(context, archive, sources, source) -> dg.MaterializeResult:
+    def _run(context, archive, sources, source):
         store = archive.store(kind)
         options_store = archive.store(selection.store_kind(inputs[0])) if inputs else None
         now = sources.now()
         days = [date.fromisoformat(k) for k in context.partition_keys]
         tags = dict(context.run.tags)
-        summaries, stored = [], {}
+        outcomes = {}
         for i, day in enumerate(days, 1):
             req = request_from_tags(day, tags)
             result = archive_partition(
                 t, req, store=store, source=source, settings=sources.settings(),
                 now=now, options_store=options_store,
             )
-            stored[day] = store.read_day(t, day)  # read once: metadata and checks share it
-            s = summarize_partition(store, t, day, stored[day])
-            summaries.append(s)
+            table = store.read_day(t, day)  # read once: metadata and checks share it
+            s = summarize_partition(store, t, day, table)
+            # each partition's materialization carries its own figures (a range run too)
+            context.add_asset_metadata(partition_metadata(s, spec), partition_key=day.isoformat())
+            outcomes[day] = _day_outcomes(t, table, day, sources, now)
             context.log.info(
                 f"[{i}/{len(days)}] {spec.name} {day} ({req.mode}): "
                 f"{getattr(result, 'rows_written', '?')} rows written, {s.rows} stored, "
                 f"{s.bytes_on_disk:,} bytes"
             )
-        return dg.MaterializeResult(
-            metadata=_metadata(summaries),
-            check_results=_check_results(t, stored, sources, now),
-        )
+        yield dg.MaterializeResult()
+        for i, (day, per_check) in enumerate(outcomes.items()):
+            yield from _evaluations(context, key, day, per_check, blocking_checks, first=i == 0)
 
     return _archive_asset
-
-
-def _dictionary(spec) -> str:
-    """The data dictionary as a Markdown table (column, type, unit and meaning)."""
-    rows = [f"| `{f.name}` | {f.type} | {spec.units[f.name]} |" for f in spec.schema]
-    return "| column | type | unit / meaning |\n|---|---|---|\n" + "\n".join(rows)
 
 
 def build_views_asset(selection: SourceSelection, datasets=DATASETS) -> dg.AssetsDefinition:
