@@ -11,7 +11,11 @@ import pytest
 
 from archive_platform import calendar
 from archive_platform.defs.assets import CHECKS, TAG_MODE, TAG_SINCE, TAG_SNAPSHOT, TAG_UNTIL
+from archive_platform.defs.derived_assets import RECONCILE
 from archive_platform.schemas import SPECS, ArchiveType
+
+#: the datasets the NYSE job `archive_all` archives (UTC datasets have their own job)
+NYSE = [t for t in ArchiveType if SPECS[t].calendar_name == "nyse"]
 from archive_platform.store import ArchiveStore
 from archive_platform_tests.dagster_helpers import checks, defs_for, materializations, run_job
 
@@ -22,7 +26,7 @@ SYMS = ["AAPL", "QQQ", "SPY"]
 
 @pytest.fixture(scope="module")
 def archived_full_day(tmp_path_factory):
-    """All six assets materialized for one full session (shared: it is the expensive part)."""
+    """Every NYSE dataset materialized for one full session (shared: it is the expensive part)."""
     tmp = tmp_path_factory.mktemp("full")
     defs = defs_for(tmp)
     with dg.instance_for_test() as instance:
@@ -33,7 +37,8 @@ def archived_full_day(tmp_path_factory):
 def test_every_asset_writes_the_seed_layout(archived_full_day):
     tmp, result, _ = archived_full_day
     assert result.success
-    for t, spec in SPECS.items():
+    for t in NYSE:
+        spec = SPECS[t]
         path = tmp / "sim" / spec.directory / "date=2025-11-26" / f"{spec.file_stem}_20251126.parquet"
         assert path.exists(), f"{t.value} not at {path}"
         meta = pq.read_metadata(path)
@@ -46,7 +51,7 @@ def test_materialization_metadata_matches_the_files(archived_full_day):
     tmp, result, _ = archived_full_day
     meta = materializations(result)
     store = ArchiveStore(tmp / "sim", kind="sim")
-    for t in ArchiveType:
+    for t in NYSE:
         m = meta[t.value]
         table = store.read_day(t, FULL_DAY)
         assert m["dagster/row_count"] == table.num_rows > 0
@@ -78,7 +83,8 @@ def test_materialization_metadata_matches_the_files(archived_full_day):
 def test_all_checks_pass_on_a_clean_day(archived_full_day):
     _, result, _ = archived_full_day
     evals = checks(result)
-    assert len(evals) == len(ArchiveType) * 5  # every registered dataset, five checks each
+    # every NYSE dataset's five checks, the derived datasets' reconcile check, the backtests' own
+    assert len(evals) == len(NYSE) * 5 + len(RECONCILE) + 1
     failed = {k: e.description for k, e in evals.items() if not e.passed}
     assert failed == {}
     assert evals[("stocks_1m", "complete")].metadata["expected_bars_per_symbol"].value == 390
@@ -176,7 +182,7 @@ def test_three_day_backfill_in_one_chunked_run(tmp_path):
                   "dagster/asset_partition_range_end": days[-1]},
         )
         assert result.success
-        for t in ArchiveType:
+        for t in NYSE:
             key = dg.AssetKey(t.value)
             mats = [e.event_specific_data.materialization for e in result.get_asset_materialization_events()
                     if e.event_specific_data.materialization.asset_key == key]
@@ -213,7 +219,7 @@ def test_views_asset_serves_what_the_store_holds(archived_full_day):
     assert run_job(defs, "refresh_views", instance).success
     con = duckdb.connect(str(tmp / "sim.duckdb"), read_only=True)
     store = ArchiveStore(tmp / "sim", kind="sim")
-    for t in ArchiveType:
+    for t in NYSE:
         n = con.execute(f"SELECT count(*) FROM {t.value} WHERE date = DATE '2025-11-26'").fetchone()[0]
         assert n == store.read_day(t, FULL_DAY).num_rows
     con.close()

@@ -12,6 +12,7 @@ from click.testing import CliRunner
 
 from archive_platform.cli import main
 from archive_platform.datasets import DATASETS
+from archive_platform.defs.derived_assets import RECONCILE
 from archive_platform.store import ArchiveStore
 
 #: every registered NYSE dataset (the original six and vix)
@@ -43,7 +44,8 @@ def test_demo_archives_through_dagster_and_prints_a_summary(demo_env):
     text = out.output
     assert "Archiving 2 NYSE sessions (2025-11-26 .. 2025-11-28)" in text
     assert "[1/2] 2025-11-26" in text and "[2/2] 2025-11-28" in text
-    assert text.count(f"{5 * len(NAMES)} checks passed") == 2  # every dataset x 5 checks
+    # every dataset x 5 checks, the derived datasets' reconcile check and the backtests' own
+    assert text.count(f"{5 * len(NAMES) + len(RECONCILE) + 1} checks passed") == 2
     summary = text.split("Archive summary")[1].split("Example backtest query")[0]
     store = ArchiveStore(demo_env / "sim", kind="sim")
     for t in NAMES:  # one summary row per dataset: its stored rows over both days, size by humanize

@@ -52,7 +52,7 @@ def test_simulated_saturday_materializes_trades_and_books_with_passing_checks(tm
     store = ArchiveStore(tmp_path / "sim", kind="sim")
     books, trades = store.read_day("orderbook_l2", SATURDAY), store.read_day("crypto_trades", SATURDAY)
     assert books.num_rows == 2 * 86_400  # BTC and ETH, one book a second all day
-    assert trades.num_rows == meta["crypto_trades"]["rows"] > 100_000
+    assert trades.num_rows == meta["crypto_trades"]["dagster/row_count"] > 100_000
     assert set(trades["symbol"].to_pylist()) == {"BTC", "ETH"}
     assert store.read_day("capture_gaps", SATURDAY).num_rows == 0
     assert (tmp_path / "sim" / "orderbook_l2" / "date=2025-11-29").is_dir()

@@ -62,7 +62,7 @@ def test_every_check_passes_including_the_input_comparisons(archived):
         assert ("backtests", "consistent") in evals
         assert {k: e.description for k, e in evals.items() if not e.passed} == {}, day
         meta = materializations(result)
-        assert meta["daily_bars"]["rows"] == meta["market_regime"]["rows"] == len(SYMS)
+        assert meta["daily_bars"]["dagster/row_count"] == meta["market_regime"]["dagster/row_count"] == len(SYMS)
 
 
 def test_daily_bars_are_the_session_minutes_summed(archived):

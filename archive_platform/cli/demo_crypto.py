@@ -64,7 +64,7 @@ def archive_crypto(defs, instance, sessions: Sequence[date], run_config=None) ->
         rows = {}
         for ev in result.get_asset_materialization_events():
             m = ev.event_specific_data.materialization
-            rows[m.asset_key.to_user_string()] = m.metadata["rows"].value
+            rows[m.asset_key.to_user_string()] = m.metadata["dagster/row_count"].value
         evals = result.get_asset_check_evaluations()
         failed = [f"{e.asset_key.to_user_string()}.{e.check_name}" for e in evals if not e.passed]
         checks = f"{len(evals) - len(failed)} checks passed" + (f", FAILED: {', '.join(failed)}" if failed else "")

@@ -24,6 +24,7 @@ from archive_platform import quality
 from archive_platform.archiving import NotReadyError
 from archive_platform.crypto import daily, report
 from archive_platform.crypto.declare import CapturedDataset
+from archive_platform.defs.assets import column_schema
 from archive_platform.defs.resources import ArchiveResource, SourcesResource, can_backfill
 from archive_platform.settings import Settings
 
@@ -114,7 +115,9 @@ def build_crypto_asset(d: CapturedDataset, partitions_def, settings: Settings) -
                   if any(k in s for s in streams)}
         cadence = sorted({s["cadence_ms"] for s in streams if "cadence_ms" in s})
         meta = {
-            "rows": stored.num_rows, "bytes_on_disk": store.partition_bytes(d, day), "origin": rows.origin,
+            "dagster/row_count": stored.num_rows,
+            "dagster/size_bytes": dg.MetadataValue.int(store.partition_bytes(d, day)),
+            "dagster/column_schema": column_schema(d), "origin": rows.origin,
             "streams": len(streams), "min_ratio": min((s["ratio"] for s in streams), default=None),
             "coverage_min": minimum, "cadence_ms": ", ".join(map(str, cadence)),
             **totals, "notes": "; ".join(rows.notes),
