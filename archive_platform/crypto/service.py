@@ -24,11 +24,9 @@ import os
 import random
 import signal
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
-from websockets.asyncio.client import ClientConnection, connect
 
 from archive_platform.crypto import spool
 from archive_platform.crypto.candles import iso
@@ -38,6 +36,7 @@ from archive_platform.crypto.normalise import (STREAMS, MalformedMessage, Parsed
 from archive_platform.crypto.dedup import RecentKeys
 from archive_platform.crypto.routes import StreamGroup, stream_groups
 from archive_platform.crypto.schemas import TS
+from archive_platform.crypto.sessions import Session, WebSocketSessions
 
 log = logging.getLogger(__name__)
 NORMALISERS = {"binance": normalise_binance, "hyperliquid": normalise_hyperliquid}
@@ -47,16 +46,7 @@ def now_us() -> int:
     return time.time_ns() // 1000
 
 
-@dataclass
-class Session:
-    ws: ClientConnection
-    opened: float
-    first_data: asyncio.Event = field(default_factory=asyncio.Event)
-    task: asyncio.Task | None = None
-    cause: str = ""
-
-
-class CaptureService:
+class CaptureService(WebSocketSessions):
     def __init__(self, settings: CaptureSettings, *, publisher: Any = None) -> None:
         self.settings = settings
         self.root = settings.root
@@ -151,64 +141,6 @@ class CaptureService:
         spool.write_json_atomic(spool.heartbeat_path(self.root), self.heartbeat())
 
     # ---- sessions -----------------------------------------------------------------------
-    async def _open(self, group: StreamGroup) -> Session:
-        ws = await connect(group.url, open_timeout=10, ping_interval=20, ping_timeout=20, close_timeout=2,
-                           max_size=2**23)
-        for msg in group.subscribe:
-            await ws.send(msg)
-        session = Session(ws=ws, opened=time.monotonic())
-        session.task = asyncio.create_task(self._read(group, session), name=f"read-{group.name}")
-        return session
-
-    async def _read(self, group: StreamGroup, session: Session) -> None:
-        ws, silence = session.ws, self.settings.silence_seconds
-        pinger = asyncio.create_task(self._app_ping(group, ws)) if group.app_ping else None
-        pending: asyncio.Future | None = None
-        try:
-            while True:
-                # a recv() that outlives the wait, never cancelled mid-message: Python 3.11's
-                # wait_for can drop a message that completes as the timeout fires
-                if pending is None:
-                    pending = asyncio.ensure_future(ws.recv())
-                done, _ = await asyncio.wait({pending}, timeout=silence)
-                if not done:
-                    session.cause = f"silence: no message for {silence:g} s"
-                    ws.transport.abort()  # a silent peer would not answer a close handshake either
-                    return
-                text, pending = pending.result(), None
-                await self.handle(group, text)
-                if not session.first_data.is_set() and self._is_data(text):
-                    session.first_data.set()
-        except Exception as exc:  # ConnectionClosed, OSError: the supervisor reconnects
-            session.cause = f"disconnect: {type(exc).__name__}: {exc}"[:300]
-        finally:
-            if pinger:
-                pinger.cancel()
-            if pending is not None:
-                pending.cancel()
-            await _close(ws)
-
-    @staticmethod
-    def _is_data(text: str | bytes) -> bool:
-        t = text if isinstance(text, str) else text.decode("utf-8", "replace")
-        return '"data"' in t and '"subscriptionResponse"' not in t
-
-    async def _app_ping(self, group: StreamGroup, ws: ClientConnection) -> None:
-        while True:
-            await asyncio.sleep(self.settings.hyperliquid_ping_seconds)
-            await ws.send(group.app_ping)
-
-    async def _connect_with_backoff(self, group: StreamGroup) -> Session:
-        attempt = 0
-        while True:
-            try:
-                return await self._open(group)
-            except Exception as exc:
-                attempt += 1
-                delay = random.uniform(0, min(self.settings.backoff_max, self.settings.backoff_initial * 2 ** attempt))
-                log.warning("%s: connect failed (%s); retry %d in %.1f s", group.name, exc, attempt, delay)
-                await asyncio.sleep(delay)
-
     async def supervise(self, group: StreamGroup) -> None:
         live: list[Session] = []
         try:
@@ -320,10 +252,3 @@ class CaptureService:
                 for sig in (signal.SIGTERM, signal.SIGINT):
                     loop.remove_signal_handler(sig)
         return self.heartbeat()
-
-
-async def _close(ws: ClientConnection) -> None:
-    try:
-        await asyncio.wait_for(ws.close(), timeout=2)
-    except Exception:
-        pass

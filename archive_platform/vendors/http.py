@@ -21,7 +21,6 @@ A call that still fails after its retries counts as one failure for the breaker;
 from __future__ import annotations
 
 import json
-import logging
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
@@ -36,7 +35,7 @@ from tenacity import (
 )
 
 from archive_platform.vendors.errors import CircuitOpenError, PayloadError, VendorError
-from archive_platform.vendors.httputil import hint as _hint
+from archive_platform.vendors.http_attempt import AttemptPolicy, _Transient
 from archive_platform.vendors.httputil import parse_retry_after, path_segment
 from archive_platform.vendors.redact import protect_third_party_logs, redact, redact_url, truncate
 from archive_platform.vendors.resilience import (
@@ -68,24 +67,11 @@ __all__ = [
     "truncate",
 ]
 
-log = logging.getLogger(__name__)
-
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 _SECRET_HEADERS = {"authorization", "x-api-key", "apikey", "api-key", "token"}
 
 
-class _Transient(Exception):
-    """An attempt failed in a way worth retrying; carries the (redacted) detail."""
-
-    def __init__(self, detail: str, status: int | None, retry_after: float | None) -> None:
-        super().__init__(detail)
-        self.detail = detail
-        self.status = status
-        self.retry_after = retry_after
-        self.attempts = 1
-
-
-class VendorHttpClient:
+class VendorHttpClient(AttemptPolicy):
     """Synchronous HTTP client of one vendor with the project's retry/breaker/redaction policy.
 
     ``secret_params`` are query params that carry keys (e.g. ``{"apiKey": key}``): sent on every
@@ -263,52 +249,3 @@ class VendorHttpClient:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-    # -- internals ------------------------------------------------------------------------
-    def _attempt(self, url: httpx.URL, endpoint: str, timeout: float) -> httpx.Response:
-        log.debug("%s GET %s", self.vendor, endpoint)
-        try:
-            response = self._client.get(url, timeout=httpx.Timeout(timeout))
-        except httpx.TimeoutException:
-            raise _Transient(f"no response within {timeout:g}s (timeout)", None, None) from None
-        except httpx.TransportError as exc:
-            raise _Transient(
-                f"connection error ({type(exc).__name__}: {self.redact(truncate(str(exc)))})",
-                None,
-                None,
-            ) from None
-        status = response.status_code
-        if 200 <= status < 300 or status in self.empty_statuses:
-            return response
-        body = self.redact(truncate(response.text))
-        detail = f"HTTP {status}: {body}" if body else f"HTTP {status}"
-        if status in self.retry_statuses:
-            retry_after = parse_retry_after(response.headers.get("retry-after"))
-            raise _Transient(f"{detail} ({_hint(status, self.key_env_var)})", status, retry_after)
-        raise VendorError(
-            f"{self.vendor}: GET {endpoint} failed with {detail}; "
-            f"{_hint(status, self.key_env_var)} (not retried)",
-            vendor=self.vendor,
-            endpoint=endpoint,
-            status=status,
-            refused=True,
-        )
-
-    def _wait(self, retry_state: RetryCallState) -> float:
-        exc = retry_state.outcome.exception() if retry_state.outcome else None
-        if isinstance(exc, _Transient) and exc.retry_after is not None:
-            return min(exc.retry_after, self._retry_after_max)
-        return self._backoff(retry_state)
-
-    def _log_retry(self, retry_state: RetryCallState, endpoint: str, max_attempts: int) -> None:
-        exc = retry_state.outcome.exception() if retry_state.outcome else None
-        wait = retry_state.next_action.sleep if retry_state.next_action else 0.0
-        log.warning(
-            "%s GET %s attempt %d/%d failed: %s; retrying in %.2fs",
-            self.vendor,
-            endpoint,
-            retry_state.attempt_number,
-            max_attempts,
-            getattr(exc, "detail", exc),
-            wait,
-        )

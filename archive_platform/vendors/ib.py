@@ -21,18 +21,27 @@ from typing import Any
 
 import pyarrow as pa
 import pybreaker
-from tenacity import Retrying, retry_if_exception_type
 
 from archive_platform import calendar as cal
-from archive_platform.schemas import (
-    OPTIONS_SCHEMA,
-    STOCKS_1M_SCHEMA,
-    TRADES_SCHEMA,
-    ArchiveType,
-)
+from archive_platform.schemas import OPTIONS_SCHEMA, STOCKS_1M_SCHEMA, TRADES_SCHEMA, ArchiveType
 from archive_platform.sources.base import EmptySession, MarketSource, SnapshotNotReproducible
 from archive_platform.symbols import normalise_us_ticker
 from archive_platform.vendors.errors import VendorError
+from archive_platform.vendors.ib_history import HistoricalBars
+from archive_platform.vendors.ib_normalise import (  # noqa: F401 (re-exported)
+    clean_float,
+    clean_int,
+    parse_ib_expiry,
+    normalise_right,
+    occ_symbol,
+    pick_chain,
+    select_expirations,
+    select_strikes,
+    ticker_price,
+    normalise_option_ticker,
+    normalise_bar,
+    normalise_fill,
+)
 from archive_platform.vendors.ib_seam import (
     OPTION_GENERIC_TICKS,
     AsyncIBGateway,
@@ -50,23 +59,6 @@ DEFAULT_INDEX_SYMBOLS = frozenset({"SPX", "NDX", "RUT", "VIX", "XSP", "DJX"})
 _INFO_CODES = set(range(2100, 2200)) | {10167}
 
 
-
-from archive_platform.vendors.ib_normalise import (  # noqa: F401 (re-exported)
-    clean_float,
-    clean_int,
-    parse_ib_expiry,
-    normalise_right,
-    occ_symbol,
-    pick_chain,
-    select_expirations,
-    select_strikes,
-    ticker_price,
-    normalise_option_ticker,
-    normalise_bar,
-    normalise_fill,
-)
-
-
 class _NotOk(Exception):
     """A gateway call returned, but not usefully: a breaker failure that still hands back data."""
 
@@ -75,23 +67,7 @@ class _NotOk(Exception):
         self.result, self.errors = result, errors
 
 
-class _Pacing(Exception):
-    """TWS refused a historical request with error 162 "pacing violation"."""
-
-
-class _NoBars(Exception):
-    """An empty bar list without any error event: ib_async's answer to a timed-out request."""
-
-
-def _is_pacing(e: IBErrorEvent) -> bool:
-    return e.code == 162 and "pacing violation" in e.message.lower()
-
-
-def _is_no_data(e: IBErrorEvent) -> bool:
-    return e.code == 162 and "returned no data" in e.message.lower()
-
-
-class IBSource(MarketSource):
+class IBSource(HistoricalBars, MarketSource):
     """Options (live only), stocks_1m and trades from TWS / IB Gateway via ib_async.
 
     Grains: options one row per contract per snapshot; stocks_1m one row per symbol per
@@ -298,47 +274,6 @@ class IBSource(MarketSource):
         if symbols and not rows:
             raise EmptySession(f"ib returned no one-minute bars for {', '.join(symbols)} on {day}")
         return pa.Table.from_pylist(rows, schema=STOCKS_1M_SCHEMA)
-
-    def _historical_day(self, contract: Any, symbol: str, end: datetime) -> list[Any]:
-        """One day of bars. Error 162 "pacing violation" backs off ``pacing_backoff`` x n seconds
-        (at most ``pacing_retries`` times); an empty list without an error is retried once."""
-        label = f"reqHistoricalData {symbol} {end:%Y-%m-%d}"
-        seen = {"pacing": 0, "empty": 0}
-        ok = lambda bars, errs: bool(bars) or any(_is_no_data(e) for e in errs)  # noqa: E731
-
-        def request() -> list[Any]:
-            self.pacer.wait()
-            bars, errors = self._call(label, self._gw().historical_bars, contract, end, "1 D", "1 min",
-                                      "TRADES", True, 2, ok=ok)
-            if bars:
-                return list(bars)
-            if any(_is_no_data(e) for e in errors):
-                log.warning("ib: no bars for %s: %s", symbol, errors[0].message)
-                return []
-            if any(_is_pacing(e) for e in errors):
-                seen["pacing"] += 1
-                raise _Pacing()
-            real = [e for e in errors if e.code != 10167]
-            if real:
-                raise self._fail(f"{label}: error {real[0].code}: {real[0].message}", label)
-            seen["empty"] += 1
-            raise _NoBars()
-
-        retrying = Retrying(
-            retry=retry_if_exception_type((_Pacing, _NoBars)),
-            stop=lambda rs: seen["pacing"] > self.pacing_retries or seen["empty"] > 1,
-            wait=lambda rs: self.pacing_backoff * seen["pacing"] if isinstance(rs.outcome.exception(), _Pacing) else 0.0,
-            sleep=lambda s: self._sleep(s) if s > 0 else None,
-            reraise=True,
-        )
-        try:
-            return retrying(request)
-        except _Pacing:
-            raise self._fail(f"{label}: pacing violation (162) persisted after {self.pacing_retries} "
-                             "backoffs; spread requests out or lower the symbol count", label) from None
-        except _NoBars:
-            raise self._fail(f"{label} returned no bars twice; ib_async returns an empty list when the "
-                             "request times out (is TWS/Gateway connected and the HMDS data farm up?)", label) from None
 
     # -- trades ----------------------------------------------------------------------------
     def fetch_trades(self, day: date, symbols: Sequence[str]) -> pa.Table:
