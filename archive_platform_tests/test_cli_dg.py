@@ -21,7 +21,7 @@ DG = Path(sys.executable).parent / "dg"
 def _dg(*args: str, tmp_path: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "DAGSTER_HOME": str(tmp_path), "ARCHIVE_SIM_ROOT": str(tmp_path / "sim"),
            "ARCHIVE_SIM_DUCKDB": str(tmp_path / "sim.duckdb")}
-    (tmp_path / "dagster.yaml").write_text((REPO / "dagster.yaml").read_text())
+    (tmp_path / "dagster.yaml").write_text((REPO / "deploy" / "instance" / "dagster.yaml").read_text())
     return subprocess.run([str(DG), *args], cwd=REPO, env=env, capture_output=True, text=True,
                           timeout=300)
 

@@ -24,7 +24,7 @@ from archive_platform_tests.dagster_helpers import defs_for, run_job, sim_env
 
 UTC = timezone.utc
 D = date(2025, 11, 26)
-ALL = sorted(t.value for t in ArchiveType)
+ALL = sorted(d.name for d in DATASETS if d.calendar_name == "nyse")  # the ledger judges NYSE sessions
 
 
 # -- pure states ---------------------------------------------------------------------------------
@@ -105,15 +105,16 @@ def test_a_file_deleted_on_disk_is_missing_and_requested_again(archive, monkeypa
     path.unlink()
     try:
         ctx = LedgerContext(Settings.from_env(sim_env(tmp, ARCHIVE_SYMBOLS="SPY", ARCHIVE_START_DATE="")),
-                            DATASETS, {"nyse": partitions_for("nyse")})
+                            [d for d in DATASETS if d.calendar_name == "nyse"], {"nyse": partitions_for("nyse")})
         entries = {(e.dataset, e.day): e for e in ctx.entries(instance, SATURDAY)}
         e = entries[("options", D)]
         assert (e.state, e.dagster_status, e.files) == ("missing", "MATERIALIZED", 0)
         assert entries[("gex", D)].state == "complete"
         assert entries[("options", date(2025, 11, 25))].state == "complete"
         assert entries[("options", date(2025, 11, 28))].state == "missing"
+        # options again, and what is derived from it so it is rebuilt from the restored day
         assert _requests(defs, instance, monkeypatch, SATURDAY) == {
-            "2025-11-26": ["options"], "2025-11-28": ALL}
+            "2025-11-26": ["daily_iv", "gex", "iv_rank", "market_regime", "options"], "2025-11-28": ALL}
     finally:
         shutil.move(backup, path)
     assert _requests(defs, instance, monkeypatch, SATURDAY) == {"2025-11-28": ALL}
@@ -128,7 +129,7 @@ def test_the_coverage_asset_writes_the_ledger_the_views_show(archive, monkeypatc
     meta = ev.event_specific_data.materialization.metadata
     assert meta["healthy"].value is False  # 11-28 is due and missing
     table = meta["status"].value
-    assert [r.data["dataset"] for r in table.records] == [t.value for t in ArchiveType]
+    assert [r.data["dataset"] for r in table.records] == [d.name for d in DATASETS if d.calendar_name == "nyse"]
     options = next(r.data for r in table.records if r.data["dataset"] == "options")
     assert options["days_stored"] == 2 and options["missing"] == "2025-11-28"
     assert (tmp / "sim" / "coverage" / "date=2025-11-26" / "coverage_20251126.parquet").exists()

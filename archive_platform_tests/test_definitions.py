@@ -141,9 +141,3 @@ def test_every_allowed_vendor_pair_is_served_by_that_vendor():
             assert t in source_cls.supported, f"{name} is allowed for {t.value} but does not serve it"
             assert source_cls.name == name
 
-
-def test_runs_execute_their_steps_in_one_process(tmp_path):
-    """Per-step subprocesses dominated backfill time on two cores; every job runs in-process."""
-    defs = build_definitions(sim_env(tmp_path))
-    for name in ("archive_all", "options_snapshot", "uw_flow_poll", "coverage_ledger"):
-        assert defs.resolve_job_def(name).executor_def.name == "in_process", name

@@ -85,5 +85,8 @@ def test_loading_the_code_location_prints_no_beta_or_preview_warning(tmp_path):
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                             cwd=tmp_path, timeout=300)
     assert result.returncode == 0, result.stderr
-    assert int(result.stdout.strip()) == 7  # six archive types and the views
+    from archive_platform.datasets import DATASETS
+
+    # every dataset, the views, the coverage ledger and the backtests
+    assert int(result.stdout.strip()) == len(DATASETS) + 3
     assert "BetaWarning" not in result.stderr and "PreviewWarning" not in result.stderr, result.stderr[:2000]

@@ -86,7 +86,8 @@ def test_uw_flow_from_unusual_whales_pages_back_over_the_session(tmp_path, monke
         for i in range(450)
     ]
     outside = [
-        flow_alert("SPY", OPEN - timedelta(minutes=45), alert_id="pre-market", expiry=exp, right="C",
+        # the previous market date (alerts of the day's own extended hours are kept: issue 11 item 2)
+        flow_alert("SPY", OPEN - timedelta(days=1), alert_id="previous-day", expiry=exp, right="C",
                    strike=600.0, total_premium=1.0, ask_prem=1.0, bid_prem=0.0),
         flow_alert("QQQ", OPEN + timedelta(hours=1), alert_id="not-configured", expiry=exp, right="C",
                    strike=500.0, total_premium=1.0, ask_prem=1.0, bid_prem=0.0),

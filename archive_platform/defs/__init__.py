@@ -101,7 +101,8 @@ def build_definitions(
         ledger=LedgerContext(settings, recoverable, parts),
     )
     # the coverage ledger: an asset, its job and a nightly schedule; the views show it too
-    ledger = build_coverage_asset(settings, datasets, parts)
+    # the ledger judges NYSE sessions; 24/7 capture days are judged by their coverage checks
+    ledger = build_coverage_asset(settings, nyse, parts)
     views = build_views_asset(selection, [*datasets, COVERAGE])
     jobs["coverage"] = dg.define_asset_job("coverage_ledger", selection=[ledger.key])
     schedules.append(dg.ScheduleDefinition(
@@ -122,7 +123,4 @@ def build_definitions(
         schedules=schedules,
         sensors=sensors,
         resources=resources,
-        # one process per run, not one per step: per-step subprocesses were the largest cost of a
-        # backfill on two cores (bench/backfill.py, docs/performance.md); runs stay isolated
-        executor=dg.in_process_executor,
     )
