@@ -109,6 +109,9 @@ class Dataset:
     derive: Callable[..., pa.Table] | None = None
     #: the simulated source also derives rather than simulates (gex always matches its options)
     derive_under_sim: bool = False
+    #: whether an empty partition is a valid answer for a day (e.g. no fills on a day the account
+    #: did not trade). None: never, so an empty result is refused over stored rows
+    empty_valid: Callable[[date], bool] | None = None
     #: the symbol universe is fixed by the dataset (e.g. ("VIX",)); empty = the configured one
     fixed_symbols: tuple[str, ...] = ()
 
@@ -157,6 +160,10 @@ class Dataset:
     def partition_column(self) -> str:
         """The column whose market date is the row's partition (snapshot time for snapshots)."""
         return "snapshot_time" if self.snapshot else "timestamp"
+
+    def empty_ok(self, day: date) -> bool:
+        """Whether the declaration accepts an empty partition for ``day``."""
+        return self.empty_valid is not None and bool(self.empty_valid(day))
 
     @property
     def has_et_offset(self) -> bool:

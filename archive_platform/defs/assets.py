@@ -21,6 +21,7 @@ from archive_platform.defs.resources import ArchiveResource, SourcesResource
 from archive_platform.defs.vendor_resources import resource_key
 from archive_platform.datasets import DATASETS
 from archive_platform.schemas import spec_for
+from archive_platform.store.errors import EmptyReplacementRefused
 from archive_platform.summary import summarize_partition
 
 BACKFILL_CHUNK = 5  # trading days per backfill run
@@ -229,10 +230,15 @@ def build_archive_asset(
         outcomes = {}
         for i, day in enumerate(days, 1):
             req = request_from_tags(day, tags)
-            result = archive_partition(
-                t, req, store=store, source=source, settings=sources.settings(),
-                now=now, options_store=options_store,
-            )
+            try:
+                result = archive_partition(
+                    t, req, store=store, source=source, settings=sources.settings(),
+                    now=now, options_store=options_store,
+                )
+            except EmptyReplacementRefused as exc:  # issue 11 item 1: say so, keep the data
+                raise dg.Failure(description=str(exc), allow_retries=False, metadata={
+                    "refused": "an empty result would have replaced stored rows",
+                    "partition": day.isoformat(), "stored_rows": exc.stored_rows}) from exc
             table = store.read_day(t, day)  # read once: metadata and checks share it
             s = summarize_partition(store, t, day, table)
             # each partition's materialization carries its own figures (a range run too)

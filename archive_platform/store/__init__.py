@@ -5,12 +5,15 @@
 """
 
 from archive_platform.store.archive import ArchiveStore, WriteResult, default_root
-from archive_platform.store.errors import ArchiveKindError, ArchiveValidationError, NotATradingDayError
+from archive_platform.store.errors import (
+    ArchiveKindError, ArchiveValidationError, EmptyReplacementRefused, NotATradingDayError,
+)
 
 __all__ = [
     "ArchiveKindError",
     "ArchiveStore",
     "ArchiveValidationError",
+    "EmptyReplacementRefused",
     "NotATradingDayError",
     "WriteResult",
     "default_root",

@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 from archive_platform.schemas import ArchiveSpec, ArchiveType, spec_for
 from archive_platform.store import files as F
 from archive_platform.store import layout
-from archive_platform.store.errors import ArchiveKindError, ArchiveValidationError
+from archive_platform.store.errors import ArchiveKindError, ArchiveValidationError, EmptyReplacementRefused
 from archive_platform.store.marker import KINDS, ensure_marker, read_marker_kind
 from archive_platform.store.validate import dedup_and_sort, validate_batch
 
@@ -148,14 +148,20 @@ class ArchiveStore:
         return pa.concat_tables([self.read_day(spec, d, columns) for d in days])
 
     # -- writes ----------------------------------------------------------------------------
-    def write_day(self, archive_type: str | ArchiveType, day: date, table: Any) -> WriteResult:
-        """Replace the day's partition with ``table`` (one daily file; parts are removed)."""
+    def write_day(self, archive_type: str | ArchiveType, day: date, table: Any, *,
+                  replace_empty: bool = False) -> WriteResult:
+        """Replace the day's partition with ``table`` (one daily file; parts are removed).
+
+        An empty ``table`` over stored rows is refused (``EmptyReplacementRefused``, nothing
+        changes) unless the dataset declares the day may be empty and ``replace_empty`` is set."""
         spec = spec_for(archive_type)
         batch = validate_batch(spec, day, table, self.kind)
         folder = self.partition_dir(spec, day)
         ensure_marker(self.root, self.kind)
         with F.partition_lock(folder):
             listing = self._prepare(spec, day, folder)
+            if batch.num_rows == 0:
+                _refuse_empty(spec, day, self._count_rows(listing.paths), replace_empty)
             path = folder / F.daily_name(spec.file_stem, day)
             meta = {F.COMPACTED_THROUGH: str(listing.last_seq).encode()}
             size = F.write_table_atomic(path, batch, meta)
@@ -301,3 +307,13 @@ def _may_hold(path: Path, ranges: dict[str, tuple[Any, Any]]) -> bool:
         except TypeError:  # statistics of an unexpected type: assume they may overlap
             continue
     return True
+
+
+def _refuse_empty(spec, day: date, stored: int, replace_empty: bool) -> None:
+    """An empty result never silently replaces stored rows (a vendor answering nothing)."""
+    if stored and not (replace_empty and spec.empty_ok(day)):
+        why = ("the caller did not pass replace_empty=True" if spec.empty_ok(day)
+               else f"{spec.name} does not declare an empty {day.isoformat()} valid")
+        raise EmptyReplacementRefused(
+            f"{spec.name} {day.isoformat()}: refusing to replace {stored} stored rows with an "
+            f"empty result ({why}); nothing was changed", stored_rows=stored)

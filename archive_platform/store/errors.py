@@ -9,6 +9,14 @@ class ArchiveValidationError(ValueError):
     """A batch (or a day) was refused before anything was written; the message names why."""
 
 
+class EmptyReplacementRefused(ArchiveValidationError):
+    """An empty result would have replaced stored rows; refused, nothing changed."""
+
+    def __init__(self, message: str, *, stored_rows: int = 0) -> None:
+        super().__init__(message)
+        self.stored_rows = stored_rows
+
+
 class NotATradingDayError(ArchiveValidationError, NotATradingDay):
     """A write was asked for a day that is not an NYSE session."""
 
