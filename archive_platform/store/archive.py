@@ -18,6 +18,7 @@ from typing import Any, Literal
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from tenacity import retry, retry_if_exception_type, stop_after_attempt
 
 from archive_platform.schemas import ArchiveSpec, ArchiveType, spec_for
 from archive_platform.store import files as F
@@ -125,14 +126,7 @@ class ArchiveStore:
         wanted = list(columns) if columns is not None else spec.schema.names
         need = [c for c in spec.schema.names if c in set(wanted) | set(spec.dedup_key) | set(spec.sort_key)]
         schema = pa.schema([pa.field(f.name, f.type) for f in spec.schema if f.name in need])
-        for attempt in range(_READ_ATTEMPTS):
-            paths = self._listing(spec, day).paths
-            try:
-                tables = [F.read_parquet(p, need).cast(schema) for p in paths]
-                break
-            except FileNotFoundError:  # a writer replaced a file between listing and reading
-                if attempt == _READ_ATTEMPTS - 1:
-                    raise
+        tables = self._read_listed(spec, day, need, schema)
         if not tables:
             out = schema.empty_table()
         else:
@@ -140,6 +134,12 @@ class ArchiveStore:
             out = dedup_and_sort(spec, merged)
         canon = pa.schema([spec.schema.field(c) for c in wanted], metadata=spec.schema.metadata)
         return out.select(wanted).cast(canon)
+
+    @retry(retry=retry_if_exception_type(FileNotFoundError), stop=stop_after_attempt(_READ_ATTEMPTS),
+           reraise=True)
+    def _read_listed(self, spec, day: date, need: list[str], schema: pa.Schema) -> list[pa.Table]:
+        # listed, then read: a writer may replace a file in between, so list and read again
+        return [F.read_parquet(p, need).cast(schema) for p in self._listing(spec, day).paths]
 
     def read_range(self, archive_type, start: date, end: date, columns: list[str] | None = None) -> pa.Table:
         """Every stored partition with ``start <= day <= end``, concatenated in day order."""
@@ -219,14 +219,11 @@ class ArchiveStore:
         return WriteResult(spec.type, day, path, table.num_rows, table.num_rows, size)
 
     # -- internals -------------------------------------------------------------------------
+    @retry(retry=retry_if_exception_type(FileNotFoundError), stop=stop_after_attempt(_READ_ATTEMPTS),
+           reraise=True)
     def _listing(self, spec: ArchiveSpec, day: date) -> F.PartitionFiles:
-        for attempt in range(_READ_ATTEMPTS):
-            try:
-                return F.list_partition(self.partition_dir(spec, day), spec.file_stem, day)
-            except FileNotFoundError:  # daily file replaced while its footer was read
-                if attempt == _READ_ATTEMPTS - 1:
-                    raise
-        raise AssertionError("unreachable")
+        # the daily file may be replaced while its footer is read: list again
+        return F.list_partition(self.partition_dir(spec, day), spec.file_stem, day)
 
     def _prepare(self, spec: ArchiveSpec, day: date, folder: Path) -> F.PartitionFiles:
         """Under the lock: clear what dead writers left behind, return the live files."""
