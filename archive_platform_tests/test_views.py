@@ -174,3 +174,24 @@ def test_default_duckdb_path(monkeypatch):
     assert default_duckdb_path("sim", {"ARCHIVE_SIM_DUCKDB": "/s.duckdb"}) == Path("/s.duckdb")
     with pytest.raises(ValueError, match="kind must be"):
         default_duckdb_path("paper")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("name, sibling", [("arch*", "archive"), ("a[1]", "a1"), ("a?b", "axb")])
+def test_a_root_with_glob_characters_reads_only_itself(tmp_path, name, sibling):
+    """Issue 11 item 8: a root at `.../arch*` counted another folder's files into the views."""
+    from datetime import date
+
+    from archive_platform.sim.market import SimulatedMarket
+    from archive_platform.store import ArchiveStore
+
+    day = date(2025, 11, 26)
+    market = SimulatedMarket()
+    for folder, symbols in ((name, ["SPY"]), (sibling, ["SPY", "QQQ"])):
+        ArchiveStore(tmp_path / folder, kind="sim").write_day("stocks_1m", day, market.fetch_stocks_1m(day, symbols))
+    db = tmp_path / "views.duckdb"
+    refresh_views(tmp_path / name, db)
+    con = connect(db)
+    try:
+        assert con.execute("SELECT count(*), count(DISTINCT symbol) FROM stocks_1m").fetchone() == (390, 1)
+    finally:
+        con.close()

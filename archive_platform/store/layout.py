@@ -59,6 +59,13 @@ def is_data_file(name: str) -> bool:
     return name.endswith(".parquet") and not name.startswith(".")
 
 
+def glob_literal(path: Path | str) -> str:
+    """``path`` as a glob that matches only itself: each glob metacharacter becomes a one-character
+    class (``arch*`` -> ``arch[*]``, ``a[1]`` -> ``a[[]1]``), so a root never matches a sibling."""
+    return "".join(f"[{c}]" if c in "*?[" else c for c in str(path))
+
+
 def parquet_glob(root: Path, directory: str) -> str:
     """Glob of every file of a dataset: daily files and not-yet-compacted parts."""
-    return str(Path(root).absolute() / directory / f"{PARTITION_PREFIX}*" / "*.parquet")
+    base = glob_literal(Path(root).absolute() / directory)
+    return f"{base}/{PARTITION_PREFIX}*/*.parquet"
