@@ -10,6 +10,7 @@ would need every reader to go away first.
 from __future__ import annotations
 
 import os
+from glob import escape as glob_escape
 from pathlib import Path
 from collections.abc import Mapping
 from typing import Literal
@@ -129,6 +130,7 @@ def refresh_views(root: Path, db_path: Path, datasets=DATASETS) -> list[str]:
     db_path = Path(db_path).absolute()
     db_path.parent.mkdir(parents=True, exist_ok=True)
     # the store's temp naming: hidden, ending .tmp, so nothing mistakes it for the database
+    _remove_dead_temps(db_path)
     tmp = temp_path(db_path)
     names: list[str] = []
     try:
@@ -145,9 +147,31 @@ def refresh_views(root: Path, db_path: Path, datasets=DATASETS) -> list[str]:
         os.replace(tmp, db_path)
         fsync_dir(db_path.parent)  # the rename itself survives a power cut
     finally:
-        tmp.unlink(missing_ok=True)
-        Path(str(tmp) + ".wal").unlink(missing_ok=True)
+        for leftover in (tmp, Path(str(tmp) + ".wal")):
+            try:
+                leftover.unlink(missing_ok=True)
+            except OSError:  # e.g. a read-only file system: the error that got us here matters
+                pass
     return names
+
+
+def _remove_dead_temps(db_path: Path) -> None:
+    """Temp files of refreshes whose process died (``.<name>.<pid>.<hex>.tmp`` and its ``.wal``)."""
+    prefix = f".{db_path.name}."
+    for entry in db_path.parent.glob(f"{glob_escape(prefix)}*.tmp*"):
+        pid = entry.name[len(prefix):].split(".", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            entry.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def connect(db_path: Path, read_only: bool = True) -> duckdb.DuckDBPyConnection:

@@ -267,3 +267,28 @@ def test_crash_between_new_part_and_trim_then_replay(store):
     assert not res.skipped
     assert bids() == sorted(a["bid"].to_pylist())
     assert [F.num_rows(p) for p in store.partition_files("options", FULL_DAY)] == [12]
+
+
+def test_a_full_disk_names_the_file_and_partition_and_installs_nothing(tmp_path, monkeypatch):
+    """Issue 11: ENOSPC errors named neither file nor partition."""
+    import errno
+    from datetime import date
+
+    import pyarrow.parquet as pq_mod
+
+    from archive_platform.store.files import ArchiveWriteError
+
+    store = ArchiveStore(tmp_path, kind="sim")
+    day = date(2025, 11, 26)
+    store.write_day("stocks_1m", day, make_table("stocks_1m", day, 3))
+
+    def full(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(pq_mod, "write_table", full)
+    with pytest.raises(ArchiveWriteError, match=r"stocks/date=2025-11-26/stocks_1m_20251126\.parquet.*No space") as info:
+        store.write_day("stocks_1m", day, make_table("stocks_1m", day, 5))
+    assert info.value.errno == errno.ENOSPC
+    monkeypatch.undo()
+    assert store.read_day("stocks_1m", day).num_rows == 3
+    assert not [p for p in (tmp_path / "stocks" / "date=2025-11-26").iterdir() if p.name.endswith(".tmp")]

@@ -195,3 +195,36 @@ def test_a_root_with_glob_characters_reads_only_itself(tmp_path, name, sibling):
         assert con.execute("SELECT count(*), count(DISTINCT symbol) FROM stocks_1m").fetchone() == (390, 1)
     finally:
         con.close()
+
+
+def test_refresh_removes_temps_of_dead_refreshes_and_keeps_live_ones(tmp_path):
+    """Issue 11: a killed refresh left `.tmp` and `.tmp.wal` files forever."""
+    import os
+
+    db = tmp_path / "views.duckdb"
+    dead = [tmp_path / ".views.duckdb.999999999.abcd1234.tmp", tmp_path / ".views.duckdb.999999999.abcd1234.tmp.wal"]
+    live = tmp_path / f".views.duckdb.{os.getpid()}.ffff0000.tmp"
+    for p in [*dead, live]:
+        p.write_bytes(b"x")
+    refresh_views(tmp_path / "nothing", db)
+    assert not any(p.exists() for p in dead) and live.exists() and db.exists()
+
+
+def test_a_failed_refresh_reports_its_own_error_not_the_cleanups(tmp_path, monkeypatch):
+    """On a read-only file system the temp-file cleanup failed too and hid the real error."""
+    import pathlib
+
+    import duckdb
+
+    import archive_platform.views as views
+
+    def broken_connect(*a, **k):
+        raise duckdb.IOException("IO Error: the real problem")
+
+    def refusing_unlink(self, missing_ok=False):
+        raise PermissionError(13, "Read-only file system", str(self))
+
+    monkeypatch.setattr(views.duckdb, "connect", broken_connect)
+    monkeypatch.setattr(pathlib.Path, "unlink", refusing_unlink)
+    with pytest.raises(duckdb.IOException, match="the real problem"):
+        refresh_views(tmp_path / "nothing", tmp_path / "views.duckdb")

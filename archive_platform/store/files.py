@@ -91,6 +91,22 @@ def _install(tmp: Path, final: Path) -> None:
     fsync_dir(final.parent)
 
 
+class ArchiveWriteError(OSError):
+    """A file write failed (disk full, read-only file system...); the message names the file,
+    hence the dataset folder and the partition. Nothing was installed."""
+
+
+def _failed(tmp: Path, final: Path, exc: BaseException) -> BaseException:
+    """Remove the temp file without letting a cleanup error hide the real one; name the file."""
+    try:
+        tmp.unlink(missing_ok=True)
+    except OSError:
+        pass
+    if isinstance(exc, OSError) and not isinstance(exc, ArchiveWriteError) and exc.errno is not None:
+        return ArchiveWriteError(exc.errno, f"could not write {final} ({exc.strerror}); nothing was changed")
+    return exc
+
+
 def write_bytes_atomic(final: Path, data: bytes) -> int:
     """Write ``data`` to ``final`` atomically: temp file, fsync, rename, fsync the folder."""
     tmp = temp_path(final)
@@ -100,9 +116,11 @@ def write_bytes_atomic(final: Path, data: bytes) -> int:
             fh.flush()
             os.fsync(fh.fileno())
         _install(tmp, final)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    except BaseException as exc:
+        err = _failed(tmp, final, exc)
+        if err is exc:
+            raise
+        raise err from exc
     return len(data)
 
 
@@ -122,9 +140,11 @@ def write_table_atomic(final: Path, table: pa.Table, metadata: dict[bytes, bytes
             os.fsync(fh.fileno())
         size = tmp.stat().st_size
         _install(tmp, final)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    except BaseException as exc:
+        err = _failed(tmp, final, exc)
+        if err is exc:
+            raise
+        raise err from exc
     return size
 
 
