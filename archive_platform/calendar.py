@@ -200,7 +200,7 @@ def et_offset_minutes(ts: datetime) -> int:
 
 
 def market_status(ts: datetime) -> MarketStatus:
-    """Seed 000's market status of an instant.
+    """the original archive design's market status of an instant.
 
     ``pre_market`` 04:00 ET to the open, ``open`` from the open (inclusive) to the close
     (exclusive), ``after_hours`` from the close (the early close on half days) to 20:00 ET,

@@ -1,10 +1,10 @@
-"""IV rank derived from the archive itself (seed 004), for users without an IV-rank vendor.
+"""IV rank derived from the archive itself (the IB option-snapshot collector), for users without an IV-rank vendor.
 
 Per symbol and day the *ATM IV* is the mean IV of the call and put at the strike nearest the
 underlying, on the expiry nearest 30 calendar days out, in the latest snapshot at or before the
 instant. IV rank over the last 60 sessions is ``(iv - min) / (max - min) * 100`` and the IV
 percentile the share of those sessions whose ATM IV was below today's. With fewer than 30
-sessions of history, or a flat history, the rank is 50 (seed 004's rule) and the percentile null.
+sessions of history, or a flat history, the rank is 50 (the IB option-snapshot collector's rule) and the percentile null.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def atm_iv(options: pl.DataFrame, at: datetime | None = None) -> pl.DataFrame:
 
 
 def rank_and_percentile(current: float, history: Sequence[float]) -> tuple[float, float | None]:
-    """Seed 004's IV rank (50 under MIN_HISTORY sessions or on a flat history) and IV percentile."""
+    """the IB option-snapshot collector's IV rank (50 under MIN_HISTORY sessions or on a flat history) and IV percentile."""
     if len(history) < MIN_HISTORY:
         return 50.0, None
     lo, hi = min(history), max(history)

@@ -1,6 +1,6 @@
 """Gamma exposure from option chains (pure): per-strike GEX and the gamma flip.
 
-Definitions (docs/VENDORS.md section 7, "naive GEX", calls +, puts -): a contract's dollar gamma
+Definitions (vendor's API documentation), "naive GEX", calls +, puts -): a contract's dollar gamma
 per 1 % move of the underlying is ``gamma * OI * 100 * S * S * 0.01``; dealers are assumed long
 calls and short puts, so call GEX is >= 0 and put GEX <= 0, and net = call + put.
 """

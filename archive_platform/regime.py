@@ -9,7 +9,7 @@ Dates are NYSE session dates (America/New_York), computed from each row's UTC in
 ``et_offset``, so no time-zone database or session time zone is involved. Rows whose ET date is
 not an NYSE session are dropped. Crypto bars use the UTC date of ``event_time``.
 
-Definitions (seed 001 wants daily OHLC of trades and of implied volatility, seed 004 IV rank,
+Definitions (the time-grid note wants daily OHLC of trades and of implied volatility, the IB option-snapshot collector IV rank,
 VIX and an SMA trend):
 
 * front ATM IV of a snapshot: the nearest expiry at least 7 calendar days after the session date,
@@ -25,7 +25,7 @@ VIX and an SMA trend):
 * IV rank and percentile use the day's closing iv30 over the window of the 60 NYSE sessions
   ending on the day (inclusive). Rank = (iv - min) / (max - min) * 100; percentile = share of the
   window's sessions with iv strictly below today's, in %. Both are 50 when fewer than 30 sessions
-  of the window have an iv30 or when max == min (seed 004), and ``iv_rank_note`` says which.
+  of the window have an iv30 or when max == min (the IB option-snapshot collector), and ``iv_rank_note`` says which.
 * SMA20/SMA50: mean close of the 20/50 sessions ending on the day; null unless every one of those
   sessions has a bar. Trend: uptrend close > SMA20 > SMA50, downtrend close < SMA20 < SMA50, else
   neutral; null when an SMA is null.

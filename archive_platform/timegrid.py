@@ -7,7 +7,7 @@ in-memory DuckDB connection, so Python and SQL cannot drift apart. Results are A
 (``close_after``: a float). Bad input raises ``TimeGridError`` (a ``ValueError``) with the
 macro's message.
 
-Seed 001's examples: ``trading_day_add(date(2020, 10, 20), 28) == date(2020, 11, 30)``;
+the time-grid note's examples: ``trading_day_add(date(2020, 10, 20), 28) == date(2020, 11, 30)``;
 ``vector(4)`` from a day is ``bars_forward(symbol, day, 4)`` and ``vector(29, start_at: 28)``
 is ``bars_forward(symbol, day, 29, start_at=28)`` (the one bar 28 sessions later).
 """

@@ -1,4 +1,4 @@
-"""IV rank derived from the options archive (seed 004's rules)."""
+"""IV rank derived from the options archive (the IB option-snapshot collector's rules)."""
 
 from __future__ import annotations
 

@@ -234,7 +234,7 @@ def test_market_regime_matches_rolling_windows_computed_in_numpy(symbol):
     assert set(got["trend"].dropna()) <= {"uptrend", "downtrend", "neutral"}
     vix = _pd(derived()["vix_daily"]).set_index("date")["close"]
     np.testing.assert_array_equal(got["vix_close"], vix.reindex(got["date"]).to_numpy())
-    if symbol == "AAPL":  # fewer than 30 sessions of history: seed 004's 50 and a note saying why
+    if symbol == "AAPL":  # fewer than 30 sessions of history: the IB option-snapshot collector's 50 and a note saying why
         assert len(got) < 30 and got["date"].iloc[0] == YOUNG_START
         assert (got["iv_rank"] == 50).all() and (got["iv_percentile"] == 50).all()
         assert got["iv_rank_note"].str.startswith("fewer than 30 sessions").all()

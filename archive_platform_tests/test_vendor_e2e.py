@@ -249,7 +249,7 @@ def test_options_backfill_from_thetadata_and_gex_derived_in_the_same_run(tmp_pat
     gex = stored(tmp_path, result, ArchiveType.GEX, DAY, "thetadata")  # derived rows keep the options' source
     assert gex.num_rows == 27 * 2  # strikes 600 and 610 at every snapshot
     g = {(r["snapshot_time"], r["strike"]): r for r in gex.to_pylist()}
-    # VENDORS.md section 7: gamma * OI * 100 * S^2 * 0.01 per contract, calls +, puts -
+    # (vendor's API documentation): gamma * OI * 100 * S^2 * 0.01 per contract, calls +, puts -
     call_gex = 0.02 * 1000 * 100 * 600.0**2 * 0.01  # 7,200,000
     put_gex = -0.015 * 800 * 100 * 600.0**2 * 0.01  # -4,320,000
     at600 = g[(grid[10], 600.0)]

@@ -59,7 +59,7 @@ def synthetic_trades(n: int, books: pl.DataFrame, seed: int = 1) -> pl.DataFrame
 
 
 def seed_style(books: pl.DataFrame, sample: int) -> float:
-    """The seed's OrderBookFeatures methods, one snapshot at a time (seconds per snapshot)."""
+    """The order-book proposal's OrderBookFeatures methods, one snapshot at a time (seconds per snapshot)."""
     rows = books.head(sample).select("bid_px", "bid_sz", "ask_px", "ask_sz").rows()
     t0 = time.perf_counter()
     for bp, bs, ap, asz in rows:

@@ -1,6 +1,6 @@
 """Benchmark: incremental snapshot appends vs rewriting the whole day file on every snapshot.
 
-Data shaped like seed 000's options archive: 56 underlyings x ~2,000 contracts, one snapshot
+Data shaped like the original archive design's options archive: 56 underlyings x ~2,000 contracts, one snapshot
 every 15 minutes (27 on a full day). Measures, in one run and in a temp dir:
 
 * the store: ``append_snapshot`` time for snapshot 1 and the last snapshot, total, compaction;

@@ -37,7 +37,7 @@ FEATURE_DICTIONARY: dict[str, tuple[str, str]] = {
                           f"depth imbalance over the top {k} level(s): (sum Qb - sum Qa) / (sum Qb + sum Qa)")
        for k in IMBALANCE_LEVELS},
     "weighted_mid": ("quote currency",
-                     "size-weighted mid of the best level (the seed's weighted mid): (Pb*Qa + Pa*Qb) / (Qb + Qa)"),
+                     "size-weighted mid of the best level (the proposal's weighted mid): (Pb*Qa + Pa*Qb) / (Qb + Qa)"),
     "micro_price": ("quote currency",
                     "imbalance-adjusted micro-price: M + (S / 2) * imbalance_5, the first-order (linear in "
                     "imbalance) form of Stoikov's micro-price with depth-aware imbalance over 5 levels; "

@@ -1,6 +1,6 @@
 """Live 1-minute candles and top-of-book summaries from captured rows (pure, no I/O).
 
-Candles are right-aligned (seed 003): the candle of 12:00:00-12:00:59.999 is stamped ``end``
+Candles are right-aligned (the candle-collector design): the candle of 12:00:00-12:00:59.999 is stamped ``end``
 12:01:00. A candle closes when a trade of a later minute arrives or when its minute ended more
 than ``grace_us`` ago; minutes without trades after a traded one give empty candles
 (open = high = low = close = the previous close, volume 0), so the live series is complete.

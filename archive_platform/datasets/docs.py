@@ -43,7 +43,7 @@ Conventions shared by every dataset:
   `barchart`, `ib`, `derived`).
 - `snapshot_time` (snapshot datasets): the scheduled grid instant the row belongs to. A
   vendor's quote time (`timestamp`) can differ between two fetches of the same snapshot; the
-  grid instant does not, so the snapshot dedup keys use it instead of seed 004's `timestamp`.
+  grid instant does not, so the snapshot dedup keys use it instead of the IB option-snapshot collector's `timestamp`.
 - Partition day: the market date of `timestamp` (`snapshot_time` for snapshot datasets) in the
   dataset's calendar: the ET date, an NYSE session, for `nyse` datasets; the UTC date for `utc`
   ones. The store refuses rows of another day.

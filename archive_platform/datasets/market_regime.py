@@ -1,5 +1,5 @@
 """``market_regime``: per symbol per NYSE session, IV rank and percentile over 60 sessions (with
-seed 004's rules), VIX close, SMA20/SMA50 and the trend label, 20-session realised volatility,
+the IB option-snapshot collector's rules), VIX close, SMA20/SMA50 and the trend label, 20-session realised volatility,
 and the first session of every window, derived from ``daily_bars``, ``daily_iv`` and ``vix``."""
 
 from datetime import timedelta

@@ -54,7 +54,7 @@ DATASET = Dataset(
     group="equities",
     sources=("sim", "polygon", "thetadata", "ib"),
     backfill_sources=frozenset({"sim", "polygon", "thetadata", "ib"}),
-    directory="stocks",  # seed 000: stocks_1m lives in stocks/
+    directory="stocks",  # the original archive design: stocks_1m lives in stocks/
     rules=(
         Rule("high >= low", "high", pl.col("high") >= pl.col("low"), hard=True),
         Rule("low <= open,close <= high", "open",

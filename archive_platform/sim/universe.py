@@ -1,6 +1,6 @@
 """The simulated market's symbol universe and its knobs (plain frozen dataclasses).
 
-``DEFAULT_UNIVERSE`` holds the 56 symbols of seed 000: the index ETFs and liquid US large caps,
+``DEFAULT_UNIVERSE`` holds the 56 symbols of the original archive design: the index ETFs and liquid US large caps,
 each with a price level close to where it traded in 2025 and an annual volatility. The price is
 the level the simulated daily series passes through on ``SimConfig.anchor_day``; the volatility is
 the long-run at-the-money implied volatility (realised volatility runs a little below it).

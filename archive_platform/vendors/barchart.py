@@ -1,6 +1,6 @@
 """Barchart IV rank / IV percentile (iv_rank): OnDemand API when keyed, else CSV drops.
 
-Facts used (VENDORS.md section 4): OnDemand ``getEquityOptionsOverviewHistory`` (paid, one symbol
+Facts used (vendor's API documentation): OnDemand ``getEquityOptionsOverviewHistory`` (paid, one symbol
 a call, ``apikey`` query param) gives daily ``weightedImpliedVolatility`` and
 ``impliedVolatilityRank1y``; the IV-percentile field name and the JSON envelope
 (``{"status": {"code", "message"}, "results": [...]}``, the usual OnDemand shape) are

@@ -1,7 +1,7 @@
 """Interactive Brokers source: live option snapshots, one-minute bars and the account's fills.
 
 Talks to TWS / IB Gateway only through the ``IBGateway`` seam (``vendors/ib_seam.py``). The
-option workflow is seed 004's: qualify the underlying, ``reqSecDefOptParams``, pick the SMART
+option workflow is the IB option-snapshot collector's: qualify the underlying, ``reqSecDefOptParams``, pick the SMART
 chain whose trading class is the symbol, choose expirations and strikes around the underlying
 price, qualify the options (dropping IB's ``None``s), stream market data with generic ticks
 100,101,104,105,106 and read ``modelGreeks``. IB has no history of option chains, so the source

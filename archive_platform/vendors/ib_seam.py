@@ -4,13 +4,13 @@
 calls that return ib_async's own objects (``Contract``, ``OptionChain``, ``Ticker``,
 ``BarData``, ``Fill``). ``AsyncIBGateway`` is the real implementation over ``ib_async.IB``;
 tests substitute a fake built from ib_async's real dataclasses, because ib_async ships no fake
-TWS (VENDORS.md 5.6). ib_async is imported lazily inside ``AsyncIBGateway`` so importing this
+TWS (vendor's API documentation). ib_async is imported lazily inside ``AsyncIBGateway`` so importing this
 module never pulls in an event loop or a socket.
 
 Errors: TWS reports most request problems out of band through ``errorEvent(reqId, errorCode,
 errorString, contract)`` while the request itself returns ``None``/an empty list. The gateway
 forwards that feed to handlers registered with ``add_error_handler``; the source records the
-errors seen during each call and decides what they mean (VENDORS.md 5.5).
+errors seen during each call and decides what they mean (vendor's API documentation).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from typing import Any, Protocol
 from archive_platform.vendors.resilience import HistoricalPacer  # noqa: F401 (re-exported)
 
 #: generic ticks for option snapshots: 100 option volume, 101 open interest, 104 historical
-#: volatility, 105 average option volume, 106 implied volatility (VENDORS.md 5.2)
+#: volatility, 105 average option volume, 106 implied volatility (vendor's API documentation)
 OPTION_GENERIC_TICKS = "100,101,104,105,106"
 
 
@@ -143,7 +143,7 @@ class AsyncIBGateway:
         self._handlers.append(handler)
 
     def qualify(self, contracts: Sequence[Any]) -> list[Any]:
-        # ib_async 2.x: position-aligned, None for unknown/ambiguous (VENDORS.md 5.2 step 3)
+        # ib_async 2.x: position-aligned, None for unknown/ambiguous (vendor's API documentation)
         return list(self._client().qualifyContracts(*contracts))
 
     def sec_def_opt_params(self, symbol: str, sec_type: str, con_id: int) -> list[Any]:

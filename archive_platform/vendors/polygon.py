@@ -1,7 +1,7 @@
 """Polygon.io (Massive) REST client: one-minute stock bars (stocks_1m) and option-chain
 snapshots (options, live only).
 
-Facts used (VENDORS.md section 3): key in the ``apiKey`` query param; responses carry
+Facts used (vendor's API documentation): key in the ``apiKey`` query param; responses carry
 ``status`` and ``results`` and, when more remain, a ``next_url`` with a ``cursor`` that does NOT
 carry the key (the HTTP layer re-appends it and re-roots the link on our base URL, so the key
 goes nowhere else and is never stored). Aggregate ``t`` is the bar start in epoch ms UTC.

@@ -1,4 +1,4 @@
-"""ThetaData source over the local Theta Terminal's v2 REST API (VENDORS.md section 2).
+"""ThetaData source over the local Theta Terminal's v2 REST API (vendor's API documentation).
 
 No auth header: the terminal is logged in already and serves 127.0.0.1 only. Every request goes
 through one ``VendorHttpClient`` bound to one host string, because the terminal answers 476
@@ -204,7 +204,7 @@ class ThetaDataSource(MarketSource):
         greeks: dict[Key, list] = {}
         oi: dict[Key, dict] = {}
         for exp in self._expirations(symbol, day):
-            # exp=0 is only allowed at ivl=60000, so one expiration at a time (VENDORS.md 2.5)
+            # exp=0 is only allowed at ivl=60000, so one expiration at a time (vendor's API documentation)
             params = {"root": symbol, "exp": exp, "start_date": d, "end_date": d, "ivl": IVL_15M}
             quotes.update(self._bulk("/v2/bulk_hist/option/quote", params))
             # all_greeks (Pro tier) carries gamma next to the first-order greeks; its exact

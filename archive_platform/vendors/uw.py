@@ -1,6 +1,6 @@
 """Unusual Whales REST client: options-flow alerts (uw_flow) and IV rank (iv_rank).
 
-Facts used (VENDORS.md section 1): bearer auth; ``{"data": [...]}`` envelope; decimals as JSON
+Facts used (vendor's API documentation): bearer auth; ``{"data": [...]}`` envelope; decimals as JSON
 strings, counts as ints; flow alerts come newest first, at most 200 a page, and are walked back
 with ``older_than`` (the API is reported to ignore ``newer_than``, so the window is enforced
 here). ``fetch_*`` does the I/O; ``normalise_*`` are pure and can be tested on plain dicts.

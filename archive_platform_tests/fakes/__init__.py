@@ -1,7 +1,7 @@
 """Loopback fakes of vendor HTTP APIs for tests (no internet).
 
 ``server.FakeVendorServer`` is the generic harness; ``uw``, ``polygon`` and ``barchart`` build
-routes that answer in each vendor's documented response format (see /work/shared/VENDORS.md)
+routes that answer in each vendor's documented response format (see /work/shared/(vendor's API documentation)
 from small explicit fixtures given by the test.
 """
 

@@ -1,6 +1,6 @@
 """A scripted ``IBGateway`` built from ib_async's real dataclasses (no TWS, no sockets).
 
-ib_async ships no fake TWS (VENDORS.md 5.6), so tests fake our own seam. The objects handed
+ib_async ships no fake TWS (vendor's API documentation), so tests fake our own seam. The objects handed
 back are ib_async's ``Contract``/``Option``/``OptionChain``/``Ticker``/``OptionComputation``/
 ``BarData``/``Fill``/``Execution``/``CommissionReport``, so attribute names and defaults (NaN for
 missing ticker fields) are the library's, not ours. Errors are emitted through the registered

@@ -1,4 +1,4 @@
-"""Fake Polygon.io REST API speaking the documented format (VENDORS.md section 3).
+"""Fake Polygon.io REST API speaking the documented format (vendor's API documentation).
 
 ``apiKey`` query auth (401 ``Unknown API Key`` otherwise); every body has ``status`` and
 ``request_id``; pages are cut at ``page_size`` and linked with a ``next_url`` carrying a

@@ -5,7 +5,7 @@ NO_DATA, as the terminal does; ``too_large`` makes matching requests answer 570 
 ``header.next_page`` full URLs under ``/v2/page/<id>`` (ids neither consecutive nor per
 request, like the terminal's), and an unknown page answers 477.
 
-Column lists follow VENDORS.md 2.5; the all_greeks list is a plausible guess (UNVERIFIED there),
+Column lists follow (vendor's API documentation); the all_greeks list is a plausible guess (UNVERIFIED there),
 which the client must tolerate by reading columns by name.
 """
 

@@ -1,4 +1,4 @@
-"""Fake Unusual Whales REST API speaking the documented format (VENDORS.md section 1).
+"""Fake Unusual Whales REST API speaking the documented format (vendor's API documentation).
 
 Decimals are JSON strings, counts JSON ints, the envelope is ``{"data": [...]}``, successful
 responses carry the five ``x-uw-*`` usage headers. Flow alerts are served newest first, at most
