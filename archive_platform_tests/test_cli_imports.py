@@ -71,3 +71,23 @@ def test_query_runs_without_dagster(tmp_path):
     assert "duckdb" in mods
     body = [line for line in lines[:-1] if "SPY" in line or line.strip()[:1].isdigit()]
     assert len(body) > 10, out.stdout[:2000]
+
+
+def test_commands_that_load_the_definitions_print_no_dagster_beta_warnings(tmp_path):
+    """Bug: `./run demo` printed a BetaWarning/PreviewWarning per asset while the definitions loaded."""
+    import os
+    import shutil
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    home = tmp_path / "home"
+    home.mkdir()
+    shutil.copy(repo / "deploy" / "instance" / "dagster.yaml", home / "dagster.yaml")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ARCHIVE_", "PYTHONWARNINGS"))}
+    env.update(DAGSTER_HOME=str(home), ARCHIVE_SIM_ROOT=str(tmp_path / "sim"),
+               ARCHIVE_SIM_DUCKDB=str(tmp_path / "sim.duckdb"), ARCHIVE_ROOT=str(tmp_path / "live"),
+               ARCHIVE_DUCKDB=str(tmp_path / "live.duckdb"))
+    out = subprocess.run([sys.executable, "-c", "from archive_platform.cli import main; main()", "views"],
+                         env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "BetaWarning" not in out.stderr and "PreviewWarning" not in out.stderr, out.stderr[:1500]

@@ -9,6 +9,7 @@ from datetime import date, datetime
 
 import click
 
+from archive_platform.cli.common import quiet_dagster
 from archive_platform.cli.common import QUIET_LOGS, IsoDate, console, dagster_home, human, print_table, progress
 from archive_platform.cli.common import instance as dagster_instance
 
@@ -48,6 +49,7 @@ def demo(days: int, as_of: date | None) -> None:
     if settings.start_date is None or settings.start_date > sessions[0]:
         # the demo's own definitions start where its data starts
         settings = dataclasses.replace(settings, start_date=sessions[0])
+    quiet_dagster()  # before the definitions load, which flags beta/preview APIs
     defs = build_definitions(settings=settings)
     n_types = sum(d.calendar_name == "nyse" for d in DATASETS)
     instance = dagster_instance()
