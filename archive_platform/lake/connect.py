@@ -34,10 +34,8 @@ def connect(root: str | Path, read_only: bool = True, as_of: datetime | None = N
             as_of = as_of.replace(tzinfo=timezone.utc)
         stamp = as_of.astimezone(timezone.utc).isoformat()
     con.execute(loc.attach_sql(read_only=read_only, as_of=stamp))
-    names = [r[0] for r in con.execute(
-        "SELECT table_name FROM information_schema.tables WHERE table_catalog = ? AND "
-        "table_schema = 'main' ORDER BY 1", [ALIAS]).fetchall()]
-    for name in names:
+    names = table_names(con)
+    for name in names:  # the same statement the CLI init script runs (shell.init_sql)
         con.execute(f"CREATE VIEW memory.main.{ident(name)} AS SELECT * FROM {ALIAS}.main.{ident(name)}")
     install_macros(con)
     return con
@@ -55,3 +53,10 @@ def install_macros(con: duckdb.DuckDBPyConnection) -> None:
     fn = getattr(mod, "install_macros", None)
     if callable(fn):
         fn(con)
+
+
+def table_names(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Tables of the attached lake."""
+    return [r[0] for r in con.execute(
+        "SELECT table_name FROM information_schema.tables WHERE table_catalog = ? AND "
+        "table_schema = 'main' ORDER BY 1", [ALIAS]).fetchall()]

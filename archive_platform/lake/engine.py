@@ -245,7 +245,7 @@ class Lake:
         with self._mutex:
             out = self.con.execute(
                 f"SELECT {', '.join(ident(c) for c in wanted)} FROM {ALIAS}.{ident(td.name)} "
-                f"WHERE date BETWEEN ? AND ?{order}", [start, end]).fetch_arrow_table()
+                f"WHERE date BETWEEN ? AND ?{order}", [start, end]).to_arrow_table()
         return _cast(td, out, wanted)
 
     def days(self, td: TableDef | str) -> list[date]:
