@@ -201,3 +201,13 @@ def test_the_duckdb_cli_opens_the_archive(lake, tmp_path):
                          capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
     assert out.returncode == 0, out.stderr
     assert "240" in out.stdout and "2025-11-25" in out.stdout
+
+
+def test_a_column_added_to_the_schema_is_added_to_the_table(lake):
+    lake.append(FLOW, D1, flow(D1, [1]))
+    wider = TableDef(FLOW.name, FLOW.schema.append(pa.field("note", pa.string())), FLOW.directory,
+                     FLOW.file_stem, FLOW.dedup_key, FLOW.sort_key)
+    with Lake(lake.root) as again:
+        again.append(wider, D1, flow(D1, [2]).append_column("note", pa.array(["hi"])))
+        got = sort(again.read_day(wider, D1), ("alert_id",))
+    assert got["note"].to_pylist() == [None, "hi"]

@@ -114,7 +114,7 @@ class Lake:
                                     "FROM __empty WITH NO DATA")
                         con.execute(f"ALTER TABLE {name} SET PARTITIONED BY (date)")
                         return
-                    types = dict(con.execute("SELECT column_name, data_type FROM "
+                    types = dict(con.execute("SELECT column_name, column_type FROM "
                                              "(DESCRIBE SELECT * FROM __empty)").fetchall())
                     for col in td.schema.names:
                         if col not in have:
