@@ -214,8 +214,12 @@ class Lake:
         return LakeWrite(td.name, day, n if rows is None else rows, self._snapshot_id(), path, size)
 
     def _drop_unregistered(self, td: TableDef, paths: list[Path]) -> None:
-        """After a failed write: delete its files unless the catalog references them (a commit
-        that raised yet succeeded); anything left is an orphan that ``expire`` removes."""
+        """After a failed write: delete its temp files, and its data files unless the catalog
+        references them (a commit that raised yet succeeded). If the catalog cannot be asked
+        (disk full), data files stay as orphans that ``expire`` removes."""
+        for p in paths:
+            if p.suffix == ".tmp":
+                p.unlink(missing_ok=True)
         try:
             live = {r[0] for r in self.con.execute(
                 "SELECT data_file FROM ducklake_list_files(?, ?)", [ALIAS, td.name]).fetchall()}
