@@ -82,19 +82,31 @@ def test_keyed_append_is_last_write_wins(lake):
     assert lake.append(FLOW, D1, FLOW.schema.empty_table()).skipped
 
 
-def test_a_write_that_raises_has_no_effect(lake):
+@pytest.mark.parametrize("fail_at", ["append:file", "append:insert"])
+def test_a_write_that_raises_has_no_effect(lake, monkeypatch, fail_at):
+    import archive_platform.lake.engine as engine
+
     lake.append(FLOW, D1, flow(D1, [1, 2]))
-    before = sort(lake.read_day(FLOW, D1), ("alert_id",))
-    bad = flow(D1, [2, 3]).set_column(2, "premium", pa.array(["x", "y"]))  # delete runs, insert fails
-    with pytest.raises(duckdb.Error):
-        lake.append(FLOW, D1, bad)
-    assert sort(lake.read_day(FLOW, D1), ("alert_id",)).equals(before)
     lake.write_day(OPTIONS, D1, day_table(D1, 2))
-    with pytest.raises(duckdb.Error):
-        lake.write_day(OPTIONS, D1, day_table(D1, 1).set_column(4, "bid", pa.array(["z"] * 120)))
+    before = sort(lake.read_day(FLOW, D1), ("alert_id",))
+    with pytest.raises((duckdb.Error, pa.ArrowInvalid)):  # a value that does not fit the column
+        lake.append(FLOW, D1, flow(D1, [2, 3]).set_column(2, "premium", pa.array(["x", "y"])))
+
+    def boom(step):
+        if step in (fail_at, fail_at.replace("append", "write_day")):
+            raise RuntimeError(f"injected failure at {step}")
+    monkeypatch.setattr(engine, "crash_point", boom)
+    with pytest.raises(RuntimeError):  # after the delete ran and the file was registered
+        lake.append(FLOW, D1, flow(D1, [2, 3], premium=99))
+    with pytest.raises(RuntimeError):
+        lake.write_day(OPTIONS, D1, day_table(D1, 1, version=3))
+    assert sort(lake.read_day(FLOW, D1), ("alert_id",)).equals(before)
     assert lake.read_day(OPTIONS, D1).num_rows == 240
     assert plain_rows(plain_glob(lake, OPTIONS, D1)).num_rows == 240
     assert os.listdir(lake.location.tmp_dir) == []
+    live = {r[0] for t in ("options", "uw_flow") for r in lake.con.execute(
+        "SELECT data_file FROM ducklake_list_files('lake', ?)", [t]).fetchall()}
+    assert set(glob.glob(f"{lake.location.data_path}**/*.parquet", recursive=True)) == live
 
 
 def test_compaction_folds_the_day_into_the_plain_layout(lake):

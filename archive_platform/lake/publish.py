@@ -18,6 +18,8 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import duckdb
+import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from archive_platform.lake.catalog import ALIAS, LakeLocation, ident
@@ -27,12 +29,15 @@ COMPRESSION = "zstd"
 ROW_GROUP_ROWS = 131_072
 
 
-def versioned_path(loc: LakeLocation, td: TableDef, day: date) -> Path:
+def new_file(loc: LakeLocation, td: TableDef, day: date, *, compacted: bool) -> Path:
+    """A fresh name in the day's folder of the data path: ``<stem>_YYYYMMDD-<hex>.parquet`` for
+    a whole (compacted) day, ``part-<hex>.parquet`` for an appended batch."""
     if not loc.local_data:
-        raise NotImplementedError("compaction into an object-store data path is not implemented yet")
+        raise NotImplementedError("writing to an object-store data path is not implemented yet")
     folder = Path(loc.data_path) / "main" / td.name / f"date={day.isoformat()}"
     folder.mkdir(parents=True, exist_ok=True)
-    return folder / f"{td.file_stem}_{day:%Y%m%d}-{uuid.uuid4().hex[:16]}.parquet"
+    token = uuid.uuid4().hex[:16]
+    return folder / (f"{td.file_stem}_{day:%Y%m%d}-{token}.parquet" if compacted else f"part-{token}.parquet")
 
 
 def _is_ours(td: TableDef, day: date, path: str) -> bool:
@@ -68,22 +73,25 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def write_file(con: duckdb.DuckDBPyConnection, select_sql: str, tmp: Path, final: Path) -> int:
-    """Write the rows of ``select_sql`` to ``final`` durably (temp file, fsync, rename, fsync
-    folder); returns the row count. DuckDB writes the Parquet with all threads."""
+def write_file(td: TableDef, table: pa.Table, day: date, tmp: Path, final: Path) -> int:
+    """Write ``table`` plus its ``date`` column to ``final`` durably (temp file, fsync,
+    rename, fsync folder); returns the bytes written."""
     tmp.parent.mkdir(parents=True, exist_ok=True)
-    tmp.unlink(missing_ok=True)
-    con.execute(f"COPY ({select_sql}) TO '{_path_lit(tmp)}' (FORMAT parquet, COMPRESSION {COMPRESSION}, "
-                f"ROW_GROUP_SIZE {ROW_GROUP_ROWS})")
-    n = pq.ParquetFile(tmp).metadata.num_rows
-    if n == 0:
-        tmp.unlink()
-        return 0
-    with open(tmp, "rb+") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, final)
+    table = table.select(td.schema.names).cast(td.schema)
+    days = np.full(table.num_rows, (day - date(1970, 1, 1)).days, dtype=np.int32)
+    table = table.append_column(pa.field("date", pa.date32()), pa.array(days, pa.date32()))
+    try:
+        with open(tmp, "wb") as fh:
+            pq.write_table(table, fh, compression=COMPRESSION, row_group_size=ROW_GROUP_ROWS)
+            fh.flush()
+            os.fsync(fh.fileno())
+        size = tmp.stat().st_size
+        os.replace(tmp, final)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     fsync_dir(final.parent)
-    return n
+    return size
 
 
 def publish(loc: LakeLocation, td: TableDef, day: date, versioned: str) -> Path:
@@ -120,7 +128,3 @@ def remove_stale_temps(loc: LakeLocation, older_than: timedelta) -> None:
         for e in os.scandir(loc.tmp_dir):
             if e.stat(follow_symlinks=False).st_mtime < cutoff:
                 Path(e.path).unlink(missing_ok=True)
-
-
-def _path_lit(p: Path) -> str:
-    return str(p).replace("'", "''")

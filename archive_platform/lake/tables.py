@@ -16,11 +16,14 @@ import pyarrow as pa
 CRASH_ENV = "ARCHIVE_LAKE_CRASH_AT"
 STEPS = (
     "write_day:file",  # compacted file written and renamed into the data path, not registered
+    "write_day:insert",  # old rows deleted and the file registered; not committed
     "write_day:commit",  # catalog transaction committed, plain-layout file not yet published
     "write_day:publish",  # published
-    "append:insert",  # DuckLake wrote the batch's data file(s); catalog not yet committed
+    "append:file",  # the batch written as a file in the data path, not registered
+    "append:insert",  # deleted what it replaces and registered the file; not committed
     "append:commit",
     "compact:file",
+    "compact:insert",
     "compact:commit",
     "compact:publish",
 )
@@ -68,12 +71,11 @@ class TableDef:
 
 @dataclass(frozen=True)
 class LakeWrite:
-    """What one write did. ``snapshot_id``: the DuckLake snapshot it committed (None if skipped)."""
+    """What one write did (``Lake.snapshot_id()`` gives the snapshot it committed)."""
 
     table: str
     day: date
     rows_written: int
-    snapshot_id: int | None
     path: Path | None  # the plain-layout file for write_day/compact_day, else None
     bytes_written: int
     skipped: bool = False
