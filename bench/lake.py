@@ -176,10 +176,10 @@ def bench(args) -> None:
     p = {"s": sym, "a": qdays[0], "b": qdays[-1]}
 
     def lake_latest():
-        return con.execute(latest_sql, p).fetch_arrow_table()
+        return con.execute(latest_sql, p).to_arrow_table()
 
     def lake_atm():
-        return con.execute(atm_sql, p).fetch_arrow_table()
+        return con.execute(atm_sql, p).to_arrow_table()
 
     def arctic_latest():
         df = lib.read(f"d{qdays[-1]:%Y%m%d}").data.reset_index()

@@ -6,6 +6,7 @@ Pure (no Dagster). ``Lake`` writes and reads; ``connect`` opens the archive for 
 
 from archive_platform.lake.connect import connect
 from archive_platform.lake.engine import DEFAULT_RETENTION, Lake
+from archive_platform.lake.migrate import Migrated, migrate
 from archive_platform.lake.tables import STEPS, LakeWrite, TableDef
 
-__all__ = ["DEFAULT_RETENTION", "STEPS", "Lake", "LakeWrite", "TableDef", "connect"]
+__all__ = ["DEFAULT_RETENTION", "STEPS", "Lake", "LakeWrite", "Migrated", "TableDef", "connect", "migrate"]
