@@ -57,11 +57,13 @@ class Lake:
         if self._con is None:
             self.location.prepare()
             con = new_connection(self.location.extensions())
+            con.execute(self.location.attach_sql(read_only=False))
+            # small batches become files too: one kind of storage to compact and reason about
             for attempt in _retrying():
                 with attempt:
-                    con.execute(self.location.attach_sql(read_only=False))
-            # small batches become files too: one kind of storage to compact and reason about
-            con.execute(f"CALL {ALIAS}.set_option('data_inlining_row_limit', 0)")
+                    if con.execute(f"SELECT value FROM {ALIAS}.options() WHERE option_name = "
+                                   "'data_inlining_row_limit'").fetchall() != [("0",)]:
+                        con.execute(f"CALL {ALIAS}.set_option('data_inlining_row_limit', 0)")
             self._con = con
         return self._con
 
