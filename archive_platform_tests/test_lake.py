@@ -122,6 +122,7 @@ def test_compaction_folds_the_day_into_the_plain_layout(lake):
     plain = plain_rows(files)
     assert plain.num_rows == 8 and plain["symbol"].to_pylist() == ["AAA"] * 4 + ["BBB"] * 4  # sorted
     assert lake.compact_day(STOCKS, D1).skipped
+    assert len(lake.files(STOCKS, D1)) == 1 and os.path.samefile(lake.files(STOCKS, D1)[0], files[0])
     live = lake.con.execute("SELECT data_file FROM ducklake_list_files('lake', 'stocks_1m')").fetchall()
     assert len(live) == 1 and os.path.samefile(live[0][0], files[0])
     # a late append makes the day compactable again; the plain file keeps the last compaction

@@ -31,9 +31,13 @@ def test_readers_never_see_duplicates_partial_batches_or_errors_while_a_writer_w
     for r in readers:
         assert r.wait(timeout=1200) == 0, r.stderr.read()
     stats = [json.loads((tmp_path / f"r{i}.json").read_text()) for i in range(2)]
-    assert sum(s["queries"] for s in stats) >= 500
+    assert sum(s["queries"] for s in stats) >= 500  # through the catalog views of connect()
     assert [s["errors"] for s in stats] == [[], []]
     assert [s["bad"] for s in stats] == [{"dups": 0, "partial": 0, "d1": 0, "plain": 0}] * 2
+    # plain-glob reads of the day being re-published: never a duplicate or a mixed version
+    # (checked above); some may fail and are retried, as documented
+    assert sum(s["plain_reads"] for s in stats) > 0
+    assert sum(s["plain_errors"] for s in stats) < sum(s["plain_reads"] for s in stats)
     with Lake(root) as lake:
         d2 = lake.read_day(OPTIONS, D2)
         assert key_counts(d2, OPTIONS.dedup_key) == (24 * 120, 24 * 120)

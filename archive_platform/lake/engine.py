@@ -271,6 +271,13 @@ class Lake:
                 f"WHERE date BETWEEN ? AND ?{order}", [start, end]).to_arrow_table()
         return _cast(td, out, wanted)
 
+    def files(self, td: TableDef, day: date) -> list[Path]:
+        """The data files the latest snapshot reads for the day (not the plain-layout link)."""
+        if td.name not in self.tables():
+            return []
+        with self._mutex:
+            return [Path(f) for f, _, _ in publish.day_files(self.con, td, day)]
+
     def days(self, td: TableDef | str) -> list[date]:
         name = td if isinstance(td, str) else td.name
         if name not in self.tables():
