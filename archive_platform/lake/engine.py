@@ -133,9 +133,10 @@ class Lake:
             self._known.add(td.name)
 
     def tables(self) -> list[str]:
-        return [r[0] for r in self.con.execute(
-            "SELECT table_name FROM information_schema.tables WHERE table_catalog = ? "
-            "ORDER BY 1", [ALIAS]).fetchall()]
+        with self._mutex:
+            return [r[0] for r in self.con.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_catalog = ? "
+                "ORDER BY 1", [ALIAS]).fetchall()]
 
     # -- writes ----------------------------------------------------------------------------
     # Every write writes its Parquet file itself (pyarrow: ~2x faster than DuckDB's writer
