@@ -14,7 +14,7 @@ from archive_platform.lake import Lake
 from archive_platform_tests.lake_helpers import D1, D2, FLOW, OPTIONS, day_table, key_counts, snapshot
 
 pytestmark = pytest.mark.slow
-WORKER = [sys.executable, "-m", "archive_platform_tests.lake_worker"]
+WORKER = [sys.executable, "-X", "faulthandler", "-m", "archive_platform_tests.lake_worker"]
 
 
 def test_readers_never_see_duplicates_partial_batches_or_errors_while_a_writer_works(tmp_path):

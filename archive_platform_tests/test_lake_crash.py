@@ -33,7 +33,7 @@ def _worker(root, scenario, crash_at=None):
     env.pop(CRASH_ENV, None)
     if crash_at:
         env[CRASH_ENV] = crash_at
-    return subprocess.run([sys.executable, "-m", "archive_platform_tests.lake_worker", str(root), scenario],
+    return subprocess.run([sys.executable, "-X", "faulthandler", "-m", "archive_platform_tests.lake_worker", str(root), scenario],
                           env=env, capture_output=True, text=True, timeout=300)
 
 
