@@ -100,6 +100,23 @@ class LakeLocation:
         return f"ATTACH {_lit('ducklake:' + self.catalog)} AS {alias} ({', '.join(opts)})"
 
     @contextmanager
+    def catalog_lock(self) -> Iterator[None]:
+        """Queue catalog transactions of one SQLite catalog on a flock (SQLite has one writer
+        at a time anyway; queueing replaces spinning on SQLITE_BUSY and DuckLake's retry
+        path). Held only for delete + register + commit; files are written before. A
+        PostgreSQL catalog needs no such lock."""
+        if not self.catalog.startswith("sqlite:"):
+            yield
+            return
+        (self.lake_dir / "locks").mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.lake_dir / "locks" / "_catalog.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    @contextmanager
     def writer_lock(self, table: str, day: str) -> Iterator[None]:
         """Serialise writers of one (table, day): DuckLake detects conflicting deletes but not
         two concurrent inserts of the same key, so without this two writers of one partition

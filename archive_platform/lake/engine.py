@@ -82,7 +82,7 @@ class Lake:
     def _transaction(self, body, *args):
         """Run ``body(con, *args)`` inside BEGIN/COMMIT, retried whole on catalog contention."""
         for attempt in _retrying():
-            with attempt:
+            with attempt, self.location.catalog_lock():
                 con = self.con
                 con.execute("BEGIN TRANSACTION")
                 try:
@@ -97,6 +97,9 @@ class Lake:
                         con.execute("ROLLBACK")
                     except duckdb.Error:
                         pass
+                    # start the next attempt on a fresh connection: DuckDB 1.5.5 + ducklake
+                    # crashed (SIGSEGV) in ducklake_add_data_files during concurrent commits
+                    self.close()
                     raise
         return out
 
@@ -164,13 +167,10 @@ class Lake:
         else:
             match = " AND ".join(f"b.{ident(k)} = t.{ident(k)}" for k in td.dedup_key)
             delete = (f"DELETE FROM {name} AS t WHERE t.date = ? AND EXISTS "
-                      f"(SELECT 1 FROM __batch AS b WHERE {match})", [day])
+                      f"(SELECT 1 FROM __batch AS b WHERE {match})", [day],
+                      batch.select(list(td.dedup_key)))
         with self._mutex, self.location.writer_lock(td.name, day.isoformat()):
-            self.con.register("__batch", batch.select(list(td.dedup_key)))
-            try:
-                return self._commit_file(td, day, lambda con: batch, delete, "append")
-            finally:
-                self.con.unregister("__batch")
+            return self._commit_file(td, day, lambda con: batch, delete, "append")
 
     def compact_day(self, td: TableDef, day: date) -> LakeWrite:
         """Fold the day's files into one file and publish it at the plain-layout path.
@@ -191,31 +191,33 @@ class Lake:
             return self._commit_file(td, day, lambda con: con.execute(sql, [day]).to_arrow_table(),
                                      delete, "compact")
 
-    def _commit_file(self, td: TableDef, day: date, rows, delete: tuple[str, list],
-                     step: str) -> LakeWrite:
-        """One transaction: get the rows, write them as a new file, run ``delete``, register
-        the file. ``write_day``/``compact`` then publish the file at the plain-layout path."""
-        made: list[Path] = []
+    def _commit_file(self, td: TableDef, day: date, rows, delete: tuple, step: str) -> LakeWrite:
+        """Get the rows and write them as a new file (outside the catalog: the partition lock
+        keeps other writers of the day away), then one transaction runs ``delete`` and
+        registers the file. ``write_day``/``compact`` then publish it at the plain path."""
         whole_day = step != "append"
+        table = rows(self.con)
+        final = publish.new_file(self.location, td, day, compacted=whole_day)
+        tmp = self.location.tmp_dir / f"{final.name}.{os.getpid()}.tmp"
+        n = table.num_rows
+        self._commit_failed = False
 
-        def body(con: duckdb.DuckDBPyConnection) -> tuple[int, int, Path]:
-            table = rows(con)
-            final = publish.new_file(self.location, td, day, compacted=whole_day)
-            tmp = self.location.tmp_dir / f"{final.name}.{os.getpid()}.tmp"
-            made.extend([tmp, final])
-            size = publish.write_file(td, table, day, tmp, final) if table.num_rows else 0
-            crash_point(f"{step}:file")
-            con.execute(*delete)
-            if table.num_rows:
+        def body(con: duckdb.DuckDBPyConnection) -> None:
+            if self._commit_failed and str(final) in self._live_files(td):
+                return  # an earlier attempt's COMMIT raised but landed
+            if len(delete) > 2:
+                con.register("__batch", delete[2])
+            con.execute(delete[0], delete[1])
+            if n:
                 con.execute("CALL ducklake_add_data_files(?, ?, ?)", [ALIAS, td.name, str(final)])
             crash_point(f"{step}:insert")
-            return table.num_rows, size, final
 
-        self._commit_failed = False
         try:
-            n, size, final = self._transaction(body)
+            size = publish.write_file(td, table, day, tmp, final) if n else 0
+            crash_point(f"{step}:file")
+            self._transaction(body)
         except BaseException:
-            self._drop_unregistered(td, made)
+            self._drop_unregistered(td, [tmp, final])
             raise
         crash_point(f"{step}:commit")
         path = None
@@ -225,6 +227,10 @@ class Lake:
                 publish.unpublish(self.location, td, day)
             crash_point(f"{step}:publish")
         return LakeWrite(td.name, day, n, path, size)
+
+    def _live_files(self, td: TableDef) -> set[str]:
+        return {r[0] for r in self.con.execute(
+            "SELECT data_file FROM ducklake_list_files(?, ?)", [ALIAS, td.name]).fetchall()}
 
     def snapshot_id(self) -> int:
         """The latest committed DuckLake snapshot (``AT (VERSION => id)`` reads it back)."""
@@ -241,8 +247,7 @@ class Lake:
         if self._commit_failed:  # the commit may have landed: leave the files to expiry
             return
         try:
-            live = {r[0] for r in self.con.execute(
-                "SELECT data_file FROM ducklake_list_files(?, ?)", [ALIAS, td.name]).fetchall()}
+            live = self._live_files(td)
         except duckdb.Error:
             return
         for p in paths:
