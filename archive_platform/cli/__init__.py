@@ -19,6 +19,8 @@ COMMANDS: dict[str, str] = {
     "capture": "archive_platform.crypto.cli:capture",
     "backtest": "archive_platform.analysis.cli:backtest",
     "backfill": "archive_platform.backfill:backfill",
+    "sql": "archive_platform.cli.sql:sql",
+    "migrate": "archive_platform.cli.migrate:migrate",
 }
 
 _HELP = {
@@ -28,6 +30,8 @@ _HELP = {
     "capture": "Capture crypto books and trades into the spool (long-running).",
     "backtest": "Backtest a strategy on archived candles and print its metrics.",
     "backfill": "Launch a Dagster asset backfill through the running webserver.",
+    "sql": "Open the archive in the DuckDB shell (or run one statement with -c).",
+    "migrate": "Convert an archive of the old file layout into the lake.",
 }
 
 

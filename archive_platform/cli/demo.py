@@ -103,6 +103,6 @@ def demo(days: int, as_of: str | None) -> None:
     from archive_platform.queries import STRADDLE_BACKTEST, run_query
 
     click.echo("\nExample backtest query (SPY ATM straddle bought 10:00 ET, marked at the close):")
-    cols, result_rows = run_query(db, STRADDLE_BACKTEST, {"symbol": "SPY"})
+    cols, result_rows = run_query(archive.root("sim"), STRADDLE_BACKTEST, {"symbol": "SPY"})
     click.echo(table(cols, result_rows))
     click.echo(f"\nDone in {time.monotonic() - started:.0f} s. Next: ./run dev  (UI at http://127.0.0.1:3000)")

@@ -15,9 +15,10 @@ from archive_platform.cli.common import table
 @click.option("--symbol", default="SPY", show_default=True)
 @click.option("--at", default=None, help="Instant for latest_chain (ISO, with offset).")
 @click.option("--day", default=None, help="Day for atm_iv_through_day (YYYY-MM-DD).")
-@click.option("--db", type=click.Path(path_type=Path), default=None, help="Views file (default: the sim one).")
-def query(name: str, symbol: str, at: str | None, day: str | None, db: Path | None) -> None:
-    """Run one of the example queries against the DuckDB views."""
+@click.option("--root", type=click.Path(path_type=Path), default=None,
+              help="Archive root (default: the sim one, $ARCHIVE_SIM_ROOT).")
+def query(name: str, symbol: str, at: str | None, day: str | None, root: Path | None) -> None:
+    """Run one of the example queries against the archive (archive_platform.connect())."""
     from archive_platform.queries import EXAMPLES, run_query
 
     params: dict = {"symbol": symbol.upper()}
@@ -27,10 +28,11 @@ def query(name: str, symbol: str, at: str | None, day: str | None, db: Path | No
         if not day:
             raise click.UsageError("atm_iv_through_day needs --day YYYY-MM-DD")
         params["day"] = date.fromisoformat(day)
-    from archive_platform.views import default_duckdb_path
+    from archive_platform.store import default_root
 
-    path = db or default_duckdb_path("sim")
-    if not path.exists():
-        raise click.UsageError(f"{path} does not exist; run `./run demo` (or archive-platform views) first")
-    cols, rows = run_query(path, EXAMPLES[name], params)
+    path = root or default_root("sim")
+    try:
+        cols, rows = run_query(path, EXAMPLES[name], params)
+    except FileNotFoundError as exc:
+        raise click.UsageError(f"{exc}; run `./run demo` first") from None
     click.echo(table(cols, rows))

@@ -45,7 +45,9 @@ def extension_directory() -> Path:
     if _EXT_DIR is not None and _EXT_DIR.is_dir():
         return _EXT_DIR
     platform = duckdb.execute("PRAGMA platform").fetchone()[0]
-    root = Path(os.environ.get("ARCHIVE_DUCKDB_EXTENSIONS") or
+    from archive_platform.settings import environment
+
+    root = Path(environment().get("ARCHIVE_DUCKDB_EXTENSIONS") or
                 Path(tempfile.gettempdir()) / f"archive_platform-duckdb-ext-{os.getuid()}")
     target = root / duckdb_version() / platform
     target.mkdir(parents=True, exist_ok=True)
