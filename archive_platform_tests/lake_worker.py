@@ -84,7 +84,7 @@ def stress_reader(root: str, min_queries: int, done_file: str, out_file: str) ->
             if value:  # a count of bad rows/groups, or True
                 stats["bad"][name] += 1
         except Exception as exc:  # noqa: BLE001 - every error is a finding
-            if name == "plain":  # DuckDB opens a file twice per query; see docs/storage-lake.md
+            if name == "plain":  # DuckDB opens a file twice per query; see docs/storage.md
                 stats["plain_errors"] += 1
             else:
                 stats["errors"].append(f"{name}: {exc}"[:300])

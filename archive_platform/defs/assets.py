@@ -17,6 +17,7 @@ from archive_platform.defs.resources import ArchiveResource, SourcesResource
 from archive_platform.defs.vendor_resources import resource_key
 from archive_platform.datasets import DATASETS
 from archive_platform.schemas import spec_for
+from archive_platform.store.errors import EmptyReplacementRefused
 from archive_platform.summary import summarize_partition
 
 BACKFILL_CHUNK = 5  # trading days per backfill run
@@ -210,10 +211,15 @@ def build_archive_asset(
         summaries, stored = [], {}
         for i, day in enumerate(days, 1):
             req = request_from_tags(day, tags)
-            result = archive_partition(
-                t, req, store=store, source=source, settings=sources.settings(),
-                now=now, options_store=options_store,
-            )
+            try:
+                result = archive_partition(
+                    t, req, store=store, source=source, settings=sources.settings(),
+                    now=now, options_store=options_store,
+                )
+            except EmptyReplacementRefused as exc:  # issue 11, item 1: say so, keep the data
+                raise dg.Failure(description=str(exc), allow_retries=False, metadata={
+                    "refused": "an empty result would have replaced stored rows",
+                    "partition": day.isoformat(), "stored_rows": exc.stored_rows}) from exc
             stored[day] = store.read_day(t, day)  # read once: metadata and checks share it
             s = summarize_partition(store, t, day, stored[day])
             summaries.append(s)
@@ -242,14 +248,21 @@ def build_views_asset(selection: SourceSelection, datasets=DATASETS) -> dg.Asset
         group_name="serving",
         kinds={"duckdb"},
         deps=[dg.AssetKey(d.name) for d in datasets],
-        description="DuckDB database files holding only views, one per dataset, over the "
-        "Parquet archive (intraday parts included). Open read-only while writers work.",
+        description="Daily serving maintenance: expires lake snapshots and files older than the "
+        "retention (7 days), and rebuilds the DuckDB files of views over the plain layout "
+        "(compacted days) for tools without the DuckLake extension. Analysts use "
+        "archive_platform.connect() / archive-platform sql.",
     )
     def duckdb_views(context: dg.AssetExecutionContext, archive: ArchiveResource) -> dg.MaterializeResult:
         from archive_platform.views import refresh_views
 
         meta = {}
         for kind in sorted({selection.store_kind(d) for d in datasets}):
+            store = archive.store(kind)
+            if (store.root / "_lake").is_dir():  # nothing written yet: nothing to expire
+                gone = store.lake.expire()  # retention: archive_platform.lake.DEFAULT_RETENTION
+                meta[f"{kind}_expired_files"] = len(gone)
+            store.close()
             path = archive.duckdb_path(kind)
             names = refresh_views(archive.root(kind), path, datasets)
             context.log.info(f"{kind}: {len(names)} views in {path}")

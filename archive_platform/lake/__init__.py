@@ -1,7 +1,7 @@
 """The archive as a DuckLake: snapshot-isolated day partitions, time travel, plain Parquet layout.
 
 Pure (no Dagster). ``Lake`` writes and reads; ``connect`` opens the archive for analysts;
-``migrate`` converts an archive of the older file layout. See docs/storage-lake.md.
+``migrate`` converts an archive of the older file layout. See docs/storage.md.
 """
 
 from archive_platform.lake.connect import connect

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -16,6 +15,7 @@ def connect(root: str | Path, read_only: bool = True, as_of: datetime | None = N
             catalog: str | None = None, data_path: str | None = None) -> duckdb.DuckDBPyConnection:
     """Open the archive at ``root``: each table is a view of the same name (``options``,
     ``uw_flow``, ...; ``date`` is a DATE column), and the lake itself is attached as ``lake``.
+    ``archive_platform.connect()`` adds the not-yet-written datasets and the macros.
 
     ``as_of``: the archive as it stood at that instant (a timezone-aware datetime; naive means
     UTC). Read-only connections take no lock a writer waits for (SQLite catalog in WAL mode).
@@ -37,22 +37,7 @@ def connect(root: str | Path, read_only: bool = True, as_of: datetime | None = N
     names = table_names(con)
     for name in names:  # the same statement the CLI init script runs (shell.init_sql)
         con.execute(f"CREATE VIEW memory.main.{ident(name)} AS SELECT * FROM {ALIAS}.main.{ident(name)}")
-    install_macros(con)
     return con
-
-
-def install_macros(con: duckdb.DuckDBPyConnection) -> None:
-    """Call point for the analyst macros (``archive_platform.macros.install_macros``) when
-    that module exists; a no-op otherwise."""
-    try:
-        mod = importlib.import_module("archive_platform.macros")
-    except ModuleNotFoundError as exc:
-        if exc.name != "archive_platform.macros":
-            raise
-        return
-    fn = getattr(mod, "install_macros", None)
-    if callable(fn):
-        fn(con)
 
 
 def table_names(con: duckdb.DuckDBPyConnection) -> list[str]:

@@ -2,7 +2,7 @@
 last-write-wins appends, compaction into the seed's plain layout, time travel and expiry.
 
 Every write is one catalog transaction: a write that raises has no effect, one that returns is
-fully visible, and retrying a batch converges to the same content. See docs/storage-lake.md.
+fully visible, and retrying a batch converges to the same content. See docs/storage.md.
 """
 
 from __future__ import annotations
