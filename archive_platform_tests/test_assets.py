@@ -38,7 +38,7 @@ def test_every_asset_writes_the_seed_layout(archived_full_day):
         assert path.exists(), f"{t.value} not at {path}"
         meta = pq.read_metadata(path)
         assert meta.row_group(0).column(0).compression == "ZSTD"
-        assert pq.read_schema(path).names == spec.schema.names
+        assert pq.read_schema(path).names == [*spec.schema.names, "date"]  # plus the partition column
     assert (tmp / "sim" / "stocks" / "date=2025-11-26" / "stocks_1m_20251126.parquet").exists()
 
 

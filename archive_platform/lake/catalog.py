@@ -82,6 +82,12 @@ class LakeLocation:
         if self.catalog.startswith("sqlite:"):
             path = Path(self.catalog[len("sqlite:"):])
             path.parent.mkdir(parents=True, exist_ok=True)
+            if path.exists():
+                # WAL is a property of the file, set by whoever created it. Never open an
+                # existing catalog with Python's own SQLite: closing that handle drops the POSIX
+                # locks the ducklake extension's SQLite holds on the same file in this process
+                # ("disk I/O error" seen with two lakes of one root in one Dagster run).
+                return
             con = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000)
             try:
                 if con.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":

@@ -10,6 +10,7 @@ See docs/storage.md.
 from __future__ import annotations
 
 import errno
+import os
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -34,6 +35,8 @@ from archive_platform.store.marker import KINDS, ensure_marker, read_marker_kind
 from archive_platform.store.validate import validate_batch
 
 Kind = Literal["live", "sim"]
+_LAKES: dict[tuple[int, Path], Lake] = {}
+_LAKES_LOCK = threading.Lock()
 DEFAULT_ROOTS: dict[str, str] = {"live": "data/archive", "sim": "data/sim/archive"}
 
 
@@ -77,7 +80,7 @@ def table_def(archive_type: Any) -> TableDef:
 class ArchiveStore:
     """Reads and writes day partitions of the registered datasets under one root.
 
-    One ``Lake`` per store, attached on first use (about 0.5 s); thread-safe.
+    One ``Lake`` per root and process, attached on first use (about 0.5 s); thread-safe.
     """
 
     def __init__(self, root: str | Path | None = None, *, kind: Kind = "live") -> None:
@@ -89,19 +92,24 @@ class ArchiveStore:
         if found is not None and found != kind:
             raise ArchiveKindError(f"{self.root} is a {found} archive; refusing to open it as {kind}")
         self._lake: Lake | None = None
-        self._open = threading.Lock()
 
     def __repr__(self) -> str:
         return f"ArchiveStore({str(self.root)!r}, kind={self.kind!r})"
 
     @property
     def lake(self) -> Lake:
-        with self._open:
-            if self._lake is None:
-                self._lake = Lake(self.root)
-            return self._lake
+        """The process's one ``Lake`` of this root (shared by every store of the root: one
+        attachment, one SQLite handle per process and catalog)."""
+        if self._lake is None:
+            key = (os.getpid(), self.root)  # never reuse a connection across a fork
+            with _LAKES_LOCK:
+                if key not in _LAKES:
+                    _LAKES[key] = Lake(self.root)
+                self._lake = _LAKES[key]
+        return self._lake
 
     def close(self) -> None:
+        """Close the root's lake connection (it reattaches on next use)."""
         if self._lake is not None:
             self._lake.close()
 
