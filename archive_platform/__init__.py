@@ -1,3 +1,38 @@
-"""archive_platform: a market-data archive on Dagster (NYSE trading-day partitioned Parquet)."""
+"""archive_platform: a market-data archive on Dagster (NYSE trading-day partitioned Parquet).
+
+``archive_platform.connect()`` is the analysts' entry point (imports DuckDB lazily, so
+``import archive_platform`` stays light).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    import duckdb
 
 __version__ = "0.1.0"
+
+
+def connect(read_only: bool = True, as_of: "datetime | None" = None, *, kind: str = "live",
+            root=None) -> "duckdb.DuckDBPyConnection":
+    """A DuckDB connection to the archive: every registered dataset is a view of its name
+    (``options``, ``uw_flow``, ...; empty and typed until its first write) with ``date`` as
+    DATE, and the time-grid macros are installed (see docs/timegrid.md).
+
+    ``kind``: ``"live"`` (``$ARCHIVE_ROOT``) or ``"sim"`` (``$ARCHIVE_SIM_ROOT``); ``root``
+    overrides both. ``as_of``: the archive as it stood at that instant (time travel; naive
+    means UTC). Readers never block writers. See docs/storage.md.
+    """
+    from archive_platform.lake import connect as lake_connect
+    from archive_platform.serving import prepare
+
+    if root is None:
+        from archive_platform.store import default_root
+
+        root = default_root(kind)
+    con = lake_connect(root, read_only, as_of)
+    prepare(con)
+    return con

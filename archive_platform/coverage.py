@@ -151,8 +151,10 @@ def read_stored(store, ds: Dataset, day: date, symbols: Sequence[str], *,
     for p in paths:
         try:
             stats.append(p.stat())
-        except FileNotFoundError:  # compacted away meanwhile
-            pass
+        except FileNotFoundError:
+            # the catalog lists a file the disk no longer has (deleted by hand, a lost volume):
+            # the day cannot be read, so it counts as not stored and is requested again
+            return None
     fp = fingerprint(paths)
     last = max((s.st_mtime for s in stats), default=None)
     last_write = datetime.fromtimestamp(last, timezone.utc) if last is not None else None

@@ -1,6 +1,7 @@
-"""Example analyst queries over the DuckDB views (the README shows the same SQL; a test runs it).
+"""Example analyst queries over ``archive_platform.connect()`` (the README shows the same SQL;
+a test runs it).
 
-Each query uses only the views and bound parameters (``$symbol``, ``$at``, ``$day``); nothing is
+Each query uses only the dataset names and bound parameters (``$symbol``, ``$at``, ``$day``); nothing is
 formatted into SQL from user input.
 """
 
@@ -8,7 +9,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import duckdb
 
 # Wall-clock ET of an instant is ``timezone('America/New_York', ts)``: it does not depend on the
 # DuckDB session's TimeZone (``ts::TIMESTAMP`` does: it is the wall clock of the session's zone).
@@ -100,9 +100,12 @@ EXAMPLES = {
 }
 
 
-def run_query(db_path: Path, sql: str, params: dict | None = None):
-    """Run ``sql`` on a read-only connection to the views file; returns (columns, rows)."""
-    con = duckdb.connect(str(db_path), read_only=True)
+def run_query(root: Path, sql: str, params: dict | None = None):
+    """Run ``sql`` on ``archive_platform.connect()`` of the archive at ``root`` (read-only);
+    returns (columns, rows)."""
+    from archive_platform import connect
+
+    con = connect(root=root)
     try:
         cur = con.execute(sql, params or {})
         cols = [d[0] for d in cur.description]

@@ -70,7 +70,7 @@ def summarize_partition(
         s = pl.from_arrow(ts)
         first, last = s.min().isoformat(), s.max().isoformat()
     cols, records = preview(table)
-    path = files[0].parent if files else Path(store.daily_path(spec, day)).parent
+    path = Path(store.daily_path(spec, day)).parent  # the day's folder in the plain layout
     return PartitionSummary(
         archive_type=spec.name,
         day=day,

@@ -1,18 +1,21 @@
-"""DuckDB views over the archive: one typed view per dataset, in a file holding nothing else.
+"""Compatibility layer: a DuckDB file of views over the archive's *plain layout*.
 
-The Parquet files are the truth; the DuckDB file only holds view definitions (a few KB), so it
-is rebuilt from scratch into a temp file and swapped in with ``os.replace``. Analysts holding
-the old file read-only keep reading it; new connections see the new views. DuckDB refuses a
-read-write connection while another process has the file open read-only, so rebuilding in place
-would need every reader to go away first.
+The reader entry point is ``archive_platform.connect()`` (the lake: intraday data, snapshot
+isolation, time travel). This file serves tools that cannot load the DuckLake extension (another
+DuckDB version, a BI tool that opens a ``.duckdb`` file): one typed view per dataset over the
+compacted days ``<root>/<dir>/date=*/*.parquet``, which every write of a whole day or compaction
+publishes atomically. Intraday appends show up here only once the day is compacted.
+
+The file only holds view definitions (a few KB), so it is rebuilt into a temp file and swapped
+in with ``os.replace``: analysts holding the old file read-only keep reading it.
 """
 
 from __future__ import annotations
 
 import os
-from glob import escape as glob_escape
-from pathlib import Path
+import secrets
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Literal
 
 import duckdb
@@ -20,8 +23,8 @@ import pyarrow as pa
 
 from archive_platform.datasets import DATASETS
 from archive_platform.schemas import ArchiveSpec, ArchiveType
-from archive_platform.store.files import fsync_dir, temp_path
-from archive_platform.store.layout import parquet_glob as _glob
+from archive_platform.lake.publish import fsync_dir
+from archive_platform.store.layout import plain_glob
 
 Kind = Literal["live", "sim"]
 DEFAULT_DUCKDB: dict[str, str] = {"live": "data/archive.duckdb", "sim": "data/sim/archive.duckdb"}
@@ -84,15 +87,15 @@ def quote_literal(text: str) -> str:
 
 
 def parquet_glob(root: Path, spec: ArchiveSpec) -> str:
-    """Glob of every file of a type: daily files and not-yet-compacted parts."""
-    return _glob(root, spec.directory)
+    """Glob of a type's compacted days in the plain layout (glob characters of the root escaped)."""
+    return plain_glob(root, spec.directory)
 
 
 def view_sql(root: Path, spec: ArchiveSpec, *, has_files: bool) -> str:
     """``CREATE VIEW`` for one type: canonical columns cast to canonical types, plus ``date``.
 
     Without files the view is an empty typed SELECT, since ``read_parquet`` fails on an empty
-    glob; refresh the views once data lands (the Dagster layer does so after each write).
+    glob; refresh the views once a first day of the type is compacted.
     """
     # never build SQL from anything but registered names or plain identifiers
     if spec.name not in VIEW_NAMES and not spec.name.isidentifier():
@@ -116,7 +119,36 @@ def view_sql(root: Path, spec: ArchiveSpec, *, has_files: bool) -> str:
 
 def _has_files(root: Path, spec: ArchiveSpec) -> bool:
     base = Path(root) / spec.directory
-    return base.is_dir() and any(base.glob("date=*/*.parquet"))
+    return base.is_dir() and any(
+        e.is_dir() and e.name.startswith("date=") and any(n.endswith(".parquet") for n in os.listdir(e.path))
+        for e in os.scandir(base))
+
+
+def _temp_name(db_path: Path, pid: int) -> Path:
+    return db_path.with_name(f".{db_path.name}.{pid}.{secrets.token_hex(4)}.tmp")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_dead_temps(db_path: Path) -> list[Path]:
+    """Delete temp files (and their ``.wal``) left by a refresh whose process died."""
+    gone = []
+    prefix = f".{db_path.name}."
+    for e in os.scandir(db_path.parent):
+        rest = e.name[len(prefix):] if e.name.startswith(prefix) else ""
+        pid = rest.split(".", 1)[0]
+        if (rest.endswith(".tmp") or rest.endswith(".tmp.wal")) and pid.isdigit() and not _alive(int(pid)):
+            Path(e.path).unlink(missing_ok=True)
+            gone.append(Path(e.path))
+    return gone
 
 
 def refresh_views(root: Path, db_path: Path, datasets=DATASETS) -> list[str]:
@@ -129,9 +161,9 @@ def refresh_views(root: Path, db_path: Path, datasets=DATASETS) -> list[str]:
     root = Path(root).absolute()
     db_path = Path(db_path).absolute()
     db_path.parent.mkdir(parents=True, exist_ok=True)
-    # the store's temp naming: hidden, ending .tmp, so nothing mistakes it for the database
-    _remove_dead_temps(db_path)
-    tmp = temp_path(db_path)
+    remove_dead_temps(db_path)
+    # hidden and ending .tmp, so nothing mistakes it for the database
+    tmp = _temp_name(db_path, os.getpid())
     names: list[str] = []
     try:
         con = duckdb.connect(str(tmp))
@@ -146,32 +178,16 @@ def refresh_views(root: Path, db_path: Path, datasets=DATASETS) -> list[str]:
             os.fsync(fh.fileno())
         os.replace(tmp, db_path)
         fsync_dir(db_path.parent)  # the rename itself survives a power cut
+    except (OSError, duckdb.Error) as exc:
+        raise OSError(getattr(exc, "errno", None) or 5,
+                      f"refreshing the views file {db_path} (temp {tmp.name}) failed: {exc}") from exc
     finally:
         for leftover in (tmp, Path(str(tmp) + ".wal")):
-            try:
+            try:  # never let the cleanup's own error (read-only file system) hide the real one
                 leftover.unlink(missing_ok=True)
-            except OSError:  # e.g. a read-only file system: the error that got us here matters
+            except OSError:
                 pass
     return names
-
-
-def _remove_dead_temps(db_path: Path) -> None:
-    """Temp files of refreshes whose process died (``.<name>.<pid>.<hex>.tmp`` and its ``.wal``)."""
-    prefix = f".{db_path.name}."
-    for entry in db_path.parent.glob(f"{glob_escape(prefix)}*.tmp*"):
-        pid = entry.name[len(prefix):].split(".", 1)[0]
-        if pid.isdigit() and not _alive(int(pid)):
-            entry.unlink(missing_ok=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def connect(db_path: Path, read_only: bool = True) -> duckdb.DuckDBPyConnection:

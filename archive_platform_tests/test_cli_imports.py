@@ -47,23 +47,21 @@ def test_group_help_imports_no_subcommand_module():
 
 
 def test_query_runs_without_dagster(tmp_path):
-    """A real query over a views file: rows come back and Dagster was never imported."""
+    """A real query through archive_platform.connect(): rows come back and Dagster was never imported."""
     from datetime import date
 
     from archive_platform.calendar import snapshot_times
     from archive_platform.sim.market import SimulatedMarket
     from archive_platform.store import ArchiveStore
-    from archive_platform.views import refresh_views
 
     day = date(2025, 11, 26)
     store = ArchiveStore(tmp_path / "archive", kind="sim")
     market = SimulatedMarket()
     store.write_day("options", day, market.fetch_options(day, ["SPY"], snapshot_times(day)))
-    db = tmp_path / "archive.duckdb"
-    refresh_views(store.root, db)
+    store.close()
     probe = PROBE.replace('print(json.dumps', 'sys.stdout.flush(); print(json.dumps')
     out = subprocess.run([sys.executable, "-c", probe, "query", "latest_chain", "--symbol", "SPY",
-                          "--at", "2025-11-26T20:00:00+00:00", "--db", str(db)],
+                          "--at", "2025-11-26T20:00:00+00:00", "--root", str(store.root)],
                          capture_output=True, text=True, timeout=120, check=True)
     lines = out.stdout.strip().splitlines()
     mods = set(json.loads(lines[-1]))

@@ -46,7 +46,7 @@ def test_an_empty_vendor_answer_does_not_erase_a_stored_uw_flow_day(tmp_path, mo
     meta = {k: v.value for k, v in data.user_failure_data.metadata.items()}
     assert meta == {"refused": "an empty result would have replaced stored rows",
                     "partition": "2025-11-26", "stored_rows": 300}
-    # nothing changed: the store and the file still hold the 300 alerts
+    # nothing changed: the catalog and the plain layout still hold the 300 alerts
     assert ArchiveStore(tmp_path / "live").read_day("uw_flow", DAY).num_rows == 300
     assert pq.read_metadata(path).num_rows == 300
 

@@ -1,7 +1,7 @@
 """The one-liners in docs/reading-parquet.md give `date` as a real date in pandas, pyarrow and polars.
 
-A plain hive reader sees `date=2025-11-26` as a string (pyarrow) or a categorical (pandas); the
-documented calls name the partition type instead. Each test reads two closed days written by the
+A hive reader left to guess types `date=2025-11-26` as a string, which conflicts with the files'
+own DATE column; the documented calls name the partition type instead. Each test reads two closed days written by the
 store and checks the partition column's type, its values and the row counts per day.
 """
 
@@ -76,7 +76,13 @@ def test_polars(stocks_dir):
     assert dict(zip(counts["date"].to_list(), counts["len"].to_list())) == EXPECTED
 
 
-def test_plain_hive_reader_gives_a_string(stocks_dir):
-    """Why the doc exists: without the partitioning schema the column is not a date."""
-    table = ds.dataset(stocks_dir, format="parquet", partitioning="hive").to_table()
-    assert table.schema.field("date").type != pa.date32()
+def test_a_guessing_hive_reader_refuses_and_a_plain_reader_gets_the_files_date(stocks_dir):
+    """Why the doc exists: a hive reader left to guess types the folder value as a string,
+    which conflicts with the files' own DATE column; without hive partitioning the files'
+    ``date`` is a real date."""
+    with pytest.raises(pa.ArrowTypeError, match="date"):
+        ds.dataset(stocks_dir, format="parquet", partitioning="hive").to_table()
+    table = ds.dataset(stocks_dir, format="parquet").to_table()
+    assert table.schema.field("date").type == pa.date32()
+    counts = table.group_by("date").aggregate([("symbol", "count")]).to_pylist()
+    assert {r["date"]: r["symbol_count"] for r in counts} == EXPECTED

@@ -7,9 +7,9 @@ from datetime import date, datetime, timezone
 from pathlib import Path
 
 import dagster as dg
-import duckdb
 import pytest
 
+import archive_platform
 from archive_platform import queries
 from archive_platform_tests.dagster_helpers import defs_for, run_job
 
@@ -30,13 +30,12 @@ def test_setup_commands_open_the_readme_and_ci_runs_the_test_command():
 
 
 @pytest.fixture(scope="module")
-def views_db(tmp_path_factory):
+def archive_root(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("readme")
     defs = defs_for(tmp, ARCHIVE_SYMBOLS="SPY,QQQ")
     with dg.instance_for_test() as instance:
         run_job(defs, "archive_all", instance, partition_key=DAY.isoformat())
-        run_job(defs, "refresh_views", instance)
-    return tmp / "sim.duckdb"
+    return tmp / "sim"  # the archive root: queries go through archive_platform.connect()
 
 
 PARAMS = {
@@ -46,8 +45,8 @@ PARAMS = {
 }
 
 
-def _run(db: Path, sql: str):
-    con = duckdb.connect(str(db), read_only=True)
+def _run(root: Path, sql: str):
+    con = archive_platform.connect(root=root)
     try:
         names = set(re.findall(r"\$(\w+)", sql))
         cur = con.execute(sql, {k: PARAMS[k] for k in names})
@@ -56,10 +55,10 @@ def _run(db: Path, sql: str):
         con.close()
 
 
-def test_readme_sql_examples_run_on_archived_data(views_db):
+def test_readme_sql_examples_run_on_archived_data(archive_root):
     sqls = _blocks("sql")
     assert len(sqls) == 3
-    latest, atm, flow = (_run(views_db, s) for s in sqls)
+    latest, atm, flow = (_run(archive_root, s) for s in sqls)
     # latest chain: one snapshot, the 12:00 ET one, no look-ahead
     cols, rows = latest
     snaps = {r[cols.index("snapshot_time")] for r in rows}
@@ -82,8 +81,8 @@ def test_readme_sql_matches_queries_module():
         assert any(needle in q for q in queries.EXAMPLES.values())
 
 
-def test_straddle_backtest_query(views_db):
-    cols, rows = _run(views_db, queries.STRADDLE_BACKTEST)
+def test_straddle_backtest_query(archive_root):
+    cols, rows = _run(archive_root, queries.STRADDLE_BACKTEST)
     assert len(rows) == 1
     r = dict(zip(cols, rows[0]))
     assert r["date"] == DAY and r["entry_cost"] > 0 and r["exit_value"] >= 0
@@ -125,8 +124,8 @@ def _plain(rows) -> list[tuple]:
     return [tuple(norm(v) for v in r) for r in rows]
 
 
-def _answers(db: Path, session_tz: str | None) -> list:
-    con = duckdb.connect(str(db), read_only=True)
+def _answers(root: Path, session_tz: str | None) -> list:
+    con = archive_platform.connect(root=root)
     try:
         if session_tz:
             con.execute(f"SET TimeZone = '{session_tz}'")
@@ -139,18 +138,18 @@ def _answers(db: Path, session_tz: str | None) -> list:
         con.close()
 
 
-def test_queries_give_the_same_answer_in_every_session_time_zone(views_db):
-    base = _answers(views_db, "UTC")
+def test_queries_give_the_same_answer_in_every_session_time_zone(archive_root):
+    base = _answers(archive_root, "UTC")
     atm, straddle = base[-2], base[-1]
     # the entry is the 10:00 ET snapshot and the ATM series starts at the 09:30 ET open
     assert len(straddle) == 1 and atm[0][0] == "09:30:00" and len(atm) == 27
     for tz in ZONES[1:]:
-        assert _answers(views_db, tz) == base, tz
+        assert _answers(archive_root, tz) == base, tz
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("tz", ZONES)
-def test_queries_give_the_same_answer_whatever_the_TZ_variable(views_db, tz):
+def test_queries_give_the_same_answer_whatever_the_TZ_variable(archive_root, tz):
     import json
     import os
     import subprocess
@@ -161,8 +160,8 @@ def test_queries_give_the_same_answer_whatever_the_TZ_variable(views_db, tz):
         "print(json.dumps(t._answers(__import__('pathlib').Path(sys.argv[1]), None), default=str))"
     )
     env = {**os.environ, "TZ": tz}
-    out = subprocess.run([sys.executable, "-c", code, str(views_db)], env=env, cwd=REPO,
+    out = subprocess.run([sys.executable, "-c", code, str(archive_root)], env=env, cwd=REPO,
                          capture_output=True, text=True, check=True).stdout
     got = json.loads(out.strip().splitlines()[-1])
-    want = json.loads(json.dumps(_answers(views_db, "UTC"), default=str))
+    want = json.loads(json.dumps(_answers(archive_root, "UTC"), default=str))
     assert got == want

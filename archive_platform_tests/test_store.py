@@ -1,24 +1,22 @@
-"""Store behaviour on disk: layout, round trips, parts and compaction, append cost, sim/live roots."""
+"""The store over the lake: layout, round trips, appends and compaction, refusals, sim/live roots,
+awkward roots and storage errors that name what failed."""
 
 from __future__ import annotations
 
+import errno
 import json
 import shutil
+from dataclasses import replace
 
-import pyarrow.compute as pc
+import duckdb
 import pyarrow.parquet as pq
 import pytest
 
+import archive_platform
+from archive_platform.lake import publish
 from archive_platform.schemas import ArchiveType, spec_for
-from archive_platform.store import ArchiveKindError, ArchiveStore
-from archive_platform.store import files as F
-from archive_platform_tests.store_helpers import (
-    FULL_DAY,
-    HALF_DAY,
-    make_table,
-    options_snapshot,
-    sorted_rows,
-)
+from archive_platform.store import ArchiveKindError, ArchiveStore, ArchiveWriteError, EmptyReplacementRefused
+from archive_platform_tests.store_helpers import FULL_DAY, HALF_DAY, make_table, options_snapshot, sorted_rows
 
 EXPECTED_NAMES = {
     ArchiveType.UW_FLOW: "uw_flow/date={d}/uw_flow_{c}.parquet",
@@ -40,7 +38,9 @@ EXPECTED_NAMES = {
 
 @pytest.fixture
 def store(tmp_path):
-    return ArchiveStore(tmp_path / "archive", kind="sim")
+    s = ArchiveStore(tmp_path / "archive", kind="sim")
+    yield s
+    s.close()
 
 
 @pytest.mark.parametrize("day", [HALF_DAY, FULL_DAY])
@@ -53,13 +53,14 @@ def test_round_trip_layout_and_file_format(store, archive_type, day):
     assert res.path == store.root / rel and res.path.is_file()
     assert (res.rows_written, res.rows_in_partition, res.skipped) == (25, 25, False)
     assert res.bytes_written == res.path.stat().st_size == store.partition_bytes(archive_type, day)
-    assert store.partition_files(archive_type, day) == [res.path]
+    # the plain-layout file is a hard link to the one file the catalog reads
+    [lake_file] = store.partition_files(archive_type, day)
+    assert lake_file.samefile(res.path)
     assert store.daily_path(archive_type, day) == res.path
     back = store.read_day(archive_type, day)
     assert back.schema.equals(spec.schema)
     assert sorted_rows(back, spec.dedup_key) == sorted_rows(table, spec.dedup_key)
-    # on disk: zstd, sorted by the sort key, canonical schema
-    pf = pq.ParquetFile(res.path)
+    pf = pq.ParquetFile(res.path)  # zstd, sorted by the sort key
     assert pf.metadata.row_group(0).column(0).compression == "ZSTD"
     on_disk = pf.read()
     keys = [on_disk[k].to_pylist() for k in spec.sort_key]
@@ -70,71 +71,49 @@ def test_round_trip_layout_and_file_format(store, archive_type, day):
 def test_read_day_columns_and_empty(store):
     assert store.read_day("gex", FULL_DAY).schema.equals(spec_for("gex").schema)
     assert store.read_day("gex", FULL_DAY).num_rows == 0
+    assert not (store.root / "_lake").exists()  # reading never creates anything
     store.write_day("gex", FULL_DAY, make_table("gex", FULL_DAY, 5))
     cols = store.read_day("gex", FULL_DAY, columns=["net_gex", "symbol"])
     assert cols.column_names == ["net_gex", "symbol"] and cols.num_rows == 5
     assert store.days("gex") == [FULL_DAY] and store.days("options") == []
 
 
-def test_write_day_replaces_parts_and_daily(store):
+def test_write_day_replaces_appended_snapshots(store):
     for k in range(3):
         store.append_snapshot("options", FULL_DAY, options_snapshot(FULL_DAY, k))
     assert len(store.partition_files("options", FULL_DAY)) == 3
     fresh = options_snapshot(FULL_DAY, 9, shift=5.0)
     res = store.write_day("options", FULL_DAY, fresh)
-    assert store.partition_files("options", FULL_DAY) == [res.path]
+    assert [p.samefile(res.path) for p in store.partition_files("options", FULL_DAY)] == [True]
     assert sorted_rows(store.read_day("options", FULL_DAY), ["symbol", "strike"]) == sorted_rows(fresh, ["symbol", "strike"])
 
 
-def test_parts_sort_after_daily_in_write_order(store):
-    store.write_day("options", FULL_DAY, options_snapshot(FULL_DAY, 0))
-    paths = [store.append_snapshot("options", FULL_DAY, options_snapshot(FULL_DAY, k)).path for k in range(1, 12)]
-    names = [p.name for p in store.partition_files("options", FULL_DAY)]
-    assert names == sorted(names)  # glob order == write order
-    assert names[0] == "options_20251126.parquet"
-    assert names[1:] == [p.name for p in paths]
-    assert all(n.endswith(".parquet") for n in names)
-    assert not [p for p in (store.root / "options").rglob("*.tmp")]
+def test_same_batch_twice_leaves_the_same_content(store):
+    store.append_snapshot("options", FULL_DAY, options_snapshot(FULL_DAY, 1))
+    once = store.read_day("options", FULL_DAY)
+    store.append_snapshot("options", FULL_DAY, options_snapshot(FULL_DAY, 1))
+    assert store.read_day("options", FULL_DAY).equals(once) and once.num_rows == 12
 
 
-def test_identical_batch_is_skipped(store):
-    a = store.append_snapshot("options", FULL_DAY, options_snapshot(FULL_DAY, 1))
-    b = store.append_snapshot("options", FULL_DAY, options_snapshot(FULL_DAY, 1))
-    assert not a.skipped and b.skipped and b.path == a.path and b.bytes_written == 0
-    assert store.partition_files("options", FULL_DAY) == [a.path]
-
-
-def test_overlapping_append_rewrites_only_the_file_holding_the_keys(store):
+def test_redelivered_snapshot_replaces_itself_and_keeps_the_others(store):
     for k in range(5):
         store.append_snapshot("options", FULL_DAY, options_snapshot(FULL_DAY, k))
-    before = {p.name: p.stat().st_ino for p in store.partition_files("options", FULL_DAY)}
-    newer = options_snapshot(FULL_DAY, 2, shift=7.0)
-    res = store.append_snapshot("options", FULL_DAY, newer)
-    after = store.partition_files("options", FULL_DAY)
-    # snapshot 2's old part is gone (all its keys were replaced), the others are untouched
-    gone = [n for n in before if ".part-000003-" in n]
-    assert len(gone) == 1 and not (store.partition_dir("options", FULL_DAY) / gone[0]).exists()
-    for p in after:
-        if p.name in before:
-            assert p.stat().st_ino == before[p.name]
-    assert res.rows_in_partition == 5 * 12
+    newer = options_snapshot(FULL_DAY, 2, symbols=1, shift=7.0)  # fewer contracts this time
+    store.append_snapshot("options", FULL_DAY, newer)
     day = store.read_day("options", FULL_DAY)
-    assert day.num_rows == 60
+    assert day.num_rows == 4 * 12 + newer.num_rows
     snap2 = [r for r in day.to_pylist() if r["snapshot_time"] == newer["snapshot_time"][0].as_py()]
     assert sorted(r["bid"] for r in snap2) == sorted(newer["bid"].to_pylist())
 
 
-def test_partial_overlap_keeps_the_rest_of_an_older_part(store):
-    store.append_snapshot("options", FULL_DAY, options_snapshot(FULL_DAY, 0, symbols=3))
-    one_symbol = options_snapshot(FULL_DAY, 0, symbols=1, shift=3.0)
-    store.append_snapshot("options", FULL_DAY, one_symbol)
-    files = store.partition_files("options", FULL_DAY)
-    assert [F.part_seq(p.name) for p in files] == [1, 2]
-    # every key lives in exactly one file, so a plain glob (the views) sees no duplicates
-    assert sum(F.num_rows(p) for p in files) == 12
-    assert F.num_rows(files[0]) == 8
-    rows = {(r["symbol"], r["strike"]): r["bid"] for r in store.read_day("options", FULL_DAY).to_pylist()}
-    assert rows[("SYM0", 100.0)] == one_symbol["bid"][0].as_py()
+def test_keyed_append_replaces_by_dedup_key(store):
+    store.append_snapshot("stocks_1m", FULL_DAY, make_table("stocks_1m", FULL_DAY, 6))
+    store.append_snapshot("stocks_1m", FULL_DAY, make_table("stocks_1m", FULL_DAY, 2, value_shift=3.0))
+    day = store.read_day("stocks_1m", FULL_DAY)
+    assert day.num_rows == 6
+    want = make_table("stocks_1m", FULL_DAY, 2, value_shift=3.0)
+    got = {(r["symbol"], r["timestamp"]): r["close"] for r in day.to_pylist()}
+    assert all(got[(r["symbol"], r["timestamp"])] == r["close"] for r in want.to_pylist())
 
 
 def test_compaction_folds_parts_and_keeps_content(store):
@@ -143,69 +122,83 @@ def test_compaction_folds_parts_and_keeps_content(store):
         store.append_snapshot("options", FULL_DAY, options_snapshot(FULL_DAY, k, shift=float(k)))
     before = store.read_day("options", FULL_DAY)
     res = store.compact_day("options", FULL_DAY)
-    assert store.partition_files("options", FULL_DAY) == [store.daily_path("options", FULL_DAY)] == [res.path]
+    [only] = store.partition_files("options", FULL_DAY)
+    assert only.samefile(res.path) and res.path == store.daily_path("options", FULL_DAY)
     assert store.read_day("options", FULL_DAY).equals(before)
-    assert res.rows_written == before.num_rows == 48
+    assert res.rows_written == before.num_rows == 48 == pq.ParquetFile(res.path).metadata.num_rows
     again = store.compact_day("options", FULL_DAY)
     assert again.skipped and again.bytes_written == 0 and again.rows_in_partition == 48
     assert store.compact_day("gex", FULL_DAY).skipped
 
 
-def test_append_after_compaction_replaces_keys_in_the_daily_file(store):
-    for k in range(3):
-        store.append_snapshot("options", FULL_DAY, options_snapshot(FULL_DAY, k))
-    store.compact_day("options", FULL_DAY)
-    store.append_snapshot("options", FULL_DAY, options_snapshot(FULL_DAY, 1, shift=2.0))
-    daily, part = store.partition_files("options", FULL_DAY)
-    assert F.num_rows(daily) == 24 and F.num_rows(part) == 12
-    assert store.read_day("options", FULL_DAY).num_rows == 36
+def test_an_empty_result_never_replaces_stored_rows_silently(store):
+    """Issue 11, item 1: refused with a clear error, nothing changed; only a dataset that
+    declares the empty day valid, asked explicitly, may replace."""
+    rows = make_table("uw_flow", FULL_DAY, 300)
+    store.write_day("uw_flow", FULL_DAY, rows)
+    empty = spec_for("uw_flow").schema.empty_table()
+    with pytest.raises(EmptyReplacementRefused, match=r"uw_flow 2025-11-26: refusing to replace 300 "
+                       r"stored rows with an empty result \(uw_flow does not declare"):
+        store.write_day("uw_flow", FULL_DAY, empty)
+    with pytest.raises(EmptyReplacementRefused):  # asking is not enough without the declaration
+        store.write_day("uw_flow", FULL_DAY, empty, replace_empty=True)
+    assert store.read_day("uw_flow", FULL_DAY).num_rows == 300
+    assert store.daily_path("uw_flow", FULL_DAY).is_file()
+    quiet = replace(spec_for("uw_flow"), empty_valid=lambda day: day == FULL_DAY)
+    with pytest.raises(EmptyReplacementRefused, match="did not pass replace_empty=True"):
+        store.write_day(quiet, FULL_DAY, empty)
+    res = store.write_day(quiet, FULL_DAY, empty, replace_empty=True)
+    assert (res.rows_written, res.rows_replaced) == (0, 300)
+    assert store.read_day("uw_flow", FULL_DAY).num_rows == 0
+    # the day stays "archived, empty" (not "never archived"): an empty plain-layout file
+    assert pq.read_metadata(store.daily_path("uw_flow", FULL_DAY)).num_rows == 0
+    assert FULL_DAY in store.days("uw_flow") and store.partition_files("uw_flow", FULL_DAY)
 
 
-def test_append_cost_does_not_touch_earlier_parts(store, monkeypatch):
-    for k in range(26):
-        store.append_snapshot("options", FULL_DAY, options_snapshot(FULL_DAY, k))
-    earlier = store.partition_files("options", FULL_DAY)
-    assert len(earlier) == 26
-    stats = {p: (p.stat().st_ino, p.stat().st_mtime_ns, p.stat().st_size) for p in earlier}
-    reads: list = []
-    real = F.read_parquet
-    monkeypatch.setattr(F, "read_parquet", lambda path, columns=None: reads.append(path) or real(path, columns))
-    res = store.append_snapshot("options", FULL_DAY, options_snapshot(FULL_DAY, 26))
-    assert reads == []  # footers only: no column of an earlier part was read
-    assert {p: (p.stat().st_ino, p.stat().st_mtime_ns, p.stat().st_size) for p in earlier} == stats
-    assert res.bytes_written == res.path.stat().st_size
-    assert len(store.partition_files("options", FULL_DAY)) == 27
-    assert res.rows_in_partition == 27 * 12
-
-
-def test_parts_left_by_a_crash_after_compaction_are_ignored_then_removed(store):
-    for k in range(2):
-        store.append_snapshot("options", FULL_DAY, options_snapshot(FULL_DAY, k))
-    leftover = store.partition_files("options", FULL_DAY)[0]
-    saved = leftover.read_bytes()
-    store.compact_day("options", FULL_DAY)
-    store.append_snapshot("options", FULL_DAY, options_snapshot(FULL_DAY, 0, shift=9.0))  # newer values
-    leftover.write_bytes(saved)  # as if the unlink never happened
-    day = store.read_day("options", FULL_DAY)
-    assert day.num_rows == 24
-    assert leftover not in store.partition_files("options", FULL_DAY)
-    newest = options_snapshot(FULL_DAY, 0, shift=9.0)
-    snap0 = day.filter(pc.equal(day["snapshot_time"], newest["snapshot_time"][0]))
-    assert sorted(snap0["bid"].to_pylist()) == sorted(newest["bid"].to_pylist())
-    store.append_snapshot("options", FULL_DAY, options_snapshot(FULL_DAY, 5))
-    assert not leftover.exists()
-
-
-def test_stale_temp_files_are_invisible_and_cleaned(store):
-    store.write_day("gex", FULL_DAY, make_table("gex", FULL_DAY, 3))
-    folder = store.partition_dir("gex", FULL_DAY)
-    stale = F.temp_path(store.daily_path("gex", FULL_DAY))
-    stale.write_bytes(b"half a parquet file")
+@pytest.mark.parametrize("name", ["arch*", "a[1]", "a?b"])
+def test_a_root_with_glob_characters_is_only_itself(tmp_path, name):
+    """Issue 11, item 8: a sibling the root's name would match as a glob is never read."""
+    sibling = {"arch*": "archive", "a[1]": "a1", "a?b": "axb"}[name]
+    for root, n in ((tmp_path / sibling, 7), (tmp_path / name, 3)):
+        s = ArchiveStore(root, kind="sim")
+        s.write_day("gex", FULL_DAY, make_table("gex", FULL_DAY, n))
+        s.append_snapshot("options", FULL_DAY, options_snapshot(FULL_DAY, 0, symbols=1))
+        s.close()
+    store = ArchiveStore(tmp_path / name, kind="sim")
     assert store.read_day("gex", FULL_DAY).num_rows == 3
-    assert not stale.name.endswith(".parquet")
-    store.append_snapshot("gex", FULL_DAY, make_table("gex", FULL_DAY, 2, tag="x"))
-    assert not stale.exists()
-    assert sorted(p.name for p in folder.iterdir() if p.name.startswith(".")) == [".lock"]
+    con = archive_platform.connect(root=tmp_path / name)
+    try:
+        assert con.execute("SELECT count(*) FROM gex").fetchone() == (3,)
+        assert con.execute("SELECT count(*) FROM options").fetchone() == (4,)
+    finally:
+        con.close()
+    from archive_platform.views import connect as views_connect, refresh_views
+
+    db = tmp_path / f"{sibling}.duckdb"
+    refresh_views(tmp_path / name, db)
+    vcon = views_connect(db)
+    try:  # the plain-layout views glob the root escaped
+        assert vcon.execute("SELECT count(*) FROM gex").fetchone() == (3,)
+    finally:
+        vcon.close()
+
+
+def test_storage_errors_name_the_dataset_partition_and_file(store, monkeypatch):
+    store.write_day("gex", FULL_DAY, make_table("gex", FULL_DAY, 3))
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")  # as pyarrow raises it: no file name
+
+    monkeypatch.setattr(publish.pq, "write_table", full)
+    with pytest.raises(ArchiveWriteError) as info:
+        store.write_day("gex", FULL_DAY, make_table("gex", FULL_DAY, 5, tag="x"))
+    msg = str(info.value)
+    assert info.value.errno == errno.ENOSPC
+    assert "gex 2025-11-26: write_day failed at " in msg and "No space left on device" in msg
+    assert str(store.root / "_lake" / "data" / "main" / "gex" / "date=2025-11-26") in msg
+    assert store.read_day("gex", FULL_DAY).num_rows == 3  # no effect
+    monkeypatch.undo()
+    assert store.write_day("gex", FULL_DAY, make_table("gex", FULL_DAY, 5, tag="x")).rows_written == 5
 
 
 def test_marker_is_written_and_mismatched_kind_is_refused(tmp_path):
@@ -252,43 +245,16 @@ def test_partition_files_missing_day(store):
     assert store.days("trades") == []
 
 
-def test_crash_between_new_part_and_trim_then_replay(store):
-    """A crash after B's part was written but before A's part was trimmed leaves a key in two
-    files; read_day must still say B, and replaying A must not be skipped as identical."""
-    a, b = options_snapshot(FULL_DAY, 0), options_snapshot(FULL_DAY, 0, shift=4.0)
-    part_a = store.append_snapshot("options", FULL_DAY, a).path
-    saved = part_a.read_bytes()
-    store.append_snapshot("options", FULL_DAY, b)
-    assert not part_a.exists()
-    part_a.write_bytes(saved)  # the trim of A "never happened"
-    bids = lambda: sorted(store.read_day("options", FULL_DAY)["bid"].to_pylist())  # noqa: E731
-    assert bids() == sorted(b["bid"].to_pylist())
-    res = store.append_snapshot("options", FULL_DAY, a)
-    assert not res.skipped
-    assert bids() == sorted(a["bid"].to_pylist())
-    assert [F.num_rows(p) for p in store.partition_files("options", FULL_DAY)] == [12]
-
-
-def test_a_full_disk_names_the_file_and_partition_and_installs_nothing(tmp_path, monkeypatch):
-    """Issue 11: ENOSPC errors named neither file nor partition."""
-    import errno
-    from datetime import date
-
-    import pyarrow.parquet as pq_mod
-
-    from archive_platform.store.files import ArchiveWriteError
-
-    store = ArchiveStore(tmp_path, kind="sim")
-    day = date(2025, 11, 26)
-    store.write_day("stocks_1m", day, make_table("stocks_1m", day, 3))
-
-    def full(*a, **k):
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-    monkeypatch.setattr(pq_mod, "write_table", full)
-    with pytest.raises(ArchiveWriteError, match=r"stocks/date=2025-11-26/stocks_1m_20251126\.parquet.*No space") as info:
-        store.write_day("stocks_1m", day, make_table("stocks_1m", day, 5))
-    assert info.value.errno == errno.ENOSPC
-    monkeypatch.undo()
-    assert store.read_day("stocks_1m", day).num_rows == 3
-    assert not [p for p in (tmp_path / "stocks" / "date=2025-11-26").iterdir() if p.name.endswith(".tmp")]
+def test_connect_sees_every_dataset_typed_with_the_macros(store):
+    store.write_day("gex", FULL_DAY, make_table("gex", FULL_DAY, 4))
+    con = archive_platform.connect(kind="sim", root=store.root)
+    try:
+        for ds in ArchiveType:  # written or not, every dataset is queryable by name
+            cols = dict(con.execute(f"SELECT column_name, column_type FROM (DESCRIBE {ds.value})").fetchall())
+            assert cols["date"] == "DATE" and set(spec_for(ds).schema.names) < set(cols)
+        assert con.execute("SELECT count(*), min(date) FROM gex").fetchone() == (4, FULL_DAY)
+        assert con.execute("SELECT count(*) FROM trading_days").fetchone()[0] > 5000
+        with pytest.raises(duckdb.Error):
+            con.execute("INSERT INTO lake.gex SELECT * FROM lake.gex")  # read-only
+    finally:
+        con.close()

@@ -1,12 +1,15 @@
-"""DuckDB views: typed even when empty, exactly the store's rows (parts included), safe rebuilds."""
+"""The plain-layout views file (compatibility layer): typed even when empty, exactly the
+store's compacted days, safe rebuilds, no temp file left by a killed refresh, real errors shown."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
+import duckdb
 import pyarrow as pa
 import pytest
 
@@ -74,6 +77,12 @@ def test_views_return_exactly_what_the_store_holds(tmp_path):
     db = tmp_path / "views.duckdb"
     refresh_views(root, db)
     con = connect(db)
+    try:  # intraday appends are not in the plain layout: the day's last compacted state is
+        assert con.execute("SELECT count(*) FROM options WHERE date = ?", [FULL_DAY]).fetchone() == (24,)
+    finally:
+        con.close()
+    store.compact_day("options", FULL_DAY)
+    con = connect(db)
     try:
         con.execute("SET TimeZone = 'UTC'")
         for t in ArchiveType:
@@ -128,6 +137,7 @@ def test_read_only_reader_survives_a_refresh(tmp_path):
         # data for a type that had no files: the old file's gex view is the empty typed one
         store.write_day("gex", FULL_DAY, make_table("gex", FULL_DAY, 5))
         store.append_snapshot("iv_rank", FULL_DAY, make_table("iv_rank", FULL_DAY, 2, tag="x"))
+        store.compact_day("iv_rank", FULL_DAY)
         refresh_views(root, db)  # must not need the reader to go away
         out, err = proc.communicate("go\n", timeout=60)
     finally:
@@ -135,11 +145,12 @@ def test_read_only_reader_survives_a_refresh(tmp_path):
             proc.kill()
     assert proc.returncode == 0, err
     # the old connection keeps working on its old file; its iv_rank view reads the glob live
-    assert out.split() == ["5", "0"]
+    # (the appended batch re-delivered the day's one snapshot: it replaced it whole)
+    assert out.split() == ["2", "0"]
     con = connect(db)
     try:
         assert con.execute("SELECT count(*) FROM gex").fetchone() == (5,)
-        assert con.execute("SELECT count(*) FROM iv_rank").fetchone() == (5,)
+        assert con.execute("SELECT count(*) FROM iv_rank").fetchone() == (2,)
     finally:
         con.close()
 
@@ -197,34 +208,30 @@ def test_a_root_with_glob_characters_reads_only_itself(tmp_path, name, sibling):
         con.close()
 
 
-def test_refresh_removes_temps_of_dead_refreshes_and_keeps_live_ones(tmp_path):
-    """Issue 11: a killed refresh left `.tmp` and `.tmp.wal` files forever."""
-    import os
+def test_a_killed_refresh_leaves_no_temp_behind_for_long(tmp_path):
+    db = tmp_path / "v.duckdb"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    left = [tmp_path / f".v.duckdb.{dead}.0a0b0c0d.tmp", tmp_path / f".v.duckdb.{dead}.0a0b0c0d.tmp.wal"]
+    for p in left:
+        p.write_bytes(b"half a database")
+    live = tmp_path / f".v.duckdb.{os.getpid()}.00000000.tmp"  # a refresh still running
+    live.write_bytes(b"")
+    refresh_views(tmp_path / "root", db)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, "v.duckdb"])
 
-    db = tmp_path / "views.duckdb"
-    dead = [tmp_path / ".views.duckdb.999999999.abcd1234.tmp", tmp_path / ".views.duckdb.999999999.abcd1234.tmp.wal"]
-    live = tmp_path / f".views.duckdb.{os.getpid()}.ffff0000.tmp"
-    for p in [*dead, live]:
-        p.write_bytes(b"x")
-    refresh_views(tmp_path / "nothing", db)
-    assert not any(p.exists() for p in dead) and live.exists() and db.exists()
 
+def test_a_failed_refresh_names_the_file_and_its_cleanup_never_hides_the_error(tmp_path, monkeypatch):
+    db = tmp_path / "v.duckdb"
 
-def test_a_failed_refresh_reports_its_own_error_not_the_cleanups(tmp_path, monkeypatch):
-    """On a read-only file system the temp-file cleanup failed too and hid the real error."""
-    import pathlib
+    def boom(self, *a, **k):
+        raise PermissionError(30, "Read-only file system")  # what unlink raises there
 
-    import duckdb
-
-    import archive_platform.views as views
-
-    def broken_connect(*a, **k):
-        raise duckdb.IOException("IO Error: the real problem")
-
-    def refusing_unlink(self, missing_ok=False):
-        raise PermissionError(13, "Read-only file system", str(self))
-
-    monkeypatch.setattr(views.duckdb, "connect", broken_connect)
-    monkeypatch.setattr(pathlib.Path, "unlink", refusing_unlink)
-    with pytest.raises(duckdb.IOException, match="the real problem"):
-        refresh_views(tmp_path / "nothing", tmp_path / "views.duckdb")
+    real_connect = duckdb.connect
+    monkeypatch.setattr(duckdb, "connect", lambda path, **k: (_ for _ in ()).throw(
+        duckdb.IOException(f'Cannot open file "{path}": No space left on device')))
+    monkeypatch.setattr(Path, "unlink", boom)
+    with pytest.raises(OSError, match=r"refreshing the views file .*v\.duckdb .*No space left on device"):
+        refresh_views(tmp_path / "root", db)
+    monkeypatch.undo()
+    assert real_connect is duckdb.connect

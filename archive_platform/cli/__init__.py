@@ -20,6 +20,8 @@ COMMANDS: dict[str, str] = {
     "backtest": "archive_platform.analysis.cli:backtest",
     "backfill": "archive_platform.backfill:backfill",
     "status": "archive_platform.cli.status:status",
+    "sql": "archive_platform.cli.sql:sql",
+    "migrate": "archive_platform.cli.migrate:migrate",
 }
 
 _HELP = {
@@ -30,6 +32,8 @@ _HELP = {
     "backtest": "Backtest a strategy on archived candles and print its metrics.",
     "backfill": "Launch a Dagster asset backfill through the running webserver.",
     "status": "Per-dataset health of the archive (exit 1 when unhealthy); --json.",
+    "sql": "Open the archive in the DuckDB shell (or run one statement with -c).",
+    "migrate": "Convert an archive of the old file layout into the lake.",
 }
 
 

@@ -96,7 +96,7 @@ def demo(days: int, as_of: date | None) -> None:
 
     from archive_platform.queries import STRADDLE_BACKTEST, run_query
 
-    cols, result_rows = run_query(db, STRADDLE_BACKTEST, {"symbol": "SPY"})
+    cols, result_rows = run_query(archive.root("sim"), STRADDLE_BACKTEST, {"symbol": "SPY"})
     print_table(cols, result_rows, out=out,
                 title="Example backtest query (SPY ATM straddle bought 10:00 ET, marked at the close)")
     print_backtest_report(instance, sessions[-1])

@@ -17,9 +17,10 @@ from archive_platform.cli.common import AwareInstant, IsoDate, print_table
               help="Instant for latest_chain, ISO 8601 with its UTC offset (e.g. 2025-11-26T15:30:00-05:00 "
                    "or ...Z); default: now.")
 @click.option("--day", default=None, type=IsoDate(), help="Day for atm_iv_through_day (YYYY-MM-DD).")
-@click.option("--db", type=click.Path(path_type=Path), default=None, help="Views file (default: the sim one).")
-def query(name: str, symbol: str, at: datetime | None, day: date | None, db: Path | None) -> None:
-    """Run one of the example queries against the DuckDB views."""
+@click.option("--root", type=click.Path(path_type=Path), default=None,
+              help="Archive root (default: the sim one, $ARCHIVE_SIM_ROOT).")
+def query(name: str, symbol: str, at: datetime | None, day: date | None, root: Path | None) -> None:
+    """Run one of the example queries against the archive (archive_platform.connect())."""
     from archive_platform.queries import EXAMPLES, run_query
 
     params: dict = {"symbol": symbol.upper()}
@@ -29,10 +30,11 @@ def query(name: str, symbol: str, at: datetime | None, day: date | None, db: Pat
         if not day:
             raise click.UsageError("atm_iv_through_day needs --day YYYY-MM-DD")
         params["day"] = day
-    from archive_platform.views import default_duckdb_path
+    from archive_platform.store import default_root
 
-    path = db or default_duckdb_path("sim")
-    if not path.exists():
-        raise click.UsageError(f"{path} does not exist; run `./run demo` (or archive-platform views) first")
-    cols, rows = run_query(path, EXAMPLES[name], params)
+    path = root or default_root("sim")
+    try:
+        cols, rows = run_query(path, EXAMPLES[name], params)
+    except FileNotFoundError as exc:
+        raise click.UsageError(f"{exc}; run `./run demo` first") from None
     print_table(cols, rows)

@@ -114,6 +114,9 @@ class Dataset:
     empty_valid: Callable[[date], bool] | None = None
     #: the symbol universe is fixed by the dataset (e.g. ("VIX",)); empty = the configured one
     fixed_symbols: tuple[str, ...] = ()
+    #: whether an empty partition is a valid answer for a day (e.g. no fills on a day the
+    #: account did not trade). None: never, so an empty result is refused over stored rows
+    empty_valid: Callable[[date], bool] | None = None
 
     def __post_init__(self) -> None:
         if self.cadence not in CADENCES:
@@ -168,6 +171,10 @@ class Dataset:
     @property
     def has_et_offset(self) -> bool:
         return "et_offset" in self.schema.names
+
+    def empty_ok(self, day: date) -> bool:
+        """Whether the declaration accepts an empty partition for ``day``."""
+        return self.empty_valid is not None and bool(self.empty_valid(day))
 
     def all_rules(self) -> tuple[Rule, ...]:
         """Declared rules plus one hard 'finite' rule per floating-point column."""

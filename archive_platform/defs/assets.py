@@ -262,14 +262,21 @@ def build_views_asset(selection: SourceSelection, datasets=DATASETS) -> dg.Asset
         group_name="serving",
         kinds={"duckdb"},
         deps=[dg.AssetKey(d.name) for d in datasets],
-        description="DuckDB database files holding only views, one per dataset, over the "
-        "Parquet archive (intraday parts included). Open read-only while writers work.",
+        description="Daily serving maintenance: expires lake snapshots and files older than the "
+        "retention (7 days), and rebuilds the DuckDB files of views over the plain layout "
+        "(compacted days) for tools without the DuckLake extension. Analysts use "
+        "archive_platform.connect() / archive-platform sql.",
     )
     def duckdb_views(context: dg.AssetExecutionContext, archive: ArchiveResource) -> dg.MaterializeResult:
         from archive_platform.views import refresh_views
 
         meta = {}
         for kind in sorted({selection.store_kind(d) for d in datasets}):
+            store = archive.store(kind)
+            if (store.root / "_lake").is_dir():  # nothing written yet: nothing to expire
+                gone = store.lake.expire()  # retention: archive_platform.lake.DEFAULT_RETENTION
+                meta[f"{kind}_expired_files"] = len(gone)
+            store.close()
             path = archive.duckdb_path(kind)
             names = refresh_views(archive.root(kind), path, datasets)
             context.log.info(f"{kind}: {len(names)} views in {path}")

@@ -1,18 +1,23 @@
-"""Partition store of the archive: atomic Parquet day files, intraday parts, compaction.
+"""Partition store of the archive: validated day partitions kept in a DuckLake.
 
 ``from archive_platform.store import ArchiveStore`` is the entry point; validation lives in
-``store.validate`` (pure), file mechanics in ``store.files``, the class in ``store.archive``.
+``store.validate`` (pure), the engine in ``archive_platform.lake``, the class in ``store.archive``.
 """
 
 from archive_platform.store.archive import ArchiveStore, WriteResult, default_root
 from archive_platform.store.errors import (
-    ArchiveKindError, ArchiveValidationError, EmptyReplacementRefused, NotATradingDayError,
+    ArchiveKindError,
+    ArchiveValidationError,
+    ArchiveWriteError,
+    EmptyReplacementRefused,
+    NotATradingDayError,
 )
 
 __all__ = [
     "ArchiveKindError",
     "ArchiveStore",
     "ArchiveValidationError",
+    "ArchiveWriteError",
     "EmptyReplacementRefused",
     "NotATradingDayError",
     "WriteResult",

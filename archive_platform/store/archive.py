@@ -1,40 +1,49 @@
-"""The archive store: one Parquet partition per dataset and day of the dataset's calendar.
+"""The archive store: validated day partitions of every dataset, kept in a DuckLake.
 
-Layout (``store/layout.py``): ``<root>/<directory>/date=YYYY-MM-DD/<file_stem>_YYYYMMDD.parquet``
-plus, until compaction, intraday parts beside it. Invariant kept by every write: a dedup key lives in at most
-one live file of a partition, so the DuckDB views' plain glob never shows a row twice. See
-docs/storage.md.
+``ArchiveStore`` checks a batch against its dataset declaration (schema, market day, hard value
+rules, sim/live), deduplicates and sorts it, then hands it to ``archive_platform.lake``, which
+makes each write one catalog transaction (all-or-nothing for every reader) and publishes
+compacted days in the seed's plain layout ``<root>/<directory>/date=D/<stem>_YYYYMMDD.parquet``.
+See docs/storage.md.
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
+import duckdb
 import pyarrow as pa
-import pyarrow.compute as pc
-from tenacity import retry, retry_if_exception_type, stop_after_attempt
 
+from archive_platform.lake import Lake, LakeWrite, TableDef
+from archive_platform.lake.catalog import LakeLocation
 from archive_platform.schemas import ArchiveSpec, ArchiveType, spec_for
-from archive_platform.store import files as F
 from archive_platform.store import layout
-from archive_platform.store.errors import ArchiveKindError, ArchiveValidationError, EmptyReplacementRefused
+from archive_platform.store.errors import (
+    ArchiveKindError,
+    ArchiveValidationError,
+    ArchiveWriteError,
+    EmptyReplacementRefused,
+)
 from archive_platform.store.marker import KINDS, ensure_marker, read_marker_kind
-from archive_platform.store.validate import dedup_and_sort, validate_batch
+from archive_platform.store.validate import validate_batch
 
 Kind = Literal["live", "sim"]
+_LAKES: dict[tuple[int, Path], Lake] = {}
+_LAKES_LOCK = threading.Lock()
 DEFAULT_ROOTS: dict[str, str] = {"live": "data/archive", "sim": "data/sim/archive"}
-_READ_ATTEMPTS = 8
 
 
 @dataclass(frozen=True)
 class WriteResult:
-    """What one write did. ``rows_written``: rows of this batch/day after dedup."""
+    """What one write did. ``rows_written``: rows of this batch/day after dedup;
+    ``rows_replaced``: rows the partition held before a ``write_day`` (None otherwise)."""
 
     archive_type: ArchiveType
     day: date
@@ -43,6 +52,7 @@ class WriteResult:
     rows_in_partition: int | None
     bytes_written: int
     skipped: bool = False
+    rows_replaced: int | None = None
 
 
 #: the environment variable that moves each kind's root (simulated and live never share one)
@@ -62,8 +72,16 @@ def default_root(kind: Kind, env: Mapping[str, str] | None = None) -> Path:
     return Path(value) if value else Path(DEFAULT_ROOTS[kind])
 
 
+def table_def(archive_type: Any) -> TableDef:
+    """What the lake needs to know about a dataset (name, schema, folder, keys, snapshots)."""
+    return TableDef.from_spec(spec_for(archive_type))
+
+
 class ArchiveStore:
-    """Reads and writes day partitions of the six archive types under one root."""
+    """Reads and writes day partitions of the registered datasets under one root.
+
+    One ``Lake`` per root and process, attached on first use (about 0.5 s); thread-safe.
+    """
 
     def __init__(self, root: str | Path | None = None, *, kind: Kind = "live") -> None:
         if kind not in KINDS:
@@ -73,22 +91,53 @@ class ArchiveStore:
         found = read_marker_kind(self.root)
         if found is not None and found != kind:
             raise ArchiveKindError(f"{self.root} is a {found} archive; refusing to open it as {kind}")
+        self._lake: Lake | None = None
 
     def __repr__(self) -> str:
         return f"ArchiveStore({str(self.root)!r}, kind={self.kind!r})"
 
+    @property
+    def lake(self) -> Lake:
+        """The process's one ``Lake`` of this root (shared by every store of the root: one
+        attachment, one SQLite handle per process and catalog)."""
+        if self._lake is None:
+            key = (os.getpid(), self.root)  # never reuse a connection across a fork
+            with _LAKES_LOCK:
+                if key not in _LAKES:
+                    _LAKES[key] = Lake(self.root)
+                self._lake = _LAKES[key]
+        return self._lake
+
+    def close(self) -> None:
+        """Close the root's lake connection (it reattaches on next use)."""
+        if self._lake is not None:
+            self._lake.close()
+
+    def _readable(self) -> bool:
+        """Whether there is anything to read (reads never create a lake)."""
+        return self._lake is not None or Path(
+            LakeLocation.for_root(self.root).catalog[len("sqlite:"):]).exists()
+
     # -- paths -----------------------------------------------------------------------------
     def partition_dir(self, archive_type: str | ArchiveType, day: date) -> Path:
+        """The plain-layout folder of a partition."""
         return layout.partition_dir(self.root, spec_for(archive_type).directory, day)
 
     def daily_path(self, archive_type: str | ArchiveType, day: date) -> Path:
-        """Where the compacted daily file of a partition lives (whether or not it exists)."""
-        spec = spec_for(archive_type)
-        return self.partition_dir(spec, day) / F.daily_name(spec.file_stem, day)
+        """The plain-layout file of a compacted day (whether or not it exists yet)."""
+        return table_def(archive_type).plain_path(self.root, day)
 
     def partition_files(self, archive_type: str | ArchiveType, day: date) -> list[Path]:
-        """The live files of a partition, oldest first: the daily file, then parts in write order."""
-        return self._listing(spec_for(archive_type), day).paths
+        """The data files the latest snapshot reads for the day (under ``_lake/data``); for a day
+        written whole with no rows (a session without executions, say), its empty published
+        plain-layout file, so "archived, empty" differs from "never archived"."""
+        if not self._readable():
+            return []
+        files = self.lake.files(table_def(archive_type), day)
+        if not files:
+            plain = self.daily_path(archive_type, day)
+            files = [plain] if plain.exists() else []
+        return files
 
     def partition_bytes(self, archive_type: str | ArchiveType, day: date) -> int:
         """Total size on disk of the partition's live files."""
@@ -96,221 +145,116 @@ class ArchiveStore:
         for p in self.partition_files(archive_type, day):
             try:
                 total += p.stat().st_size
-            except FileNotFoundError:  # compacted away meanwhile
+            except FileNotFoundError:  # expired meanwhile
                 pass
         return total
 
     def days(self, archive_type: str | ArchiveType) -> list[date]:
-        """Days with at least one stored file, ascending."""
-        spec = spec_for(archive_type)
-        base = layout.dataset_dir(self.root, spec.directory)
-        if not base.is_dir():
+        """Days with at least one stored row, plus days written whole with no rows (their
+        empty plain-layout file is published), ascending."""
+        if not self._readable():
             return []
-        out = []
-        for e in os.scandir(base):
-            d = layout.partition_day(e.name) if e.is_dir() else None
-            if d is not None and any(layout.is_data_file(n) for n in os.listdir(e.path)):
-                out.append(d)
-        return sorted(out)
+        spec = spec_for(archive_type)
+        found = set(self.lake.days(table_def(spec)))
+        base = layout.dataset_dir(self.root, spec.directory)
+        if base.is_dir():
+            for entry in os.scandir(base):
+                day = layout.partition_day(entry.name)
+                if day is not None and day not in found and self.daily_path(spec, day).exists():
+                    found.add(day)
+        return sorted(found)
 
     # -- reads -----------------------------------------------------------------------------
-    def read_day(
-        self, archive_type: str | ArchiveType, day: date, columns: list[str] | None = None
-    ) -> pa.Table:
-        """One day's rows (grain: the type's, e.g. one row per contract per snapshot), parts
-        included, deduplicated (last write wins), in sort order, with the canonical schema."""
+    def read_day(self, archive_type: str | ArchiveType, day: date,
+                 columns: list[str] | None = None) -> pa.Table:
+        """One day's rows (last write wins per dedup key), in sort order, canonical schema."""
+        return self.read_range(archive_type, day, day, columns)
+
+    def read_range(self, archive_type, start: date, end: date,
+                   columns: list[str] | None = None) -> pa.Table:
+        """Every stored row with ``start <= day <= end``, in day order then sort order."""
         spec = spec_for(archive_type)
-        unknown = [c for c in (columns or []) if c not in spec.schema.names]
+        wanted = list(columns) if columns is not None else spec.schema.names
+        unknown = [c for c in wanted if c not in spec.schema.names]
         if unknown:
             raise ArchiveValidationError(f"{spec.name}: unknown columns {unknown}")
-        wanted = list(columns) if columns is not None else spec.schema.names
-        need = [c for c in spec.schema.names if c in set(wanted) | set(spec.dedup_key) | set(spec.sort_key)]
-        schema = pa.schema([pa.field(f.name, f.type) for f in spec.schema if f.name in need])
-        tables = self._read_listed(spec, day, need, schema)
-        if not tables:
-            out = schema.empty_table()
-        else:
-            merged = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
-            out = dedup_and_sort(spec, merged)
         canon = pa.schema([spec.schema.field(c) for c in wanted], metadata=spec.schema.metadata)
-        return out.select(wanted).cast(canon)
-
-    @retry(retry=retry_if_exception_type(FileNotFoundError), stop=stop_after_attempt(_READ_ATTEMPTS),
-           reraise=True)
-    def _read_listed(self, spec, day: date, need: list[str], schema: pa.Schema) -> list[pa.Table]:
-        # listed, then read: a writer may replace a file in between, so list and read again
-        return [F.read_parquet(p, need).cast(schema) for p in self._listing(spec, day).paths]
-
-    def read_range(self, archive_type, start: date, end: date, columns: list[str] | None = None) -> pa.Table:
-        """Every stored partition with ``start <= day <= end``, concatenated in day order."""
-        spec = spec_for(archive_type)
-        days = [d for d in self.days(spec) if start <= d <= end] or [start]
-        return pa.concat_tables([self.read_day(spec, d, columns) for d in days])
+        if not self._readable():
+            return canon.empty_table()
+        out = self.lake.read_range(table_def(spec), start, end, wanted,
+                                   order_by=("date", *spec.sort_key))
+        return out.cast(canon)
 
     # -- writes ----------------------------------------------------------------------------
     def write_day(self, archive_type: str | ArchiveType, day: date, table: Any, *,
                   replace_empty: bool = False) -> WriteResult:
-        """Replace the day's partition with ``table`` (one daily file; parts are removed).
-
-        An empty ``table`` over stored rows is refused (``EmptyReplacementRefused``, nothing
-        changes) unless the dataset declares the day may be empty and ``replace_empty`` is set."""
+        """Replace the day's partition with ``table`` (one compacted file, published in the
+        plain layout). An empty ``table`` over a stored non-empty day is refused
+        (``EmptyReplacementRefused``, nothing changes) unless the dataset declares an empty
+        day valid (``Dataset.empty_ok``) and the caller passes ``replace_empty=True``."""
         spec = spec_for(archive_type)
         batch = validate_batch(spec, day, table, self.kind)
-        folder = self.partition_dir(spec, day)
+        td = table_def(spec)
+        before = None
+        if batch.num_rows == 0:
+            before = self._stored_rows(spec, day)
+            if before and not (replace_empty and spec.empty_ok(day)):
+                why = ("the caller did not pass replace_empty=True" if spec.empty_ok(day) else
+                       f"{spec.name} does not declare an empty {day.isoformat()} valid")
+                raise EmptyReplacementRefused(
+                    f"{spec.name} {day.isoformat()}: refusing to replace {before} stored rows "
+                    f"with an empty result ({why}); nothing was changed", stored_rows=before)
         ensure_marker(self.root, self.kind)
-        with F.partition_lock(folder):
-            listing = self._prepare(spec, day, folder)
-            if batch.num_rows == 0:
-                _refuse_empty(spec, day, self._count_rows(listing.paths), replace_empty)
-            path = folder / F.daily_name(spec.file_stem, day)
-            meta = {F.COMPACTED_THROUGH: str(listing.last_seq).encode()}
-            size = F.write_table_atomic(path, batch, meta)
-            F.unlink_durable([p for _, p in listing.parts])
-        return WriteResult(spec.type, day, path, batch.num_rows, batch.num_rows, size)
+        w = self._guard(spec, day, "write_day", lambda: self.lake.write_day(td, day, batch))
+        return WriteResult(spec.type, day, w.path or td.plain_path(self.root, day), w.rows_written,
+                           w.rows_written, w.bytes_written, rows_replaced=before)
 
     def append_snapshot(self, archive_type: str | ArchiveType, day: date, table: Any) -> WriteResult:
-        """Add an intraday batch as a new part; rows whose key is already stored are replaced.
-
-        Costs what the batch costs: older files are only opened when their footer statistics
-        say they may hold the batch's keys, and only those holding some are rewritten.
-        """
+        """Add an intraday batch, last write wins: a snapshot dataset's batch replaces every
+        snapshot (``snapshot_time``) it carries, whole; others replace rows by dedup key.
+        Idempotent; costs what the batch costs (one new file)."""
         spec = spec_for(archive_type)
         batch = validate_batch(spec, day, table, self.kind)
-        folder = self.partition_dir(spec, day)
+        folder = self._data_dir(spec, day)
         if batch.num_rows == 0:
             return WriteResult(spec.type, day, folder, 0, None, 0, skipped=True)
-        data = F.encode_parquet(batch)
-        digest = F.content_digest(data)
         ensure_marker(self.root, self.kind)
-        with F.partition_lock(folder):
-            listing = self._prepare(spec, day, folder)
-            same = [(s, p) for s, p in listing.parts if F.part_digest(p.name) == digest]
-            # Keys live in one file only, so an intact identical part is the batch's current
-            # state, unless a crash left a newer file holding some of its keys: check footers.
-            if same and not any(_may_hold(p, _key_ranges(spec, batch)) for s, p in listing.parts
-                                if s > same[0][0]):
-                return WriteResult(spec.type, day, same[0][1], batch.num_rows,
-                                   self._count_rows(listing.paths), 0, skipped=True)
-            path = folder / F.part_name(spec.file_stem, day, listing.last_seq + 1, digest)
-            # New part first: a crash before the older files are trimmed leaves duplicates that
-            # read_day resolves (last write wins); the other order could lose the rows.
-            written = F.write_bytes_atomic(path, data)
-            written += self._drop_keys(spec, day, listing, batch)
-            rows = self._count_rows(self._listing(spec, day).paths)
-        return WriteResult(spec.type, day, path, batch.num_rows, rows, written)
+        td = table_def(spec)
+        w = self._guard(spec, day, "append", lambda: self.lake.append(td, day, batch))
+        return WriteResult(spec.type, day, folder, w.rows_written, None, w.bytes_written, w.skipped)
 
     def compact_day(self, archive_type: str | ArchiveType, day: date) -> WriteResult:
-        """Fold the parts into the single daily file (dedup, last write wins); no-op without parts."""
+        """Fold the day's files into one sorted file and publish it in the plain layout;
+        a no-op (``skipped``) when the day already is one compacted file."""
         spec = spec_for(archive_type)
-        folder = self.partition_dir(spec, day)
-        path = folder / F.daily_name(spec.file_stem, day)
-        if not folder.is_dir():
-            return WriteResult(spec.type, day, path, 0, 0, 0, skipped=True)
-        with F.partition_lock(folder):
-            listing = self._prepare(spec, day, folder)
-            if not listing.parts:
-                rows = self._count_rows(listing.paths)
-                return WriteResult(spec.type, day, path, rows, rows, 0, skipped=True)
-            merged = pa.concat_tables([F.read_parquet(p).cast(spec.schema) for p in listing.paths])
-            table = dedup_and_sort(spec, merged)
-            meta = {F.COMPACTED_THROUGH: str(listing.last_seq).encode()}
-            size = F.write_table_atomic(path, table, meta)
-            F.unlink_durable([p for _, p in listing.parts])
-        return WriteResult(spec.type, day, path, table.num_rows, table.num_rows, size)
+        td = table_def(spec)
+        if not self._readable():
+            return WriteResult(spec.type, day, td.plain_path(self.root, day), 0, 0, 0, skipped=True)
+        w = self._guard(spec, day, "compact_day", lambda: self.lake.compact_day(td, day))
+        return WriteResult(spec.type, day, w.path or td.plain_path(self.root, day), w.rows_written,
+                           w.rows_written, w.bytes_written, w.skipped)
 
     # -- internals -------------------------------------------------------------------------
-    @retry(retry=retry_if_exception_type(FileNotFoundError), stop=stop_after_attempt(_READ_ATTEMPTS),
-           reraise=True)
-    def _listing(self, spec: ArchiveSpec, day: date) -> F.PartitionFiles:
-        # the daily file may be replaced while its footer is read: list again
-        return F.list_partition(self.partition_dir(spec, day), spec.file_stem, day)
+    def _data_dir(self, spec: ArchiveSpec, day: date) -> Path:
+        return self.lake.location.lake_dir / "data" / "main" / spec.name / f"date={day.isoformat()}"
 
-    def _prepare(self, spec: ArchiveSpec, day: date, folder: Path) -> F.PartitionFiles:
-        """Under the lock: clear what dead writers left behind, return the live files."""
-        F.remove_stale_temps(folder)
-        listing = self._listing(spec, day)
-        stale = F.superseded_parts(folder, spec.file_stem, day, listing.compacted_through)
-        if stale:
-            F.unlink_durable(stale)
-        return listing
+    def _stored_rows(self, spec: ArchiveSpec, day: date) -> int:
+        return self.read_day(spec, day, columns=[spec.dedup_key[0]]).num_rows
 
-    @staticmethod
-    def _count_rows(paths: list[Path]) -> int:
-        return sum(F.num_rows(p) for p in paths)
-
-    def _drop_keys(self, spec: ArchiveSpec, day: date, listing: F.PartitionFiles, batch: pa.Table) -> int:
-        """Remove the batch's keys from older files; returns the bytes rewritten."""
-        keys = list(spec.dedup_key)
-        batch_keys = batch.select(keys)
-        ranges = _key_ranges(spec, batch)
-        written = 0
-        for path in listing.paths:
-            if not _may_hold(path, ranges):
-                continue  # footer proves the file holds none of the batch's keys
-            first = F.read_parquet(path, [keys[0]])[keys[0]]
-            if not pc.any(pc.is_in(first, value_set=batch_keys[keys[0]].combine_chunks())).as_py():
-                continue
-            old = F.read_parquet(path).cast(spec.schema)
-            hit = _rows_matching(old.select(keys), batch_keys)
-            if not hit.size:
-                continue
-            mask = np.ones(old.num_rows, dtype=bool)
-            mask[hit] = False
-            kept = old.filter(pa.array(mask))
-            written += self._rewrite(spec, day, listing, path, kept)
-        return written
-
-    def _rewrite(self, spec: ArchiveSpec, day: date, listing: F.PartitionFiles, path: Path,
-                 kept: pa.Table) -> int:
-        if path == listing.daily:
-            meta = {F.COMPACTED_THROUGH: str(listing.compacted_through).encode()}
-            return F.write_table_atomic(path, kept, meta)
-        seq = F.part_seq(path.name)
-        assert seq is not None
-        written = 0
-        if kept.num_rows:  # same sequence number, new content hash
-            data = F.encode_parquet(kept)
-            new = path.with_name(F.part_name(spec.file_stem, day, seq, F.content_digest(data)))
-            written = F.write_bytes_atomic(new, data)
-        F.unlink_durable([path])
-        return written
-
-
-def _rows_matching(rows: pa.Table, keys: pa.Table) -> np.ndarray:
-    """Indices of ``rows`` whose full key appears in ``keys`` (keys are unique)."""
-    left = rows.append_column("__row", pa.array(np.arange(rows.num_rows, dtype=np.int64)))
-    joined = left.join(keys, keys=keys.column_names, join_type="inner", use_threads=False)
-    return np.sort(joined["__row"].to_numpy())
-
-
-def _key_ranges(spec: ArchiveSpec, batch: pa.Table) -> dict[str, tuple[Any, Any]]:
-    """(min, max) of every dedup column of a non-empty batch."""
-    out = {}
-    for k in spec.dedup_key:
-        mm = pc.min_max(batch[k])
-        out[k] = (mm["min"].as_py(), mm["max"].as_py())
-    return out
-
-
-def _may_hold(path: Path, ranges: dict[str, tuple[Any, Any]]) -> bool:
-    """False only when the footer proves no row of ``path`` has a key within ``ranges``."""
-    n, stats = F.footer_ranges(path, list(ranges))
-    if n == 0:
-        return False
-    for k, s in stats.items():
+    def _guard(self, spec: ArchiveSpec, day: date, what: str, write) -> LakeWrite:
+        """Run a lake write; an I/O or catalog failure is re-raised naming the dataset, the
+        partition and the file or folder concerned (the write itself has had no effect)."""
         try:
-            if s is not None and (s[1] < ranges[k][0] or s[0] > ranges[k][1]):
-                return False
-        except TypeError:  # statistics of an unexpected type: assume they may overlap
-            continue
-    return True
-
-
-def _refuse_empty(spec, day: date, stored: int, replace_empty: bool) -> None:
-    """An empty result never silently replaces stored rows (a vendor answering nothing)."""
-    if stored and not (replace_empty and spec.empty_ok(day)):
-        why = ("the caller did not pass replace_empty=True" if spec.empty_ok(day)
-               else f"{spec.name} does not declare an empty {day.isoformat()} valid")
-        raise EmptyReplacementRefused(
-            f"{spec.name} {day.isoformat()}: refusing to replace {stored} stored rows with an "
-            f"empty result ({why}); nothing was changed", stored_rows=stored)
+            return write()
+        except OSError as exc:
+            where = exc.filename or self._data_dir(spec, day)
+            raise ArchiveWriteError(
+                exc.errno or errno.EIO,
+                f"{spec.name} {day.isoformat()}: {what} failed at {where}: "
+                f"{exc.strerror or exc}; nothing was changed, retry once resolved") from exc
+        except duckdb.Error as exc:
+            code = errno.ENOSPC if "No space left" in str(exc) else errno.EIO
+            raise ArchiveWriteError(
+                code, f"{spec.name} {day.isoformat()}: {what} failed in the lake catalog "
+                f"{self.lake.location.catalog} / data folder {self._data_dir(spec, day)}: "
+                f"{exc}; nothing was changed, retry once resolved") from exc

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 from pathlib import Path
 
-from archive_platform.store import files as F
+from archive_platform.lake.publish import fsync_dir
 from archive_platform.store.errors import ArchiveKindError
 
 MARKER_NAME = "_archive.json"
@@ -39,14 +40,14 @@ def ensure_marker(root: Path, kind: str) -> None:
     if found is None:
         root.mkdir(parents=True, exist_ok=True)
         marker = root / MARKER_NAME
-        tmp = F.temp_path(marker)
+        tmp = marker.with_name(f".{marker.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
         try:
             with open(tmp, "xb") as fh:
                 fh.write(json.dumps({"kind": kind}).encode() + b"\n")
                 fh.flush()
                 os.fsync(fh.fileno())
             os.link(tmp, marker)
-            F.fsync_dir(root)
+            fsync_dir(root)
         except FileExistsError:
             pass
         finally:

@@ -1,0 +1,149 @@
+"""Where a lake lives (catalog + data path), how to attach it, and how writers take turns.
+
+Default, for a local archive root ``<root>``::
+
+    <root>/_lake/catalog.sqlite   the DuckLake catalog (SQLite, WAL journal)
+    <root>/_lake/data/            files DuckLake writes itself, plus our compacted day files
+    <root>/_lake/tmp/             our temp files (same file system, so renames are atomic)
+    <root>/_lake/locks/           one flock file per (table, day) for writers
+
+``catalog`` may instead be ``postgres:<libpq conninfo>`` and ``data_path`` an ``s3://`` URL
+(loads ``postgres_scanner`` / ``httpfs``); only the local layout is tested so far. Secrets for
+those come from the environment (libpq ``PG*`` variables, DuckDB secrets), never from here.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+
+LAKE_DIR = "_lake"
+ALIAS = "lake"  # the name the lake is attached under in every connection
+#: SQLite busy timeout (ms): how long a writer waits for another writer's catalog commit
+BUSY_TIMEOUT_MS = 30_000
+_RETRYABLE = re.compile(r"database is locked|database is busy|SQLITE_BUSY|conflict|"
+                        r"Could not commit|could not serialize|deadlock", re.IGNORECASE)
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """Catalog contention (SQLite lock, DuckLake write-write conflict): safe to retry whole."""
+    return isinstance(exc, duckdb.Error) and bool(_RETRYABLE.search(str(exc)))
+
+
+@dataclass(frozen=True)
+class LakeLocation:
+    root: Path
+    catalog: str  # "sqlite:<path>" or "postgres:<conninfo>"
+    data_path: str  # local directory (ending in /) or s3:// URL
+
+    @classmethod
+    def for_root(cls, root: str | Path, catalog: str | None = None,
+                 data_path: str | None = None) -> "LakeLocation":
+        root = Path(root).absolute()
+        cat = catalog or f"sqlite:{root / LAKE_DIR / 'catalog.sqlite'}"
+        if not (cat.startswith("sqlite:") or cat.startswith("postgres:")):
+            raise ValueError(f"lake catalog must start with 'sqlite:' or 'postgres:', got {cat[:20]!r}")
+        data = data_path or str(root / LAKE_DIR / "data")
+        return cls(root, cat, data.rstrip("/") + "/")
+
+    @property
+    def local_data(self) -> bool:
+        return "://" not in self.data_path
+
+    @property
+    def lake_dir(self) -> Path:
+        return self.root / LAKE_DIR
+
+    @property
+    def tmp_dir(self) -> Path:
+        return self.lake_dir / "tmp"
+
+    def extensions(self) -> tuple[str, ...]:
+        out = ["ducklake", "sqlite_scanner" if self.catalog.startswith("sqlite:") else "postgres_scanner"]
+        if not self.local_data:
+            out.append("httpfs")
+        return tuple(out)
+
+    def prepare(self) -> None:
+        """Create local folders and switch a new SQLite catalog to WAL (readers never block
+        the writer, the writer never blocks readers; WAL is a property of the file)."""
+        for d in (self.lake_dir, self.tmp_dir, self.lake_dir / "locks"):
+            d.mkdir(parents=True, exist_ok=True)
+        if self.local_data:
+            Path(self.data_path).mkdir(parents=True, exist_ok=True)
+        if self.catalog.startswith("sqlite:"):
+            path = Path(self.catalog[len("sqlite:"):])
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if path.exists():
+                # WAL is a property of the file, set by whoever created it. Never open an
+                # existing catalog with Python's own SQLite: closing that handle drops the POSIX
+                # locks the ducklake extension's SQLite holds on the same file in this process
+                # ("disk I/O error" seen with two lakes of one root in one Dagster run).
+                return
+            con = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000)
+            try:
+                if con.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                    con.execute("PRAGMA journal_mode=WAL")
+            finally:
+                con.close()
+
+    def attach_sql(self, *, read_only: bool, as_of: str | None = None, alias: str = ALIAS) -> str:
+        opts = [f"DATA_PATH {_lit(self.data_path)}"]
+        if self.catalog.startswith("sqlite:"):
+            opts.append(f"META_BUSY_TIMEOUT {BUSY_TIMEOUT_MS}")
+        if read_only:
+            opts.append("READ_ONLY")
+        if as_of is not None:
+            opts.append(f"SNAPSHOT_TIME {_lit(as_of)}")
+        return f"ATTACH {_lit('ducklake:' + self.catalog)} AS {alias} ({', '.join(opts)})"
+
+    @contextmanager
+    def catalog_lock(self) -> Iterator[None]:
+        """Queue catalog transactions of one SQLite catalog on a flock (SQLite has one writer
+        at a time anyway; queueing replaces spinning on SQLITE_BUSY and DuckLake's retry
+        path). Held only for delete + register + commit; files are written before. A
+        PostgreSQL catalog needs no such lock."""
+        if not self.catalog.startswith("sqlite:"):
+            yield
+            return
+        (self.lake_dir / "locks").mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.lake_dir / "locks" / "_catalog.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    @contextmanager
+    def writer_lock(self, table: str, day: str) -> Iterator[None]:
+        """Serialise writers of one (table, day): DuckLake detects conflicting deletes but not
+        two concurrent inserts of the same key, so without this two writers of one partition
+        could both insert a key. ``flock`` dies with its holder (a SIGKILLed writer never
+        wedges the partition). A PostgreSQL catalog shared by machines needs an advisory lock
+        instead (``pg_advisory_xact_lock``); not implemented yet."""
+        d = self.lake_dir / "locks"
+        d.mkdir(parents=True, exist_ok=True)
+        fd = os.open(d / f"{table}.{day}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+
+def _lit(text: str) -> str:
+    if "\x00" in text:
+        raise ValueError("NUL byte in SQL literal")
+    return "'" + text.replace("'", "''") + "'"
+
+
+def ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'

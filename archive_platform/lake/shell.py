@@ -1,0 +1,70 @@
+"""The DuckDB CLI on the archive: the init script that gives it what ``connect()`` gives Python.
+
+``cli_command(root)`` is what ``archive-platform sql`` should exec: the ``duckdb`` CLI of the
+pinned version (package ``duckdb-cli``) started with an init file that loads the extensions
+from the installed wheels, attaches the lake read-only and creates one view per table.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+from archive_platform.lake.catalog import ALIAS, LakeLocation, ident
+from archive_platform.lake.extensions import extension_directory
+
+
+def _lit(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def init_sql(root: str | Path, tables: list[str], *, as_of: datetime | None = None,
+             catalog: str | None = None, data_path: str | None = None) -> str:
+    loc = LakeLocation.for_root(root, catalog, data_path)
+    stamp = None
+    if as_of is not None:
+        stamp = (as_of if as_of.tzinfo else as_of.replace(tzinfo=timezone.utc)).astimezone(timezone.utc).isoformat()
+    lines = [
+        "SET autoinstall_known_extensions = false;",
+        "SET autoload_known_extensions = false;",
+        f"SET extension_directory = {_lit(str(extension_directory()))};",
+        *[f"LOAD {e};" for e in loc.extensions()],
+        "SET TimeZone = 'UTC';",
+        loc.attach_sql(read_only=True, as_of=stamp) + ";",
+        *[f"CREATE VIEW memory.main.{ident(t)} AS SELECT * FROM {ALIAS}.main.{ident(t)};" for t in tables],
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def duckdb_cli() -> str:
+    """Path of the ``duckdb`` CLI installed with the project (same version as the library)."""
+    here = Path(sys.executable).parent / "duckdb"
+    if here.exists():
+        return str(here)
+    found = shutil.which("duckdb")
+    if not found:
+        raise FileNotFoundError("the duckdb CLI is not installed (package duckdb-cli)")
+    return found
+
+
+def cli_command(init_file: Path, sql: str | None = None) -> list[str]:
+    """argv for the CLI: interactive, or running one statement (``-c``)."""
+    cmd = [duckdb_cli(), "-init", str(init_file)]
+    return cmd + (["-c", sql] if sql is not None else [])
+
+
+def write_init_file(root: str | Path, path: str | Path, *, as_of: datetime | None = None,
+                    catalog: str | None = None, data_path: str | None = None) -> Path:
+    """Write the CLI init script for the archive's current tables to ``path``."""
+    from archive_platform.lake.connect import connect, table_names
+
+    con = connect(root, catalog=catalog, data_path=data_path)
+    try:
+        names = table_names(con)
+    finally:
+        con.close()
+    path = Path(path)
+    path.write_text(init_sql(root, names, as_of=as_of, catalog=catalog, data_path=data_path))
+    return path

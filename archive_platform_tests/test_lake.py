@@ -1,0 +1,226 @@
+"""The DuckLake engine: atomic whole-day writes, idempotent appends, the plain layout,
+time travel, expiry, and the reader entry point."""
+
+from __future__ import annotations
+
+import glob
+import os
+import subprocess
+import time
+from datetime import datetime, timedelta, timezone
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from archive_platform.lake import Lake, TableDef, connect
+from archive_platform.lake.shell import cli_command, write_init_file
+from archive_platform_tests.lake_helpers import (
+    D1, D2, FLOW, KEY_SQL, OPTIONS, STOCKS, day_table, flow, key_counts, snap_time, snapshot,
+    sort, versions)
+
+
+@pytest.fixture
+def lake(tmp_path):
+    with Lake(tmp_path / "archive") as lk:
+        yield lk
+
+
+def plain_glob(lake: Lake, td: TableDef, day) -> list[str]:
+    return sorted(glob.glob(str(lake.root / td.directory / f"date={day.isoformat()}" / "*.parquet")))
+
+
+def plain_rows(paths: list[str]) -> pa.Table:
+    return pa.concat_tables([pq.read_table(p) for p in paths]) if paths else pa.table({})
+
+
+def test_write_day_replaces_the_day_and_publishes_one_plain_file(lake):
+    first = day_table(D1, 3)
+    w = lake.write_day(OPTIONS, D1, first)
+    assert w.rows_written == first.num_rows == 360
+    assert w.path == lake.root / "options" / "date=2025-11-25" / "options_20251125.parquet"
+    assert sort(lake.read_day(OPTIONS, D1), OPTIONS.sort_key).equals(sort(first, OPTIONS.sort_key))
+    second = day_table(D1, 2, version=1)
+    lake.write_day(OPTIONS, D1, second)
+    got = lake.read_day(OPTIONS, D1)
+    assert got.num_rows == 240 and versions(got) == {1}
+    files = plain_glob(lake, OPTIONS, D1)
+    assert [os.path.basename(f) for f in files] == ["options_20251125.parquet"]
+    plain = plain_rows(files)
+    assert plain.num_rows == 240 and versions(plain) == {1}
+    assert key_counts(plain, OPTIONS.dedup_key) == (240, 240)
+    # the other day is untouched, and an empty day table removes the day
+    lake.write_day(OPTIONS, D2, day_table(D2, 1))
+    lake.write_day(OPTIONS, D1, OPTIONS.schema.empty_table())
+    assert lake.read_day(OPTIONS, D1).num_rows == 0
+    assert plain_glob(lake, OPTIONS, D1) == []
+    assert lake.days(OPTIONS) == [D2]
+
+
+def test_snapshot_append_is_idempotent_and_a_redelivery_replaces_the_whole_snapshot(lake):
+    lake.append(OPTIONS, D1, snapshot(D1, 0))
+    lake.append(OPTIONS, D1, snapshot(D1, 1))
+    before = sort(lake.read_day(OPTIONS, D1), OPTIONS.sort_key)
+    lake.append(OPTIONS, D1, snapshot(D1, 1))  # the same batch again
+    assert sort(lake.read_day(OPTIONS, D1), OPTIONS.sort_key).equals(before)
+    # a re-delivery of snapshot 0 with fewer contracts replaces all of snapshot 0
+    lake.append(OPTIONS, D1, snapshot(D1, 0, strikes=5, version=7))
+    got = lake.read_day(OPTIONS, D1)
+    s0 = got.filter(pa.compute.equal(got["snapshot_time"], pa.scalar(snap_time(D1, 0), OPTIONS.schema.field(0).type)))
+    assert s0.num_rows == 3 * 5 * 2 and versions(s0) == {7}
+    assert got.num_rows == 30 + 120
+    assert key_counts(got, OPTIONS.dedup_key) == (150, 150)
+
+
+def test_keyed_append_is_last_write_wins(lake):
+    lake.append(FLOW, D1, flow(D1, [1, 2, 3], premium=10))
+    lake.append(FLOW, D1, flow(D1, [2, 4], premium=500))
+    got = sort(lake.read_day(FLOW, D1), ("alert_id",))
+    assert got["alert_id"].to_pylist() == ["a1", "a2", "a3", "a4"]
+    assert got["premium"].to_pylist() == [11.0, 502.0, 13.0, 504.0]
+    assert lake.append(FLOW, D1, FLOW.schema.empty_table()).skipped
+
+
+@pytest.mark.parametrize("fail_at", ["append:file", "append:insert"])
+def test_a_write_that_raises_has_no_effect(lake, monkeypatch, fail_at):
+    import archive_platform.lake.engine as engine
+
+    lake.append(FLOW, D1, flow(D1, [1, 2]))
+    lake.write_day(OPTIONS, D1, day_table(D1, 2))
+    before = sort(lake.read_day(FLOW, D1), ("alert_id",))
+    with pytest.raises((duckdb.Error, pa.ArrowInvalid)):  # a value that does not fit the column
+        lake.append(FLOW, D1, flow(D1, [2, 3]).set_column(2, "premium", pa.array(["x", "y"])))
+
+    def boom(step):
+        if step in (fail_at, fail_at.replace("append", "write_day")):
+            raise RuntimeError(f"injected failure at {step}")
+    monkeypatch.setattr(engine, "crash_point", boom)
+    with pytest.raises(RuntimeError):  # after the delete ran and the file was registered
+        lake.append(FLOW, D1, flow(D1, [2, 3], premium=99))
+    with pytest.raises(RuntimeError):
+        lake.write_day(OPTIONS, D1, day_table(D1, 1, version=3))
+    assert sort(lake.read_day(FLOW, D1), ("alert_id",)).equals(before)
+    assert lake.read_day(OPTIONS, D1).num_rows == 240
+    assert plain_rows(plain_glob(lake, OPTIONS, D1)).num_rows == 240
+    assert os.listdir(lake.location.tmp_dir) == []
+    live = {r[0] for t in ("options", "uw_flow") for r in lake.con.execute(
+        "SELECT data_file FROM ducklake_list_files('lake', ?)", [t]).fetchall()}
+    assert set(glob.glob(f"{lake.location.data_path}**/*.parquet", recursive=True)) == live
+
+
+def test_compaction_folds_the_day_into_the_plain_layout(lake):
+    for k in range(4):
+        lake.append(STOCKS, D1, pa.table({
+            "timestamp": pa.array([snap_time(D1, k)] * 2, OPTIONS.schema.field(0).type),
+            "symbol": ["AAA", "BBB"], "close": [1.0 + k, 2.0 + k]}, schema=STOCKS.schema))
+    assert plain_glob(lake, STOCKS, D1) == []  # intraday rows live in the catalog's files only
+    w = lake.compact_day(STOCKS, D1)
+    assert w.rows_written == 8 and not w.skipped
+    files = plain_glob(lake, STOCKS, D1)
+    assert files == [str(lake.root / "stocks" / "date=2025-11-25" / "stocks_1m_20251125.parquet")]
+    plain = plain_rows(files)
+    assert plain.num_rows == 8 and plain["symbol"].to_pylist() == ["AAA"] * 4 + ["BBB"] * 4  # sorted
+    assert lake.compact_day(STOCKS, D1).skipped
+    assert len(lake.files(STOCKS, D1)) == 1 and os.path.samefile(lake.files(STOCKS, D1)[0], files[0])
+    live = lake.con.execute("SELECT data_file FROM ducklake_list_files('lake', 'stocks_1m')").fetchall()
+    assert len(live) == 1 and os.path.samefile(live[0][0], files[0])
+    # a late append makes the day compactable again; the plain file keeps the last compaction
+    lake.append(STOCKS, D1, pa.table({"timestamp": pa.array([snap_time(D1, 0)], OPTIONS.schema.field(0).type),
+                                      "symbol": ["AAA"], "close": [99.0]}, schema=STOCKS.schema))
+    assert plain_rows(plain_glob(lake, STOCKS, D1)).num_rows == 8
+    assert not lake.compact_day(STOCKS, D1).skipped
+    plain = plain_rows(plain_glob(lake, STOCKS, D1))
+    assert plain.num_rows == 8 and 99.0 in plain["close"].to_pylist()
+
+
+def test_time_travel_returns_the_content_before_a_redelivery(lake):
+    lake.append(OPTIONS, D1, snapshot(D1, 0, version=1))
+    time.sleep(0.05)
+    known_at = datetime.now(timezone.utc)
+    time.sleep(0.05)
+    lake.append(OPTIONS, D1, snapshot(D1, 0, version=2))
+    lake.compact_day(OPTIONS, D1)
+    now = connect(lake.root)
+    then = connect(lake.root, as_of=known_at)
+    try:
+        assert now.sql("SELECT DISTINCT version FROM options").fetchall() == [(2,)]
+        assert then.sql("SELECT DISTINCT version FROM options").fetchall() == [(1,)]
+        assert then.sql("SELECT count(*) FROM options").fetchone()[0] == 120
+        sql = f"SELECT DISTINCT version FROM lake.options AT (TIMESTAMP => TIMESTAMPTZ '{known_at.isoformat()}')"
+        assert now.sql(sql).fetchall() == [(1,)]
+    finally:
+        now.close()
+        then.close()
+
+
+def test_connect_exposes_each_table_by_name_with_a_date_column(lake):
+    lake.write_day(OPTIONS, D1, day_table(D1, 1))
+    lake.append(FLOW, D2, flow(D2, [1, 2]))
+    con = connect(lake.root)
+    try:
+        assert con.sql("SELECT date, count(*) FROM options GROUP BY 1").fetchall() == [(D1, 120)]
+        assert con.sql("SELECT date, count(*) FROM uw_flow GROUP BY 1").fetchall() == [(D2, 2)]
+        types = dict(con.sql("SELECT column_name, column_type FROM (DESCRIBE options)").fetchall())
+        assert types["date"] == "DATE" and types["snapshot_time"] == "TIMESTAMP WITH TIME ZONE"
+        with pytest.raises(duckdb.Error):
+            con.execute("DELETE FROM lake.options")
+        # a connection sees later commits without reconnecting
+        lake.append(FLOW, D2, flow(D2, [3]))
+        assert con.sql(f"SELECT count(*), count(DISTINCT {KEY_SQL}) FROM options").fetchone() == (120, 120)
+        assert con.sql("SELECT count(*) FROM uw_flow").fetchone()[0] == 3
+    finally:
+        con.close()
+    with pytest.raises(FileNotFoundError):
+        connect(lake.root.parent / "nothing-here")
+
+
+def test_expiry_keeps_current_content_and_removes_superseded_files(lake):
+    for v in range(3):
+        lake.append(OPTIONS, D1, snapshot(D1, 0, version=v))
+    lake.compact_day(OPTIONS, D1)
+    data = lake.location.data_path
+    own = lambda: sorted(glob.glob(f"{data}main/options/date=*/*.parquet"))  # noqa: E731
+    assert len(own()) == 4  # three appends + the compacted file
+    assert lake.expire() == []  # default retention: 7 days, nothing is that old
+    assert len(own()) == 4
+    deleted = lake.expire(timedelta(0))
+    assert len(deleted) == 3 and len(own()) == 1
+    assert versions(lake.read_day(OPTIONS, D1)) == {2}
+    assert plain_rows(plain_glob(lake, OPTIONS, D1)).num_rows == 120
+    # a later compaction replaces the published file; expiring its predecessor keeps the link
+    lake.write_day(OPTIONS, D1, day_table(D1, 2, version=5))
+    lake.expire(timedelta(0))
+    assert len(own()) == 1
+    plain = plain_rows(plain_glob(lake, OPTIONS, D1))
+    assert plain.num_rows == 240 and versions(plain) == {5}
+
+
+def test_table_def_from_the_archive_spec_round_trips_a_real_schema(tmp_path):
+    from archive_platform.schemas import spec_for
+
+    spec = spec_for("stocks_1m")
+    td = TableDef.from_spec(spec)
+    assert (td.directory, td.file_stem, td.snapshot) == ("stocks", "stocks_1m", False)
+    with Lake(tmp_path / "a") as lk:
+        lk.ensure_table(td)
+        assert lk.read_day(td, D1).schema.names == spec.schema.names
+
+
+def test_the_duckdb_cli_opens_the_archive(lake, tmp_path):
+    lake.write_day(OPTIONS, D1, day_table(D1, 2))
+    init = write_init_file(lake.root, tmp_path / "init.sql")
+    out = subprocess.run(cli_command(init, "SELECT count(*) AS n, min(date) AS d FROM options"),
+                         capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert out.returncode == 0, out.stderr
+    assert "240" in out.stdout and "2025-11-25" in out.stdout
+
+
+def test_a_column_added_to_the_schema_is_added_to_the_table(lake):
+    lake.append(FLOW, D1, flow(D1, [1]))
+    wider = TableDef(FLOW.name, FLOW.schema.append(pa.field("note", pa.string())), FLOW.directory,
+                     FLOW.file_stem, FLOW.dedup_key, FLOW.sort_key)
+    with Lake(lake.root) as again:
+        again.append(wider, D1, flow(D1, [2]).append_column("note", pa.array(["hi"])))
+        got = sort(again.read_day(wider, D1), ("alert_id",))
+    assert got["note"].to_pylist() == [None, "hi"]
