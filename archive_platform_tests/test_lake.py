@@ -50,12 +50,15 @@ def test_write_day_replaces_the_day_and_publishes_one_plain_file(lake):
     plain = plain_rows(files)
     assert plain.num_rows == 240 and versions(plain) == {1}
     assert key_counts(plain, OPTIONS.dedup_key) == (240, 240)
-    # the other day is untouched, and an empty day table removes the day
+    # the other day is untouched, and an empty day table empties the day: its rows go, and
+    # its plain file is an empty one ("archived, no rows", not "never archived")
     lake.write_day(OPTIONS, D2, day_table(D2, 1))
     lake.write_day(OPTIONS, D1, OPTIONS.schema.empty_table())
     assert lake.read_day(OPTIONS, D1).num_rows == 0
-    assert plain_glob(lake, OPTIONS, D1) == []
+    assert [plain_rows([f]).num_rows for f in plain_glob(lake, OPTIONS, D1)] == [0]
     assert lake.days(OPTIONS) == [D2]
+    assert lake.compact_day(OPTIONS, D1).skipped  # end-of-day compaction keeps that record
+    assert [plain_rows([f]).num_rows for f in plain_glob(lake, OPTIONS, D1)] == [0]
 
 
 def test_snapshot_append_is_idempotent_and_a_redelivery_replaces_the_whole_snapshot(lake):

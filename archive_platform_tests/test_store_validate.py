@@ -6,6 +6,7 @@ from datetime import date, datetime, timedelta, timezone
 
 import polars as pl
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from archive_platform.calendar import NotATradingDay
@@ -216,9 +217,11 @@ def test_read_day_unknown_column(store):
 def test_empty_batch_is_valid(store):
     empty = spec_for("trades").schema.empty_table()
     res = store.write_day("trades", FULL_DAY, empty)
-    # nothing was stored before, so an empty day is accepted; it holds no rows and no file
-    assert res.rows_written == 0 and not res.path.exists() and res.rows_replaced == 0
-    assert store.days("trades") == []
+    # nothing was stored before, so an empty day is accepted: no rows, and an empty file that
+    # records the day as archived (a session without executions is not a missing day)
+    assert res.rows_written == 0 and res.rows_replaced == 0
+    assert pq.read_metadata(res.path).num_rows == 0
+    assert store.days("trades") == [FULL_DAY]
     back = store.read_day("trades", FULL_DAY)
     assert back.num_rows == 0 and back.schema.equals(spec_for("trades").schema)
     res = store.append_snapshot("gex", FULL_DAY - timedelta(days=1), spec_for("gex").schema.empty_table())

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pyarrow.compute as pc
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_random_exponential
 
@@ -182,8 +183,13 @@ class Lake:
                 path = publish.publish(self.location, td, day, files[0][0])
                 return LakeWrite(td.name, day, files[0][2], path, 0, skipped=True)
             if not files:
-                publish.unpublish(self.location, td, day)
-                return LakeWrite(td.name, day, 0, None, 0, skipped=True)
+                # nothing registered: either never written, or written whole with no rows,
+                # whose empty published file says "archived, no rows" and stays
+                plain = td.plain_path(self.root, day)
+                if not (plain.exists() and pq.ParquetFile(plain).metadata.num_rows == 0):
+                    publish.unpublish(self.location, td, day)
+                    plain = None
+                return LakeWrite(td.name, day, 0, plain, 0, skipped=True)
             order = ", ".join(ident(c) for c in td.sort_key) or "ALL"
             cols = ", ".join(ident(c) for c in td.schema.names)
             sql = (f"SELECT {cols} FROM {ALIAS}.{ident(td.name)} WHERE date = ? ORDER BY {order}")
