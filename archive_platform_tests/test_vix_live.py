@@ -107,3 +107,40 @@ def test_live_configuration_archives_vix_and_market_regime_reads_it(tmp_path, mo
         assert_key_nowhere(KEY, result, instance, [live_file(tmp_path, ArchiveType.VIX, DAY)])
     assert any(r.raw_path.startswith("/v2/aggs/ticker/I:VIX/range/1/minute/2025-11-26/2025-11-26?")
                for r in srv.requests)
+
+
+@pytest.mark.slow
+def test_vix_from_thetadata_and_from_ib_through_their_resources(tmp_path, monkeypatch):
+    from archive_platform_tests.fakes.ib import FakeIBGateway
+    from archive_platform_tests.fakes.thetadata import FakeThetaTerminal
+    from archive_platform_tests.test_vix_vendors import PRICE_FMT, ib_bars, price_rows
+
+    grid = calendar.snapshot_times(DAY)
+    with FakeVendorServer() as srv, dg.instance_for_test() as instance:
+        FakeThetaTerminal(srv).set("/v2/hist/index/price", PRICE_FMT, price_rows(DAY), root="VIX")
+        defs = vendor_defs(tmp_path / "theta", monkeypatch, ARCHIVE_SOURCE_VIX="thetadata",
+                           THETADATA_BASE_URL=srv.url)
+        result = materialize(defs, ["vix"], DAY, instance)
+        table = stored(tmp_path / "theta", result, ArchiveType.VIX, DAY, "thetadata")
+        # 09:30 reported 0 (no value yet): 26 rows, so the complete check fails, the rest pass
+        assert table["snapshot_time"].to_pylist() == grid[1:]
+        assert table["level"].to_pylist() == [level(15 * k) for k in range(1, 27)]
+        evals = assert_checks(result, "vix", passed=("in_session", "schema", "unique_key", "values"))
+        assert not evals["complete"].passed
+
+    gateway = FakeIBGateway(underlyings={"VIX": ("IND", 13455763)}, bar_script=[(ib_bars(DAY), [])])
+    built = []
+
+    def gateway_factory(host, port, client_id, *, connect_timeout=10.0):
+        built.append((host, port, client_id))
+        return gateway
+
+    monkeypatch.setattr("archive_platform.vendors.ib.AsyncIBGateway", gateway_factory)
+    with dg.instance_for_test() as instance:
+        defs = vendor_defs(tmp_path / "ib", monkeypatch, ARCHIVE_SOURCE_VIX="ib", IB_PORT="4002")
+        result = materialize(defs, ["vix"], DAY, instance)
+        table = stored(tmp_path / "ib", result, ArchiveType.VIX, DAY, "ib")
+        assert table["snapshot_time"].to_pylist() == grid
+        assert table["level"].to_pylist()[-1] == level(389)
+        assert_checks(result, "vix")
+    assert built == [("127.0.0.1", 4002, 1)] and gateway.calls[-1] == ("disconnect", None)
