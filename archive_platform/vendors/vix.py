@@ -121,7 +121,7 @@ def grid_levels(vendor: str, day: date, symbols: Sequence[str], instants: Sequen
     if not samples:
         raise EmptySession(
             f"{vendor}: no VIX value at most {max_age} before any of the {len(instants)} requested "
-            f"instant(s) of {day} (first {instants[0].isoformat()}); the vendor's values run "
+            f"instant(s) of {day} (first {min(instants).isoformat()}); the vendor's values run "
             f"{obs[0].at.isoformat()}..{obs[-1].at.isoformat()} (a delayed-data plan lags by 15 min)")
     if len(samples) < len(set(instants)):
         have = {g for g, _ in samples}
