@@ -5,6 +5,14 @@ min and last ``level`` of a session's rows ordered by ``snapshot_time``. The sim
 derives the level from SPY's simulated 30-day at-the-money implied volatility (VIX is, by
 construction, 30-day S&P 500 implied volatility in percent), so it moves with the options
 archive. See docs/adding-a-dataset.md, which walks through this module.
+
+Vendors (``ARCHIVE_SOURCE_VIX``; ``archive_platform/vendors/vix.py``, docs/vendors.md):
+``polygon`` (``I:VIX`` one-minute aggregates), ``ib`` (``Index('VIX', 'CBOE')`` one-minute TRADES
+bars) and ``thetadata`` (index price history at a 1-minute interval), all able to backfill. The
+level at a grid instant is the latest value known at or before it, at most 5 minutes old: for
+bars, a bar's close counts from the bar's end (no look-ahead) and the opening instant takes the
+open of the bar starting at the open; ``timestamp`` is the instant that value was known. An
+instant without a recent value gets no row, which the ``complete`` check reports.
 """
 
 from collections.abc import Sequence
@@ -56,14 +64,15 @@ DATASET = Dataset(
     description="CBOE Volatility Index level, one row per options snapshot instant of a session "
     "(every 15 minutes from the open to the close inclusive); daily OHLC = first/max/min/last.",
     units={
-        "timestamp": "UTC instant the level was published",
+        "timestamp": "UTC instant the level was known (vendors: a bar's end, or the open "
+                     "for the opening value; sim: the snapshot instant)",
         "snapshot_time": c.SNAPSHOT_TIME, "symbol": "always VIX",
         "level": "index points (annualised 30-day S&P 500 implied volatility in percent)",
         "et_offset": c.ET_OFFSET, "source": c.SOURCE,
     },
     group="options_market",
-    sources=("sim",),
-    backfill_sources=frozenset({"sim"}),
+    sources=("sim", "polygon", "thetadata", "ib"),
+    backfill_sources=frozenset({"sim", "polygon", "thetadata", "ib"}),
     cadence="grid",
     rules=(
         Rule("level > 0", "level", pl.col("level") > 0, hard=True),

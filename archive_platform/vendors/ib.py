@@ -50,6 +50,7 @@ from archive_platform.vendors.ib_seam import (
     IBGateway,
 )
 from archive_platform.vendors.resilience import breaker_for, circuit_open_error
+from archive_platform.vendors.vix import IBVix
 
 log = logging.getLogger(__name__)
 UTC = timezone.utc
@@ -67,16 +68,17 @@ class _NotOk(Exception):
         self.result, self.errors = result, errors
 
 
-class IBSource(HistoricalBars, MarketSource):
-    """Options (live only), stocks_1m and trades from TWS / IB Gateway via ib_async.
+class IBSource(IBVix, HistoricalBars, MarketSource):
+    """Options (live only), stocks_1m, vix and trades from TWS / IB Gateway via ib_async.
 
     Grains: options one row per contract per snapshot; stocks_1m one row per symbol per
-    regular-session minute; trades one row per execution of the account.
+    regular-session minute; vix one row per snapshot (``vendors/vix.py``); trades one row per
+    execution of the account.
     """
 
     name = VENDOR
-    supported = frozenset({ArchiveType.OPTIONS, ArchiveType.STOCKS_1M, ArchiveType.TRADES})
-    backfillable = frozenset({ArchiveType.STOCKS_1M})
+    supported = frozenset({ArchiveType.OPTIONS, ArchiveType.STOCKS_1M, ArchiveType.TRADES, ArchiveType.VIX})
+    backfillable = frozenset({ArchiveType.STOCKS_1M, ArchiveType.VIX})
 
     def __init__(
         self,
@@ -173,10 +175,11 @@ class IBSource(HistoricalBars, MarketSource):
                     "reqMktData",
                 )
 
-    def _underlying(self, symbol: str) -> Any:
+    def _underlying(self, symbol: str, *, index: bool = False) -> Any:
         from ib_async.contract import Index, Stock  # lazy: see module docstring of ib_seam
 
-        raw = Index(symbol, "CBOE", "USD") if symbol in self.index_symbols else Stock(symbol, "SMART", "USD")
+        is_index = index or symbol in self.index_symbols
+        raw = Index(symbol, "CBOE", "USD") if is_index else Stock(symbol, "SMART", "USD")
         result, errors = self._call(f"qualifyContracts {symbol}", self._gw().qualify, [raw],
                                     ok=lambda r, e: bool(r) and r[0] is not None)
         q = result[0] if result else None

@@ -1,5 +1,5 @@
-"""Polygon.io (Massive) REST client: one-minute stock bars (stocks_1m) and option-chain
-snapshots (options, live only).
+"""Polygon.io (Massive) REST client: one-minute stock bars (stocks_1m), option-chain
+snapshots (options, live only) and ``I:VIX`` index bars (vix, in ``vendors/vix.py``).
 
 Facts used (vendor's API documentation): key in the ``apiKey`` query param; responses carry
 ``status`` and ``results`` and, when more remain, a ``next_url`` with a ``cursor`` that does NOT
@@ -36,6 +36,7 @@ from archive_platform.vendors.payload import (
     validate_table,
 )
 from archive_platform.vendors.payload import Date as DateField
+from archive_platform.vendors.vix import PolygonVix
 
 NAME = "polygon"
 KEY_ENV_VAR = "POLYGON_API_KEY"
@@ -190,12 +191,12 @@ def normalise_option_snapshot(
     }
 
 
-class PolygonSource(MarketSource):
-    """Polygon: stocks_1m (backfillable) and options (live chain snapshot only)."""
+class PolygonSource(PolygonVix, MarketSource):
+    """Polygon: stocks_1m and vix (backfillable), options (live chain snapshot only)."""
 
     name = NAME
-    supported = frozenset({ArchiveType.STOCKS_1M, ArchiveType.OPTIONS})
-    backfillable = frozenset({ArchiveType.STOCKS_1M})
+    supported = frozenset({ArchiveType.STOCKS_1M, ArchiveType.OPTIONS, ArchiveType.VIX})
+    backfillable = frozenset({ArchiveType.STOCKS_1M, ArchiveType.VIX})
 
     def __init__(
         self,

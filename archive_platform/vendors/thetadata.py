@@ -26,6 +26,7 @@ from archive_platform.sources.base import EmptySession, MarketSource
 from archive_platform.symbols import normalise_us_ticker
 from archive_platform.vendors.errors import VendorError
 from archive_platform.vendors.http import VendorHttpClient
+from archive_platform.vendors.vix import ThetaDataVix
 # the pure decoding lives in thetadata_decode; its names stay importable from here
 from archive_platform.vendors.thetadata_decode import (  # noqa: F401
     UTC,
@@ -72,16 +73,16 @@ class RequestTooLarge(VendorError):
 # -- the source ------------------------------------------------------------------------------
 
 
-class ThetaDataSource(MarketSource):
-    """Options (live and backfill) and stocks_1m from a local Theta Terminal (v2).
+class ThetaDataSource(ThetaDataVix, MarketSource):
+    """Options (live and backfill), stocks_1m and vix from a local Theta Terminal (v2).
 
     Grains: options one row per contract per snapshot; stocks_1m one row per symbol per
-    regular-session minute.
+    regular-session minute; vix one row per snapshot (``vendors/vix.py``).
     """
 
     name = VENDOR
-    supported = frozenset({ArchiveType.OPTIONS, ArchiveType.STOCKS_1M})
-    backfillable = frozenset({ArchiveType.OPTIONS, ArchiveType.STOCKS_1M})
+    supported = frozenset({ArchiveType.OPTIONS, ArchiveType.STOCKS_1M, ArchiveType.VIX})
+    backfillable = frozenset({ArchiveType.OPTIONS, ArchiveType.STOCKS_1M, ArchiveType.VIX})
 
     def __init__(
         self,
