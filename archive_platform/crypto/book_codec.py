@@ -99,7 +99,8 @@ def _decimals(v: np.ndarray) -> np.ndarray:
         if not todo.size:
             break
         x = v[todo]
-        t = np.rint(x * _POW10[d])
+        with np.errstate(over="ignore"):  # huge values overflow to inf: never on a grid
+            t = np.rint(x * _POW10[d])
         ok = (np.abs(t) < _EXACT) & ((t / _POW10[d]).view(np.int64) == x.view(np.int64))
         need[todo[ok]] = d
         todo = todo[~ok]
@@ -118,7 +119,8 @@ def _grid(cols: list[_Levels], n: int) -> tuple[np.ndarray, np.ndarray, np.ndarr
     div = _POW10[np.maximum(d, 0)]
     ints = []
     for c in cols:
-        t = np.rint(c.matrix * div[:, None])
+        with np.errstate(over="ignore", invalid="ignore"):
+            t = np.rint(c.matrix * div[:, None])
         exact = (np.abs(t) < _EXACT) & ((t / div[:, None]).view(np.int64) == c.matrix.view(np.int64))
         ok &= (exact | ~c.mask).all(1)
         ints.append(np.where(c.mask & exact, t, 0).astype(np.int64))
