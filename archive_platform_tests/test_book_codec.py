@@ -119,15 +119,17 @@ EDGE_ROWS = [
     _row(bid_px=None, bid_sz=[1.0]),  # null list
     _row(bid_px=[65000.1, 1e-12], bid_sz=[1.0, 1.0]),  # ticks beyond 2**53 at the row's grid
     _row(bid_px=[-3.25], bid_sz=[1e-12], ask_n=[]),
+    _row(bid_px=[1.0], bid_sz=[-0.0]),  # a negative zero is no integer tick
+    _row(bid_px=[1.0], bid_sz=[1e-8], ask_px=[2.0], ask_sz=[90071993.0]),  # both sides' sizes share a grid: too fine
 ]
-EXPECT_RAW = [False, False, False, True, True, True, True, True, True, True, True, True, True, False]
+EXPECT_RAW = [False, False, False, True, True, True, True, True, True, True, True, True, True, False, True, True]
 
 
 def test_edge_rows_fall_back_per_row_and_round_trip():
     books = pa.Table.from_pylist(EDGE_ROWS, schema=ORDERBOOK_L2)
     phys = bc.encode(books)
     assert phys["raw"].to_pylist() == EXPECT_RAW
-    assert phys["px_div"].to_pylist()[:3] == [10.0, 1.0, 1.0] and phys["sz_div"][-1].as_py() == 1e12
+    assert phys["px_div"].to_pylist()[:3] == [10.0, 1.0, 1.0] and phys["sz_div"][13].as_py() == 1e12
     assert_same(bc.decode(phys), books)
     assert_same(via_duckdb(phys), books)
     # a chunked, sliced input (list offsets not starting at 0) gives the same rows
@@ -175,28 +177,26 @@ ANY = st.one_of(st.floats(width=64), st.sampled_from([-0.0, float("nan"), float(
 
 
 @st.composite
-def side(draw) -> tuple[list, list, list | None, bool | None]:
-    """(prices, sizes, counts, must encode: True / must fall back: False / either: None)."""
+def side(draw) -> tuple[list, list, list | None, bool | None, list, list]:
+    """(prices, sizes, counts, on a grid: True / must fall back: False / either: None, price ticks, size ticks)."""
     k = draw(st.integers(0, 22))
-    grid = draw(st.booleans())
-    if grid:
+    px_t, sz_t, state = [], [], None
+    if draw(st.booleans()):
         px_t, sz_t = (draw(st.lists(ON_GRID, min_size=k, max_size=k)) for _ in range(2))
-        px, sz = [t / 10.0**d for t, d in px_t], [t / 10.0**d for t, d in sz_t]
-        fits = True if all(_fits(ts) for ts in (px_t, sz_t)) else None  # a finer grid than needed may not fit
+        px, sz, state = [t / 10.0**d for t, d in px_t], [t / 10.0**d for t, d in sz_t], True
     else:
         px, sz = (draw(st.lists(ANY, min_size=k, max_size=k)) for _ in range(2))
-        fits = None
     counts = draw(st.one_of(st.none(), st.lists(st.integers(0, 2**31 - 1), min_size=k, max_size=k)))
     if draw(st.integers(0, 9)) == 0:  # a broken row: sizes of another length
         sz = sz + [1.0]
-        fits = False
+        state = False
     if k > 20 or any(v is None for v in px + sz):
-        fits = False
-    return px, sz, counts, fits
+        state = False
+    return px, sz, counts, state, px_t, sz_t
 
 
 def _fits(ticks: list[tuple[int, int]]) -> bool:
-    """On the row's finest grid every value is an integer well inside float64's exact range."""
+    """On the finest grid of the values sharing a divisor, each is an integer well inside float64's exact range."""
     d = max((dd for _, dd in ticks), default=0)
     return all(abs(t) * 10 ** (d - dd) < 2**50 for t, dd in ticks)
 
@@ -205,10 +205,12 @@ def _fits(ticks: list[tuple[int, int]]) -> bool:
 def books(draw) -> tuple[pa.Table, list[bool | None]]:
     rows, expect = [], []
     for i in range(draw(st.integers(0, 8))):
-        (bp, bs, bn, bf), (ap, as_, an, af) = draw(side()), draw(side())
+        (bp, bs, bn, bstate, bpt, bst), (ap, as_, an, astate, apt, ast) = draw(side()), draw(side())
         rows.append(_row(bid_px=bp, bid_sz=bs, bid_n=bn, ask_px=ap, ask_sz=as_, ask_n=an, event_time=T0 + i))
-        both = [bf, af]
-        expect.append(False if False in both else (True if both == [True, True] else None))
+        if False in (bstate, astate):
+            expect.append(False)
+        else:  # prices of both sides share one divisor, sizes another; a finer grid than needed may not fit
+            expect.append(True if bstate and astate and _fits(bpt + apt) and _fits(bst + ast) else None)
     return pa.Table.from_pylist(rows, schema=ORDERBOOK_L2), expect
 
 
