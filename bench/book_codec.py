@@ -14,8 +14,8 @@ level index between snapshots; ``--attached`` adds a variant whose sizes stick t
 (a level's size moves with it when the book shifts), as on a real venue. Captured data may
 differ from both.
 
-Usage: .venv/bin/python bench/book_codec.py [--hours 1] [--day]   (--day: encode/decode times
-of one symbol-day, 864,000 snapshots)
+Usage: .venv/bin/python bench/book_codec.py [--hours 1] [--attached] [--day | --only-day]
+(--day: also encode/decode times of one symbol-day, 864,000 snapshots)
 """
 
 from __future__ import annotations
@@ -138,8 +138,8 @@ def candidates(books: pa.Table, w) -> list[tuple[str, pa.Table, dict, object, ob
         ("contract list<float64>, Parquet zstd defaults", books, {"compression": "zstd"}, None, None),
         ("contract, zstd 9, no dictionary on levels (old WRITER_OPTIONS)", books, OLD_TUNED, None, None),
         ("contract, + delta time/id columns (WRITER_OPTIONS)", books, WRITER_OPTIONS["orderbook_l2"], None, None),
-        ("contract, BYTE_STREAM_SPLIT on level floats", books, {**OLD_TUNED, "column_encoding": {
-            c: "BYTE_STREAM_SPLIT" for c in ("bid_px", "bid_sz", "ask_px", "ask_sz")}}, None, None),
+        ("contract, BYTE_STREAM_SPLIT on level floats", books, {**OLD_TUNED, "column_encoding": {  # the leaf path:
+            f"{c}.list.element": "BYTE_STREAM_SPLIT" for c in ("bid_px", "bid_sz", "ask_px", "ask_sz")}}, None, None),
         ("list<int64> ticks and lots, zstd 9 no dict", int_lists(books, w), nodict, None, None),
         ("wide int: absolute ticks, lots", wide_ints(books, w, "absolute"), nodict, None, None),
         ("wide int: best + offsets from best, lots", wide_ints(books, w, "offsets"), nodict, None, None),
@@ -178,19 +178,21 @@ def day_times() -> None:
     books = books_of(w, counts=False)
     n = books.num_rows
     print(f"\none symbol-day ({n:,} snapshots), times in seconds:")
-    t = time.perf_counter()
-    phys = book_codec.encode(books)
-    t_enc = time.perf_counter() - t
-    t = time.perf_counter()
-    back = book_codec.decode(phys)
-    t_dec = time.perf_counter() - t
+    t_enc = t_dec = float("inf")
+    for _ in range(2):  # best of two: the machine is shared
+        t = time.perf_counter()
+        phys = book_codec.encode(books)
+        t_enc = min(t_enc, time.perf_counter() - t)
+        t = time.perf_counter()
+        back = book_codec.decode(phys)
+        t_dec = min(t_dec, time.perf_counter() - t)
     assert back.equals(books)
     for name, table, options, enc, dec in (
             ("contract, WRITER_OPTIONS", books, WRITER_OPTIONS["orderbook_l2"], None, None),
             ("codec, PARQUET_OPTIONS", books, book_codec.PARQUET_OPTIONS, book_codec.encode, book_codec.decode)):
         size, tw, tr = run(table, options, enc, dec)
         print(f"  {name:28s} {size / n:6.1f} B/snapshot  write {tw:6.2f}  read {tr:6.2f}")
-    print(f"  codec alone: encode {t_enc:.2f}, decode {t_dec:.2f}")
+    print(f"  codec alone (best of 2): encode {t_enc:.2f}, decode {t_dec:.2f}")
     import duckdb
     with __import__("tempfile").TemporaryDirectory() as tmp:
         pq.write_table(phys, f"{tmp}/p.parquet", **book_codec.PARQUET_OPTIONS)
@@ -209,9 +211,12 @@ def main() -> None:
     ap.add_argument("--hours", type=float, default=1)
     ap.add_argument("--attached", action="store_true", help="also the price-attached sizes variant")
     ap.add_argument("--day", action="store_true", help="encode/decode times of one symbol-day")
+    ap.add_argument("--only-day", action="store_true", help="only the symbol-day times")
     a = ap.parse_args()
     print(f"orderbook_l2 physical encodings ({os.cpu_count()} cores)")
     end = T0 + int(a.hours * 3600e6)
+    if a.only_day:
+        return day_times()
     w = simulate("BTCUSDT", T0, end, seed=2, book_ms=100)
     report("Binance BTCUSDT depth20@100ms (simulated venue)", books_of(w, counts=False), w, json_lines(w), short=False)
     report("Hyperliquid-style l2Book with order counts (simulated venue)", books_of(w, counts=True), w,
