@@ -4,8 +4,9 @@ The logical table (``crypto.schemas.ORDERBOOK_L2``: float64 list columns per sid
 readers get. On disk each book is stored as integers, one column per level, so that Parquet's
 per-column zstd sees each level's value repeated from the previous snapshot as a run:
 
-* prices: ``px_div`` = 10**d, the smallest power of ten (d <= 12) whose grid holds every price
-  of the row exactly; ``bid_p0``/``ask_p0`` = the best level in ticks (price * px_div);
+* prices: ``px_div`` = 10**d (d <= 12), a grid that holds every price of the row exactly (the
+  one most rows of a sample need; a row off it gets the finest its values need);
+  ``bid_p0``/``ask_p0`` = the best level in ticks (price * px_div);
   ``bid_g1..19`` / ``ask_g1..19`` = the tick gap to the level before (bids: previous - this,
   asks: this - previous), which stays put while the touch moves;
 * sizes: ``sz_div`` likewise, ``bid_s0..19`` / ``ask_s0..19`` = size * sz_div (integer lots);
