@@ -5,7 +5,7 @@ Baseline, measured in the same run: the snapshots as the exchange sends them (Bi
 ``depth20@100ms`` combined-stream messages; Hyperliquid ``l2Book`` with order counts), one JSON
 message per line, compressed whole with zstd (default level, and levels 9 and 19). Candidates:
 the contract layout (list<float64>) under several Parquet options, integer layouts, and
-``crypto.book_codec`` (best level + gaps in ticks, sizes in lots, one column per level).
+``crypto.book_codec`` (best level + list of gaps in ticks, list of sizes in lots).
 Each row prints bytes per snapshot, the ratio to zstd JSON lines, the write time (codec
 encode included) and the read time (codec decode included).
 
@@ -84,28 +84,28 @@ def price_attached(w, seed: int = 5):
     return w
 
 
-def wide_ints(books: pa.Table, w, prices: str) -> pa.Table:
-    """Experimental integer layouts from the simulator's tick arrays (no decoder: sizes only)."""
+def wide_ints(books: pa.Table, w, prices: str, *, sparse: bool = False) -> pa.Table:
+    """Experimental one-int64-column-per-level layouts from the simulator's tick arrays (bytes
+    only, no decoder). ``sparse``: null where a level kept its value from the previous snapshot
+    (decoding would need the previous row)."""
     cols = {c: books[c] for c in book_codec.PLAIN}
     bt, at = w.bid_ticks, w.ask_ticks
     if prices == "absolute":
         forms = {"bt": bt, "at": at}
     elif prices == "offsets":  # distance from the best level
         forms = {"b0": bt[:, :1], "a0": at[:, :1], "bo": bt[:, :1] - bt[:, 1:], "ao": at[:, 1:] - at[:, :1]}
-    else:  # "sparse": the codec's columns, null where unchanged from the previous snapshot
-        p = book_codec.encode(books)
-        for c in p.column_names:
-            if c in cols or not c[:4] in ("bid_", "ask_") or c.endswith(("len", "has_n")):
-                continue
-            a = p[c].to_numpy(zero_copy_only=False)
-            same = np.zeros(len(a), bool)
-            same[1:] = a[1:] == a[:-1]
-            cols[c] = pa.array(a, mask=same)
-        return pa.table(cols)
+    else:  # "gaps": best level + gap to the level before
+        forms = {"b0": bt[:, :1], "a0": at[:, :1], "bg": -np.diff(bt, axis=1), "ag": np.diff(at, axis=1)}
     forms |= {"bs": w.bid_lots, "as": w.ask_lots}
+    if books["bid_n"].null_count < books.num_rows:
+        forms |= {"bn": w.bid_n.astype(np.int64), "an": w.ask_n.astype(np.int64)}
     for name, m in forms.items():
         for k in range(m.shape[1]):
-            cols[f"{name}{k}"] = pa.array(m[:, k])
+            a = m[:, k]
+            same = np.zeros(len(a), bool)
+            if sparse:
+                same[1:] = a[1:] == a[:-1]
+            cols[f"{name}{k}"] = pa.array(a, mask=same if sparse else None)
     return pa.table(cols)
 
 
@@ -134,26 +134,26 @@ def run(table: pa.Table, options: dict, encode=None, decode=None) -> tuple[int, 
 def candidates(books: pa.Table, w) -> list[tuple[str, pa.Table, dict, object, object]]:
     enc, dec, opts = book_codec.encode, book_codec.decode, book_codec.PARQUET_OPTIONS
     nodict = {"compression": "zstd", "compression_level": 9, "use_dictionary": False}
+    leaves = [f"{s}_{q}.list.element" for s in ("bid", "ask") for q in ("gaps", "lots")]
     return [
         ("contract list<float64>, Parquet zstd defaults", books, {"compression": "zstd"}, None, None),
         ("contract, zstd 9, no dictionary on levels (old WRITER_OPTIONS)", books, OLD_TUNED, None, None),
         ("contract, + delta time/id columns (WRITER_OPTIONS)", books, WRITER_OPTIONS["orderbook_l2"], None, None),
         ("contract, BYTE_STREAM_SPLIT on level floats", books, {**OLD_TUNED, "column_encoding": {  # the leaf path:
             f"{c}.list.element": "BYTE_STREAM_SPLIT" for c in ("bid_px", "bid_sz", "ask_px", "ask_sz")}}, None, None),
-        ("list<int64> ticks and lots, zstd 9 no dict", int_lists(books, w), nodict, None, None),
-        ("wide int: absolute ticks, lots", wide_ints(books, w, "absolute"), nodict, None, None),
-        ("wide int: best + offsets from best, lots", wide_ints(books, w, "offsets"), nodict, None, None),
-        ("codec, dictionary on level columns", books, {**opts, "use_dictionary": [
+        ("list<int64> absolute ticks and lots, zstd 9 no dict", int_lists(books, w), nodict, None, None),
+        ("int64 column per level: absolute ticks, lots", wide_ints(books, w, "absolute"), opts, None, None),
+        ("int64 column per level: best + offsets from best, lots", wide_ints(books, w, "offsets"), opts, None, None),
+        ("int64 column per level: best + gaps, lots", wide_ints(books, w, "gaps"), opts, None, None),
+        ("same, changed levels only (null = as before)", wide_ints(books, w, "gaps", sparse=True), opts, None, None),
+        ("codec, dictionary on every column", books, {**opts, "use_dictionary": [
             c for c in book_codec.PHYSICAL.names if c not in DELTA_IDS]}, enc, dec),
-        ("codec, DELTA_BINARY_PACKED on level columns", books, {**opts, "column_encoding": {
-            c: "DELTA_BINARY_PACKED" for c in book_codec.PHYSICAL.names if c[4:5] in "pgsn" and c[:4] in ("bid_", "ask_")
-            and c[5:].isdigit()}}, enc, dec),
+        ("codec, DELTA_BINARY_PACKED on gaps and lots", books, {**opts, "column_encoding": {
+            **DELTA_IDS, **{c: "DELTA_BINARY_PACKED" for c in leaves}}}, enc, dec),
         ("codec, zstd 3", books, {**opts, "compression_level": 3}, enc, dec),
         ("codec, zstd 19", books, {**opts, "compression_level": 19}, enc, dec),
-        ("codec, row groups of 65,536 rows", books, {**opts, "row_group_size": 65_536}, enc, dec),
-        ("codec, changed levels only (null = as before; needs window decode)", wide_ints(books, w, "sparse"), opts,
-         None, None),
-        ("codec: best + gaps in ticks, lots, plain, zstd 9 (PARQUET_OPTIONS)", books, opts, enc, dec),
+        ("codec, row groups of 8,192 rows", books, {**opts, "row_group_size": 8_192}, enc, dec),
+        ("codec: best + gap lists in ticks, lot lists, zstd 9 (PARQUET_OPTIONS)", books, opts, enc, dec),
     ]
 
 
@@ -167,7 +167,7 @@ def report(title: str, books: pa.Table, w, lines: bytes, *, short: bool) -> None
     print(f"{'layout':74s} {'B/snap':>7s} {'vs zstd JSON':>12s} {'vs JSON z19':>11s} {'write s':>8s} {'read s':>7s}")
     rows = candidates(books, w)
     if short:
-        rows = [rows[1], rows[2], rows[-1]]
+        rows = [rows[1], rows[2], rows[7], rows[-1]]
     for name, table, options, enc, dec in rows:
         size, tw, tr = run(table, options, enc, dec)
         print(f"{name:74s} {size / n:7.1f} {size / n / base:11.3f}x {size / n / zj[19]:10.3f}x {tw:8.2f} {tr:7.2f}")

@@ -1,17 +1,19 @@
-"""Physical (on-disk) form of ``orderbook_l2``: integer ticks and lots in fixed level columns.
+"""Physical (on-disk) form of ``orderbook_l2``: integer ticks and lots instead of floats.
 
 The logical table (``crypto.schemas.ORDERBOOK_L2``: float64 list columns per side) is what
-readers get. On disk each book is stored as integers, one column per level, so that Parquet's
-per-column zstd sees each level's value repeated from the previous snapshot as a run:
+readers get. On disk each book is stored as integers that repeat from one snapshot to the next
+wherever the book did not change, which Parquet's per-column zstd then finds:
 
 * prices: ``px_div`` = 10**d (d <= 12), a grid that holds every price of the row exactly (the
   one most rows of a sample need; a row off it gets the finest its values need);
-  ``bid_p0``/``ask_p0`` = the best level in ticks (price * px_div);
-  ``bid_g1..19`` / ``ask_g1..19`` = the tick gap to the level before (bids: previous - this,
-  asks: this - previous), which stays put while the touch moves;
-* sizes: ``sz_div`` likewise, ``bid_s0..19`` / ``ask_s0..19`` = size * sz_div (integer lots);
-* order counts: ``bid_n0..19`` / ``ask_n0..19``; ``bid_has_n`` false when the list is null;
-* ``bid_len`` / ``ask_len`` = levels in the row (level columns past it are null).
+  ``bid_p0``/``ask_p0`` = the best level in ticks (price * px_div); ``bid_gaps``/``ask_gaps``
+  = the tick gap from each level to the next (bids: this - next, asks: next - this; one fewer
+  than the levels), which stays put while the touch moves;
+* sizes: ``sz_div`` likewise, ``bid_lots``/``ask_lots`` = size * sz_div (integer lots);
+* order counts: ``bid_cnt``/``ask_cnt`` (null where the list is null).
+
+Lists rather than one column per level: when the touch moves and every level shifts by one
+place, a row's sizes are the previous row's shifted by 8 bytes, which zstd still matches.
 
 Decoding is ``float64(ticks) / px_div``: IEEE division of two exact doubles is correctly
 rounded, so it returns the very double that was stored whenever the encoder checked (bit for
@@ -23,8 +25,8 @@ at all is stored whole in the raw columns. Rows are never reordered.
 
 Pure: pyarrow and numpy only. ``decode_sql`` gives the same decoding as a DuckDB SELECT list.
 Measured choices (bench/book_codec.py, docs/performance.md): plain encoding + zstd 9 beats
-dictionary, DELTA_BINARY_PACKED and BYTE_STREAM_SPLIT on the level columns; gaps beat
-offsets from the best level; delta encoding makes the time and id columns almost free.
+dictionary, DELTA_BINARY_PACKED and BYTE_STREAM_SPLIT; gaps beat absolute prices and offsets
+from the best level; delta encoding makes the time and id columns almost free.
 """
 
 from __future__ import annotations
@@ -47,16 +49,12 @@ LIST_COLUMNS = ("bid_px", "bid_sz", "ask_px", "ask_sz", "bid_n", "ask_n")
 MARK = {b"book_codec": b"1"}
 
 
-def _names(side: str) -> list[str]:
-    return ([f"{side}_p0"] + [f"{side}_g{k}" for k in range(1, LEVELS)] + [f"{side}_s{k}" for k in range(LEVELS)]
-            + [f"{side}_n{k}" for k in range(LEVELS)])
-
-
+I64_LIST, I32_LIST = pa.list_(pa.int64()), pa.list_(pa.int32())
 PHYSICAL = pa.schema(
     [ORDERBOOK_L2.field(c) for c in PLAIN]
     + [pa.field("raw", pa.bool_(), nullable=False), pa.field("px_div", pa.float64()), pa.field("sz_div", pa.float64())]
-    + [pa.field(f"{s}_len", pa.int8()) for s in SIDES] + [pa.field(f"{s}_has_n", pa.bool_()) for s in SIDES]
-    + [pa.field(c, pa.int32() if "_n" in c else pa.int64()) for s in SIDES for c in _names(s)]
+    + [pa.field(f"{s}_p0", pa.int64()) for s in SIDES]
+    + [pa.field(f"{s}_{q}", I32_LIST if q == "cnt" else I64_LIST) for s in SIDES for q in ("gaps", "lots", "cnt")]
     + [pa.field(f"raw_{c}", ORDERBOOK_L2.field(c).type) for c in LIST_COLUMNS],
     metadata=MARK,
 )
@@ -75,15 +73,16 @@ PARQUET_OPTIONS: dict = {
 class _Levels:
     """One list column as a padded (rows, LEVELS) matrix plus what makes a row unencodable."""
 
-    def __init__(self, arr: pa.ListArray, n: int):
+    def __init__(self, arr: pa.ListArray, n: int, width: int = LEVELS):
         offsets = arr.offsets.to_numpy().astype(np.int64)
         child = arr.values
-        if n and not arr.null_count and (np.diff(offsets) == LEVELS).all():
-            full = child.slice(offsets[0], n * LEVELS)
-            if not full.null_count:  # the usual day: 20 levels everywhere (no copy, no gather)
+        if n and not arr.null_count and (np.diff(offsets) == width).all():
+            full = child.slice(offsets[0], n * width)
+            if not full.null_count:  # the usual day: every row full (no gather)
                 self.valid, self.ok = np.ones(n, bool), np.ones(n, bool)
-                self.len, self.mask = np.full(n, LEVELS), np.ones((n, LEVELS), bool)
-                self.matrix = full.to_numpy().reshape(n, LEVELS)
+                self.len, self.mask = np.full(n, width), np.arange(LEVELS) < np.full((n, 1), width)
+                self.matrix = np.zeros((n, LEVELS), full.type.to_pandas_dtype())
+                self.matrix[:, :width] = full.to_numpy().reshape(n, width)
                 return
         self.valid = ~arr.is_null().to_numpy(zero_copy_only=False)
         self.len = np.where(self.valid, np.diff(offsets), 0)
@@ -168,8 +167,14 @@ def _grid(cols: list[_Levels], n: int) -> tuple[np.ndarray, np.ndarray, list[np.
     return _POW10[d], ok, ints
 
 
-def _col(values: np.ndarray, valid: np.ndarray, typ: pa.DataType) -> pa.Array:
-    return pa.array(values, typ, mask=None if valid.all() else ~valid)
+def _list(matrix: np.ndarray, length: np.ndarray, valid: np.ndarray, typ: pa.DataType) -> pa.Array:
+    """A list column of the first ``length`` entries of each row (null where not ``valid``)."""
+    length = np.where(valid, length, 0)
+    mask = np.arange(matrix.shape[1]) < length[:, None]
+    offsets = pa.array(np.concatenate([[0], np.cumsum(length)]).astype(np.int32))
+    values = matrix.reshape(-1) if mask.all() else matrix[mask]
+    return pa.ListArray.from_arrays(offsets, pa.array(values, typ.value_type),
+                                    mask=None if valid.all() else pa.array(~valid))
 
 
 def encode(table: pa.Table) -> pa.Table:
@@ -182,8 +187,8 @@ def encode(table: pa.Table) -> pa.Table:
         raise ValueError(f"orderbook_l2 encode: column(s) {wrong} are not of the declared types "
                          f"{[str(ORDERBOOK_L2.field(c).type) for c in wrong]}")
     n = table.num_rows
-    lv = {c: _Levels(table[c].combine_chunks() if table[c].num_chunks else pa.array([], table[c].type), n)
-          for c in LIST_COLUMNS}
+    src = {c: table[c].combine_chunks() if table[c].num_chunks else pa.array([], table[c].type) for c in LIST_COLUMNS}
+    lv = {c: _Levels(src[c], n) for c in LIST_COLUMNS}
     ok = np.logical_and.reduce([lv[c].ok for c in LIST_COLUMNS[:4]])
     for s in SIDES:
         px, sz, cnt = lv[f"{s}_px"], lv[f"{s}_sz"], lv[f"{s}_n"]
@@ -193,35 +198,21 @@ def encode(table: pa.Table) -> pa.Table:
     ok &= px_ok & sz_ok
     cols = {c: table[c] for c in PLAIN}
     cols["raw"] = pa.array(~ok, pa.bool_())
-    cols["px_div"], cols["sz_div"] = _col(px_div, ok, pa.float64()), _col(sz_div, ok, pa.float64())
-    for s in SIDES:
-        cols[f"{s}_len"] = _col(lv[f"{s}_px"].len.astype(np.int8), ok, pa.int8())
-    for s in SIDES:
-        cols[f"{s}_has_n"] = _col(lv[f"{s}_n"].valid, ok, pa.bool_())
+    cols["px_div"] = pa.array(px_div, mask=None if ok.all() else ~ok)
+    cols["sz_div"] = pa.array(sz_div, mask=None if ok.all() else ~ok)
+    for s, ticks in (("bid", bp), ("ask", ap)):
+        has = ok & (lv[f"{s}_px"].len > 0)
+        cols[f"{s}_p0"] = pa.array(ticks[:, 0], mask=None if has.all() else ~has)
     for s, ticks, lots in (("bid", bp, bs), ("ask", ap, as_)):
-        here = lv[f"{s}_px"].mask & ok[:, None]
+        length, cnt = lv[f"{s}_px"].len, lv[f"{s}_n"]
         gaps = (ticks[:, :-1] - ticks[:, 1:]) if s == "bid" else (ticks[:, 1:] - ticks[:, :-1])
-        cols[f"{s}_p0"] = _col(ticks[:, 0], here[:, 0], pa.int64())
-        for k in range(1, LEVELS):
-            cols[f"{s}_g{k}"] = _col(gaps[:, k - 1], here[:, k], pa.int64())
-        for k in range(LEVELS):
-            cols[f"{s}_s{k}"] = _col(lots[:, k], here[:, k], pa.int64())
-        cnt = lv[f"{s}_n"]
-        has = here & cnt.valid[:, None]
-        for k in range(LEVELS):
-            cols[f"{s}_n{k}"] = _col(cnt.matrix[:, k].astype(np.int32), has[:, k], pa.int32())
+        cols[f"{s}_gaps"] = _list(gaps, np.maximum(length - 1, 0), ok, I64_LIST)
+        cols[f"{s}_lots"] = _list(lots, length, ok, I64_LIST)
+        cols[f"{s}_cnt"] = _list(cnt.matrix.astype(np.int32), length, ok & cnt.valid, I32_LIST)
+    keep = pa.array(ok, pa.bool_())
     for c in LIST_COLUMNS:
-        src = table[c].combine_chunks() if table[c].num_chunks else pa.array([], table[c].type)
-        cols[f"raw_{c}"] = pc.if_else(pa.array(ok, pa.bool_()), pa.nulls(n, src.type), src)
+        cols[f"raw_{c}"] = pc.if_else(keep, pa.nulls(n, src[c].type), src[c])
     return pa.Table.from_arrays([cols[f.name] for f in PHYSICAL], schema=PHYSICAL)
-
-
-def _ints(table: pa.Table, names: list[str], dtype) -> np.ndarray:
-    n = table.num_rows
-    out = np.zeros((n, len(names)), dtype)
-    for k, c in enumerate(names):
-        out[:, k] = pc.fill_null(table[c], 0).to_numpy()
-    return out
 
 
 def decode(table: pa.Table) -> pa.Table:
@@ -230,32 +221,29 @@ def decode(table: pa.Table) -> pa.Table:
     if missing:
         raise ValueError(f"orderbook_l2 decode: not a book_codec table, lacks column(s) {missing}")
     n = table.num_rows
-    raw = pc.fill_null(table["raw"], True).to_numpy(zero_copy_only=False).astype(bool)
-    keep = pa.array(~raw, pa.bool_())
-    div = {q: pc.fill_null(table[f"{q}_div"], 1.0).to_numpy() for q in ("px", "sz")}
+
+    def col(name: str) -> pa.Array:
+        return table[name].combine_chunks() if table[name].num_chunks else pa.array([], table.schema.field(name).type)
+    raw = pc.fill_null(col("raw"), True).to_numpy(zero_copy_only=False).astype(bool)
+    div = {q: pc.fill_null(col(f"{q}_div"), 1.0).to_numpy() for q in ("px", "sz")}
     out = {c: table[c] for c in PLAIN}
     for s in SIDES:
-        length = np.where(raw, 0, pc.fill_null(table[f"{s}_len"], 0).to_numpy().astype(np.int64))
-        mask = np.arange(LEVELS) < length[:, None]
-        full = bool((length == LEVELS).all())  # every row full: flatten, no gather
-
-        def pick(m: np.ndarray, mask=mask, full=full) -> np.ndarray:
-            return m.reshape(-1) if full else m[mask]
-        offsets = pa.array(np.concatenate([[0], np.cumsum(length)]).astype(np.int32))
-        steps = _ints(table, [f"{s}_p0"] + [f"{s}_g{k}" for k in range(1, LEVELS)], np.int64)
-        steps[:, 1:] *= -1 if s == "bid" else 1
+        lots = _Levels(col(f"{s}_lots"), n)
+        gaps = _Levels(col(f"{s}_gaps"), n, LEVELS - 1)
+        cnt = _Levels(col(f"{s}_cnt"), n)
+        steps = np.empty((n, LEVELS), np.int64)
+        steps[:, 0] = pc.fill_null(col(f"{s}_p0"), 0).to_numpy()
+        steps[:, 1:] = gaps.matrix[:, : LEVELS - 1] * (-1 if s == "bid" else 1)
         ticks = np.cumsum(steps, axis=1)
-        lots = _ints(table, [f"{s}_s{k}" for k in range(LEVELS)], np.int64)
-        counts = _ints(table, [f"{s}_n{k}" for k in range(LEVELS)], np.int32)
-        has_n = pc.fill_null(table[f"{s}_has_n"], False).to_numpy(zero_copy_only=False).astype(bool) & ~raw
+        length = lots.len
+        has_n = cnt.valid
         built = {
-            "px": pa.ListArray.from_arrays(offsets, pa.array(pick(ticks / div["px"][:, None]))),
-            "sz": pa.ListArray.from_arrays(offsets, pa.array(pick(lots / div["sz"][:, None]))),
-            "n": pa.ListArray.from_arrays(offsets, pa.array(pick(counts), pa.int32()), mask=pa.array(~has_n)),
+            "px": _list(ticks / div["px"][:, None], length, ~raw, ORDERBOOK_L2.field("bid_px").type),
+            "sz": _list(lots.matrix / div["sz"][:, None], length, ~raw, ORDERBOOK_L2.field("bid_sz").type),
+            "n": _list(cnt.matrix, length, has_n, ORDERBOOK_L2.field("bid_n").type),
         }
         for q, arr in built.items():
-            rawc = table[f"raw_{s}_{q}"].combine_chunks() if table.num_rows else arr
-            out[f"{s}_{q}"] = pc.if_else(keep, arr, rawc) if raw.any() else arr
+            out[f"{s}_{q}"] = pc.if_else(pa.array(~raw), arr, col(f"raw_{s}_{q}")) if raw.any() else arr
     return pa.Table.from_arrays([out[f.name] for f in ORDERBOOK_L2], schema=ORDERBOOK_L2)
 
 
@@ -269,17 +257,15 @@ def decode_sql(alias: str) -> str:
     for s in SIDES:
         sign = "-" if s == "bid" else "+"
         acc, px = f"{a}.{s}_p0", []
-        for k in range(LEVELS):
+        for k in range(LEVELS):  # entries past the row's levels are null or unused, then cut off
             if k:
-                acc = f"{acc} {sign} {a}.{s}_g{k}"
+                acc = f"{acc} {sign} {a}.{s}_gaps[{k}]"
             px.append(f"CAST({acc} AS DOUBLE) / {a}.px_div")
-        sz = [f"CAST({a}.{s}_s{k} AS DOUBLE) / {a}.sz_div" for k in range(LEVELS)]
+        sz = [f"CAST({a}.{s}_lots[{k + 1}] AS DOUBLE) / {a}.sz_div" for k in range(LEVELS)]
         for q, items in (("px", px), ("sz", sz)):
-            parts.append(f"CASE WHEN {a}.raw THEN {a}.raw_{s}_{q} "
-                         f"ELSE list_slice(list_value({', '.join(items)}), 1, {a}.{s}_len) END AS {s}_{q}")
+            parts.append(f"CASE WHEN {a}.raw THEN {a}.raw_{s}_{q} ELSE "
+                         f"list_slice(list_value({', '.join(items)}), 1, len({a}.{s}_lots)) END AS {s}_{q}")
     for s in SIDES:
-        items = ", ".join(f"{a}.{s}_n{k}" for k in range(LEVELS))
-        parts.append(f"CASE WHEN {a}.raw THEN {a}.raw_{s}_n WHEN {a}.{s}_has_n "
-                     f"THEN list_slice(list_value({items}), 1, {a}.{s}_len) END AS {s}_n")
+        parts.append(f"CASE WHEN {a}.raw THEN {a}.raw_{s}_n ELSE {a}.{s}_cnt END AS {s}_n")
     parts.append(f"{a}.source")
     return ",\n  ".join(parts)
