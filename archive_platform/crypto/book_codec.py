@@ -256,15 +256,15 @@ def decode_sql(alias: str) -> str:
     parts = [f"{a}.{c}" for c in PLAIN[:6]]
     for s in SIDES:
         sign = "-" if s == "bid" else "+"
-        acc, px = f"{a}.{s}_p0", []
-        for k in range(LEVELS):  # entries past the row's levels are null or unused, then cut off
-            if k:
-                acc = f"{acc} {sign} {a}.{s}_gaps[{k}]"
-            px.append(f"CAST({acc} AS DOUBLE) / {a}.px_div")
-        sz = [f"CAST({a}.{s}_lots[{k + 1}] AS DOUBLE) / {a}.sz_div" for k in range(LEVELS)]
-        for q, items in (("px", px), ("sz", sz)):
-            parts.append(f"CASE WHEN {a}.raw THEN {a}.raw_{s}_{q} ELSE "
-                         f"list_slice(list_value({', '.join(items)}), 1, len({a}.{s}_lots)) END AS {s}_{q}")
+        acc, ticks = f"{a}.{s}_p0", [f"{a}.{s}_p0"]
+        for k in range(1, LEVELS):  # level k's ticks; past the row's levels null, then cut off
+            acc = f"{acc} {sign} {a}.{s}_gaps[{k}]"
+            ticks.append(acc)
+        px = (f"list_transform(list_slice(list_value({', '.join(ticks)}), 1, len({a}.{s}_lots)), "
+              f"lambda t: CAST(t AS DOUBLE) / {a}.px_div)")
+        sz = f"list_transform({a}.{s}_lots, lambda t: CAST(t AS DOUBLE) / {a}.sz_div)"
+        for q, expr in (("px", px), ("sz", sz)):
+            parts.append(f"CASE WHEN {a}.raw THEN {a}.raw_{s}_{q} ELSE {expr} END AS {s}_{q}")
     for s in SIDES:
         parts.append(f"CASE WHEN {a}.raw THEN {a}.raw_{s}_n ELSE {a}.{s}_cnt END AS {s}_n")
     parts.append(f"{a}.source")
