@@ -247,7 +247,8 @@ def main() -> None:
               f"zstd JSON lines {b['zjson']:.1f}, Parquet zstd list columns {b['list']:.1f} "
               f"({b['list'] / b['zjson']:.2f}x zstd JSON; target <= 0.25x), wide 80 columns {b['wide']:.1f} "
               f"({b['wide'] / b['list']:.2f}x list)")
-        print(f"tuned writer (WRITER_OPTIONS: zstd 9, no dictionary on levels, delta time/ids): list {b['tuned']:.1f} ({b['tuned'] / b['zjson']:.2f}x "
+        print(f"tuned writer (WRITER_OPTIONS: zstd 9, no dictionary on levels, delta time/ids): "
+              f"list {b['tuned']:.1f} ({b['tuned'] / b['zjson']:.2f}x "
               f"zstd JSON), wide {b['wide_tuned']:.1f} ({b['wide_tuned'] / b['tuned']:.2f}x list)")
         print(f"physical form (crypto.book_codec: best level + lists of tick gaps and lots, PARQUET_OPTIONS): "
               f"{b['codec']:.1f} ({b['codec'] / b['zjson']:.2f}x zstd JSON; bench/book_codec.py compares encodings)")
