@@ -46,10 +46,10 @@ _EXACT = 2**53  # integers up to here convert to float64 exactly
 SIDES = ("bid", "ask")
 PLAIN = ("exchange", "symbol", "event_time", "receive_time", "update_id", "prev_update_id", "source")
 LIST_COLUMNS = ("bid_px", "bid_sz", "ask_px", "ask_sz", "bid_n", "ask_n")
-MARK = {b"book_codec": b"1"}
-
-
+MARK = {b"book_codec": b"1"}  # schema metadata of a physical table (layout version 1)
 I64_LIST, I32_LIST = pa.list_(pa.int64()), pa.list_(pa.int32())
+
+#: the physical table: plain columns as in the contract, then the integer form, then the fallback
 PHYSICAL = pa.schema(
     [ORDERBOOK_L2.field(c) for c in PLAIN]
     + [pa.field("raw", pa.bool_(), nullable=False), pa.field("px_div", pa.float64()), pa.field("sz_div", pa.float64())]
@@ -59,9 +59,9 @@ PHYSICAL = pa.schema(
     metadata=MARK,
 )
 
-#: pyarrow.parquet.write_table keyword arguments for the physical table (by measurement): no
-#: dictionary on the level columns (a run of one value costs zstd a few bytes; a dictionary's
-#: bit-packed indices hide the runs), delta encoding on the time and id columns
+#: pyarrow.parquet.write_table keyword arguments for the physical table (by measurement): plain
+#: level lists, so zstd 9 finds the previous snapshot's values a row (160 bytes) back, which a
+#: dictionary's bit-packed indices would hide; delta encoding on the time and id columns
 PARQUET_OPTIONS: dict = {
     "compression": "zstd",
     "compression_level": 9,
