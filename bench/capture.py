@@ -8,7 +8,8 @@ measured in the same run:
 2. Bytes per book snapshot (20 levels a side): the contract layout (list<float64> columns,
    Parquet zstd, default and tuned writer options) vs the same snapshots as zstd-compressed JSON
    lines (the messages as received), and vs a wide fixed-column layout (bid_px_0..19, ...); plus
-   the time to read the needed columns and compute micro-price and 5-level depth imbalance.
+   the time to read the needed columns and compute micro-price and 5-level depth imbalance;
+   and the physical form of ``crypto.book_codec`` (bench/book_codec.py compares encodings).
 3. Time to compact one symbol-day of books (864,000 snapshots at 100 ms) from spool files written
    every 10 s (8,640 files) and write the day file (tuned options), vs DuckDB doing the same
    read + dedup + sort + write over the glob.
@@ -33,7 +34,7 @@ import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from archive_platform.crypto import spool  # noqa: E402
+from archive_platform.crypto import book_codec, spool  # noqa: E402
 from archive_platform.crypto.schemas import WRITER_OPTIONS  # noqa: E402
 from archive_platform.crypto.sim_venue import LEVELS, format_price, simulate, window_tables  # noqa: E402
 from archive_platform_tests.fakes.binance_ws import FakeBinanceFutures  # noqa: E402
@@ -161,10 +162,13 @@ def measure_bytes(hours: float) -> dict:
     w = simulate("BTCUSDT", T0, T0 + int(hours * 3600e6), seed=2, book_ms=100)
     _, books = window_tables(w, exchange="binance", source="binance")
     n = books.num_rows
+    for c in ("bid_n", "ask_n"):  # Binance sends no order counts (nor do the JSON lines): null lists
+        books = books.set_column(books.schema.get_field_index(c), c, pa.nulls(n, books[c].type))
     raw = json_lines(w)
     zjson = len(pa.compress(raw, "zstd", asbytes=True))
     lists, wides = parquet_bytes(books), parquet_bytes(wide(books))
     tuned, wide_tuned = parquet_bytes(books, **TUNED), parquet_bytes(wide(books), **TUNED)
+    codec = parquet_bytes(book_codec.encode(books), **book_codec.PARQUET_OPTIONS)
     # read back from the stored bytes, then compute features: what an analysis pass pays
     lb, wb = _encode(books), _encode(wide(books))
     need_w = [f"{c}_{k}" for c in ("bid_px", "bid_sz", "ask_px", "ask_sz") for k in range(5)]
@@ -172,7 +176,7 @@ def measure_bytes(hours: float) -> dict:
                                                                                       "ask_sz"])))
     t_wide = _timed(lambda: features_wide(pq.read_table(pa.BufferReader(wb), columns=need_w)))
     return {"snapshots": n, "json": len(raw) / n, "zjson": zjson / n, "list": lists / n, "wide": wides / n,
-            "tuned": tuned / n, "wide_tuned": wide_tuned / n, "t_list": t_list, "t_wide": t_wide}
+            "tuned": tuned / n, "codec": codec / n, "wide_tuned": wide_tuned / n, "t_list": t_list, "t_wide": t_wide}
 
 
 def _encode(t: pa.Table) -> pa.Buffer:
@@ -243,8 +247,11 @@ def main() -> None:
               f"zstd JSON lines {b['zjson']:.1f}, Parquet zstd list columns {b['list']:.1f} "
               f"({b['list'] / b['zjson']:.2f}x zstd JSON; target <= 0.25x), wide 80 columns {b['wide']:.1f} "
               f"({b['wide'] / b['list']:.2f}x list)")
-        print(f"tuned writer (zstd 9, no dictionary on levels): list {b['tuned']:.1f} ({b['tuned'] / b['zjson']:.2f}x "
+        print(f"tuned writer (WRITER_OPTIONS: zstd 9, no dictionary on levels, delta time/ids): "
+              f"list {b['tuned']:.1f} ({b['tuned'] / b['zjson']:.2f}x "
               f"zstd JSON), wide {b['wide_tuned']:.1f} ({b['wide_tuned'] / b['tuned']:.2f}x list)")
+        print(f"physical form (crypto.book_codec: best level + lists of tick gaps and lots, PARQUET_OPTIONS): "
+              f"{b['codec']:.1f} ({b['codec'] / b['zjson']:.2f}x zstd JSON; bench/book_codec.py compares encodings)")
         print(f"read the needed columns + features (micro-price, 5-level imbalance): list {b['t_list'] * 1e3:.0f} ms, "
               f"wide {b['t_wide'] * 1e3:.0f} ms ({b['t_wide'] / b['t_list']:.2f}x list)")
     if "compact" not in skip:

@@ -83,12 +83,17 @@ SORT_KEYS: dict[str, tuple[str, ...]] = {
 TIME_COLUMN: dict[str, str] = {"crypto_trades": "event_time", "orderbook_l2": "event_time", "capture_gaps": "start"}
 DATASETS = tuple(SCHEMAS)
 
-#: Parquet writer options for day files, by measurement (bench/capture.py, docs/performance.md):
-#: for books, no dictionary on the level columns keeps a level repeated from the previous
-#: snapshot byte-aligned (160 bytes back) so zstd finds it; level 9 pays off on a day file
+#: Parquet writer options for day files of the logical tables, by measurement (bench/capture.py,
+#: bench/book_codec.py, docs/performance.md): for books, no dictionary on the level columns keeps
+#: a level repeated from the previous snapshot byte-aligned (160 bytes back) so zstd finds it;
+#: level 9 pays off on a day file; delta encoding makes the time and id columns almost free.
+#: Books stored in the physical form of ``crypto.book_codec`` (integer ticks and lots, about a
+#: third of these bytes) use ``book_codec.PARQUET_OPTIONS`` instead.
 WRITER_OPTIONS: dict[str, dict] = {
     "orderbook_l2": {"compression": "zstd", "compression_level": 9,
-                     "use_dictionary": ["exchange", "symbol", "source"]},
+                     "use_dictionary": ["exchange", "symbol", "source"],
+                     "column_encoding": {c: "DELTA_BINARY_PACKED"
+                                         for c in ("event_time", "receive_time", "update_id", "prev_update_id")}},
     "crypto_trades": {"compression": "zstd"},
     "capture_gaps": {"compression": "zstd"},
 }
