@@ -83,7 +83,6 @@ DATASET = Dataset(
              | (pl.col("signed_volume").abs() <= pl.col("volume") + 1e-9), hard=True),
         # a real book is crossed or locked for an instant (stored, counted by the values check)
         Rule("spread > 0", "spread", pl.col("spread").is_null() | (pl.col("spread") > 0)),
-        Rule("a book is known at t", "mid", pl.col("mid").is_not_null()),
     ),
     completeness=complete,
     freshness=c.FRESHNESS,
