@@ -219,3 +219,21 @@ def test_feature_checks_fail_on_a_missing_second_and_a_wrong_value(book_store):
     wrong = df.with_columns(pl.when(pl.col("timestamp") == at(D, 0, 0, 2)).then(100.5).otherwise(pl.col("mid")).alias("mid"))
     problems, meta = chk.reconcile_orderbook_features(wrong, books_in, trades_in, D)
     assert problems and "'mid': 1" in problems[0]
+
+
+def test_utc_recovery_asks_for_a_derived_day_once_its_inputs_are_stored(tmp_path):
+    from archive_platform.datasets import BY_NAME
+    from archive_platform.defs.crypto import utc_recovery_requests
+    from archive_platform.settings import Settings
+
+    env = sim_env(tmp_path, ARCHIVE_CRYPTO_CAPTURE="1")
+    live = ArchiveStore(tmp_path / "live", kind="live")
+    rows = trades([("BTC", 1, at(D, 1, 0), 100.0, 1.0, "buy")])
+    live.write_day("crypto_trades", D, rows.set_column(8, "source", pa.array(["hyperliquid"])))
+    pdef = build_definitions(env).resolve_job_def("archive_all_utc").partitions_def
+    derived = [BY_NAME[n] for n in ("crypto_daily_bars", "crypto_candles", "orderbook_features")]
+    reqs = utc_recovery_requests(dg.DagsterInstance.ephemeral(), derived, pdef, Settings.from_env(env),
+                                 datetime(2025, 12, 1, 9, 0, tzinfo=UTC), 3, tmp_path / "live")
+    # only the day with stored trades; the features also need books, which the live archive lacks
+    assert [(r.partition_key, sorted(k.to_user_string() for k in r.asset_selection)) for r in reqs] == [
+        ("2025-11-29", ["crypto_candles", "crypto_daily_bars"])]

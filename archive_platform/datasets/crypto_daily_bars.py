@@ -66,7 +66,7 @@ DATASET = Dataset(
              (pl.col("low") <= pl.min_horizontal("open", "close")) & (pl.max_horizontal("open", "close") <= pl.col("high")),
              hard=True),
         Rule("low > 0", "low", pl.col("low") > 0, hard=True),
-        Rule("volume > 0, trade_count >= 1", "volume", nonneg("volume") & (pl.col("trade_count") >= 1), hard=True),
+        Rule("volume >= 0, trade_count >= 1", "volume", nonneg("volume") & (pl.col("trade_count") >= 1), hard=True),
         Rule("vwap within [low, high]", "vwap", pl.col("vwap").is_null()
              | pl.col("vwap").is_between(pl.col("low") - 1e-9, pl.col("high") + 1e-9), hard=True),
         Rule("first_trade <= last_trade", "first_trade", pl.col("first_trade") <= pl.col("last_trade"), hard=True),
