@@ -40,7 +40,9 @@ def _between(col: str, lo: float, hi: float) -> pl.Expr:
     return pl.col(col).is_null() | pl.col(col).is_between(lo - 1e-9, hi + 1e-9)
 
 
-_units = {k: f"{u}; {m}" for k, (u, m) in FEATURE_DICTIONARY.items()}
+# no "|" in a unit: the generated data dictionary is a Markdown table
+_units = {k: f"{u}; {m}".replace("|V_buy - V_sell|", "abs(V_buy - V_sell)")
+          for k, (u, m) in FEATURE_DICTIONARY.items()}
 _units["timestamp"] = ("UTC instant; grid second t of the partition's UTC day (00:00:00 .. "
                        "23:59:59): the book as of t, flows over (t - 1 s, t]; null features "
                        "where no book is known at t")
