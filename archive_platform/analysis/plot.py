@@ -2,7 +2,7 @@
 canvas: a figure object with its own canvas, so no global pyplot state and no display.
 
 ``equity_png`` draws the equity (top) and the drawdown in % of the running peak (bottom) against
-the bar number, with the bars' dates as tick labels (so nights and weekends take no room), and
+the bar number, with the bars' UTC times as tick labels (so nights and weekends take no room), and
 returns the PNG bytes. ``markdown_image`` wraps them in a base64 data URI, which the Dagster UI
 renders inline in a Markdown metadata value; ``png_size`` reads the width and height back from
 the PNG header (for tests and checks).
@@ -38,16 +38,16 @@ def equity_png(equity: pl.DataFrame, title: str, *, width_px: int = WIDTH_PX,
     top.plot(x, equity["equity"].to_numpy(), color="#1f77b4", linewidth=1.2)
     top.axhline(1.0, color="#999999", linewidth=0.6, linestyle="--")
     top.set_ylabel("equity")
-    top.set_title(title, fontsize=10)
+    top.set_title(title, fontsize=9)
     top.grid(alpha=0.3)
     dd = equity["drawdown"].to_numpy() * 100.0
     bottom.fill_between(x, dd, 0.0, color="#d62728", alpha=0.5, linewidth=0)
     bottom.set_ylabel("drawdown %")
     bottom.grid(alpha=0.3)
     ticks = np.unique(np.linspace(0, equity.height - 1, min(6, equity.height)).round().astype(int))
-    stamps = equity["timestamp"].gather(ticks).dt.strftime("%Y-%m-%d").to_list()
-    bottom.set_xticks(ticks, stamps, fontsize=8)
-    bottom.set_xlabel("bar (UTC date)")
+    stamps = equity["timestamp"].gather(ticks).dt.strftime("%Y-%m-%d\n%H:%M").to_list()
+    bottom.set_xticks(ticks, stamps, fontsize=7)
+    bottom.set_xlabel("bar (UTC time of its close)", fontsize=8)
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=DPI)

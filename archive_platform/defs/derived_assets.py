@@ -169,8 +169,9 @@ def png_path(equity_path):
 
 def _title(name: str, bt) -> str:
     m = bt.result.metrics
-    return (f"{name}: {bt.symbol} {bt.config.timeframe}, {bt.first_day}..{bt.day}; total return "
-            f"{m['total_return']:+.2%}, max drawdown {m['max_drawdown']:.2%}, {int(m['trades'])} trades")
+    return (f"{name}: {bt.symbol} {bt.config.timeframe} candles, {bt.first_day} .. {bt.day}\n"
+            f"total return {m['total_return']:+.2%}, max drawdown {m['max_drawdown']:.2%}, "
+            f"{int(m['trades'])} trades")
 
 
 def backtest_metadata(runs, day: date) -> dict:
