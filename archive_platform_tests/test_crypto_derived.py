@@ -237,3 +237,35 @@ def test_utc_recovery_asks_for_a_derived_day_once_its_inputs_are_stored(tmp_path
     # only the day with stored trades; the features also need books, which the live archive lacks
     assert [(r.partition_key, sorted(k.to_user_string() for k in r.asset_selection)) for r in reqs] == [
         ("2025-11-29", ["crypto_candles", "crypto_daily_bars"])]
+
+
+def test_refresh_sensor_rebuilds_the_days_whose_inputs_were_archived_again(tmp_path):
+    import time
+
+    from archive_platform.datasets import DATASETS
+    from archive_platform.defs.crypto_derived import stale_derived_requests
+
+    defs = build_definitions(sim_env(tmp_path))
+    assert "refresh_crypto_derived" in {s.name for s in defs.sensors}
+    pdef = defs.resolve_job_def("archive_all_utc").partitions_def
+    instance = dg.DagsterInstance.ephemeral()
+    nxt = D + timedelta(days=1)
+
+    def report(name: str, day: date) -> None:
+        instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=name, partition=day.isoformat()))
+        time.sleep(0.01)  # distinct timestamps
+
+    for day in (PREV, D, nxt):
+        report("crypto_trades", day)
+        report("crypto_candles", day)
+        report("crypto_daily_bars", day)
+    now = datetime(2025, 12, 3, 1, 0, tzinfo=UTC)
+    assert stale_derived_requests(instance, DATASETS, pdef, now, 7) == []
+    report("crypto_trades", D)  # late trades of D archived again
+    reqs = stale_derived_requests(instance, DATASETS, pdef, now, 7)
+    got = sorted((r.partition_key, r.asset_selection[0].to_user_string()) for r in reqs)
+    # the candles of D and D+1 (whose first candles and daily candle hold D's end), D's bars;
+    # orderbook_features was never built here: the recovery sensor's business
+    assert got == [("2025-11-29", "crypto_candles"), ("2025-11-29", "crypto_daily_bars"),
+                   ("2025-11-30", "crypto_candles")]
+    assert all(r.run_key.startswith("refresh:") and r.tags["archive/trigger"] == "inputs_changed" for r in reqs)

@@ -56,7 +56,8 @@ def test_definitions_graph(tmp_path):
     assert {s.name for s in defs.schedules} == {
         "options_snapshots", "grid_snapshots", "iv_rank_snapshots", "end_of_day", "refresh_views",
         "coverage_ledger", "archive_utc_daily"}
-    assert {s.name for s in defs.sensors} == {"uw_flow_poll", "recover_missing_partitions", "recover_utc_days"}
+    assert {s.name for s in defs.sensors} == {"uw_flow_poll", "recover_missing_partitions", "recover_utc_days",
+                                              "refresh_crypto_derived"}
     recover = next(s for s in defs.sensors if s.name == "recover_missing_partitions")
     assert recover.default_status == dg.DefaultSensorStatus.RUNNING
 

@@ -10,6 +10,8 @@ recovery, and the capture heartbeat sensor (pure work in ``archive_platform.cryp
 * The derived crypto datasets (``crypto_daily_bars``, ``crypto_candles``, ``orderbook_features``):
   built by ``defs/crypto_derived.py``, downstream of the assets they read.
 * ``archive_utc_daily``: 00:30 UTC, the previous UTC day of every UTC dataset.
+* ``refresh_crypto_derived``: rebuilds a derived crypto day when an input it reads was
+  materialized after it (late trades re-archived).
 * ``recover_utc_days``: missing or failed UTC days in the last ``ARCHIVE_RECOVERY_LOOKBACK`` days,
   of the datasets that can fill them (sim: all; capture: trades, and books/gaps with a spool).
 * With capture configured: ``capture_heartbeat`` watches the service's heartbeat and, when it
@@ -191,6 +193,10 @@ def build_crypto_automation(datasets: Sequence, partitions_def, job, settings: S
         return reqs or dg.SkipReason("no missing or failed UTC days in the lookback window")
 
     schedules, sensors, jobs, checks = [archive_utc_daily], [recover_utc_days], [], []
+    if any(is_crypto_derived(d) for d in datasets):
+        from archive_platform.defs.crypto_derived import build_refresh_sensor
+
+        sensors.append(build_refresh_sensor(datasets, partitions_def, job, lookback, RECOVERY_INTERVAL_S))
     if settings.crypto_capture:
         check, health_job, sensor = build_heartbeat(live_root)
         checks, jobs, sensors = [check], [health_job], [*sensors, sensor]

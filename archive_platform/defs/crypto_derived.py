@@ -50,6 +50,8 @@ RECONCILE: dict[str, tuple[str, Callable]] = {
     "crypto_daily_bars": ("OHLC, volume, VWAP and trade count per series equal a DuckDB aggregation "
                           "of the day's stored trades.", _bars),
 }
+#: the derived datasets that read the previous day's tail (right-aligned candles and grid)
+READS_PREVIOUS_DAY = {"crypto_candles", "orderbook_features"}
 CHECKS = {
     "schema": "Stored columns and types equal the canonical schema.",
     "unique_key": "No two rows share the dataset's dedup key.",
@@ -128,3 +130,54 @@ def build_crypto_derived_asset(d: Dataset, partitions_def, settings: Settings) -
         return dg.MaterializeResult(metadata=meta, check_results=results)
 
     return _asset
+
+
+def stale_derived_requests(instance, datasets, partitions_def, now, lookback: int) -> list[dg.RunRequest]:
+    """One run per (derived dataset, UTC day) in the last ``lookback`` closed days whose stored
+    partition is older than a materialization of an input it reads (the day, and the day before
+    for ``READS_PREVIOUS_DAY``): late trades re-archived on D rebuild the candles of D and D+1 and
+    the daily bars of D. Days never built are left to the recovery sensor."""
+    from datetime import timezone
+
+    today = now.astimezone(timezone.utc).date()
+    days = [today - timedelta(days=i) for i in range(lookback, 0, -1)]
+
+    def latest(name: str, day: date):
+        records = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey(name), asset_partitions=[day.isoformat()]), limit=1).records
+        return records[0] if records else None
+
+    reqs = []
+    for d in (x for x in datasets if is_crypto_derived(x)):
+        for day in days:
+            with dg.partition_loading_context(effective_dt=now):
+                if not partitions_def.has_partition_key(day.isoformat()):
+                    continue
+            built = latest(d.name, day)
+            if built is None:
+                continue
+            read = (day - timedelta(days=1), day) if d.name in READS_PREVIOUS_DAY else (day,)
+            newer = [r for n in d.derived_from for x in read
+                     if (r := latest(n, x)) is not None and r.timestamp > built.timestamp]
+            if newer:
+                ids = "+".join(str(r.storage_id) for r in sorted(newer, key=lambda r: r.storage_id))
+                reqs.append(dg.RunRequest(run_key=f"refresh:{d.name}:{day}:{ids}", partition_key=day.isoformat(),
+                                          asset_selection=[dg.AssetKey(d.name)],
+                                          tags={"archive/trigger": "inputs_changed"}))
+    return reqs
+
+
+def build_refresh_sensor(datasets, partitions_def, job, lookback: int, interval_s: int):
+    """``refresh_crypto_derived``: rebuilds derived crypto days whose inputs changed since."""
+    from archive_platform.defs.crypto import utcnow
+
+    @dg.sensor(name="refresh_crypto_derived", job=job, minimum_interval_seconds=interval_s,
+               default_status=dg.DefaultSensorStatus.RUNNING,
+               description=f"Re-materializes a derived crypto day (candles, features, daily bars) of the "
+               f"last {lookback} closed UTC days when an input it reads (that day or the day before) "
+               "was materialized after it, e.g. late trades re-archived.")
+    def refresh_crypto_derived(context: dg.SensorEvaluationContext):
+        reqs = stale_derived_requests(context.instance, datasets, partitions_def, utcnow(), lookback)
+        return reqs or dg.SkipReason("every derived crypto day is newer than its inputs")
+
+    return refresh_crypto_derived
