@@ -219,6 +219,9 @@ def test_feature_checks_fail_on_a_missing_second_and_a_wrong_value(book_store):
     wrong = df.with_columns(pl.when(pl.col("timestamp") == at(D, 0, 0, 2)).then(100.5).otherwise(pl.col("mid")).alias("mid"))
     problems, meta = chk.reconcile_orderbook_features(wrong, books_in, trades_in, D)
     assert problems and "'mid': 1" in problems[0]
+    eth = books_in.filter(pl.col("event_time") >= at(D, 0, 0)).with_columns(pl.lit("ETH").alias("symbol"))
+    problems, _ = chk.reconcile_orderbook_features(df, pl.concat([books_in, eth]), trades_in, D)
+    assert problems == ["1 series with books on 2025-11-29 have no features: sim:ETH"]
 
 
 def test_utc_recovery_asks_for_a_derived_day_once_its_inputs_are_stored(tmp_path):

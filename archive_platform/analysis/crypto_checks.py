@@ -126,10 +126,16 @@ def _per_second(df: pl.DataFrame, value: pl.Expr, name: str) -> pl.DataFrame:
 
 
 def reconcile_orderbook_features(rows, books, trades, day: date) -> tuple[list[str], dict]:
-    """Grid completeness, then, on every second with a book, mid, spread and imbalance_1 from an
-    as-of join of the books, and updates, volume and signed volume from a per-second group-by."""
+    """Grid completeness and every series with a book on the day present; then, on every second
+    with a book, mid, spread and imbalance_1 from an as-of join of the books, and updates, volume
+    and signed volume from a per-second group-by."""
     df, bk, tr = _frame(rows), _frame(books), _frame(trades)
     problems, meta = features_grid_problems(df, day)
+    booked = bk.filter(pl.col("event_time") >= bounds(day)[0]).select(SERIES).unique()
+    missing = booked.join(df.select(SERIES).unique(), on=SERIES, how="anti")
+    if missing.height:
+        problems.append(f"{missing.height} series with books on {day} have no features: "
+                        + ", ".join(f"{e}:{s}" for e, s in missing.sort(SERIES).iter_rows()))
     known = df.filter(pl.col("mid").is_not_null())
     s = _state_of(known.select(*SERIES, "timestamp"), bk)
     want = s.select(*SERIES, "timestamp", ((pl.col("b") + pl.col("a")) / 2).alias("mid_x"),
@@ -142,10 +148,11 @@ def reconcile_orderbook_features(rows, books, trades, day: date) -> tuple[list[s
     for f in flows:
         j = j.join(f, on=[*SERIES, "timestamp"], how="left")
     diffs = {}
-    for col in ("mid", "spread", "imbalance_1", "updates", "volume", "signed_volume"):
-        a = pl.col(col).cast(pl.Float64).fill_null(0.0) if col in ("updates", "volume", "signed_volume") else pl.col(col)
-        b = pl.col(f"{col}_x").cast(pl.Float64).fill_null(0.0) if col in ("updates", "volume", "signed_volume") \
-            else pl.col(f"{col}_x")
+    flow = ("updates", "volume", "signed_volume")  # no event in a second: 0 on both sides
+    for col in ("mid", "spread", "imbalance_1", *flow):
+        a, b = pl.col(col).cast(pl.Float64), pl.col(f"{col}_x").cast(pl.Float64)
+        if col in flow:
+            a, b = a.fill_null(0.0), b.fill_null(0.0)
         bad = j.filter(~(((a - b).abs() <= 1e-9 * b.abs().clip(1.0)) | (a.is_null() & b.is_null())).fill_null(False))
         if bad.height:
             diffs[col] = bad.height

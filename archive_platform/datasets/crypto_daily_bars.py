@@ -63,7 +63,8 @@ DATASET = Dataset(
     derive_under_sim=True,
     rules=(
         Rule("low <= open,close <= high", "high",
-             (pl.col("low") <= pl.min_horizontal("open", "close")) & (pl.max_horizontal("open", "close") <= pl.col("high")),
+             (pl.col("low") <= pl.min_horizontal("open", "close"))
+             & (pl.max_horizontal("open", "close") <= pl.col("high")),
              hard=True),
         Rule("low > 0", "low", pl.col("low") > 0, hard=True),
         Rule("volume >= 0, trade_count >= 1", "volume", nonneg("volume") & (pl.col("trade_count") >= 1), hard=True),

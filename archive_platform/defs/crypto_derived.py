@@ -122,7 +122,8 @@ def build_crypto_derived_asset(d: Dataset, partitions_def, settings: Settings) -
             "dagster/row_count": stored.num_rows,
             "dagster/size_bytes": dg.MetadataValue.int(store.partition_bytes(d, day)),
             "series": ", ".join(f"{e}:{s}" for e, s in series.iter_rows()),
-            "inputs": f"{', '.join(d.derived_from)} of {day - timedelta(days=1)} (tail) and {day}",
+            "inputs": f"{', '.join(d.derived_from)} of " + (f"{day - timedelta(days=1)} (its end) and {day}"
+                                                            if d.name in READS_PREVIOUS_DAY else str(day)),
             "path": dg.MetadataValue.path(str(store.partition_dir(d, day))),
         }
         context.log.info(f"{d.name} {day}: {stored.num_rows:,} rows; "
