@@ -26,7 +26,7 @@ from websockets.sync.client import connect
 CHROMIUM_FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--disable-dev-shm-usage", "--window-size=1440,1000", "--remote-debugging-port=0",
+    "--disable-dev-shm-usage", "--window-size=1440,1600", "--remote-debugging-port=0",
 ]
 
 

@@ -23,7 +23,10 @@ _CHOICES = {
 }
 #: derived datasets' columns whose hard rules a plain counter would break
 _FIXED = {"bars": lambda i: i + 1, "session_minutes": lambda i: i + 1,
-          "iv_sessions": lambda i: 60, "is_empty": lambda i: False}
+          "iv_sessions": lambda i: 60, "is_empty": lambda i: False, "trade_count": lambda i: i + 1,
+          # orderbook_features: ratios bounded by their definition
+          "imbalance_1": lambda i: 0.5, "imbalance_5": lambda i: 0.5, "imbalance_10": lambda i: 0.5,
+          "vpin": lambda i: 0.5}
 
 
 def _value(name: str, typ: pa.DataType, i: int, day: date, ts: datetime, snap: datetime,
@@ -77,7 +80,7 @@ def make_table(archive_type: str | ArchiveType, day: date, n: int, *, source: st
         ts = s.open_utc + timedelta(seconds=i % max(1, s.minutes * 60))
         for f in spec.schema:
             v = _value(f.name, f.type, i, day, ts, snap, source, tag)
-            if pa.types.is_floating(f.type) and f.name not in keys:
+            if pa.types.is_floating(f.type) and f.name not in keys and f.name not in _FIXED:
                 v += value_shift
             cols[f.name].append(v)
     if "exchange" in cols and "side" in cols:  # crypto trades: the aggressor's side in lower case

@@ -62,6 +62,13 @@ def test_demo_archives_through_dagster_and_prints_a_summary(demo_env):
     instance = dg.DagsterInstance.get()
     for t in NAMES:
         assert instance.get_materialized_partitions(dg.AssetKey(t)) == {"2025-11-26", "2025-11-28"}
+    # the crypto days around them (Wednesday to the Sunday before the next session), with the
+    # datasets derived from them
+    crypto_days = {"2025-11-26", "2025-11-27", "2025-11-28", "2025-11-29", "2025-11-30"}
+    assert "with crypto_candles, orderbook_features, crypto_daily_bars derived from them" in text
+    for t in ("crypto_trades", "orderbook_l2", "crypto_daily_bars", "crypto_candles", "orderbook_features"):
+        assert instance.get_materialized_partitions(dg.AssetKey(t)) == crypto_days, t
+    assert store.read_day("orderbook_features", date(2025, 11, 29)).num_rows == 2 * 86_400
 
 
 def test_demo_refuses_live_sources_before_doing_anything(demo_env, monkeypatch):

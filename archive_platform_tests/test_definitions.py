@@ -32,6 +32,11 @@ def test_definitions_graph(tmp_path):
     for d in (d for d in DATASETS if d.calendar_name == "utc"):  # crypto: defs/crypto.py
         node = graph.get(dg.AssetKey(d.name))
         assert node.partitions_def.timezone == "UTC"
+        if d.derived_from:  # crypto_candles, orderbook_features... (defs/crypto_derived.py)
+            assert {k.name for k in node.check_keys} == {"schema", "unique_key", "in_session", "values",
+                                                         "complete", "matches_inputs"}, d.name
+            assert node.parent_keys == {dg.AssetKey(n) for n in d.derived_from}, d.name
+            continue
         assert {k.name for k in node.check_keys} == {"schema", "unique_key", "in_session", "values"} | (
             set() if d.name == "capture_gaps" else {"coverage"})
     for d in (d for d in DATASETS if d.calendar_name == "nyse"):
@@ -51,7 +56,8 @@ def test_definitions_graph(tmp_path):
     assert {s.name for s in defs.schedules} == {
         "options_snapshots", "grid_snapshots", "iv_rank_snapshots", "end_of_day", "refresh_views",
         "coverage_ledger", "archive_utc_daily"}
-    assert {s.name for s in defs.sensors} == {"uw_flow_poll", "recover_missing_partitions", "recover_utc_days"}
+    assert {s.name for s in defs.sensors} == {"uw_flow_poll", "recover_missing_partitions", "recover_utc_days",
+                                              "refresh_crypto_derived"}
     recover = next(s for s in defs.sensors if s.name == "recover_missing_partitions")
     assert recover.default_status == dg.DefaultSensorStatus.RUNNING
 

@@ -33,6 +33,9 @@ EXPECTED_NAMES = {
     ArchiveType.CAPTURE_GAPS: "capture_gaps/date={d}/capture_gaps_{c}.parquet",
     ArchiveType.CRYPTO_TRADES: "crypto_trades/date={d}/crypto_trades_{c}.parquet",
     ArchiveType.ORDERBOOK_L2: "orderbook_l2/date={d}/orderbook_l2_{c}.parquet",
+    ArchiveType.CRYPTO_DAILY_BARS: "crypto_daily_bars/date={d}/crypto_daily_bars_{c}.parquet",
+    ArchiveType.CRYPTO_CANDLES: "crypto_candles/date={d}/crypto_candles_{c}.parquet",
+    ArchiveType.ORDERBOOK_FEATURES: "orderbook_features/date={d}/orderbook_features_{c}.parquet",
 }
 
 

@@ -3,7 +3,9 @@
 Crypto trades around the clock, so the demo archives every UTC day from the day after the
 session before the first one to the day before the session after the last one (weekends and
 holidays included), up to the last closed UTC day, through the ``archive_all_utc`` job of the
-simulated venue. ``cli/demo.py`` calls ``archive_crypto`` once.
+simulated venue: the books and trades, then the datasets derived from them (``crypto_daily_bars``,
+``crypto_candles``, ``orderbook_features``), day after day so each day finds the previous one's
+tail. ``cli/demo.py`` calls ``archive_crypto`` once.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ def archive_crypto(defs, instance, sessions: Sequence[date], run_config=None) ->
     import dagster as dg
 
     from archive_platform.crypto.daily import SIM_BOOK_MS, SIM_SYMBOLS
+    from archive_platform.defs.crypto_derived import RECONCILE
 
     archive = defs.resources["archive"]
     if defs.resolve_assets_def("crypto_trades").tags_by_key[dg.AssetKey("crypto_trades")].get("archive/source") != "sim":
@@ -48,8 +51,8 @@ def archive_crypto(defs, instance, sessions: Sequence[date], run_config=None) ->
         return []
     weekend = [d for d in days if d.weekday() >= 5]
     click.echo(f"\nCrypto: {len(days)} UTC days ({days[0]} .. {days[-1]}, {len(weekend)} weekend days) of "
-               f"{', '.join(SIM_SYMBOLS)} from the simulated venue (books every {SIM_BOOK_MS} ms) "
-               f"into {archive.root('sim')}")
+               f"{', '.join(SIM_SYMBOLS)} from the simulated venue (books every {SIM_BOOK_MS} ms), "
+               f"with {', '.join(RECONCILE)} derived from them, into {archive.root('sim')}")
     for i, day in enumerate(days, 1):
         t0 = time.monotonic()
         click.echo(f"[{i}/{len(days)}] {day} {day:%a} ...", nl=False)

@@ -12,7 +12,8 @@ from archive_platform.datasets.base import Dataset, Rule
 
 MODULES = ("uw_flow", "options", "gex", "stocks_1m", "iv_rank", "trades", "vix",
            "daily_bars", "daily_iv", "market_regime", "candles",
-           "capture_gaps", "crypto_trades", "orderbook_l2")
+           "capture_gaps", "crypto_trades", "orderbook_l2",
+           "crypto_daily_bars", "crypto_candles", "orderbook_features")
 
 DATASETS: tuple[Dataset, ...] = tuple(
     importlib.import_module(f"archive_platform.datasets.{m}").DATASET for m in MODULES

@@ -7,7 +7,11 @@ recovery, and the capture heartbeat sensor (pure work in ``archive_platform.cryp
   daily files) or simulates the day (sim), writes it through the store (which validates it) and
   reports coverage per stream. Checks: schema, unique_key, in_session, values, and ``coverage``
   (every stream at least ``ARCHIVE_CRYPTO_COVERAGE_MIN`` of its slots).
+* The derived crypto datasets (``crypto_daily_bars``, ``crypto_candles``, ``orderbook_features``):
+  built by ``defs/crypto_derived.py``, downstream of the assets they read.
 * ``archive_utc_daily``: 00:30 UTC, the previous UTC day of every UTC dataset.
+* ``refresh_crypto_derived``: rebuilds a derived crypto day when an input it reads was
+  materialized after it (late trades re-archived).
 * ``recover_utc_days``: missing or failed UTC days in the last ``ARCHIVE_RECOVERY_LOOKBACK`` days,
   of the datasets that can fill them (sim: all; capture: trades, and books/gaps with a spool).
 * With capture configured: ``capture_heartbeat`` watches the service's heartbeat and, when it
@@ -25,6 +29,7 @@ from archive_platform.archiving import NotReadyError
 from archive_platform.crypto import daily, report
 from archive_platform.crypto.declare import CapturedDataset
 from archive_platform.defs.assets import column_schema
+from archive_platform.defs.crypto_derived import build_crypto_derived_asset, is_crypto_derived
 from archive_platform.defs.resources import ArchiveResource, SourcesResource, can_backfill
 from archive_platform.settings import Settings
 
@@ -43,8 +48,9 @@ CHECKS = {
 
 
 def is_captured(d) -> bool:
-    """A crypto dataset: its asset is built here, not by ``defs.assets``."""
-    return isinstance(d, CapturedDataset)
+    """A crypto dataset (captured, or derived from the captured ones): its asset is built here,
+    not by ``defs.assets``."""
+    return isinstance(d, CapturedDataset) or is_crypto_derived(d)
 
 
 def utcnow() -> datetime:
@@ -66,6 +72,8 @@ def _streams(name: str, stored, gaps, day: date, expected) -> list[dict]:
 
 
 def build_crypto_asset(d: CapturedDataset, partitions_def, settings: Settings) -> dg.AssetsDefinition:
+    if is_crypto_derived(d):
+        return build_crypto_derived_asset(d, partitions_def, settings)
     capture = settings.crypto_capture
     kind = "live" if capture else "sim"
     minimum = settings.crypto_coverage_min
@@ -150,6 +158,10 @@ def _recoverable_today(d, day: date, settings: Settings, root) -> bool:
         return can_backfill(settings.sources, d)
     if not settings.crypto_capture:
         return True
+    if is_crypto_derived(d):  # once its inputs are stored
+        from archive_platform.store import ArchiveStore
+
+        return all(ArchiveStore(root, kind="live").partition_files(n, day) for n in d.derived_from)
     from archive_platform.crypto.spool import spool_files
 
     if d.name == "crypto_trades" and any(s.exchange == "binance" for s in settings.crypto.symbols):
@@ -181,6 +193,10 @@ def build_crypto_automation(datasets: Sequence, partitions_def, job, settings: S
         return reqs or dg.SkipReason("no missing or failed UTC days in the lookback window")
 
     schedules, sensors, jobs, checks = [archive_utc_daily], [recover_utc_days], [], []
+    if any(is_crypto_derived(d) for d in datasets):
+        from archive_platform.defs.crypto_derived import build_refresh_sensor
+
+        sensors.append(build_refresh_sensor(datasets, partitions_def, job, lookback, RECOVERY_INTERVAL_S))
     if settings.crypto_capture:
         check, health_job, sensor = build_heartbeat(live_root)
         checks, jobs, sensors = [check], [health_job], [*sensors, sensor]

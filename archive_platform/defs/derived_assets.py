@@ -7,8 +7,8 @@ invariants). This module adds, per derived dataset, one partitioned check ``matc
 that recomputes the partition from its stored inputs another way (``regime_checks``,
 ``analysis.equity_candles``), and the ``backtests`` asset: after each session the configured
 backtests (``analysis.daily_backtests.BACKTESTS``) over the stored candles, their metrics as a
-table, the equity curve as a table and a text plot, and per-partition floats (``equity_final``,
-``sharpe``...) which the UI plots across partitions.
+table, the equity curve as a table, as a rendered image (a PNG, shown inline) and as a text plot,
+and per-partition floats (``equity_final``, ``sharpe``...) which the UI plots across partitions.
 """
 
 from __future__ import annotations
@@ -148,19 +148,36 @@ def build_backtests_asset(partitions_def, selection: SourceSelection) -> dg.Asse
 
 
 def run_backtests(store, out_root, day: date, symbols: Sequence[str], configs):
+    """Run and write each backtest: equity.parquet, trades.parquet and equity.png (the curve's
+    image, ``png_path``) in its folder."""
     from archive_platform.analysis.daily_backtests import consistency, run_configured, write_outputs
+    from archive_platform.analysis.plot import equity_png
 
     out = []
     for cfg in configs:
         bt = run_configured(store, day, cfg, symbols)
         equity, trades = write_outputs(bt, out_root)
+        png_path(equity).write_bytes(equity_png(bt.result.equity, _title(cfg.name, bt)))
         out.append((cfg.name, bt, equity, trades, consistency(bt.result)))
     return out
 
 
+def png_path(equity_path):
+    """The image written next to a backtest's equity.parquet."""
+    return equity_path.with_name("equity.png")
+
+
+def _title(name: str, bt) -> str:
+    m = bt.result.metrics
+    return (f"{name}: {bt.symbol} {bt.config.timeframe} candles, {bt.first_day} .. {bt.day}\n"
+            f"total return {m['total_return']:+.2%}, max drawdown {m['max_drawdown']:.2%}, "
+            f"{int(m['trades'])} trades")
+
+
 def backtest_metadata(runs, day: date) -> dict:
-    """Metrics (a table), the first backtest's curve (a table and a text plot) and floats."""
+    """Metrics (a table), the first backtest's curve (a table, an image and a text plot) and floats."""
     from archive_platform.analysis.daily_backtests import curve_points, sparkline
+    from archive_platform.analysis.plot import markdown_image
 
     cols = [dg.TableColumn("backtest", "string"), dg.TableColumn("symbol", "string"),
             dg.TableColumn("metric", "string"), dg.TableColumn("value", "float")]
@@ -171,6 +188,7 @@ def backtest_metadata(runs, day: date) -> dict:
     curve = [dg.TableRecord({"timestamp": t.isoformat(), "equity": e, "drawdown": d, "position": p})
              for t, e, d, p in pts.iter_rows()]
     m = bt.result.metrics
+    png = png_path(equity)
     return {
         "as_of": day.isoformat(),
         "rows": int(m["bars"]),  # equity-curve rows written (one per candle)
@@ -182,6 +200,9 @@ def backtest_metadata(runs, day: date) -> dict:
         "equity_plot": dg.MetadataValue.md(
             f"`{sparkline(bt.result.equity['equity'].to_numpy())}`\n\n{name} equity "
             f"{bt.result.equity['equity'].min():.4f} .. {bt.result.equity['equity'].max():.4f}"),
+        # the UI renders a base64 data-URI image inside Markdown metadata
+        "equity_chart": dg.MetadataValue.md(markdown_image(png.read_bytes(), f"{name} equity curve")),
+        "equity_png": dg.MetadataValue.path(str(png)),
         "equity_final": float(m["final_equity"]), "total_return": float(m["total_return"]),
         "sharpe": _finite(m["sharpe"]), "max_drawdown": float(m["max_drawdown"]),
         "trades": int(m["trades"]),
