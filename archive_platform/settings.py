@@ -190,7 +190,7 @@ class Settings:
             recovery_lookback=parse_int(env, "ARCHIVE_RECOVERY_LOOKBACK", 10, 1, 365),
             paths=paths,
             vendor=vendor,
-            secrets_set=frozenset(v for v in SECRETS if env.get(v)),
+            secrets_set=frozenset(v for v in SECRETS + LAKE_SECRETS + ("DAGSTER_PG_PASSWORD",) if env.get(v)),
             crypto_capture=parse_bool(env, "ARCHIVE_CRYPTO_CAPTURE", False),
             crypto_coverage_min=parse_percent(env, "ARCHIVE_CRYPTO_COVERAGE_MIN", 99.0),
             crypto=_crypto(env),

@@ -144,7 +144,8 @@ def upload(local: Path, remote: RemoteFile, size: int) -> None:
 
 
 def delete_file(path: Path | RemoteFile) -> None:
-    """Remove a data file (local or in the bucket); missing is fine."""
+    """Remove a data file (local or in the bucket); missing is fine. (pyarrow then leaves an
+    empty ``folder/`` marker object when the folder became empty; no ``*.parquet`` glob matches it.)"""
     if isinstance(path, RemoteFile):
         if path.exists():
             filesystem(path._s3).delete_file(path._s3.key(path))
