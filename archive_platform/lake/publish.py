@@ -127,8 +127,8 @@ def write_file(td: TableDef, table: pa.Table, day: date, tmp: Path, final: Path 
 
 def upload(local: Path, remote: RemoteFile, size: int) -> None:
     """Upload a finished local file. Why pyarrow's S3 file system and a local temp file rather
-    than DuckDB's ``COPY ... TO 's3://...'``: the Parquet is written by pyarrow anyway (about
-    twice as fast as DuckDB's writer here, bench/lake.py), the upload moves the same bytes
+    than DuckDB's ``COPY ... TO 's3://...'``: the Parquet is written by pyarrow anyway (measured
+    ~1.8x faster than DuckDB's COPY here, docs/performance.md), the upload moves the same bytes
     either way, and a failure while encoding never reaches the bucket. A failed upload raises
     before anything is registered; the object is then removed (or, if the bucket is
     unreachable, left as an unregistered orphan that ``Lake.expire`` deletes). The size check
