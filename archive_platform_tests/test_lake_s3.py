@@ -194,6 +194,44 @@ def test_a_failed_append_after_upload_leaves_no_object_and_the_day_unchanged(ser
     store.close()
 
 
+def test_a_day_archived_empty_is_known_on_s3(servers, tmp_path):
+    """A session without executions: stored as an empty day, not "never archived"."""
+    s3, pg = servers
+    store = make_store(tmp_path, lake_env(s3, pg, "em"))
+    store.write_day("trades", FULL_DAY, make_table("trades", FULL_DAY, 0))
+    store.write_day("trades", HALF_DAY, make_table("trades", HALF_DAY, 3))
+    assert store.days("trades") == [FULL_DAY, HALF_DAY]
+    assert store.partition_files("trades", FULL_DAY) and store.read_day("trades", FULL_DAY).num_rows == 0
+    plain, _ = read_object(s3, "em/trades/date=2025-11-26/trades_20251126.parquet")
+    assert plain.num_rows == 0
+    store.close()
+
+
+def test_the_catalog_password_is_used_and_never_shown(servers, tmp_path):
+    """A catalog user that must authenticate: the password reaches PostgreSQL (DuckDB's catalog
+    connection and the advisory-lock session) from ARCHIVE_LAKE_PG_PASSWORD only."""
+    s3, pg = servers
+    env = lake_env(s3, pg, "pw")
+    if not pg.query("SELECT 1 FROM pg_roles WHERE rolname = 'lakeuser'"):
+        pg.query(f"CREATE ROLE lakeuser LOGIN PASSWORD '{PG_PW}'")
+    pg.query('ALTER DATABASE "pw" OWNER TO lakeuser')
+    hba = pg.data_dir / "pg_hba.conf"
+    hba.write_text("host all lakeuser 127.0.0.1/32 scram-sha-256\n" + hba.read_text())
+    pg.query("SELECT pg_reload_conf()")
+    env["ARCHIVE_SIM_LAKE_CATALOG"] = env["ARCHIVE_SIM_LAKE_CATALOG"].replace(f"user={pg.user}", "user=lakeuser")
+    wrong = make_store(tmp_path / "wrong", {**env, "ARCHIVE_LAKE_PG_PASSWORD": "wrong-password-1234"})
+    with pytest.raises(ArchiveWriteError) as err:
+        wrong.write_day("options", FULL_DAY, options_snapshot(FULL_DAY, 0))
+    assert "password authentication failed" in str(err.value) and "wrong-password-1234" not in str(err.value)
+    store = make_store(tmp_path / "right", env)
+    store.write_day("options", FULL_DAY, options_snapshot(FULL_DAY, 0))
+    store.append_snapshot("options", FULL_DAY, options_snapshot(FULL_DAY, 1))
+    assert store.read_day("options", FULL_DAY).num_rows == 24
+    assert catalog_query(pg, "pw", "SELECT tableowner FROM pg_tables WHERE schemaname = 'archive_sim' "
+                                   "AND tablename = 'ducklake_data_file'") == [("lakeuser",)]
+    store.close()
+
+
 def test_writers_of_one_partition_take_turns_on_a_postgres_advisory_lock(servers, tmp_path):
     s3, pg = servers
     cfg = lake_config("sim", lake_env(s3, pg, "lk"))
@@ -217,5 +255,8 @@ def test_writers_of_one_partition_take_turns_on_a_postgres_advisory_lock(servers
         order.append("a done")
     t.join(30)
     assert order == ["other day", "a done", "b"]
-    assert pg.query("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'") == [(0,)]
+    deadline = time.monotonic() + 30  # a closed session's backend exits just after the client
+    while pg.query("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'") != [(0,)]:
+        assert time.monotonic() < deadline, "an advisory lock outlived its writer"
+        time.sleep(0.05)
     assert not (tmp_path / "a" / "_lake" / "locks").exists() or not list((tmp_path / "a" / "_lake" / "locks").iterdir())

@@ -47,6 +47,18 @@ def new_file(loc: LakeLocation, td: TableDef, day: date, *, compacted: bool) -> 
     return folder / name
 
 
+def plain_days(loc: LakeLocation, td: TableDef) -> list[date]:
+    """Days whose plain-layout object exists in the bucket (one listing of the dataset's prefix)."""
+    from pyarrow import fs
+
+    assert loc.s3 is not None
+    base = loc.s3.key(f"{loc.s3.url}/{td.directory}")
+    pattern = re.compile(rf"/date=(\d{{4}}-\d{{2}}-\d{{2}})/{re.escape(td.file_stem)}_\d{{8}}\.parquet$")
+    infos = filesystem(loc.s3).get_file_info(fs.FileSelector(base, allow_not_found=True, recursive=True))
+    return sorted(date.fromisoformat(m.group(1)) for i in infos
+                  if i.type == fs.FileType.File and (m := pattern.search(i.path)))
+
+
 def as_file(loc: LakeLocation, path: str) -> Path | RemoteFile:
     """A catalog file name as a ``Path`` (local data path) or ``RemoteFile`` (S3)."""
     return RemoteFile(path, loc.s3) if loc.s3 is not None else Path(path)

@@ -167,6 +167,8 @@ class ArchiveStore:
             return []
         spec = spec_for(archive_type)
         found = set(self.lake.days(table_def(spec)))
+        if self._location.s3 is not None:  # the plain layout is in the bucket
+            return sorted(found.union(publish.plain_days(self._location, table_def(spec))))
         base = layout.dataset_dir(self.root, spec.directory)
         if base.is_dir():
             for entry in os.scandir(base):
