@@ -194,6 +194,44 @@ def test_a_failed_append_after_upload_leaves_no_object_and_the_day_unchanged(ser
     store.close()
 
 
+WRITER = """
+import sys
+from archive_platform.store import ArchiveStore
+from archive_platform_tests.store_helpers import FULL_DAY, options_snapshot
+ArchiveStore(sys.argv[1], kind="sim").write_day("options", FULL_DAY, options_snapshot(FULL_DAY, 0))
+"""
+
+
+@pytest.mark.parametrize("step", ["write_day:file", "write_day:commit"])
+def test_a_writer_killed_mid_write_leaves_an_orphan_or_a_whole_day(servers, tmp_path, step):
+    """SIGKILL after the upload: the object is an unregistered orphan that expiry deletes. After
+    the commit: the day is whole for readers, and the next compaction publishes it."""
+    s3, pg = servers
+    env = lake_env(s3, pg, "k" + step[-4:])
+    prefix = "k" + step[-4:]
+    full = {k: v for k, v in os.environ.items() if not k.startswith(("ARCHIVE_", "AWS_"))}
+    run = subprocess.run([sys.executable, "-c", WRITER, str(tmp_path / "root")], timeout=120,
+                         env={**full, **env, "ARCHIVE_LAKE_CRASH_AT": step}, capture_output=True, text=True)
+    assert run.returncode == -9, run.stderr
+    store = make_store(tmp_path, env)
+    data = [k for k in objects(s3, prefix) if "/_lake/data/" in k]
+    assert len(data) == 1 and f"{prefix}/options/date=2025-11-26/options_20251126.parquet" not in objects(s3, prefix)
+    if step == "write_day:file":
+        assert store.read_day("options", FULL_DAY).num_rows == 0 and store.days("options") == []
+        from datetime import timedelta
+
+        gone = store.lake.expire(timedelta(0))
+        assert [g.rsplit("/", 1)[-1] for g in gone] == [data[0].rsplit("/", 1)[-1]]
+        assert [k for k in objects(s3, prefix) if "/_lake/data/" in k] == []
+        store.write_day("options", FULL_DAY, options_snapshot(FULL_DAY, 0))  # the retry
+    else:
+        assert store.read_day("options", FULL_DAY).num_rows == 12
+        assert store.compact_day("options", FULL_DAY).skipped  # already one file: only publishes
+    plain, _ = read_object(s3, f"{prefix}/options/date=2025-11-26/options_20251126.parquet")
+    assert plain.num_rows == 12 and store.read_day("options", FULL_DAY).num_rows == 12
+    store.close()
+
+
 def test_a_day_archived_empty_is_known_on_s3(servers, tmp_path):
     """A session without executions: stored as an empty day, not "never archived"."""
     s3, pg = servers
