@@ -25,14 +25,17 @@ def connect(read_only: bool = True, as_of: "datetime | None" = None, *, kind: st
     ``kind``: ``"live"`` (``$ARCHIVE_ROOT``) or ``"sim"`` (``$ARCHIVE_SIM_ROOT``); ``root``
     overrides both. ``as_of``: the archive as it stood at that instant (time travel; naive
     means UTC). Readers never block writers. See docs/storage.md.
+    The catalog and data path (PostgreSQL, S3) come from the same variables the writers read
+    (``ARCHIVE_LAKE_CATALOG``, ``ARCHIVE_S3_URL``, ...; docs/deployment.md).
     """
     from archive_platform.lake import connect as lake_connect
     from archive_platform.serving import prepare
+    from archive_platform.settings import lake_config
 
     if root is None:
         from archive_platform.store import default_root
 
         root = default_root(kind)
-    con = lake_connect(root, read_only, as_of)
+    con = lake_connect(root, read_only, as_of, config=lake_config(kind))
     prepare(con)
     return con

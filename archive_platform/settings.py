@@ -15,10 +15,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from archive_platform.config import ConfigError, SourceSelection, parse_symbols, parse_times
 from archive_platform.crypto.config import CaptureSettings, SettingsError, capture_settings_from_env
+from archive_platform.settings_lake import LAKE_SECRETS, LAKE_VARS, lake_config
 from archive_platform.sources.registry import VENDORS, setting_vars
+
+if TYPE_CHECKING:
+    from archive_platform.lake.remote import LakeConfig
 
 #: snapshot intervals whose 09:30-anchored grid falls on a */N cron (N divides 30)
 ALLOWED_SNAPSHOT_MINUTES = (1, 2, 3, 5, 6, 10, 15, 30)
@@ -130,6 +135,9 @@ class Settings:
     crypto_capture: bool = False
     crypto_coverage_min: float = 0.99
     crypto: CaptureSettings = field(default_factory=CaptureSettings)
+    #: where each kind's lake lives (catalog, S3 data path) when not the local default; secrets
+    #: left out (``lake_config(kind)`` adds them where a lake is opened)
+    lakes: Mapping[str, "LakeConfig"] = field(default_factory=dict)
 
     def path(self, var: str) -> Path:
         return Path(self.paths[var])
@@ -183,10 +191,11 @@ class Settings:
             recovery_lookback=parse_int(env, "ARCHIVE_RECOVERY_LOOKBACK", 10, 1, 365),
             paths=paths,
             vendor=vendor,
-            secrets_set=frozenset(v for v in SECRETS if env.get(v)),
+            secrets_set=frozenset(v for v in SECRETS + LAKE_SECRETS + ("DAGSTER_PG_PASSWORD",) if env.get(v)),
             crypto_capture=parse_bool(env, "ARCHIVE_CRYPTO_CAPTURE", False),
             crypto_coverage_min=parse_percent(env, "ARCHIVE_CRYPTO_COVERAGE_MIN", 99.0),
             crypto=_crypto(env),
+            lakes={k: c for k in LAKE_VARS if (c := lake_config(k, env, secrets=False)) is not None},
         )
 
 

@@ -1,13 +1,21 @@
 """Dagster as separate processes on PostgreSQL: code server (``dagster api grpc``), daemon and
-webserver, started here on loopback. A backfill launched through the webserver's GraphQL API by
-``archive-platform backfill`` completes by the daemon; a run whose worker is killed is failed and
-retried by the instance's run monitoring and run retries."""
+webserver, started here on loopback, with the simulated archive on an S3 server (moto) and its
+lake catalog in the same PostgreSQL. A backfill of 3 NYSE sessions launched through the
+webserver's GraphQL API by ``archive-platform backfill``, and one of 2 UTC days of the crypto
+datasets, complete by the daemon: the rows are in the bucket, the runs and materializations in
+PostgreSQL, and ``archive_platform.connect()`` in another process reads them. A run whose
+worker is killed is failed and retried by the instance's run monitoring and run retries."""
 
 from __future__ import annotations
 
+import io
+import json
+import logging
 import os
 import re
 import signal
+import subprocess
+import sys
 import time
 from datetime import date
 
@@ -15,7 +23,7 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
-from archive_platform.backfill import backfill, backfill_status
+from archive_platform.backfill import IN_PROCESS, backfill, backfill_status, launch_asset_backfill, wait_for_backfill
 from archive_platform.datasets import DATASETS
 from archive_platform.defs.derived_assets import RECONCILE
 from archive_platform.schemas import ArchiveType, spec_for
@@ -25,10 +33,14 @@ NYSE = [t for t in ArchiveType if spec_for(t).calendar_name == "nyse"]
 from archive_platform_tests.dagster_helpers import sim_env
 from archive_platform_tests.deploy_helpers import LOCATION, install_instance, topology
 from archive_platform_tests.pg_helpers import postgres_server
+from archive_platform_tests.s3_helpers import s3_server
 
 pytestmark = pytest.mark.slow
 
 DAYS = [date(2025, 11, 3), date(2025, 11, 4), date(2025, 11, 5)]  # three NYSE sessions
+UTC_DAYS = [date(2025, 11, 8), date(2025, 11, 9)]  # a weekend: UTC days that are no NYSE session
+CRYPTO = [t for t in ArchiveType if spec_for(t).calendar_name == "utc"]
+BUCKET, PREFIX = "archive", "sim"
 KILL_DAY = date(2025, 11, 6)
 # Tight instance settings so a dead worker is noticed within seconds on a busy 2-core machine.
 TEST_OVERRIDES = {"run_monitoring": {"poll_interval_seconds": 5, "start_timeout_seconds": 180}}
@@ -42,13 +54,19 @@ mutation($p: ExecutionParams!) { launchRun(executionParams: $p) {
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("deploy")
-    with postgres_server() as pg:
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's request log
+    with postgres_server() as pg, s3_server() as s3:
+        s3.client().create_bucket(Bucket=BUCKET)
         home = tmp / "home"
         config = install_instance(home, "postgres", TEST_OVERRIDES)
         assert config["storage"]["postgres"]["postgres_db"]["password"] == {"env": "DAGSTER_PG_PASSWORD"}
-        env = {**sim_env(tmp), **pg.env()}
+        # the simulated archive: data in the bucket, catalog in the instance's database
+        lake = {"ARCHIVE_SIM_S3_URL": f"s3://{BUCKET}/{PREFIX}", "ARCHIVE_S3_ENDPOINT": s3.endpoint_url,
+                "AWS_ACCESS_KEY_ID": s3.access_key, "AWS_SECRET_ACCESS_KEY": s3.secret_key,
+                "ARCHIVE_SIM_LAKE_CATALOG": "postgres"}
+        env = {**sim_env(tmp), **pg.env(), **lake}
         with topology(home, env) as topo:
-            yield topo, pg, tmp
+            yield topo, pg, tmp, s3, env
 
 
 def _sql_runs(pg, backfill_id=None):
@@ -59,13 +77,30 @@ def _sql_runs(pg, backfill_id=None):
     return pg.query(sql)
 
 
-def _day_file(tmp, t: ArchiveType, day: date):
+def _day_rows(s3, t: ArchiveType, day: date) -> int | None:
+    """Rows of the day's plain-layout object in the bucket (None: no object)."""
     spec = spec_for(t)
-    return tmp / "sim" / spec.directory / f"date={day}" / f"{spec.file_stem}_{day:%Y%m%d}.parquet"
+    key = f"{PREFIX}/{spec.directory}/date={day}/{spec.file_stem}_{day:%Y%m%d}.parquet"
+    try:
+        body = s3.client().get_object(Bucket=BUCKET, Key=key)["Body"].read()
+    except s3.client().exceptions.NoSuchKey:
+        return None
+    return pq.read_metadata(io.BytesIO(body)).num_rows
+
+
+def _read_elsewhere(env, sql: str):
+    """``archive_platform.connect()`` in another process, configured by the environment only."""
+    code = ("import json, sys, archive_platform\n"
+            "con = archive_platform.connect(kind='sim')\n"
+            "print(json.dumps(con.execute(sys.argv[1]).fetchall(), default=str))\n")
+    out = subprocess.run([sys.executable, "-c", code, sql], env={**os.environ, **env},
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
 
 
 def test_backfill_command_runs_asset_backfill_through_webserver_and_daemon(stack):
-    topo, pg, tmp = stack
+    topo, pg, tmp, s3, env = stack
     result = CliRunner().invoke(backfill, ["--from", str(DAYS[0]), "--to", str(DAYS[-1]), "--url", topo.url,
                                            "--timeout", "900"], catch_exceptions=False)
     assert result.exit_code == 0, result.output + topo.log_tail("daemon") + topo.log_tail("code_server")
@@ -77,13 +112,27 @@ def test_backfill_command_runs_asset_backfill_through_webserver_and_daemon(stack
     n = 3 * len(NYSE)
     assert f"{n}/{n} asset partitions materialized" in result.output
 
-    # the rows are in the archive root the code server was configured with
+    # the rows are in the bucket the code server was configured with, not under the local root
+    stored = {}
     for t in NYSE:
         for day in DAYS:
-            path = _day_file(tmp, t, day)
-            assert path.exists(), f"{t.value} {day} not stored at {path}"
+            stored[t.value, str(day)] = rows = _day_rows(s3, t, day)
+            assert rows is not None, f"{t.value} {day} not stored in s3://{BUCKET}/{PREFIX}"
             if t is not ArchiveType.TRADES:  # executions may be empty by design
-                assert pq.read_metadata(path).num_rows > 0, f"{t.value} {day} is empty"
+                assert rows > 0, f"{t.value} {day} is empty"
+    assert not (tmp / "sim" / "_lake" / "catalog.sqlite").exists()
+    assert not (tmp / "sim" / "options").exists()
+    # the lake's catalog is in the instance's database: its data path is the bucket, and it
+    # lists at least one live file per options day
+    assert pg.query("SELECT value FROM archive_sim.ducklake_metadata WHERE key = 'data_path'") == [
+        (f"s3://{BUCKET}/{PREFIX}/_lake/data/",)]
+    assert pg.query("SELECT count(*) FROM archive_sim.ducklake_data_file f JOIN archive_sim.ducklake_table t "
+                    "USING (table_id) WHERE t.table_name = 'options' AND f.end_snapshot IS NULL "
+                    "AND t.end_snapshot IS NULL")[0][0] >= 3
+    # another process reads the same rows through the lake (catalog in PostgreSQL, data in S3)
+    for t in (ArchiveType.OPTIONS, ArchiveType.STOCKS_1M):
+        got = dict(_read_elsewhere(env, f"SELECT CAST(date AS VARCHAR), count(*) FROM {t.value} GROUP BY 1"))
+        assert got == {str(d): stored[t.value, str(d)] for d in DAYS}
 
     # the runs and the materializations are in PostgreSQL: the backfill policy (5 sessions a run)
     # makes one run for the three sessions
@@ -98,6 +147,30 @@ def test_backfill_command_runs_asset_backfill_through_webserver_and_daemon(stack
     # the five checks of every dataset, once per day; the derived datasets' reconcile checks once
     # for the run's range
     assert checks[0][0] == 3 * 5 * len(NYSE) + len(RECONCILE)
+
+
+def test_backfill_of_utc_days_writes_the_crypto_datasets_to_the_bucket(stack):
+    topo, pg, tmp, s3, env = stack
+    keys = [str(d) for d in UTC_DAYS]
+    backfill_id = launch_asset_backfill(topo.url, [t.value for t in CRYPTO], keys, title="utc days",
+                                        run_config=IN_PROCESS)
+    final = wait_for_backfill(topo.url, backfill_id, timeout=900)
+    assert final.succeeded, f"{final.status} {final.error}" + topo.log_tail("daemon")
+    assert {a.asset: (a.targeted, a.materialized, a.failed) for a in final.assets} == {
+        t.value: (2, 2, 0) for t in CRYPTO}
+    runs = _sql_runs(pg, backfill_id)
+    assert runs and {s for _, s in runs} == {"SUCCESS"}
+    run_ids = tuple(r for r, _ in runs)
+    mats = pg.query("SELECT asset_key, partition FROM event_logs WHERE dagster_event_type = "
+                    "'ASSET_MATERIALIZATION' AND run_id IN %s", (run_ids,))
+    assert sorted(mats) == sorted((f'["{t.value}"]', k) for t in CRYPTO for k in keys)
+    books = {d: _day_rows(s3, ArchiveType.ORDERBOOK_L2, d) for d in UTC_DAYS}
+    assert books == {d: 2 * 86_400 for d in UTC_DAYS}  # BTC and ETH, one simulated book a second
+    trades = {d: _day_rows(s3, ArchiveType.CRYPTO_TRADES, d) for d in UTC_DAYS}
+    assert all(n and n > 100_000 for n in trades.values()), trades
+    got = _read_elsewhere(env, "SELECT CAST(date AS VARCHAR), count(*), count(DISTINCT symbol) FROM "
+                               "crypto_trades GROUP BY 1 ORDER BY 1")
+    assert got == [[str(d), trades[d], 2] for d in UTC_DAYS]
 
 
 def _worker_pid(pg, run_id: str, timeout: float = 300) -> int:
@@ -126,7 +199,7 @@ def _tags(pg, run_id: str) -> dict[str, str]:
 
 
 def test_killed_run_worker_is_failed_and_retried(stack):
-    topo, pg, tmp = stack
+    topo, pg, tmp, s3, env = stack
     params = {
         "selector": {"repositoryLocationName": LOCATION, "repositoryName": "__repository__",
                      "jobName": "archive_all"},
@@ -157,4 +230,4 @@ def test_killed_run_worker_is_failed_and_retried(stack):
     assert tags["dagster/partition"] == str(KILL_DAY)
     assert _wait_status(pg, retry, {"SUCCESS", "FAILURE", "CANCELED"}, timeout=600) == "SUCCESS"
     for t in NYSE:
-        assert _day_file(tmp, t, KILL_DAY).exists(), f"the retry did not store {t.value} {KILL_DAY}"
+        assert _day_rows(s3, t, KILL_DAY) is not None, f"the retry did not store {t.value} {KILL_DAY}"

@@ -43,21 +43,46 @@ def can_backfill(selection, archive_type: ArchiveType) -> bool:
 
 
 class ArchiveResource(dg.ConfigurableResource):
-    """The archive roots (live and simulated are kept apart) and their DuckDB view files."""
+    """The archive roots (live and simulated are kept apart) and their DuckDB view files, and
+    where each kind's lake lives when not under its root (docs/deployment.md): a catalog on
+    PostgreSQL, data on S3. Credentials arrive as ``dg.EnvVar`` (resolved in the run, never shown)."""
 
     live_root: str = "data/archive"
     sim_root: str = "data/sim/archive"
     live_duckdb: str = "data/archive.duckdb"
     sim_duckdb: str = "data/sim/archive.duckdb"
+    #: kind -> the lake's non-secret location: {"catalog", "pg_schema", "s3_bucket", "s3_prefix",
+    #: "s3_endpoint", "s3_region", "s3_url_style", "s3_use_ssl"}; missing kind: the local default
+    lakes: dict[str, dict[str, str]] = {}
+    aws_access_key_id: str = ""
+    aws_secret_access_key: str = ""
+    lake_pg_password: str = ""
 
     def root(self, kind: str) -> Path:
         return Path(self.sim_root if kind == "sim" else self.live_root).absolute()
 
+    def lake_config(self, kind: str):
+        """The ``LakeConfig`` of ``kind`` with the credentials filled in (None: local default)."""
+        spec = self.lakes.get(kind)
+        if not spec:
+            return None
+        from archive_platform.lake.remote import LakeConfig, S3Location
+
+        s3 = None
+        if spec.get("s3_bucket"):
+            s3 = S3Location(spec["s3_bucket"], spec.get("s3_prefix", ""), spec.get("s3_endpoint", ""),
+                            spec.get("s3_region", "us-east-1"), spec.get("s3_url_style", "vhost"),
+                            spec.get("s3_use_ssl", "true") == "true",
+                            self.aws_access_key_id, self.aws_secret_access_key)
+        catalog = spec.get("catalog") or None
+        return LakeConfig(catalog, s3, spec.get("pg_schema", ""), self.lake_pg_password if catalog else "")
+
     def store(self, kind: str):
         """The store (``archive_platform.storage.Storage``) of ``kind`` (``sim`` or ``live``)."""
+        from archive_platform.lake.remote import LakeConfig
         from archive_platform.store import ArchiveStore
 
-        return ArchiveStore(self.root(kind), kind=kind)
+        return ArchiveStore(self.root(kind), kind=kind, lake=self.lake_config(kind) or LakeConfig())
 
     def duckdb_path(self, kind: str) -> Path:
         return Path(self.sim_duckdb if kind == "sim" else self.live_duckdb).absolute()
@@ -146,6 +171,7 @@ def resources_from_settings(settings: ArchiveSettings) -> dict[str, dg.Configura
     archive = ArchiveResource(
         live_root=str(settings.root("live")), sim_root=str(settings.root("sim")),
         live_duckdb=str(settings.duckdb("live")), sim_duckdb=str(settings.duckdb("sim")),
+        **lake_fields(settings),
     )
     sources = SourcesResource(
         choice={t.value: sel[t] for t in ArchiveType}, symbols=list(settings.symbols),
@@ -156,6 +182,31 @@ def resources_from_settings(settings: ArchiveSettings) -> dict[str, dg.Configura
     from archive_platform.defs.vendor_resources import vendor_resources
 
     return {"archive": archive, "sources": sources, **vendor_resources(settings)}
+
+
+def lake_fields(settings: ArchiveSettings) -> dict[str, Any]:
+    """``ArchiveResource`` fields for lakes on PostgreSQL / S3: locations as plain config,
+    credentials as ``dg.EnvVar`` of the variables ``settings.lake_config`` reads."""
+    lakes: dict[str, dict[str, str]] = {}
+    for kind, cfg in settings.lakes.items():
+        spec = {"catalog": cfg.catalog or "", "pg_schema": cfg.pg_schema}
+        if cfg.s3 is not None:
+            s3 = cfg.s3
+            spec.update(s3_bucket=s3.bucket, s3_prefix=s3.prefix, s3_endpoint=s3.endpoint,
+                        s3_region=s3.region, s3_url_style=s3.url_style,
+                        s3_use_ssl="true" if s3.use_ssl else "false")
+        lakes[kind] = spec
+    if not lakes:
+        return {}
+    out: dict[str, Any] = {"lakes": lakes}
+    if any(cfg.s3 is not None for cfg in settings.lakes.values()):
+        out.update(aws_access_key_id=dg.EnvVar("AWS_ACCESS_KEY_ID"),
+                   aws_secret_access_key=dg.EnvVar("AWS_SECRET_ACCESS_KEY"))
+    for var in ("ARCHIVE_LAKE_PG_PASSWORD", "DAGSTER_PG_PASSWORD"):  # lake_config's order
+        if var in settings.secrets_set and any(cfg.postgres for cfg in settings.lakes.values()):
+            out["lake_pg_password"] = dg.EnvVar(var)
+            break
+    return out
 
 
 def resources_from_env(env: dict[str, str] | None = None) -> dict[str, dg.ConfigurableResource]:

@@ -7,9 +7,11 @@ Default, for a local archive root ``<root>``::
     <root>/_lake/tmp/             our temp files (same file system, so renames are atomic)
     <root>/_lake/locks/           one flock file per (table, day) for writers
 
-``catalog`` may instead be ``postgres:<libpq conninfo>`` and ``data_path`` an ``s3://`` URL
-(loads ``postgres_scanner`` / ``httpfs``); only the local layout is tested so far. Secrets for
-those come from the environment (libpq ``PG*`` variables, DuckDB secrets), never from here.
+A ``LakeConfig`` (lake/remote.py) may instead put the catalog on PostgreSQL
+(``postgres:<conninfo>``, loads ``postgres_scanner``; writers of a (table, day) then take turns on
+a PostgreSQL advisory lock, so they may run on several machines) and the data path on S3
+(``s3://bucket/prefix/_lake/data/``, loads ``httpfs``). The local ``<root>/_lake/tmp`` and
+``locks`` folders are still used. Secrets come from the config (DuckDB secrets), never from here.
 """
 
 from __future__ import annotations
@@ -20,10 +22,12 @@ import re
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
+
+from archive_platform.lake.remote import LakeConfig
 
 LAKE_DIR = "_lake"
 ALIAS = "lake"  # the name the lake is attached under in every connection
@@ -43,16 +47,31 @@ class LakeLocation:
     root: Path
     catalog: str  # "sqlite:<path>" or "postgres:<conninfo>"
     data_path: str  # local directory (ending in /) or s3:// URL
+    config: LakeConfig = field(default_factory=LakeConfig, compare=False)
 
     @classmethod
     def for_root(cls, root: str | Path, catalog: str | None = None,
-                 data_path: str | None = None) -> "LakeLocation":
+                 data_path: str | None = None, config: LakeConfig | None = None) -> "LakeLocation":
         root = Path(root).absolute()
-        cat = catalog or f"sqlite:{root / LAKE_DIR / 'catalog.sqlite'}"
+        config = config or LakeConfig()
+        cat = catalog or config.catalog or f"sqlite:{root / LAKE_DIR / 'catalog.sqlite'}"
         if not (cat.startswith("sqlite:") or cat.startswith("postgres:")):
-            raise ValueError(f"lake catalog must start with 'sqlite:' or 'postgres:', got {cat[:20]!r}")
-        data = data_path or str(root / LAKE_DIR / "data")
-        return cls(root, cat, data.rstrip("/") + "/")
+            raise ValueError(f"lake catalog must start with 'sqlite:' or 'postgres:', got {cat[:9]!r}")
+        data = data_path or (config.s3.data_path if config.s3 else str(root / LAKE_DIR / "data"))
+        return cls(root, cat, data.rstrip("/") + "/", config)
+
+    @property
+    def postgres(self) -> bool:
+        return self.catalog.startswith("postgres:")
+
+    @property
+    def s3(self):
+        """The ``S3Location`` of the data path, or None for a local one."""
+        return self.config.s3 if not self.local_data else None
+
+    def setup_sql(self) -> list[str]:
+        """Secrets to create in a connection before ``attach_sql`` (never log these)."""
+        return self.config.setup_sql()
 
     @property
     def local_data(self) -> bool:
@@ -95,10 +114,32 @@ class LakeLocation:
             finally:
                 con.close()
 
+    def open(self, *, read_only: bool, as_of: str | None = None) -> duckdb.DuckDBPyConnection:
+        """A new DuckDB connection with the extensions loaded, the secrets created and the
+        lake attached as ``lake``."""
+        from archive_platform.lake.extensions import new_connection
+
+        con = new_connection(self.extensions())
+        try:
+            for stmt in self.setup_sql():
+                try:
+                    con.execute(stmt)
+                except duckdb.Error as exc:  # the statement holds a secret: never echo it
+                    raise duckdb.InvalidInputException(
+                        f"creating the lake's {stmt.split('(')[1].split(',')[0]} secret failed "
+                        f"({type(exc).__name__})") from None
+            con.execute(self.attach_sql(read_only=read_only, as_of=as_of))
+        except BaseException:
+            con.close()
+            raise
+        return con
+
     def attach_sql(self, *, read_only: bool, as_of: str | None = None, alias: str = ALIAS) -> str:
         opts = [f"DATA_PATH {_lit(self.data_path)}"]
         if self.catalog.startswith("sqlite:"):
             opts.append(f"META_BUSY_TIMEOUT {BUSY_TIMEOUT_MS}")
+        if self.postgres and self.config.pg_schema:
+            opts.append(f"METADATA_SCHEMA {_lit(self.config.pg_schema)}")
         if read_only:
             opts.append("READ_ONLY")
         if as_of is not None:
@@ -127,8 +168,13 @@ class LakeLocation:
         """Serialise writers of one (table, day): DuckLake detects conflicting deletes but not
         two concurrent inserts of the same key, so without this two writers of one partition
         could both insert a key. ``flock`` dies with its holder (a SIGKILLed writer never
-        wedges the partition). A PostgreSQL catalog shared by machines needs an advisory lock
-        instead (``pg_advisory_xact_lock``); not implemented yet."""
+        wedges the partition). With a PostgreSQL catalog, writers on several machines take a
+        session advisory lock in the catalog database instead; it too dies with its holder's
+        connection."""
+        if self.postgres:
+            with self._advisory_lock(f"{self.config.pg_schema}.{table}.{day}"):
+                yield
+            return
         d = self.lake_dir / "locks"
         d.mkdir(parents=True, exist_ok=True)
         fd = os.open(d / f"{table}.{day}.lock", os.O_RDWR | os.O_CREAT, 0o644)
@@ -137,6 +183,20 @@ class LakeLocation:
             yield
         finally:
             os.close(fd)
+
+    @contextmanager
+    def _advisory_lock(self, name: str) -> Iterator[None]:
+        import psycopg2  # installed with dagster-postgres
+
+        conn = psycopg2.connect(connect_timeout=30, application_name="archive_platform lake lock",
+                                **self.config.pg_connect_kwargs())
+        try:
+            conn.autocommit = True
+            with conn.cursor() as cur:  # two int4 keys: a namespace and the name's hash
+                cur.execute("SELECT pg_advisory_lock(hashtext('archive_platform.lake'), hashtext(%s))", (name,))
+            yield
+        finally:
+            conn.close()  # closing the session releases the lock
 
 
 def _lit(text: str) -> str:

@@ -8,11 +8,12 @@ from pathlib import Path
 import duckdb
 
 from archive_platform.lake.catalog import ALIAS, LakeLocation, ident
-from archive_platform.lake.extensions import new_connection
+from archive_platform.lake.remote import LakeConfig
 
 
 def connect(root: str | Path, read_only: bool = True, as_of: datetime | None = None, *,
-            catalog: str | None = None, data_path: str | None = None) -> duckdb.DuckDBPyConnection:
+            catalog: str | None = None, data_path: str | None = None,
+            config: LakeConfig | None = None) -> duckdb.DuckDBPyConnection:
     """Open the archive at ``root``: each table is a view of the same name (``options``,
     ``uw_flow``, ...; ``date`` is a DATE column), and the lake itself is attached as ``lake``.
     ``archive_platform.connect()`` adds the not-yet-written datasets and the macros.
@@ -20,20 +21,20 @@ def connect(root: str | Path, read_only: bool = True, as_of: datetime | None = N
     ``as_of``: the archive as it stood at that instant (a timezone-aware datetime; naive means
     UTC). Read-only connections take no lock a writer waits for (SQLite catalog in WAL mode).
     Each statement sees the latest committed snapshot when it starts, whole.
+    ``config``: a catalog on PostgreSQL and/or the data on S3 (``settings.lake_config``).
     """
-    loc = LakeLocation.for_root(root, catalog, data_path)
+    loc = LakeLocation.for_root(root, catalog, data_path, config)
     if loc.catalog.startswith("sqlite:") and not Path(loc.catalog[len("sqlite:"):]).exists():
         raise FileNotFoundError(f"no lake catalog at {loc.catalog[len('sqlite:'):]}: "
                                 f"nothing has been written to {loc.root} yet (or migrate it)")
     if as_of is not None and not read_only:
         raise ValueError("time travel (as_of) is read-only")
-    con = new_connection(loc.extensions())
     stamp = None
     if as_of is not None:
         if as_of.tzinfo is None:
             as_of = as_of.replace(tzinfo=timezone.utc)
         stamp = as_of.astimezone(timezone.utc).isoformat()
-    con.execute(loc.attach_sql(read_only=read_only, as_of=stamp))
+    con = loc.open(read_only=read_only, as_of=stamp)
     names = table_names(con)
     for name in names:  # the same statement the CLI init script runs (shell.init_sql)
         con.execute(f"CREATE VIEW memory.main.{ident(name)} AS SELECT * FROM {ALIAS}.main.{ident(name)}")

@@ -21,7 +21,7 @@ from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_random
 
 from archive_platform.lake import publish
 from archive_platform.lake.catalog import ALIAS, LakeLocation, ident, is_retryable
-from archive_platform.lake.extensions import new_connection
+from archive_platform.lake.remote import LakeConfig
 from archive_platform.lake.tables import LakeWrite, TableDef, crash_point
 
 DEFAULT_RETENTION = timedelta(days=7)
@@ -41,8 +41,8 @@ class Lake:
     """
 
     def __init__(self, root: str | Path, *, catalog: str | None = None,
-                 data_path: str | None = None) -> None:
-        self.location = LakeLocation.for_root(root, catalog, data_path)
+                 data_path: str | None = None, config: LakeConfig | None = None) -> None:
+        self.location = LakeLocation.for_root(root, catalog, data_path, config)
         self.root = self.location.root
         self._con: duckdb.DuckDBPyConnection | None = None
         self._mutex = threading.RLock()
@@ -57,8 +57,7 @@ class Lake:
     def con(self) -> duckdb.DuckDBPyConnection:
         if self._con is None:
             self.location.prepare()
-            con = new_connection(self.location.extensions())
-            con.execute(self.location.attach_sql(read_only=False))
+            con = self.location.open(read_only=False)
             # small batches become files too: one kind of storage to compact and reason about
             for attempt in _retrying():
                 with attempt:
@@ -179,7 +178,7 @@ class Lake:
         self.ensure_table(td)
         with self._mutex, self.location.writer_lock(td.name, day.isoformat()):
             files = publish.day_files(self.con, td, day)
-            if publish.is_compacted(td, day, files):
+            if publish.is_compacted(td, day, files, self.location):
                 path = publish.publish(self.location, td, day, files[0][0])
                 return LakeWrite(td.name, day, files[0][2], path, 0, skipped=True)
             if not files:
@@ -204,6 +203,7 @@ class Lake:
         whole_day = step != "append"
         table = rows(self.con)
         final = publish.new_file(self.location, td, day, compacted=whole_day)
+        self.location.tmp_dir.mkdir(parents=True, exist_ok=True)
         tmp = self.location.tmp_dir / f"{final.name}.{os.getpid()}.tmp"
         n = table.num_rows
         # a whole day with no rows still gets its (empty) file: "archived, nothing happened"
@@ -244,12 +244,12 @@ class Lake:
         with self._mutex:
             return self._snapshot_id()
 
-    def _drop_unregistered(self, td: TableDef, paths: list[Path]) -> None:
+    def _drop_unregistered(self, td: TableDef, paths: list) -> None:
         """After a failed write: delete its temp files, and its data files unless the catalog
         references them (a commit that raised yet succeeded). If the catalog cannot be asked
         (disk full), data files stay as orphans that ``expire`` removes."""
         for p in paths:
-            if p.suffix == ".tmp":
+            if isinstance(p, Path) and p.suffix == ".tmp":
                 p.unlink(missing_ok=True)
         if self._commit_failed:  # the commit may have landed: leave the files to expiry
             return
@@ -258,8 +258,11 @@ class Lake:
         except duckdb.Error:
             return
         for p in paths:
-            if str(p) not in live:
-                p.unlink(missing_ok=True)
+            if str(p) not in live and not (isinstance(p, Path) and p.suffix == ".tmp"):
+                try:
+                    publish.delete_file(p)
+                except OSError:  # bucket unreachable: an orphan that expire() removes
+                    pass
 
     # -- reads -----------------------------------------------------------------------------
     def read_day(self, td: TableDef, day: date, columns: Sequence[str] | None = None,
@@ -284,12 +287,17 @@ class Lake:
                 f"WHERE date BETWEEN ? AND ?{order}", [start, end]).to_arrow_table()
         return _cast(td, out, wanted)
 
-    def files(self, td: TableDef, day: date) -> list[Path]:
-        """The data files the latest snapshot reads for the day (not the plain-layout link)."""
+    def files(self, td: TableDef, day: date) -> list:
+        """The data files the latest snapshot reads for the day (not the plain-layout link):
+        ``Path``s, or ``RemoteFile``s (``s3://`` URLs with ``stat()``) on S3."""
         if td.name not in self.tables():
             return []
         with self._mutex:
-            return [Path(f) for f, _, _ in publish.day_files(self.con, td, day)]
+            return [publish.as_file(self.location, f) for f, _, _ in publish.day_files(self.con, td, day)]
+
+    def plain_file(self, td: TableDef, day: date):
+        """The plain-layout file of a compacted day (``Path`` or ``RemoteFile``)."""
+        return publish.plain_file(self.location, td, day)
 
     def days(self, td: TableDef | str) -> list[date]:
         name = td if isinstance(td, str) else td.name

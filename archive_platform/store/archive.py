@@ -22,7 +22,9 @@ import duckdb
 import pyarrow as pa
 
 from archive_platform.lake import Lake, LakeWrite, TableDef
+from archive_platform.lake import publish
 from archive_platform.lake.catalog import LakeLocation
+from archive_platform.lake.remote import LakeConfig
 from archive_platform.schemas import ArchiveSpec, ArchiveType, spec_for
 from archive_platform.store import layout
 from archive_platform.store.errors import (
@@ -35,7 +37,7 @@ from archive_platform.store.marker import KINDS, ensure_marker, read_marker_kind
 from archive_platform.store.validate import validate_batch
 
 Kind = Literal["live", "sim"]
-_LAKES: dict[tuple[int, Path], Lake] = {}
+_LAKES: dict[tuple[int, Path, LakeConfig], Lake] = {}
 _LAKES_LOCK = threading.Lock()
 DEFAULT_ROOTS: dict[str, str] = {"live": "data/archive", "sim": "data/sim/archive"}
 
@@ -83,7 +85,8 @@ class ArchiveStore:
     One ``Lake`` per root and process, attached on first use (about 0.5 s); thread-safe.
     """
 
-    def __init__(self, root: str | Path | None = None, *, kind: Kind = "live") -> None:
+    def __init__(self, root: str | Path | None = None, *, kind: Kind = "live",
+                 lake: LakeConfig | None = None) -> None:
         if kind not in KINDS:
             raise ValueError(f"kind must be 'live' or 'sim', got {kind!r}")
         self.kind: Kind = kind
@@ -92,6 +95,12 @@ class ArchiveStore:
         if found is not None and found != kind:
             raise ArchiveKindError(f"{self.root} is a {found} archive; refusing to open it as {kind}")
         self._lake: Lake | None = None
+        if lake is None:  # the kind's catalog and data path from the environment
+            from archive_platform.settings import lake_config
+
+            lake = lake_config(kind)
+        self._config: LakeConfig = lake or LakeConfig()
+        self._location = LakeLocation.for_root(self.root, config=self._config)
 
     def __repr__(self) -> str:
         return f"ArchiveStore({str(self.root)!r}, kind={self.kind!r})"
@@ -101,10 +110,10 @@ class ArchiveStore:
         """The process's one ``Lake`` of this root (shared by every store of the root: one
         attachment, one SQLite handle per process and catalog)."""
         if self._lake is None:
-            key = (os.getpid(), self.root)  # never reuse a connection across a fork
+            key = (os.getpid(), self.root, self._config)  # never reuse a connection across a fork
             with _LAKES_LOCK:
                 if key not in _LAKES:
-                    _LAKES[key] = Lake(self.root)
+                    _LAKES[key] = Lake(self.root, config=self._config)
                 self._lake = _LAKES[key]
         return self._lake
 
@@ -115,8 +124,9 @@ class ArchiveStore:
 
     def _readable(self) -> bool:
         """Whether there is anything to read (reads never create a lake)."""
-        return self._lake is not None or Path(
-            LakeLocation.for_root(self.root).catalog[len("sqlite:"):]).exists()
+        if self._lake is not None or self._location.postgres:
+            return True
+        return Path(self._location.catalog[len("sqlite:"):]).exists()
 
     # -- paths -----------------------------------------------------------------------------
     def partition_dir(self, archive_type: str | ArchiveType, day: date) -> Path:
@@ -124,8 +134,9 @@ class ArchiveStore:
         return layout.partition_dir(self.root, spec_for(archive_type).directory, day)
 
     def daily_path(self, archive_type: str | ArchiveType, day: date) -> Path:
-        """The plain-layout file of a compacted day (whether or not it exists yet)."""
-        return table_def(archive_type).plain_path(self.root, day)
+        """The plain-layout file of a compacted day (whether or not it exists yet); on S3 a
+        ``RemoteFile`` (its ``s3://`` URL, with ``exists()`` and ``stat()``)."""
+        return publish.plain_file(self._location, table_def(archive_type), day)
 
     def partition_files(self, archive_type: str | ArchiveType, day: date) -> list[Path]:
         """The data files the latest snapshot reads for the day (under ``_lake/data``); for a day
@@ -156,6 +167,8 @@ class ArchiveStore:
             return []
         spec = spec_for(archive_type)
         found = set(self.lake.days(table_def(spec)))
+        if self._location.s3 is not None:  # the plain layout is in the bucket
+            return sorted(found.union(publish.plain_days(self._location, table_def(spec))))
         base = layout.dataset_dir(self.root, spec.directory)
         if base.is_dir():
             for entry in os.scandir(base):
@@ -206,7 +219,7 @@ class ArchiveStore:
                     f"with an empty result ({why}); nothing was changed", stored_rows=before)
         ensure_marker(self.root, self.kind)
         w = self._guard(spec, day, "write_day", lambda: self.lake.write_day(td, day, batch))
-        return WriteResult(spec.type, day, w.path or td.plain_path(self.root, day), w.rows_written,
+        return WriteResult(spec.type, day, w.path or self.daily_path(spec, day), w.rows_written,
                            w.rows_written, w.bytes_written, rows_replaced=before)
 
     def append_snapshot(self, archive_type: str | ArchiveType, day: date, table: Any) -> WriteResult:
@@ -229,14 +242,16 @@ class ArchiveStore:
         spec = spec_for(archive_type)
         td = table_def(spec)
         if not self._readable():
-            return WriteResult(spec.type, day, td.plain_path(self.root, day), 0, 0, 0, skipped=True)
+            return WriteResult(spec.type, day, self.daily_path(spec, day), 0, 0, 0, skipped=True)
         w = self._guard(spec, day, "compact_day", lambda: self.lake.compact_day(td, day))
-        return WriteResult(spec.type, day, w.path or td.plain_path(self.root, day), w.rows_written,
+        return WriteResult(spec.type, day, w.path or self.daily_path(spec, day), w.rows_written,
                            w.rows_written, w.bytes_written, w.skipped)
 
     # -- internals -------------------------------------------------------------------------
-    def _data_dir(self, spec: ArchiveSpec, day: date) -> Path:
-        return self.lake.location.lake_dir / "data" / "main" / spec.name / f"date={day.isoformat()}"
+    def _data_dir(self, spec: ArchiveSpec, day: date) -> Path | str:
+        if self._location.s3 is not None:
+            return f"{self._location.data_path}main/{spec.name}/date={day.isoformat()}"
+        return Path(self._location.data_path) / "main" / spec.name / f"date={day.isoformat()}"
 
     def _stored_rows(self, spec: ArchiveSpec, day: date) -> int:
         return self.read_day(spec, day, columns=[spec.dedup_key[0]]).num_rows
