@@ -242,6 +242,8 @@ def test_a_day_archived_empty_is_known_on_s3(servers, tmp_path):
     assert store.partition_files("trades", FULL_DAY) and store.read_day("trades", FULL_DAY).num_rows == 0
     plain, _ = read_object(s3, "em/trades/date=2025-11-26/trades_20251126.parquet")
     assert plain.num_rows == 0
+    assert store.compact_day("trades", FULL_DAY).skipped  # end-of-day compaction keeps it
+    assert store.days("trades") == [FULL_DAY, HALF_DAY]
     store.close()
 
 

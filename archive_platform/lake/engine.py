@@ -184,8 +184,10 @@ class Lake:
             if not files:
                 # nothing registered: either never written, or written whole with no rows,
                 # whose empty published file says "archived, no rows" and stays
-                plain = td.plain_path(self.root, day)
-                if not (plain.exists() and pq.ParquetFile(plain).metadata.num_rows == 0):
+                plain = publish.plain_file(self.location, td, day)
+                empty = plain.exists() and (  # on S3 only an empty write_day leaves one here
+                    not isinstance(plain, Path) or pq.ParquetFile(plain).metadata.num_rows == 0)
+                if not empty:
                     publish.unpublish(self.location, td, day)
                     plain = None
                 return LakeWrite(td.name, day, 0, plain, 0, skipped=True)
