@@ -214,8 +214,9 @@ def _default_assets() -> list[str]:
 def backfill(start, end, assets, url, executor, wait, timeout):
     """Launch an asset backfill of NYSE sessions through the running Dagster webserver.
 
-    The daemon splits it into runs by the assets' backfill policy (5 sessions a run) and queues
-    them behind the instance's run limit and pools. Prints the backfill id, then its progress.
+    The daemon splits it into runs by the assets' backfill policy (5 sessions a run with vendor
+    sources, 84 on the simulated market) and queues them behind the instance's run limit and
+    pools. Prints the backfill id, then its progress.
     """
     keys = session_keys(start.date(), end.date())
     chosen = list(assets) or _default_assets()

@@ -21,6 +21,22 @@ REPO = Path(__file__).resolve().parents[1]
 ARCHIVE = [t.value for t in ArchiveType]
 
 
+def test_backfill_chunk_is_one_size_per_deployment(tmp_path):
+    """Simulated deployments backfill in chunks of 84 sessions (process starts dominated a
+    year's backfill); one vendor-backed dataset brings every NYSE asset back to 5, so no job
+    mixes policies."""
+    from archive_platform_tests.dagster_helpers import defs_for
+
+    live = defs_for(tmp_path, ARCHIVE_SOURCE_STOCKS_1M="polygon", POLYGON_API_KEY="k")
+    graph = live.resolve_asset_graph()
+    chunks = {d.name: graph.get(dg.AssetKey(d.name)).backfill_policy.max_partitions_per_run
+              for d in DATASETS if d.calendar_name == "nyse"}
+    chunks["backtests"] = graph.get(dg.AssetKey("backtests")).backfill_policy.max_partitions_per_run
+    assert set(chunks.values()) == {5}, chunks
+    sim = build_definitions(sim_env(tmp_path)).resolve_asset_graph()
+    assert sim.get(dg.AssetKey("backtests")).backfill_policy.max_partitions_per_run == 84
+
+
 def test_definitions_graph(tmp_path):
     defs = build_definitions(sim_env(tmp_path))
     graph = defs.resolve_asset_graph()
@@ -43,7 +59,8 @@ def test_definitions_graph(tmp_path):
         node = graph.get(dg.AssetKey(d.name))
         assert isinstance(node.partitions_def, dg.TimeWindowPartitionsDefinition)
         assert node.partitions_def.timezone == "America/New_York", d.name
-        assert node.backfill_policy is not None and node.backfill_policy.max_partitions_per_run == 5
+        # every NYSE dataset simulated or derived: a year backfills in 3 runs of 84 sessions
+        assert node.backfill_policy is not None and node.backfill_policy.max_partitions_per_run == 84
         assert "one row per" in (node.description or "")
         checks = {k.name for k in node.check_keys}
         base = {"schema", "unique_key", "in_session", "complete", "values"}

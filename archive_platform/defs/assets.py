@@ -24,7 +24,21 @@ from archive_platform.schemas import spec_for
 from archive_platform.store.errors import EmptyReplacementRefused
 from archive_platform.summary import summarize_partition
 
-BACKFILL_CHUNK = 5  # trading days per backfill run
+BACKFILL_CHUNK = 5  # sessions per backfill run when any NYSE dataset comes from a vendor
+#: sessions per backfill run when every NYSE dataset is simulated or derived: a year (252
+#: sessions) in 3 runs, which the run queue (max_concurrent_runs: 3) starts together. Each run
+#: costs a process start and a definitions load (23-56 s measured, against 0.3-0.6 s of work a
+#: session), so small chunks spent most of a year's backfill starting processes; see
+#: docs/performance.md, "Backfills through the daemon". Vendor-backed deployments keep 5:
+#: their rate is held by the vendor pools, and a failed run re-fetches less.
+SIM_BACKFILL_CHUNK = 84
+
+
+def backfill_chunk(selection: SourceSelection, datasets=DATASETS) -> int:
+    """Sessions per backfill run, one size for every NYSE asset of a deployment (a job mixing
+    policies makes Dagster warn on every load)."""
+    vendor = any(selection[d] not in ("sim", "derived") for d in datasets if d.calendar_name == "nyse")
+    return BACKFILL_CHUNK if vendor else SIM_BACKFILL_CHUNK
 
 # Run tags the schedules and sensors set; a run without them archives whole days.
 TAG_MODE = "archive/mode"
@@ -180,10 +194,8 @@ def build_archive_asset(
     derives = spec.derive_under_sim or source_name == "derived"
     inputs = spec.derived_from if derives else ()
     deps = [dg.AssetKey(n) for n in inputs]
-    # Backfills run in chunks of days per run. One size for every asset: a job mixing policies
-    # (vendor options with derived gex) would fall back to the smallest anyway, with a warning;
-    # vendor rates are held by the pools, not by the chunk size.
-    backfill = dg.BackfillPolicy.multi_run(max_partitions_per_run=BACKFILL_CHUNK)
+    # Backfills run in chunks of days per run, one size for every asset of the deployment
+    backfill = dg.BackfillPolicy.multi_run(max_partitions_per_run=backfill_chunk(selection, datasets))
     cron, lower = spec.freshness
 
     vendor_key = resource_key(source_name) if is_vendor else None

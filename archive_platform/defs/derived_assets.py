@@ -21,7 +21,7 @@ import dagster as dg
 
 from archive_platform.config import SourceSelection
 from archive_platform.datasets import Dataset
-from archive_platform.defs.assets import BACKFILL_CHUNK
+from archive_platform.defs.assets import backfill_chunk
 from archive_platform.defs.resources import ArchiveResource, SourcesResource
 
 BACKTESTS_KEY = dg.AssetKey("backtests")
@@ -124,7 +124,7 @@ def build_backtests_asset(partitions_def, selection: SourceSelection) -> dg.Asse
     @dg.asset(
         key=BACKTESTS_KEY, partitions_def=partitions_def, group_name="analysis", kinds={"python"},
         deps=[dg.AssetKey("candles")], required_resource_keys={"archive", "sources"},
-        backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=BACKFILL_CHUNK),
+        backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=backfill_chunk(selection)),
         description="The configured backtests, run after each session over the stored candles "
         "ending on it (fills at the next candle's open, no look-ahead):\n" + listed,
         check_specs=[dg.AssetCheckSpec("consistent", asset=BACKTESTS_KEY, description=(
