@@ -199,9 +199,16 @@ def install(
         con.execute("CREATE OR REPLACE TABLE trading_days AS SELECT * FROM _tg_sessions ORDER BY idx")
     finally:
         con.unregister("_tg_sessions")
-    for block in (_BASE, _forward("bars_forward", "daily_bars"), _forward("iv_bars_forward", "daily_iv"),
-                  _CLOSE_AFTER, _CHANGE_AFTER_WEEKDAY, _FINISH, _CHAIN):
+    for block in helper_blocks():
         con.execute(block)
+
+
+def helper_blocks() -> list[str]:
+    """The SQL of every helper macro, in creation order (after ``trading_days`` and the tables
+    they read exist); ``install`` runs them, and ``archive-platform sql`` puts them in the DuckDB
+    CLI's init script."""
+    return [_BASE, _forward("bars_forward", "daily_bars"), _forward("iv_bars_forward", "daily_iv"),
+            _CLOSE_AFTER, _CHANGE_AFTER_WEEKDAY, _FINISH, _CHAIN]
 
 
 def install_for_views(con) -> list[str]:

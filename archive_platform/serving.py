@@ -3,9 +3,13 @@ registered dataset the lake has no table for yet, and the time-grid macros."""
 
 from __future__ import annotations
 
+from datetime import date
+from pathlib import Path
+
 import duckdb
 
 from archive_platform.lake.catalog import ident
+from archive_platform.calendar import CALENDAR_END
 from archive_platform.lake.connect import table_names
 
 
@@ -24,3 +28,24 @@ def prepare(con: duckdb.DuckDBPyConnection) -> None:
         finally:
             con.unregister("__empty")
     macros.install(con, create_missing=True)
+
+
+def cli_statements(have: list[str], trading_days_file: Path) -> list[str]:
+    """What ``prepare`` does, as SQL for the DuckDB CLI's init script (``archive-platform sql``):
+    an empty typed table for each registered dataset not in ``have``, ``trading_days`` read from
+    ``trading_days_file`` (written here), and the helper macros."""
+    import pyarrow.parquet as pq
+
+    from archive_platform import macros
+    from archive_platform.datasets import DATASETS
+    from archive_platform.views import duckdb_type, quote_literal
+
+    out = []
+    for ds in DATASETS:
+        if ds.name not in have:
+            cols = ", ".join(f"{ident(f.name)} {duckdb_type(f.type)}" for f in ds.schema)
+            out.append(f"CREATE TABLE memory.main.{ident(ds.name)} ({cols}, date DATE)")
+    pq.write_table(macros.trading_days_table(date(2000, 1, 3), CALENDAR_END), trading_days_file)
+    out.append("CREATE OR REPLACE TABLE trading_days AS SELECT * FROM "
+               f"read_parquet({quote_literal(str(trading_days_file))}) ORDER BY idx")
+    return out + macros.helper_blocks()

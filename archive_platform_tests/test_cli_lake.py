@@ -4,6 +4,7 @@ pinned DuckDB CLI, and ``query`` through ``archive_platform.connect()``."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -89,11 +90,23 @@ def test_sql_runs_one_statement_in_the_pinned_duckdb_cli(tmp_path):
     store = ArchiveStore(root, kind="sim")
     store.write_day("gex", FULL_DAY, make_table("gex", FULL_DAY, 6))
     store.close()
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    env = {**os.environ, "TMPDIR": str(scratch)}
     out = subprocess.run([CLI, "sql", "--root", str(root), "-c",
                           "SELECT count(*) AS n, min(date)::VARCHAR AS d FROM gex"],
-                         capture_output=True, text=True, timeout=120)
+                         capture_output=True, text=True, timeout=120, env=env)
     assert out.returncode == 0, out.stderr
     assert "6" in out.stdout and "2025-11-26" in out.stdout
+    # what connect() gives Python: the macros, and datasets not written yet as empty tables
+    out = subprocess.run([CLI, "sql", "--root", str(root), "-c",
+                          "SELECT trading_day_add(DATE '2020-10-20', 28)::VARCHAR AS d, "
+                          "(SELECT count(*) FROM vix) AS vix_rows, (SELECT count(*) FROM trading_days) > 5000 AS cal"],
+                         capture_output=True, text=True, timeout=120, env=env)
+    assert out.returncode == 0, out.stderr
+    row = [c.strip() for c in out.stdout.strip().splitlines()[-2].split("│")[1:-1]]
+    assert row == ["2020-11-30", "0", "true"], out.stdout
+    assert not list(scratch.glob("archive-sql-*"))  # each run's init script and folder are removed
     bad = subprocess.run([CLI, "sql", "--root", str(tmp_path / "none"), "-c", "SELECT 1"],
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "no lake catalog" in bad.stderr

@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import subprocess
+from pathlib import Path
 import sys
 import threading
 import time
@@ -230,6 +231,30 @@ def test_a_writer_killed_mid_write_leaves_an_orphan_or_a_whole_day(servers, tmp_
     plain, _ = read_object(s3, f"{prefix}/options/date=2025-11-26/options_20251126.parquet")
     assert plain.num_rows == 12 and store.read_day("options", FULL_DAY).num_rows == 12
     store.close()
+
+
+def test_the_sql_shell_reads_the_archive_on_s3_without_writing_a_secret(servers, tmp_path):
+    """`archive-platform sql` on S3 + PostgreSQL: the DuckDB CLI's init script creates the
+    secrets with getenv(), so the key and passwords reach DuckDB but never a file."""
+    s3, pg = servers
+    env = lake_env(s3, pg, "sh")
+    store = make_store(tmp_path, env)
+    store.write_day("gex", FULL_DAY, make_table("gex", FULL_DAY, 5))
+    store.close()
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    full = {k: v for k, v in os.environ.items() if not k.startswith(("ARCHIVE_", "AWS_"))}
+    cli = str(Path(sys.executable).parent / "archive-platform")
+    out = subprocess.run([cli, "sql", "--sim", "--root", str(tmp_path / "root"), "-c",
+                          "SELECT count(*) AS n, max(date)::VARCHAR AS d FROM gex"],
+                         env={**full, **env, "TMPDIR": str(scratch)}, capture_output=True, text=True,
+                         timeout=180)
+    assert out.returncode == 0, out.stderr
+    row = [c.strip() for c in out.stdout.strip().splitlines()[-2].split("│")[1:-1]]
+    assert row == ["5", "2025-11-26"], out.stdout
+    assert not list(scratch.glob("archive-sql-*"))  # the init script and its folder are gone
+    for secret in (SECRET, PG_PW):
+        assert secret not in out.stdout + out.stderr
 
 
 def test_a_day_archived_empty_is_known_on_s3(servers, tmp_path):

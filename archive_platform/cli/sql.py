@@ -4,6 +4,7 @@ every dataset queryable by name, as ``archive_platform.connect()`` gives Python.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -31,13 +32,28 @@ def sql(command: str | None, sim: bool, root: Path | None, as_of: str | None) ->
             raise click.BadParameter(f"{as_of!r} is not an ISO instant", param_hint="--as-of") from None
         if stamp.tzinfo is None:
             raise click.BadParameter("give a UTC offset, e.g. 2025-11-26T10:05-05:00", param_hint="--as-of")
-    path = root or default_root("sim" if sim else "live")
-    fd, init = tempfile.mkstemp(prefix="archive-sql-", suffix=".sql")
-    os.close(fd)
+    from archive_platform.serving import cli_statements
+    from archive_platform.settings import lake_config
+
+    kind = "sim" if sim else "live"
+    path = root or default_root(kind)
+    # the catalog and data path (PostgreSQL, S3) as archive_platform.connect() reads them; the
+    # init script names the secrets' variables (getenv), never their values
+    config = lake_config(kind)
+    workdir = Path(tempfile.mkdtemp(prefix="archive-sql-"))
+    init, days = workdir / "init.sql", workdir / "trading_days.parquet"
     try:
-        shell.write_init_file(path, init, as_of=stamp)
+        from archive_platform.lake.connect import connect, table_names
+
+        con = connect(path, config=config)
+        try:
+            have = table_names(con)
+        finally:
+            con.close()
+        init.write_text(shell.init_sql(path, have, as_of=stamp, config=config,
+                                       extra=cli_statements(have, days), cleanup=[init, days, workdir]))
     except FileNotFoundError as exc:
-        Path(init).unlink(missing_ok=True)
+        shutil.rmtree(workdir, ignore_errors=True)
         raise click.UsageError(str(exc)) from None
-    argv = shell.cli_command(Path(init), command)
-    os.execv(argv[0], argv)  # the init file is tiny; the shell reads it at start
+    argv = shell.cli_command(init, command)
+    os.execv(argv[0], argv)  # the script deletes its folder once the shell has read it

@@ -60,9 +60,13 @@ class S3Location:
             raise ValueError(f"{url} is not in bucket {self.bucket}")
         return url[len("s3://"):]
 
-    def secret_sql(self) -> str:
-        """The DuckDB secret for this bucket (scoped to it), run in every connection."""
-        opts = [("TYPE", "s3"), ("KEY_ID", _lit(self.key_id)), ("SECRET", _lit(self.secret)),
+    def secret_sql(self, *, from_env: bool = False) -> str:
+        """The DuckDB secret for this bucket (scoped to it), run in every connection. With
+        ``from_env`` the key and secret are ``getenv()`` calls (the DuckDB CLI's init script:
+        the values stay in the environment, never in a file)."""
+        key = "getenv('AWS_ACCESS_KEY_ID')" if from_env else _lit(self.key_id)
+        secret = "getenv('AWS_SECRET_ACCESS_KEY')" if from_env else _lit(self.secret)
+        opts = [("TYPE", "s3"), ("KEY_ID", key), ("SECRET", secret),
                 ("REGION", _lit(self.region)), ("URL_STYLE", _lit(self.url_style)),
                 ("USE_SSL", "true" if self.use_ssl else "false"), ("SCOPE", _lit(f"s3://{self.bucket}"))]
         if self.endpoint:
@@ -100,14 +104,17 @@ class LakeConfig:
     def postgres(self) -> bool:
         return bool(self.catalog and self.catalog.startswith("postgres:"))
 
-    def setup_sql(self) -> list[str]:
-        """Statements every DuckDB connection to this lake runs before attaching it."""
+    def setup_sql(self, *, from_env: bool = False) -> list[str]:
+        """Statements every DuckDB connection to this lake runs before attaching it. With
+        ``from_env`` secrets are ``getenv()`` calls, for the DuckDB CLI (which has ``getenv``)."""
         out = []
         if self.s3 is not None:
-            out.append(self.s3.secret_sql())
+            out.append(self.s3.secret_sql(from_env=from_env))
+        password = ("coalesce(nullif(getenv('ARCHIVE_LAKE_PG_PASSWORD'), ''), getenv('DAGSTER_PG_PASSWORD'))"
+                    if from_env else _lit(self.pg_password))
         if self.postgres and self.pg_password:
             # the unnamed postgres secret is merged into the catalog's conninfo by postgres_scanner
-            out.append(f"CREATE OR REPLACE SECRET (TYPE postgres, PASSWORD {_lit(self.pg_password)})")
+            out.append(f"CREATE OR REPLACE SECRET (TYPE postgres, PASSWORD {password})")
         return out
 
     def pg_connect_kwargs(self) -> dict[str, str]:

@@ -1,8 +1,10 @@
 """The DuckDB CLI on the archive: the init script that gives it what ``connect()`` gives Python.
 
-``cli_command(root)`` is what ``archive-platform sql`` should exec: the ``duckdb`` CLI of the
-pinned version (package ``duckdb-cli``) started with an init file that loads the extensions
-from the installed wheels, attaches the lake read-only and creates one view per table.
+``archive-platform sql`` runs the ``duckdb`` CLI of the pinned version (package ``duckdb-cli``)
+with an init script that loads the extensions from the installed wheels, creates the lake's
+secrets from the environment (``getenv()``, so no secret is ever written to the script),
+attaches the lake read-only, creates one view per table, then runs ``extra`` statements (the
+serving layer's empty datasets and macros) and finally deletes its own files.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 
 from archive_platform.lake.catalog import ALIAS, LakeLocation, ident
 from archive_platform.lake.extensions import extension_directory
+from archive_platform.lake.remote import LakeConfig
 
 
 def _lit(text: str) -> str:
@@ -21,8 +24,10 @@ def _lit(text: str) -> str:
 
 
 def init_sql(root: str | Path, tables: list[str], *, as_of: datetime | None = None,
-             catalog: str | None = None, data_path: str | None = None) -> str:
-    loc = LakeLocation.for_root(root, catalog, data_path)
+             catalog: str | None = None, data_path: str | None = None,
+             config: LakeConfig | None = None, extra: list[str] = (),
+             cleanup: list[Path] = ()) -> str:
+    loc = LakeLocation.for_root(root, catalog, data_path, config)
     stamp = None
     if as_of is not None:
         stamp = (as_of if as_of.tzinfo else as_of.replace(tzinfo=timezone.utc)).astimezone(timezone.utc).isoformat()
@@ -32,9 +37,13 @@ def init_sql(root: str | Path, tables: list[str], *, as_of: datetime | None = No
         f"SET extension_directory = {_lit(str(extension_directory()))};",
         *[f"LOAD {e};" for e in loc.extensions()],
         "SET TimeZone = 'UTC';",
+        *[s + ";" for s in loc.config.setup_sql(from_env=True)],
         loc.attach_sql(read_only=True, as_of=stamp) + ";",
         *[f"CREATE VIEW memory.main.{ident(t)} AS SELECT * FROM {ALIAS}.main.{ident(t)};" for t in tables],
+        *[s.strip().rstrip(";") + ";" for s in extra],
     ]
+    if cleanup:  # the shell has read the script and built what it needs from these files
+        lines.append(".shell rm -rf " + " ".join(_lit(str(p)) for p in cleanup))
     return "\n".join(lines) + "\n"
 
 
@@ -56,15 +65,18 @@ def cli_command(init_file: Path, sql: str | None = None) -> list[str]:
 
 
 def write_init_file(root: str | Path, path: str | Path, *, as_of: datetime | None = None,
-                    catalog: str | None = None, data_path: str | None = None) -> Path:
+                    catalog: str | None = None, data_path: str | None = None,
+                    config: LakeConfig | None = None, extra: list[str] = (),
+                    cleanup: list[Path] = ()) -> Path:
     """Write the CLI init script for the archive's current tables to ``path``."""
     from archive_platform.lake.connect import connect, table_names
 
-    con = connect(root, catalog=catalog, data_path=data_path)
+    con = connect(root, catalog=catalog, data_path=data_path, config=config)
     try:
         names = table_names(con)
     finally:
         con.close()
     path = Path(path)
-    path.write_text(init_sql(root, names, as_of=as_of, catalog=catalog, data_path=data_path))
+    path.write_text(init_sql(root, names, as_of=as_of, catalog=catalog, data_path=data_path,
+                             config=config, extra=extra, cleanup=cleanup))
     return path
