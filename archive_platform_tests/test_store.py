@@ -261,3 +261,24 @@ def test_connect_sees_every_dataset_typed_with_the_macros(store):
             con.execute("INSERT INTO lake.gex SELECT * FROM lake.gex")  # read-only
     finally:
         con.close()
+
+
+def test_a_datasets_parquet_options_reach_its_files(tmp_path):
+    """Issue 13: the order books' measured writer options (zstd 9, delta-encoded times and ids,
+    no dictionary on the level lists) were declared but never applied by the store."""
+    store = ArchiveStore(tmp_path, kind="sim")
+    day = FULL_DAY
+    store.write_day("orderbook_l2", day, make_table("orderbook_l2", day, 50))
+    (path,) = store.partition_files("orderbook_l2", day)
+    meta = pq.ParquetFile(path).metadata.row_group(0)
+    cols = {meta.column(i).path_in_schema: meta.column(i) for i in range(meta.num_columns)}
+    assert "DELTA_BINARY_PACKED" in cols["event_time"].encodings
+    assert "DELTA_BINARY_PACKED" in cols["update_id"].encodings
+    assert not cols["bid_px.list.element"].has_dictionary_page
+    assert cols["symbol"].has_dictionary_page and cols["symbol"].compression == "ZSTD"
+    # a dataset without options keeps the store's defaults (dictionary pages, zstd)
+    store.write_day("crypto_trades", day, make_table("crypto_trades", day, 50))
+    (path,) = store.partition_files("crypto_trades", day)
+    meta = pq.ParquetFile(path).metadata.row_group(0)
+    assert all(meta.column(i).compression == "ZSTD" for i in range(meta.num_columns))
+    assert store.read_day("orderbook_l2", day).num_rows == 50

@@ -51,7 +51,8 @@ def sql(command: str | None, sim: bool, root: Path | None, as_of: str | None) ->
         finally:
             con.close()
         init.write_text(shell.init_sql(path, have, as_of=stamp, config=config,
-                                       extra=cli_statements(have, days), cleanup=[init, days, workdir]))
+                                       extra=cli_statements(have, days), cleanup=[init, days, workdir],
+                                       secret_ref=lambda var: f"getenv('{var}')"))
     except FileNotFoundError as exc:
         shutil.rmtree(workdir, ignore_errors=True)
         raise click.UsageError(str(exc)) from None

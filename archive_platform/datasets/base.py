@@ -114,9 +114,9 @@ class Dataset:
     empty_valid: Callable[[date], bool] | None = None
     #: the symbol universe is fixed by the dataset (e.g. ("VIX",)); empty = the configured one
     fixed_symbols: tuple[str, ...] = ()
-    #: whether an empty partition is a valid answer for a day (e.g. no fills on a day the
-    #: account did not trade). None: never, so an empty result is refused over stored rows
-    empty_valid: Callable[[date], bool] | None = None
+    #: extra ``pyarrow.parquet.write_table`` options for this dataset's files (encodings,
+    #: compression level), chosen by measurement; None: the store's defaults (zstd)
+    parquet_options: Mapping[str, object] | None = None
 
     def __post_init__(self) -> None:
         if self.cadence not in CADENCES:

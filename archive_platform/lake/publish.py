@@ -121,7 +121,8 @@ def write_file(td: TableDef, table: pa.Table, day: date, tmp: Path, final: Path 
     table = table.append_column(pa.field("date", pa.date32()), pa.array(days, pa.date32()))
     try:
         with open(tmp, "wb") as fh:
-            pq.write_table(table, fh, compression=COMPRESSION, row_group_size=ROW_GROUP_ROWS)
+            pq.write_table(table, fh, **{"compression": COMPRESSION, "row_group_size": ROW_GROUP_ROWS,
+                                         **(td.parquet_options or {})})
             fh.flush()
             os.fsync(fh.fileno())
         size = tmp.stat().st_size

@@ -14,6 +14,7 @@ import functools
 import os
 import re
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
@@ -60,12 +61,12 @@ class S3Location:
             raise ValueError(f"{url} is not in bucket {self.bucket}")
         return url[len("s3://"):]
 
-    def secret_sql(self, *, from_env: bool = False) -> str:
-        """The DuckDB secret for this bucket (scoped to it), run in every connection. With
-        ``from_env`` the key and secret are ``getenv()`` calls (the DuckDB CLI's init script:
-        the values stay in the environment, never in a file)."""
-        key = "getenv('AWS_ACCESS_KEY_ID')" if from_env else _lit(self.key_id)
-        secret = "getenv('AWS_SECRET_ACCESS_KEY')" if from_env else _lit(self.secret)
+    def secret_sql(self, *, ref: Callable[[str], str] | None = None) -> str:
+        """The DuckDB secret for this bucket (scoped to it), run in every connection. ``ref``
+        maps a variable name to an SQL expression reading it (the DuckDB CLI's init script uses
+        its getenv function, so the values stay in the environment, never in a file)."""
+        key = ref("AWS_ACCESS_KEY_ID") if ref else _lit(self.key_id)
+        secret = ref("AWS_SECRET_ACCESS_KEY") if ref else _lit(self.secret)
         opts = [("TYPE", "s3"), ("KEY_ID", key), ("SECRET", secret),
                 ("REGION", _lit(self.region)), ("URL_STYLE", _lit(self.url_style)),
                 ("USE_SSL", "true" if self.use_ssl else "false"), ("SCOPE", _lit(f"s3://{self.bucket}"))]
@@ -104,14 +105,14 @@ class LakeConfig:
     def postgres(self) -> bool:
         return bool(self.catalog and self.catalog.startswith("postgres:"))
 
-    def setup_sql(self, *, from_env: bool = False) -> list[str]:
-        """Statements every DuckDB connection to this lake runs before attaching it. With
-        ``from_env`` secrets are ``getenv()`` calls, for the DuckDB CLI (which has ``getenv``)."""
+    def setup_sql(self, *, ref: Callable[[str], str] | None = None) -> list[str]:
+        """Statements every DuckDB connection to this lake runs before attaching it. ``ref``:
+        secrets as expressions reading their variables (see ``S3Location.secret_sql``)."""
         out = []
         if self.s3 is not None:
-            out.append(self.s3.secret_sql(from_env=from_env))
-        password = ("coalesce(nullif(getenv('ARCHIVE_LAKE_PG_PASSWORD'), ''), getenv('DAGSTER_PG_PASSWORD'))"
-                    if from_env else _lit(self.pg_password))
+            out.append(self.s3.secret_sql(ref=ref))
+        password = (f"coalesce(nullif({ref('ARCHIVE_LAKE_PG_PASSWORD')}, ''), {ref('DAGSTER_PG_PASSWORD')})"
+                    if ref else _lit(self.pg_password))
         if self.postgres and self.pg_password:
             # the unnamed postgres secret is merged into the catalog's conninfo by postgres_scanner
             out.append(f"CREATE OR REPLACE SECRET (TYPE postgres, PASSWORD {password})")

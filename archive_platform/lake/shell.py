@@ -2,7 +2,7 @@
 
 ``archive-platform sql`` runs the ``duckdb`` CLI of the pinned version (package ``duckdb-cli``)
 with an init script that loads the extensions from the installed wheels, creates the lake's
-secrets from the environment (``getenv()``, so no secret is ever written to the script),
+secrets from the environment (the CLI's getenv function, so no secret is written to the script),
 attaches the lake read-only, creates one view per table, then runs ``extra`` statements (the
 serving layer's empty datasets and macros) and finally deletes its own files.
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import shutil
 import sys
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -26,7 +27,8 @@ def _lit(text: str) -> str:
 def init_sql(root: str | Path, tables: list[str], *, as_of: datetime | None = None,
              catalog: str | None = None, data_path: str | None = None,
              config: LakeConfig | None = None, extra: list[str] = (),
-             cleanup: list[Path] = ()) -> str:
+             cleanup: list[Path] = (), secret_ref: Callable[[str], str] | None = None) -> str:
+    """The init script; ``secret_ref`` maps a secret's variable name to the SQL that reads it."""
     loc = LakeLocation.for_root(root, catalog, data_path, config)
     stamp = None
     if as_of is not None:
@@ -37,7 +39,7 @@ def init_sql(root: str | Path, tables: list[str], *, as_of: datetime | None = No
         f"SET extension_directory = {_lit(str(extension_directory()))};",
         *[f"LOAD {e};" for e in loc.extensions()],
         "SET TimeZone = 'UTC';",
-        *[s + ";" for s in loc.config.setup_sql(from_env=True)],
+        *[s + ";" for s in loc.config.setup_sql(ref=secret_ref)],
         loc.attach_sql(read_only=True, as_of=stamp) + ";",
         *[f"CREATE VIEW memory.main.{ident(t)} AS SELECT * FROM {ALIAS}.main.{ident(t)};" for t in tables],
         *[s.strip().rstrip(";") + ";" for s in extra],

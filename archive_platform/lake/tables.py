@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -48,12 +49,15 @@ class TableDef:
     dedup_key: tuple[str, ...]
     sort_key: tuple[str, ...] = ()
     snapshot: bool = False
+    #: extra pyarrow.parquet.write_table options (the dataset's ``parquet_options``)
+    parquet_options: Mapping[str, Any] | None = field(default=None, compare=False, hash=False)
 
     @classmethod
     def from_spec(cls, spec: Any) -> "TableDef":
         """From an ``archive_platform.schemas.ArchiveSpec`` (or anything with those attributes)."""
         return cls(spec.name, spec.schema, spec.directory, spec.file_stem, tuple(spec.dedup_key),
-                   tuple(getattr(spec, "sort_key", ()) or ()), bool(getattr(spec, "snapshot", False)))
+                   tuple(getattr(spec, "sort_key", ()) or ()), bool(getattr(spec, "snapshot", False)),
+                   getattr(spec, "parquet_options", None))
 
     def __post_init__(self) -> None:
         if not self.name.isidentifier():
