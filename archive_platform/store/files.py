@@ -14,6 +14,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from archive_platform.lake.publish import fsync_dir
 from archive_platform.store.errors import ArchiveWriteError
 
 COMPRESSION = "zstd"
@@ -22,15 +23,6 @@ COMPRESSION = "zstd"
 def temp_path(final: Path) -> Path:
     """A temp name beside ``final`` that no reader glob (``*.parquet``) matches."""
     return final.with_name(f".{final.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-
-
-def fsync_dir(path: Path) -> None:
-    """Make a rename or unlink in ``path`` durable."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _failed(tmp: Path, final: Path, exc: BaseException) -> BaseException:
