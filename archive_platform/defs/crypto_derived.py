@@ -5,8 +5,9 @@ its checks (pure work in ``archive_platform.analysis.crypto_days`` and ``crypto_
 The asset writes to the archive its inputs are in (``live`` when the capture service is on, else
 ``sim``), like the crypto assets, and the store replaces the partition: re-materializing a day
 after late trades arrived rebuilds it from what is stored (candles upsert by key, last write
-wins). A day reads the tail of the previous UTC day (right alignment), so each input is mapped
-to the partitions D-1 and D.
+wins). A day also reads the tail of the previous UTC day (right alignment); the dependency is
+declared on the same day only (see ``build_crypto_derived_asset``), and the
+``refresh_crypto_derived`` sensor rebuilds a day whose previous-day input changed after it.
 """
 
 from collections.abc import Callable
@@ -83,9 +84,11 @@ def build_crypto_derived_asset(d: Dataset, partitions_def, settings: Settings) -
     what, reconcile = RECONCILE[d.name]
     descs = {**CHECKS, "matches_inputs": what}
     specs = [dg.AssetCheckSpec(n, asset=key, description=desc) for n, desc in descs.items()]
-    mapping = dg.TimeWindowPartitionMapping(start_offset=-1, end_offset=0,
-                                            allow_nonexistent_upstream_partitions=True)
-    deps = [dg.AssetDep(n, partition_mapping=mapping) for n in d.derived_from]
+    # Declared on the same day only. Day D also reads the end of day D-1 (candles and features
+    # are right-aligned), but a D-1..D mapping made every asset backfill of days A..B also
+    # request the derived day B+1, whose own inputs were not in it, so the backfill failed.
+    # A day whose D-1 input lands later is rebuilt by the refresh_crypto_derived sensor.
+    deps = [dg.AssetDep(n) for n in d.derived_from]
 
     @dg.asset(
         name=d.name, partitions_def=partitions_def, group_name=d.group, description=d.description,
