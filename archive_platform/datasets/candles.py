@@ -43,6 +43,23 @@ def complete(df: pl.DataFrame, ctx: CompletenessContext) -> tuple[list[str], dic
 
 _o, _h, _l, _c = (pl.col(x) for x in ("open", "high", "low", "close"))
 
+
+def candle_rules(timeframes: tuple[str, ...], *, vwap_hard: bool) -> tuple[Rule, ...]:
+    """The value rules of a candles dataset (equity ``candles`` and ``crypto_candles``)."""
+    return (
+        Rule("low <= open,close <= high", "high",
+             (_l <= pl.min_horizontal("open", "close")) & (pl.max_horizontal("open", "close") <= _h),
+             hard=True),
+        Rule("low > 0", "low", _l > 0, hard=True),
+        Rule("volume, trades >= 0", "volume", nonneg("volume") & nonneg("trades"), hard=True),
+        Rule("empty candle: no volume, no trades, no range", "is_empty",
+             ~pl.col("is_empty") | ((pl.col("volume") == 0) & (pl.col("trades") == 0)
+                                    & (_o == _c) & (_h == _l) & (_o == _h)), hard=True),
+        Rule("timeframe known", "timeframe", one_of("timeframe", timeframes), hard=True),
+        Rule("vwap within [low, high]", "vwap", pl.col("vwap").is_null()
+             | pl.col("vwap").is_between(_l - 1e-9, _h + 1e-9), hard=vwap_hard),
+    )
+
 DATASET = Dataset(
     name="candles",
     schema=SCHEMA,
@@ -71,19 +88,7 @@ DATASET = Dataset(
     derived_from=("stocks_1m",),
     derive=derive,
     derive_under_sim=True,
-    rules=(
-        Rule("low <= open,close <= high", "high",
-             (_l <= pl.min_horizontal("open", "close")) & (pl.max_horizontal("open", "close") <= _h),
-             hard=True),
-        Rule("low > 0", "low", _l > 0, hard=True),
-        Rule("volume, trades >= 0", "volume", nonneg("volume") & nonneg("trades"), hard=True),
-        Rule("empty candle: no volume, no trades, no range", "is_empty",
-             ~pl.col("is_empty") | ((pl.col("volume") == 0) & (pl.col("trades") == 0)
-                                    & (_o == _c) & (_h == _l) & (_o == _h)), hard=True),
-        Rule("timeframe known", "timeframe", one_of("timeframe", TIMEFRAMES), hard=True),
-        Rule("vwap within [low, high]", "vwap", pl.col("vwap").is_null()
-             | pl.col("vwap").is_between(_l - 1e-9, _h + 1e-9)),
-    ),
+    rules=candle_rules(TIMEFRAMES, vwap_hard=False),
     completeness=complete,
     freshness=("30 21 * * 1-5", timedelta(hours=6)),
 )

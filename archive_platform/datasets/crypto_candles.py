@@ -11,7 +11,8 @@ import polars as pl
 
 from archive_platform.analysis.candles import CANDLES_SCHEMA
 from archive_platform.crypto import declare as c
-from archive_platform.datasets.base import CompletenessContext, Dataset, Rule, make_schema, nonneg, one_of
+from archive_platform.datasets.candles import candle_rules
+from archive_platform.datasets.base import CompletenessContext, Dataset, make_schema
 
 NAME = "crypto_candles"
 TIMEFRAMES = ("1m", "5m", "15m", "1h", "4h", "1d")  # = analysis.crypto_days.CRYPTO_TIMEFRAMES
@@ -34,8 +35,6 @@ def complete(df: pl.DataFrame, ctx: CompletenessContext) -> tuple[list[str], dic
 
     return candle_grid_problems(df, ctx.day)
 
-
-_o, _h, _l, _c = (pl.col(x) for x in ("open", "high", "low", "close"))
 
 DATASET = Dataset(
     name=NAME,
@@ -70,19 +69,7 @@ DATASET = Dataset(
     derived_from=("crypto_trades",),
     derive=derive,
     derive_under_sim=True,
-    rules=(
-        Rule("low <= open,close <= high", "high",
-             (_l <= pl.min_horizontal("open", "close")) & (pl.max_horizontal("open", "close") <= _h),
-             hard=True),
-        Rule("low > 0", "low", _l > 0, hard=True),
-        Rule("volume, trades >= 0", "volume", nonneg("volume") & nonneg("trades"), hard=True),
-        Rule("empty candle: no volume, no trades, no range", "is_empty",
-             ~pl.col("is_empty") | ((pl.col("volume") == 0) & (pl.col("trades") == 0)
-                                    & (_o == _c) & (_h == _l) & (_o == _h)), hard=True),
-        Rule("timeframe known", "timeframe", one_of("timeframe", TIMEFRAMES), hard=True),
-        Rule("vwap within [low, high]", "vwap", pl.col("vwap").is_null()
-             | pl.col("vwap").is_between(_l - 1e-9, _h + 1e-9), hard=True),
-    ),
+    rules=candle_rules(TIMEFRAMES, vwap_hard=True),
     completeness=complete,
     freshness=c.FRESHNESS,
 )
