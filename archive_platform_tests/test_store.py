@@ -9,6 +9,7 @@ import shutil
 from dataclasses import replace
 
 import duckdb
+import polars as pl
 import pyarrow.parquet as pq
 import pytest
 
@@ -190,9 +191,9 @@ def test_storage_errors_name_the_dataset_partition_and_file(store, monkeypatch):
     store.write_day("gex", FULL_DAY, make_table("gex", FULL_DAY, 3))
 
     def full(*args, **kwargs):
-        raise OSError(errno.ENOSPC, "No space left on device")  # as pyarrow raises it: no file name
+        raise OSError(errno.ENOSPC, "No space left on device")  # as the writer raises it: no file name
 
-    monkeypatch.setattr(publish.pq, "write_table", full)
+    monkeypatch.setattr(pl.DataFrame, "write_parquet", full)  # the Parquet writer of this dataset
     with pytest.raises(ArchiveWriteError) as info:
         store.write_day("gex", FULL_DAY, make_table("gex", FULL_DAY, 5, tag="x"))
     msg = str(info.value)
