@@ -238,10 +238,11 @@ def test_compaction_reads_the_parts_directly_and_sorts_like_order_by(lake, order
     for k in order:
         lake.append(OPTIONS, D1, snapshot(D1, k))
     files = publish.day_files(lake.con, OPTIONS, D1)
-    direct = publish.read_day_files(lake.location, OPTIONS, files)
-    assert direct is not None and direct.height == 4 * 120  # no deletes: read straight from the files
-    first_key_only = direct.sort(OPTIONS.sort_key[0], maintain_order=True)
-    assert publish._in_order(first_key_only, OPTIONS.sort_key) == (order == (0, 1, 2, 3))
+    direct, sizes = publish.read_day_files(lake.location, OPTIONS, files)
+    assert direct.height == 4 * 120 and sizes == [120] * 4  # no deletes: read straight from the files
+    runs = publish._merge_runs(direct, OPTIONS.sort_key[0], sizes)
+    assert runs.height == direct.height and runs.n_chunks() == 3 * 4  # 3 symbols x 4 parts, no copy
+    assert publish._in_order(runs, OPTIONS.sort_key) == (order == (0, 1, 2, 3))
     expected = sort(lake.read_day(OPTIONS, D1), OPTIONS.sort_key)
     lake.compact_day(OPTIONS, D1)
     plain = pq.read_table(plain_glob(lake, OPTIONS, D1)[0]).select(OPTIONS.schema.names).cast(OPTIONS.schema)

@@ -197,8 +197,9 @@ class Lake:
             def rows(con: duckdb.DuckDBPyConnection):
                 got = publish.read_day_files(self.location, td, files)
                 if got is None:  # deletes, a remote data path or files that disagree: ask DuckDB
-                    got = con.execute(sql, [day]).pl()
-                return publish.sort_rows(got, td.sort_key)
+                    return publish.sort_rows(con.execute(sql, [day]).pl(), td.sort_key)
+                frame, sizes = got
+                return publish.sort_rows(frame, td.sort_key, sizes)
 
             delete = (f"DELETE FROM {ALIAS}.{ident(td.name)} WHERE date = ?", [day])
             return self._commit_file(td, day, rows, delete, "compact")
