@@ -123,7 +123,9 @@ def read_day_files(loc: LakeLocation, td: TableDef, files: list[tuple[str, str |
         sizes = [pq.ParquetFile(f).metadata.num_rows for f in paths]
         if sum(sizes) != files[0][2]:
             return None
-        frame = pl.read_parquet(paths, columns=list(td.schema.names), missing_columns="insert")
+        # files from before a column was added lack it (null), every file has ``date`` (ignored)
+        frame = pl.scan_parquet(paths, schema=_polars_schema(td), missing_columns="insert",
+                                extra_columns="ignore", hive_partitioning=False).collect()
     except (OSError, pl.exceptions.PolarsError):
         return None
     return frame, sizes
