@@ -228,9 +228,9 @@ def test_a_column_added_to_the_schema_is_added_to_the_table(lake):
         got = sort(again.read_day(wider, D1), ("alert_id",))
         assert got["note"].to_pylist() == [None, "hi"]
         # compaction reads the older part, which lacks the column, straight from its file
-        from archive_platform.lake import publish
+        from archive_platform.lake import parquet, publish
 
-        frame, sizes = publish.read_day_files(again.location, wider, publish.day_files(again.con, wider, D1))
+        frame, sizes = parquet.read_day_files(again.location, wider, publish.day_files(again.con, wider, D1))
         assert sizes == [1, 1] and frame["note"].to_list() == [None, "hi"]
         again.compact_day(wider, D1)
         plain = pq.read_table(plain_glob(again, wider, D1)[0])
@@ -241,16 +241,16 @@ def test_a_column_added_to_the_schema_is_added_to_the_table(lake):
 def test_compaction_reads_the_parts_directly_and_sorts_like_order_by(lake, order):
     """Parts appended in time order take the direct read and the one-key stable sort; parts
     out of order take the full sort; both give exactly the sort-key order."""
-    from archive_platform.lake import publish
+    from archive_platform.lake import parquet, publish
 
     for k in order:
         lake.append(OPTIONS, D1, snapshot(D1, k))
     files = publish.day_files(lake.con, OPTIONS, D1)
-    direct, sizes = publish.read_day_files(lake.location, OPTIONS, files)
+    direct, sizes = parquet.read_day_files(lake.location, OPTIONS, files)
     assert direct.height == 4 * 120 and sizes == [120] * 4  # no deletes: read straight from the files
-    runs = publish._merge_runs(direct, OPTIONS.sort_key[0], sizes)
+    runs = parquet._merge_runs(direct, OPTIONS.sort_key[0], sizes)
     assert runs.height == direct.height and runs.n_chunks() == 3 * 4  # 3 symbols x 4 parts, no copy
-    assert publish._in_order(runs, OPTIONS.sort_key) == (order == (0, 1, 2, 3))
+    assert parquet._in_order(runs, OPTIONS.sort_key) == (order == (0, 1, 2, 3))
     expected = sort(lake.read_day(OPTIONS, D1), OPTIONS.sort_key)
     lake.compact_day(OPTIONS, D1)
     plain = pq.read_table(plain_glob(lake, OPTIONS, D1)[0]).select(OPTIONS.schema.names).cast(OPTIONS.schema)
@@ -259,13 +259,13 @@ def test_compaction_reads_the_parts_directly_and_sorts_like_order_by(lake, order
 
 def test_compaction_after_a_keyed_redelivery_reads_through_the_catalog(lake):
     """A re-delivered key leaves a delete file: only the catalog knows which rows are live."""
-    from archive_platform.lake import publish
+    from archive_platform.lake import parquet, publish
 
     lake.append(FLOW, D1, flow(D1, [3, 1, 2]))
     lake.append(FLOW, D1, flow(D1, [2, 4], premium=50.0))  # a2 re-delivered: deletes one row
     files = publish.day_files(lake.con, FLOW, D1)
     assert any(x is not None for _, x, _ in files)
-    assert publish.read_day_files(lake.location, FLOW, files) is None
+    assert parquet.read_day_files(lake.location, FLOW, files) is None
     lake.compact_day(FLOW, D1)
     plain = pq.read_table(plain_glob(lake, FLOW, D1)[0])
     assert plain["alert_id"].to_pylist() == ["a1", "a2", "a3", "a4"]  # (timestamp, alert_id) order
@@ -275,7 +275,7 @@ def test_compaction_after_a_keyed_redelivery_reads_through_the_catalog(lake):
 def test_sort_check_is_strict_and_refuses_null_keys():
     import polars as pl
 
-    from archive_platform.lake.publish import _in_order, sort_rows
+    from archive_platform.lake.parquet import _in_order, sort_rows
 
     keys = ("a", "b")
     assert _in_order(pl.DataFrame({"a": [1, 1, 2], "b": [1, 1, 0]}), keys)

@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 import pyarrow.compute as pc
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_random_exponential
 
-from archive_platform.lake import publish
+from archive_platform.lake import parquet, publish
 from archive_platform.lake.catalog import ALIAS, LakeLocation, ident, is_retryable
 from archive_platform.lake.remote import LakeConfig
 from archive_platform.lake.tables import LakeWrite, TableDef, crash_point
@@ -195,11 +195,11 @@ class Lake:
             sql = f"SELECT {cols} FROM {ALIAS}.{ident(td.name)} WHERE date = ?"
 
             def rows(con: duckdb.DuckDBPyConnection):
-                got = publish.read_day_files(self.location, td, files)
+                got = parquet.read_day_files(self.location, td, files)
                 if got is None:  # deletes, a remote data path or files that disagree: ask DuckDB
-                    return publish.sort_rows(con.execute(sql, [day]).pl(), td.sort_key)
+                    return parquet.sort_rows(con.execute(sql, [day]).pl(), td.sort_key)
                 frame, sizes = got
-                return publish.sort_rows(frame, td.sort_key, sizes)
+                return parquet.sort_rows(frame, td.sort_key, sizes)
 
             delete = (f"DELETE FROM {ALIAS}.{ident(td.name)} WHERE date = ?", [day])
             return self._commit_file(td, day, rows, delete, "compact")

@@ -15,7 +15,6 @@ a PUT or COPY replaces an object atomically, so a reader gets the old or the new
 
 from __future__ import annotations
 
-import base64
 import os
 import re
 import time
@@ -24,17 +23,13 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import duckdb
-import numpy as np
-import pyarrow as pa
 import pyarrow.parquet as pq
 
+from archive_platform.lake import parquet
 from archive_platform.lake.catalog import ALIAS, LakeLocation, ident
 from archive_platform.lake.remote import RemoteFile, filesystem
 from archive_platform.lake.tables import TableDef
 
-COMPRESSION = "zstd"  # day files, kept
-PART_COMPRESSION = "lz4"  # appended parts, folded by end-of-day compaction
-ROW_GROUP_ROWS = 131_072
 
 
 def new_file(loc: LakeLocation, td: TableDef, day: date, *, compacted: bool) -> Path | RemoteFile:
@@ -106,97 +101,6 @@ def is_compacted(td: TableDef, day: date, files: list[tuple[str, str | None, int
     return rows == visible
 
 
-def read_day_files(loc: LakeLocation, td: TableDef, files: list[tuple[str, str | None, int]]):
-    """``(frame, rows per file)``: the rows of a day's live files read straight from them
-    as one polars frame (files in catalog order, the order they were added), or None when
-    only the catalog can say which rows are live: a delete file against any of them, a data
-    path on S3, or row counts that do not add up to what the catalog shows. Measured in
-    bench/lake.py: 27 snapshot files (3.02 M rows) in about 0.3 s, against 1.1-1.2 s through
-    DuckDB's DuckLake scan into Arrow. The caller holds the day's writer lock, so the list
-    is current."""
-    import polars as pl
-
-    if not files or loc.s3 is not None or any(x is not None for _, x, _ in files):
-        return None
-    paths = [f for f, _, _ in files]
-    try:
-        sizes = [pq.ParquetFile(f).metadata.num_rows for f in paths]
-        if sum(sizes) != files[0][2]:
-            return None
-        # files from before a column was added lack it (null), every file has ``date`` (ignored)
-        frame = pl.scan_parquet(paths, schema=_polars_schema(td), missing_columns="insert",
-                                extra_columns="ignore", hive_partitioning=False).collect()
-    except (OSError, pl.exceptions.PolarsError):
-        return None
-    return frame, sizes
-
-
-def sort_rows(frame, keys: tuple[str, ...], parts: list[int] | None = None):
-    """The polars ``frame`` in ``keys`` order (ascending, nulls last), as ``ORDER BY`` gave
-    it before, cheaply when the input is already nearly in order:
-
-    - ``parts`` (rows per appended file, in order): each part was written sorted, so the day
-      is the parts' runs of the first key (a symbol: a few dozen runs a part) put in order,
-      which slices and concatenates without copying a row;
-    - else a stable sort on the first key alone;
-    - each result is checked, and the full multi-key sort runs when it is not in order.
-
-    Measured on a 3.02 M-row options day of 27 parts (bench/lake.py): runs 0.04 s (the
-    writer then gathers the slices as it encodes), stable first-key sort 0.35-0.40 s, full
-    polars sort 0.56-1.37 s; the check costs 0.05 s."""
-    import polars as pl
-
-    if not keys or frame.height < 2:
-        return frame
-    if any(frame[k].null_count() for k in keys):
-        return frame.sort(list(keys), maintain_order=True, nulls_last=True)
-    if parts:
-        merged = _merge_runs(frame, keys[0], parts)
-        if merged is not None and _in_order(merged, keys):
-            return merged
-    first = frame.sort(keys[0], maintain_order=True, nulls_last=True)
-    if not _in_order(first, keys):
-        first = frame.sort(list(keys), maintain_order=True, nulls_last=True)
-    return first
-
-
-def _merge_runs(frame, key: str, parts: list[int]):
-    """The runs of equal ``key`` values of each part, ordered by value (ties: part order,
-    then position), as one frame of zero-copy slices; None when there are too many runs
-    for this to pay (parts not grouped by ``key``)."""
-    import polars as pl
-
-    runs, start = [], 0
-    limit = max(10_000, frame.height // 16)
-    for i, size in enumerate(parts):
-        pos = start
-        encoded = frame.slice(start, size).select(pl.col(key).rle()).unnest(key)
-        for j, (length, value) in enumerate(encoded.iter_rows()):
-            runs.append((value, i, j, pos, length))
-            pos += length
-        start += size
-        if len(runs) > limit:
-            return None
-    try:
-        runs.sort(key=lambda r: r[:3])
-    except TypeError:  # values Python cannot order
-        return None
-    return pl.concat([frame.slice(pos, length) for *_, pos, length in runs], rechunk=False)
-
-
-def _in_order(frame, keys: tuple[str, ...]) -> bool:
-    """Whether consecutive rows are non-decreasing in ``keys`` (False if a key has nulls)."""
-    import polars as pl
-
-    if any(frame[k].null_count() for k in keys):
-        return False
-    cond = None
-    for k in reversed(keys):
-        here, after = pl.col(k), pl.col(k).shift(-1)
-        cond = here <= after if cond is None else (here < after) | ((here == after) & cond)
-    return bool(frame.select(cond.head(frame.height - 1).all()).item())
-
-
 def fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -213,7 +117,7 @@ def write_file(td: TableDef, table, day: date, tmp: Path, final: Path | RemoteFi
     else an appended part (folded at day end)."""
     tmp.parent.mkdir(parents=True, exist_ok=True)
     try:
-        encode(td, table, day, tmp, compacted=compacted)
+        parquet.encode(td, table, day, tmp, compacted=compacted)
         size = tmp.stat().st_size
         if isinstance(final, RemoteFile):
             upload(tmp, final, size)
@@ -225,80 +129,6 @@ def write_file(td: TableDef, table, day: date, tmp: Path, final: Path | RemoteFi
         raise
     fsync_dir(final.parent)
     return size
-
-
-def encode(td: TableDef, table, day: date, path: Path, *, compacted: bool) -> None:
-    """Encode ``table`` (pyarrow table or polars frame) with the ``date`` column as Parquet
-    at ``path`` and fsync it.
-
-    A dataset with measured ``parquet_options`` (order books) gets pyarrow with them. Every
-    other dataset gets polars' writer, which encodes columns and row groups on all cores where
-    pyarrow's encodes one column after another on one thread. Measured in ``bench/lake.py``
-    (docs/performance.md, 2026-12-01, 2 cores): a 3.02 M-row options day in 1.3-1.6 s with
-    pyarrow against about 1.0 s with polars, and a 112,000-row snapshot 1.6-2.3x faster.
-    The price: polars does not dictionary-encode floats, so the bench's day file is about
-    1.2x pyarrow's bytes (still about half of ArcticDB's). Appended parts live only until the
-    day is compacted, so they take lz4 (faster again, about 1.3x the bytes of zstd)."""
-    import polars as pl
-
-    names = list(td.schema.names)
-    if td.parquet_options:
-        arrow = table.to_arrow() if isinstance(table, pl.DataFrame) else table
-        arrow = arrow.select(names).cast(td.schema)
-        days = np.full(arrow.num_rows, (day - date(1970, 1, 1)).days, dtype=np.int32)
-        arrow = arrow.append_column(pa.field("date", pa.date32()), pa.array(days, pa.date32()))
-        with open(path, "wb") as fh:
-            pq.write_table(arrow, fh, **{"compression": COMPRESSION, "row_group_size": ROW_GROUP_ROWS,
-                                         **td.parquet_options})
-            fh.flush()
-            os.fsync(fh.fileno())
-        return
-    if isinstance(table, pl.DataFrame):
-        frame = table.select(names)
-        want = _polars_schema(td)
-        if frame.schema != want:
-            frame = frame.cast(dict(want))
-    else:
-        frame = pl.from_arrow(table.select(names).cast(td.schema))
-    try:
-        frame.with_columns(pl.lit(day, dtype=pl.Date).alias("date")).write_parquet(
-            path, compression=COMPRESSION if compacted else PART_COMPRESSION,
-            row_group_size=ROW_GROUP_ROWS, statistics=True, metadata=_arrow_schema_key(td))
-    except pl.exceptions.PolarsError as exc:
-        raise _os_error(exc, path) from exc
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _os_error(exc: Exception, path: Path) -> Exception:
-    """polars reports a failed write (disk full, quota, permissions) as a ComputeError whose
-    text ends in "(os error N)"; give callers the OSError with that errno, as pyarrow did."""
-    found = re.search(r"os error (\d+)", str(exc))
-    if found is None:
-        return exc
-    code = int(found.group(1))
-    return OSError(code, os.strerror(code), str(path))
-
-
-def _arrow_schema_key(td: TableDef) -> dict[str, str]:
-    """The ``ARROW:schema`` key-value entry (base64 IPC schema, the key Arrow writers use) of
-    the dataset's schema plus ``date``, replacing the one polars writes: pyarrow and pandas
-    readers of the plain layout then get ``string`` columns (polars declares
-    ``large_string``) and the dataset's description, as files written by pyarrow had. Every
-    field is declared nullable, as polars writes every column (not-null is enforced by
-    validation before a write)."""
-    fields = [f.with_nullable(True) for f in td.schema] + [pa.field("date", pa.date32())]
-    schema = pa.schema(fields, metadata=td.schema.metadata)
-    return {"ARROW:schema": base64.b64encode(schema.serialize().to_pybytes()).decode()}
-
-
-def _polars_schema(td: TableDef):
-    import polars as pl
-
-    return pl.from_arrow(td.schema.empty_table()).schema
 
 
 def upload(local: Path, remote: RemoteFile, size: int) -> None:
