@@ -30,7 +30,8 @@ def encode(td: TableDef, table, day: date, path: Path, *, compacted: bool) -> No
     other dataset gets polars' writer, which encodes columns and row groups on all cores where
     pyarrow's encodes one column after another on one thread. Measured in ``bench/lake.py``
     (docs/performance.md, 2026-12-01, 2 cores): a 3.02 M-row options day in 1.3-1.6 s with
-    pyarrow against about 1.0 s with polars, and a 112,000-row snapshot 1.6-2.3x faster.
+    pyarrow against about 1.0 s with polars; a 112,000-row snapshot in 46-84 ms against
+    30-36 ms (lz4).
     The price: polars does not dictionary-encode floats, so the bench's day file is about
     1.2x pyarrow's bytes (still about half of ArcticDB's). Appended parts live only until the
     day is compacted, so they take lz4 (faster again, about 1.3x the bytes of zstd)."""
