@@ -328,3 +328,13 @@ def test_edge_values_round_trip_exactly_through_the_writer_and_compaction(lake):
     lake.append(EDGE, D2, rows.slice(0, 3))
     lake.compact_day(EDGE, D2)
     assert _bits(pq.read_table(plain_glob(lake, EDGE, D2)[0]).drop_columns(["date"])) == _bits(rows)
+
+
+def test_parts_are_written_uncompressed_and_days_with_zstd(lake):
+    """The measured choice (lake/parquet.py): parts on a local disk uncompressed, kept day files zstd."""
+    lake.append(OPTIONS, D1, snapshot(D1, 0))
+    part = lake.files(OPTIONS, D1)[0]
+    assert pq.ParquetFile(part).metadata.row_group(0).column(0).compression == "UNCOMPRESSED"
+    lake.compact_day(OPTIONS, D1)
+    day = pq.ParquetFile(plain_glob(lake, OPTIONS, D1)[0]).metadata
+    assert {day.row_group(0).column(i).compression for i in range(day.num_columns)} == {"ZSTD"}

@@ -117,6 +117,10 @@ def test_writes_on_s3_with_a_postgres_catalog_are_read_by_another_process(server
     # before compaction: three objects for the options day; the reader sees 36 rows, one version
     files = store.partition_files("options", FULL_DAY)
     assert len(files) == 3 and all(f.startswith("s3://archive/rt/_lake/data/main/options/") for f in files)
+    # parts bound for S3 are lz4-compressed (uncompressed ones would cost more on the network)
+    parts = [read_object(s3, str(f).split("s3://archive/", 1)[1])[1] for f in files if "/part-" in str(f)]
+    assert parts and all(pq.ParquetFile(pa.BufferReader(p)).metadata.row_group(0).column(0).compression
+                         == "LZ4" for p in parts)
     assert sum(f.stat().st_size for f in files) == store.partition_bytes("options", FULL_DAY) > 0
     res = store.compact_day("options", FULL_DAY)
     assert res.path == "s3://archive/rt/options/date=2025-11-26/options_20251126.parquet" == store.daily_path("options", FULL_DAY)

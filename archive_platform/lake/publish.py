@@ -117,7 +117,7 @@ def write_file(td: TableDef, table, day: date, tmp: Path, final: Path | RemoteFi
     else an appended part (folded at day end)."""
     tmp.parent.mkdir(parents=True, exist_ok=True)
     try:
-        parquet.encode(td, table, day, tmp, compacted=compacted)
+        parquet.encode(td, table, day, tmp, compacted=compacted, remote=isinstance(final, RemoteFile))
         size = tmp.stat().st_size
         if isinstance(final, RemoteFile):
             upload(tmp, final, size)
