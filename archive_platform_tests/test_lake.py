@@ -338,3 +338,43 @@ def test_parts_are_written_uncompressed_and_days_with_zstd(lake):
     lake.compact_day(OPTIONS, D1)
     day = pq.ParquetFile(plain_glob(lake, OPTIONS, D1)[0]).metadata
     assert {day.row_group(0).column(i).compression for i in range(day.num_columns)} == {"ZSTD"}
+
+
+def test_a_file_is_on_disk_before_the_commit_that_makes_it_visible(lake, monkeypatch):
+    """The fsyncs run on a worker thread beside the catalog statements; the commit waits for them,
+    and a failed fsync makes the write fail with no effect."""
+    import errno
+    import threading
+
+    from archive_platform.lake import engine, publish
+
+    synced, real = threading.Event(), publish.make_durable
+    seen = []
+
+    def slow_sync(path):
+        time.sleep(0.3)  # longer than the catalog statements: the commit must wait for it
+        real(path)
+        synced.set()
+
+    def check(step):
+        if step.endswith(":insert"):
+            seen.append((step, synced.is_set()))
+
+    monkeypatch.setattr(publish, "make_durable", slow_sync)
+    monkeypatch.setattr(engine, "crash_point", check)
+    lake.append(OPTIONS, D1, snapshot(D1, 0))
+    synced.clear()
+    lake.compact_day(OPTIONS, D1)
+    assert seen == [("append:insert", True), ("compact:insert", True)]
+
+    def broken(path):
+        raise OSError(errno.EIO, "Input/output error", str(path))
+
+    monkeypatch.setattr(publish, "make_durable", broken)
+    before = sort(lake.read_day(OPTIONS, D1), OPTIONS.sort_key)
+    data = lambda: set(glob.glob(str(lake.root / "_lake" / "data" / "main" / "options" / "date=*" / "*")))  # noqa: E731
+    files = data()
+    with pytest.raises(OSError, match="Input/output error"):
+        lake.append(OPTIONS, D1, snapshot(D1, 1))
+    assert sort(lake.read_day(OPTIONS, D1), OPTIONS.sort_key).equals(before)
+    assert data() == files  # the failed write's file is gone

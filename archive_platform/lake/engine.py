@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
+from concurrent.futures import ThreadPoolExecutor, wait
 from collections.abc import Iterable, Sequence
 from datetime import date, timedelta
 from pathlib import Path
@@ -219,6 +220,8 @@ class Lake:
         keep = bool(n) or whole_day
         self._commit_failed = False
 
+        syncing = None
+
         def body(con: duckdb.DuckDBPyConnection) -> None:
             if self._commit_failed and str(final) in self._live_files(td):
                 return  # an earlier attempt's COMMIT raised but landed
@@ -227,13 +230,26 @@ class Lake:
             con.execute(delete[0], delete[1])
             if keep:
                 con.execute("CALL ducklake_add_data_files(?, ?, ?)", [ALIAS, td.name, str(final)])
+            if syncing is not None:
+                syncing.result()  # the file is on disk before the commit makes it visible
             crash_point(f"{step}:insert")
 
         try:
-            size = publish.write_file(td, table, day, tmp, final, compacted=whole_day) if keep else 0
+            if keep:
+                # a local file's fsyncs (I/O waits: ~2 ms a snapshot, ~40 ms an 85 MB day) run
+                # on a worker thread while this one runs the catalog statements
+                local = isinstance(final, Path)
+                size = publish.write_file(td, table, day, tmp, final, compacted=whole_day,
+                                          durable=not local)
+                if local:
+                    syncing = _syncer().submit(publish.make_durable, final)
+            else:
+                size = 0
             crash_point(f"{step}:file")
             self._transaction(body)
         except BaseException:
+            if syncing is not None:
+                wait([syncing])  # never delete a file a worker still has open
             self._drop_unregistered(td, [tmp, final])
             raise
         crash_point(f"{step}:commit")
@@ -332,6 +348,16 @@ class Lake:
                         f"CALL ducklake_delete_orphaned_files('{ALIAS}', older_than => {cutoff})").fetchall()
         publish.remove_stale_temps(self.location, retention)
         return [r[0] for r in gone]
+
+
+_SYNCER: ThreadPoolExecutor | None = None
+
+
+def _syncer() -> ThreadPoolExecutor:
+    global _SYNCER
+    if _SYNCER is None:
+        _SYNCER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lake-fsync")
+    return _SYNCER
 
 
 def _schema(td: TableDef, wanted: Iterable[str]) -> pa.Schema:

@@ -28,9 +28,9 @@ ROW_GROUP_ROWS = 131_072
 
 
 def encode(td: TableDef, table, day: date, path: Path, *, compacted: bool,
-           remote: bool = False) -> None:
+           remote: bool = False, sync: bool = True) -> None:
     """Encode ``table`` (pyarrow table or polars frame) with the ``date`` column as Parquet
-    at ``path`` and fsync it.
+    at ``path``, and fsync it if ``sync``.
 
     A dataset with measured ``parquet_options`` (order books) gets pyarrow with them. Every
     other dataset gets polars' writer, which encodes columns and row groups on all cores where
@@ -53,7 +53,8 @@ def encode(td: TableDef, table, day: date, path: Path, *, compacted: bool,
             pq.write_table(arrow, fh, **{"compression": COMPRESSION, "row_group_size": ROW_GROUP_ROWS,
                                          **td.parquet_options})
             fh.flush()
-            os.fsync(fh.fileno())
+            if sync:
+                os.fsync(fh.fileno())
         return
     if isinstance(table, pl.DataFrame):
         frame = table.select(names)
@@ -68,6 +69,11 @@ def encode(td: TableDef, table, day: date, path: Path, *, compacted: bool,
             row_group_size=ROW_GROUP_ROWS, statistics=True, metadata=_arrow_schema_key(td))
     except pl.exceptions.PolarsError as exc:
         raise _os_error(exc, path) from exc
+    if sync:
+        fsync_file(path)
+
+
+def fsync_file(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)

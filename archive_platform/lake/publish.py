@@ -110,16 +110,20 @@ def fsync_dir(path: Path) -> None:
 
 
 def write_file(td: TableDef, table, day: date, tmp: Path, final: Path | RemoteFile,
-               *, compacted: bool = True) -> int:
+               *, compacted: bool = True, durable: bool = True) -> int:
     """Write ``table`` (a pyarrow table or a polars frame) plus its ``date`` column to
-    ``final`` durably (temp file, fsync, rename, fsync folder; or upload for a
-    ``RemoteFile``); returns the bytes written. ``compacted``: a whole day's file (kept),
-    else an appended part (folded at day end)."""
+    ``final`` (temp file, rename; or upload for a ``RemoteFile``); returns the bytes written.
+    ``compacted``: a whole day's file (kept), else an appended part (folded at day end).
+    ``durable``: fsync the file and its folder before returning; with False the caller must
+    call ``make_durable(final)`` before anything refers to the file (the engine overlaps it
+    with the catalog statements). An upload needs neither: the bucket stores it."""
     tmp.parent.mkdir(parents=True, exist_ok=True)
+    remote = isinstance(final, RemoteFile)
     try:
-        parquet.encode(td, table, day, tmp, compacted=compacted, remote=isinstance(final, RemoteFile))
+        parquet.encode(td, table, day, tmp, compacted=compacted, remote=remote,
+                       sync=durable and not remote)
         size = tmp.stat().st_size
-        if isinstance(final, RemoteFile):
+        if remote:
             upload(tmp, final, size)
             tmp.unlink()
             return size
@@ -127,8 +131,15 @@ def write_file(td: TableDef, table, day: date, tmp: Path, final: Path | RemoteFi
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    fsync_dir(final.parent)
+    if durable:
+        fsync_dir(final.parent)
     return size
+
+
+def make_durable(path: Path) -> None:
+    """fsync a file written with ``durable=False`` and the folder that names it."""
+    parquet.fsync_file(path)
+    fsync_dir(path.parent)
 
 
 def upload(local: Path, remote: RemoteFile, size: int) -> None:
