@@ -21,6 +21,17 @@ SOURCE = "binance, hyperliquid or sim (a backfilled trade: binance)"
 RECEIVE = "UTC instant the capture service received the message (sim: = event_time)"
 #: every UTC day is closed at 00:00 UTC; the daily run starts at 00:30 (docs/crypto.md)
 FRESHNESS = ("0 3 * * *", timedelta(hours=27))
+#: the declaration fields every dataset derived from a UTC day of crypto data shares
+#: (crypto_candles, crypto_daily_bars, orderbook_features): derived under sim and live alike
+DERIVED_DAY = dict(
+    group="analysis",
+    sources=("sim", "derived"),
+    backfill_sources=frozenset({"sim", "derived"}),
+    calendar_name="utc",
+    window="day",
+    derive_under_sim=True,
+    freshness=FRESHNESS,
+)
 
 
 @dataclass(frozen=True)

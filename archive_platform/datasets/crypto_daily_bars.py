@@ -53,14 +53,9 @@ DATASET = Dataset(
            **{col: _unit(col) for col in SCHEMAS[_REGIME].names if col != "date"},
            "exchange": c.EXCHANGE, "symbol": c.SYMBOL,
            "source": "sim when derived from the simulated archive, else derived"},
-    group="analysis",
-    sources=("sim", "derived"),
-    backfill_sources=frozenset({"sim", "derived"}),
-    calendar_name="utc",
-    window="day",
     derived_from=("crypto_trades",),
+    **c.DERIVED_DAY,
     derive=derive,
-    derive_under_sim=True,
     rules=(
         Rule("low <= open,close <= high", "high",
              (pl.col("low") <= pl.min_horizontal("open", "close"))
@@ -73,5 +68,4 @@ DATASET = Dataset(
         Rule("first_trade <= last_trade", "first_trade", pl.col("first_trade") <= pl.col("last_trade"), hard=True),
     ),
     completeness=complete,
-    freshness=c.FRESHNESS,
 )

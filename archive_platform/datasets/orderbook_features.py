@@ -63,14 +63,9 @@ DATASET = Dataset(
            "UTC day's traded volume / 500 (the day's own volume / 500 when the previous day is not "
            "stored; null without trades)",
            "source": "sim when derived from the simulated archive, else derived"},
-    group="analysis",
-    sources=("sim", "derived"),
-    backfill_sources=frozenset({"sim", "derived"}),
-    calendar_name="utc",
-    window="day",
     derived_from=("orderbook_l2", "crypto_trades"),
+    **c.DERIVED_DAY,
     derive=derive,
-    derive_under_sim=True,
     rules=(
         Rule("imbalances within [-1, 1]", "imbalance_5",
              _between("imbalance_1", -1, 1) & _between("imbalance_5", -1, 1) & _between("imbalance_10", -1, 1),
@@ -87,5 +82,4 @@ DATASET = Dataset(
         Rule("spread > 0", "spread", pl.col("spread").is_null() | (pl.col("spread") > 0)),
     ),
     completeness=complete,
-    freshness=c.FRESHNESS,
 )
