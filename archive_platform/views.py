@@ -23,7 +23,8 @@ import pyarrow as pa
 
 from archive_platform.datasets import DATASETS
 from archive_platform.schemas import ArchiveSpec, ArchiveType
-from archive_platform.lake.publish import fsync_dir
+from archive_platform.durable import fsync_dir
+from archive_platform.procs import pid_alive
 from archive_platform.store.layout import plain_glob
 
 Kind = Literal["live", "sim"]
@@ -128,16 +129,6 @@ def _temp_name(db_path: Path, pid: int) -> Path:
     return db_path.with_name(f".{db_path.name}.{pid}.{secrets.token_hex(4)}.tmp")
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def remove_dead_temps(db_path: Path) -> list[Path]:
     """Delete temp files (and their ``.wal``) left by a refresh whose process died."""
     gone = []
@@ -145,7 +136,7 @@ def remove_dead_temps(db_path: Path) -> list[Path]:
     for e in os.scandir(db_path.parent):
         rest = e.name[len(prefix):] if e.name.startswith(prefix) else ""
         pid = rest.split(".", 1)[0]
-        if (rest.endswith(".tmp") or rest.endswith(".tmp.wal")) and pid.isdigit() and not _alive(int(pid)):
+        if (rest.endswith(".tmp") or rest.endswith(".tmp.wal")) and pid.isdigit() and not pid_alive(int(pid)):
             Path(e.path).unlink(missing_ok=True)
             gone.append(Path(e.path))
     return gone

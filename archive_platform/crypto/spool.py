@@ -31,6 +31,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from archive_platform.crypto.schemas import DEDUP_KEYS, SCHEMAS, SORT_KEYS, TIME_COLUMN
+from archive_platform.durable import fsync_dir
 
 SPOOL_DIR = "_spool"
 HEARTBEAT_FILE = "capture_heartbeat.json"
@@ -48,14 +49,6 @@ def heartbeat_path(root: Path | str) -> Path:
     return Path(root) / SPOOL_DIR / HEARTBEAT_FILE
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def write_atomic(final: Path, write) -> int:
     """Call ``write(fh)`` on a temp file beside ``final``, fsync, rename over ``final``."""
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -67,7 +60,7 @@ def write_atomic(final: Path, write) -> int:
             os.fsync(fh.fileno())
         size = tmp.stat().st_size
         os.replace(tmp, final)
-        _fsync_dir(final.parent)
+        fsync_dir(final.parent)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

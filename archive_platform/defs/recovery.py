@@ -11,7 +11,6 @@ worker, or the executor's process); it is checked on this machine (the archive r
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -25,43 +24,12 @@ from dagster._core.storage.tags import (
 from archive_platform import coverage
 from archive_platform.archiving import Settings as PlanSettings, planned_instants
 from archive_platform.datasets import Dataset
+from archive_platform.procs import pid_alive
 from archive_platform.defs.assets import TAG_MODE
 from archive_platform.settings import Settings
 
 WAITING = (dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED)
 ACTIVE = (dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING)
-
-
-def _boot_time() -> float:
-    for line in Path("/proc/stat").read_text().splitlines():
-        if line.startswith("btime "):
-            return float(line.split()[1])
-    raise OSError("no btime in /proc/stat")
-
-
-def pid_alive(pid: int, started_by: float | None = None) -> bool:
-    """Whether process ``pid`` runs (not a zombie) and, when ``started_by`` (epoch seconds) is
-    given, started no later than that: a younger process reuses the pid of a dead one."""
-    stat = Path(f"/proc/{pid}/stat")
-    if not Path("/proc/self/stat").exists():  # no procfs: existence only
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
-    try:
-        fields = stat.read_text().rsplit(")", 1)[1].split()
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-    if fields[0] in ("Z", "X"):
-        return False
-    if started_by is not None:
-        started = _boot_time() + int(fields[19]) / os.sysconf("SC_CLK_TCK")
-        if started > started_by + 2.0:
-            return False
-    return True
 
 
 def run_pid(instance: dg.DagsterInstance, run_id: str) -> tuple[int, float] | None:

@@ -155,13 +155,8 @@ class LakeLocation:
         if not self.catalog.startswith("sqlite:"):
             yield
             return
-        (self.lake_dir / "locks").mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.lake_dir / "locks" / "_catalog.lock", os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+        with _flock(self.lake_dir / "locks" / "_catalog.lock"):
             yield
-        finally:
-            os.close(fd)
 
     @contextmanager
     def writer_lock(self, table: str, day: str) -> Iterator[None]:
@@ -175,14 +170,8 @@ class LakeLocation:
             with self._advisory_lock(f"{self.config.pg_schema}.{table}.{day}"):
                 yield
             return
-        d = self.lake_dir / "locks"
-        d.mkdir(parents=True, exist_ok=True)
-        fd = os.open(d / f"{table}.{day}.lock", os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+        with _flock(self.lake_dir / "locks" / f"{table}.{day}.lock"):
             yield
-        finally:
-            os.close(fd)
 
     @contextmanager
     def _advisory_lock(self, name: str) -> Iterator[None]:
@@ -197,6 +186,19 @@ class LakeLocation:
             yield
         finally:
             conn.close()  # closing the session releases the lock
+
+
+@contextmanager
+def _flock(path: Path) -> Iterator[None]:
+    """An exclusive ``flock`` on ``path`` (created if missing), released when the block ends
+    or the process dies."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def _lit(text: str) -> str:

@@ -14,6 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from archive_platform.durable import fsync_file
 from archive_platform.lake.catalog import LakeLocation
 from archive_platform.lake.tables import TableDef
 
@@ -71,14 +72,6 @@ def encode(td: TableDef, table, day: date, path: Path, *, compacted: bool,
         raise _os_error(exc, path) from exc
     if sync:
         fsync_file(path)
-
-
-def fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _os_error(exc: Exception, path: Path) -> Exception:

@@ -25,6 +25,7 @@ from pathlib import Path
 import duckdb
 import pyarrow.parquet as pq
 
+from archive_platform.durable import fsync_dir, fsync_file
 from archive_platform.lake import parquet
 from archive_platform.lake.catalog import ALIAS, LakeLocation, ident
 from archive_platform.lake.remote import RemoteFile, filesystem
@@ -101,14 +102,6 @@ def is_compacted(td: TableDef, day: date, files: list[tuple[str, str | None, int
     return rows == visible
 
 
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def write_file(td: TableDef, table, day: date, tmp: Path, final: Path | RemoteFile,
                *, compacted: bool = True, durable: bool = True) -> int:
     """Write ``table`` (a pyarrow table or a polars frame) plus its ``date`` column to
@@ -138,7 +131,7 @@ def write_file(td: TableDef, table, day: date, tmp: Path, final: Path | RemoteFi
 
 def make_durable(path: Path) -> None:
     """fsync a file written with ``durable=False`` and the folder that names it."""
-    parquet.fsync_file(path)
+    fsync_file(path)
     fsync_dir(path.parent)
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from archive_platform.lake.publish import fsync_dir
+from archive_platform.durable import fsync_dir
 from archive_platform.store.errors import ArchiveWriteError
 
 COMPRESSION = "zstd"

@@ -7,7 +7,7 @@ import os
 import secrets
 from pathlib import Path
 
-from archive_platform.lake.publish import fsync_dir
+from archive_platform.durable import fsync_dir
 from archive_platform.store.errors import ArchiveKindError
 
 MARKER_NAME = "_archive.json"
