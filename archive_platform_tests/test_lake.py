@@ -378,3 +378,25 @@ def test_a_file_is_on_disk_before_the_commit_that_makes_it_visible(lake, monkeyp
         lake.append(OPTIONS, D1, snapshot(D1, 1))
     assert sort(lake.read_day(OPTIONS, D1), OPTIONS.sort_key).equals(before)
     assert data() == files  # the failed write's file is gone
+
+
+def test_a_forked_child_gets_its_own_fsync_worker(lake):
+    """The fsync worker thread does not survive fork: a child using the parent's executor would
+    wait forever for its commit. (polars does not survive fork either, which is why writers
+    are spawned, not forked: docs/storage.md.)"""
+    import multiprocessing
+
+    from archive_platform.lake import engine
+
+    lake.append(OPTIONS, D1, snapshot(D1, 0))  # the parent's worker exists now
+    parent = engine._syncer()
+
+    def child():
+        worker = engine._syncer()
+        assert worker is not parent
+        assert worker.submit(lambda: 42).result(timeout=20) == 42
+
+    proc = multiprocessing.get_context("fork").Process(target=child)
+    proc.start()
+    proc.join(60)
+    assert proc.exitcode == 0, "the forked child's fsync worker did not run"

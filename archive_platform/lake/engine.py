@@ -350,14 +350,16 @@ class Lake:
         return [r[0] for r in gone]
 
 
-_SYNCER: ThreadPoolExecutor | None = None
+_SYNCER: tuple[int, ThreadPoolExecutor] | None = None
 
 
 def _syncer() -> ThreadPoolExecutor:
+    """The fsync worker of this process. A forked child gets its own: the parent's thread does
+    not exist there, and its executor would never run the work (the commit would wait forever)."""
     global _SYNCER
-    if _SYNCER is None:
-        _SYNCER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lake-fsync")
-    return _SYNCER
+    if _SYNCER is None or _SYNCER[0] != os.getpid():
+        _SYNCER = (os.getpid(), ThreadPoolExecutor(max_workers=1, thread_name_prefix="lake-fsync"))
+    return _SYNCER[1]
 
 
 def _schema(td: TableDef, wanted: Iterable[str]) -> pa.Schema:
