@@ -42,6 +42,7 @@ import polars as pl
 import pyarrow as pa
 
 from archive_platform import calendar
+from archive_platform.crypto.schemas import TRADE_KEY
 from archive_platform.regime_schemas import (  # noqa: F401  (re-exported)
     DAILY_BARS_CRYPTO_SCHEMA,
     DAILY_BARS_SCHEMA,
@@ -131,7 +132,7 @@ def daily_bars_crypto(crypto_trades) -> pa.Table:
     df = _frame(crypto_trades)
     _require(df, ["exchange", "symbol", "trade_id", "event_time", "price", "size"],
              "daily_bars_crypto")
-    df = df.unique(subset=["exchange", "symbol", "trade_id"], keep="first", maintain_order=True)
+    df = df.unique(subset=list(TRADE_KEY), keep="first", maintain_order=True)
     df = df.with_columns(
         pl.col("event_time").dt.convert_time_zone("UTC").dt.date().alias("date"))
     out = df.sort("exchange", "symbol", "event_time", "trade_id").group_by(

@@ -10,7 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from archive_platform.crypto.config import SettingsError, capture_settings_from_env
-from archive_platform.crypto.normalise import MalformedMessage, normalise_binance, normalise_hyperliquid
+from archive_platform.crypto.dedup import RecentKeys
+from archive_platform.crypto.normalise import MalformedMessage, normalise_binance, normalise_hyperliquid, trade_key
 from archive_platform.crypto.routes import stream_groups
 from archive_platform.crypto.symbols import CryptoSymbol, SymbolError, parse_symbol, parse_symbols
 
@@ -53,9 +54,35 @@ def test_hyperliquid_book_trades_and_control_messages():
     assert normalise_binance('{"result":null,"id":1}', 1).control == "ack"
 
 
+def test_zero_quantity_trades_are_archived_as_sent():
+    # Binance's daily aggTrades files hold zero-quantity aggregate trades; live and backfill agree
+    msg = dict(AGG, data=dict(AGG["data"], q="0.000"))
+    (row,) = normalise_binance(json.dumps(msg), 1).trades
+    assert row["size"] == 0.0
+    hl = {"channel": "trades", "data": [{"coin": "BTC", "side": "B", "px": "1.5", "sz": "0", "hash": "0x1",
+                                         "time": 1764504000001, "tid": 5}]}
+    assert normalise_hyperliquid(json.dumps(hl), 1).trades[0]["size"] == 0.0
+
+
+def test_hyperliquid_error_channel_is_the_exchange_speaking_not_a_malformed_message():
+    text = '{"channel":"error","data":"Already subscribed: {\\"type\\":\\"trades\\",\\"coin\\":\\"BTC\\"}"}'
+    got = normalise_hyperliquid(text, 1)
+    assert got.control == "error" and got.error.startswith("Already subscribed") and not got.trades
+
+
+def test_hyperliquid_trade_ids_are_unique_only_with_the_block_time():
+    # the docs: tid is a hash of (buyer_oid, seller_oid); (block_time, coin, tid) is unique
+    a = {"coin": "BTC", "side": "B", "px": "1", "sz": "1", "hash": "0x1", "time": 1787195046105, "tid": 7}
+    rows = normalise_hyperliquid(json.dumps({"channel": "trades", "data": [a, dict(a, time=1787195099999)]}), 1).trades
+    assert trade_key(rows[0]) != trade_key(rows[1])
+    keys = RecentKeys(10)
+    assert [keys.add(trade_key(r)) for r in rows + rows] == [True, True, False, False]
+
+
 @pytest.mark.parametrize("text", [
     "nope", "[]", '{"stream":"x","data":{"e":"depthUpdate","s":"BTCUSDT","E":1,"u":1,"pu":0,"b":[["x","1"]],"a":[]}}',
-    '{"stream":"x","data":{"e":"aggTrade","s":"BTCUSDT","a":1,"p":"1","q":"0","T":1764504000000,"m":false}}',
+    '{"stream":"x","data":{"e":"aggTrade","s":"BTCUSDT","a":1,"p":"1","q":"-1","T":1764504000000,"m":false}}',
+    '{"stream":"x","data":{"e":"aggTrade","s":"BTCUSDT","a":1,"p":"0","q":"1","T":1764504000000,"m":false}}',
     '{"stream":"x","data":{"e":"aggTrade","s":"BTCUSDT","a":1,"p":"1","q":"1","T":1764504000000,"m":"yes"}}',
     '{"stream":"x","data":{"e":"kline","s":"BTCUSDT"}}',
 ])

@@ -12,6 +12,7 @@ from archive_platform.analysis.candles import (
     CALENDARS, CANDLE_COLUMNS, KEY, SERIES, TRADE_COLUMNS, _epoch_grid, _finish, _session_grid, candles,
     timeframe_us, to_polars,
 )
+from archive_platform.crypto.schemas import TRADE_KEY
 
 
 def upsert_candles(existing, incoming, calendar: str = "crypto") -> pl.DataFrame:
@@ -53,7 +54,7 @@ def apply_late_trades(existing, trades, late_trades, timeframe: str) -> pl.DataF
     """Merge late ``crypto_trades`` into stored candles of ``timeframe``.
 
     ``trades`` must hold the stored trades of every bucket a late trade falls in (e.g. the UTC-day
-    partitions involved); the union is deduplicated on (exchange, symbol, trade_id), the affected
+    partitions involved); the union is deduplicated on the trades' key (``TRADE_KEY``), the affected
     buckets are recomputed from it and upserted (last write wins), and the empty candles that
     follow re-carry the new close.
     """
@@ -64,7 +65,7 @@ def apply_late_trades(existing, trades, late_trades, timeframe: str) -> pl.DataF
     affected = late.select(*SERIES, bucket).unique()
     union = pl.concat([stored, late])
     if "trade_id" in union.columns:
-        union = union.unique(["exchange", "symbol", "trade_id"], keep="last", maintain_order=True)
+        union = union.unique(list(TRADE_KEY), keep="last", maintain_order=True)
     union = union.with_columns(bucket).join(affected, on=[*SERIES, "ts"], how="semi").drop("ts")
     fresh = candles(union, timeframe).filter(~pl.col("is_empty"))
     return upsert_candles(existing, fresh, "crypto")

@@ -35,7 +35,8 @@ class MalformedMessage(ValueError):
 class Parsed:
     books: list[dict[str, Any]] = field(default_factory=list)
     trades: list[dict[str, Any]] = field(default_factory=list)
-    control: str | None = None  # "ack", "pong", "greeting"
+    control: str | None = None  # "ack", "pong", "greeting", "error"
+    error: str | None = None  # the exchange's own error text (control "error")
 
 
 def _num(value: Any, what: str, *, positive: bool) -> float:
@@ -113,7 +114,9 @@ def normalise_binance(text: str | bytes, receive_us: int) -> Parsed:
         row = {
             "exchange": "binance", "symbol": symbol, "trade_id": _int(data.get("a"), "a"),
             "event_time": _ms(data.get("T"), "T"), "price": _num(data.get("p"), "p", positive=True),
-            "size": _num(data.get("q"), "q", positive=True),
+            # zero-quantity aggregate trades exist (Binance's own daily aggTrades files hold them):
+            # archived as sent, here and by the backfill
+            "size": _num(data.get("q"), "q", positive=False),
             # m = the buyer is the maker, so the aggressor sold
             "side": "sell" if maker else "buy", "receive_time": receive_us, "source": "binance",
         }
@@ -150,6 +153,8 @@ def normalise_hyperliquid(text: str | bytes, receive_us: int) -> Parsed:
         return Parsed(control="pong")
     if channel == "subscriptionResponse":
         return Parsed(control="ack")
+    if channel == "error":  # e.g. a refused subscription: the exchange's answer, not a malformed message
+        return Parsed(control="error", error=str(data)[:300])
     if channel == "l2Book":
         if not isinstance(data, dict) or not isinstance(data.get("coin"), str):
             raise MalformedMessage("l2Book without data.coin")
@@ -179,7 +184,7 @@ def normalise_hyperliquid(text: str | bytes, receive_us: int) -> Parsed:
                 "exchange": "hyperliquid", "symbol": t["coin"], "trade_id": _int(t.get("tid"), f"trades[{i}].tid"),
                 "event_time": _ms(t.get("time"), f"trades[{i}].time"),
                 "price": _num(t.get("px"), f"trades[{i}].px", positive=True),
-                "size": _num(t.get("sz"), f"trades[{i}].sz", positive=True),
+                "size": _num(t.get("sz"), f"trades[{i}].sz", positive=False),
                 "side": "buy" if side == "B" else "sell", "receive_time": receive_us, "source": "hyperliquid",
             })
         return Parsed(trades=rows)
@@ -192,4 +197,6 @@ def book_key(row: dict[str, Any]) -> tuple:
 
 
 def trade_key(row: dict[str, Any]) -> tuple:
-    return (row["exchange"], row["symbol"], row["trade_id"])
+    """The dedup key of a trade row (exchange, symbol, trade_id, event_time): Hyperliquid's
+    ``tid`` is a hash of the two order ids, unique only with the block time and coin."""
+    return (row["exchange"], row["symbol"], row["trade_id"], row["event_time"])

@@ -70,10 +70,14 @@ SCHEMAS: dict[str, pa.Schema] = {
     "capture_gaps": CAPTURE_GAPS,
 }
 DEDUP_KEYS: dict[str, tuple[str, ...]] = {
-    "crypto_trades": ("exchange", "symbol", "trade_id"),
+    # Hyperliquid's tid is a hash of the buyer's and seller's order ids: unique only with the
+    # block time (its docs: "use (block_time, coin, tid)"); Binance's T is fixed per aggregate id
+    "crypto_trades": ("exchange", "symbol", "trade_id", "event_time"),
     "orderbook_l2": ("exchange", "symbol", "event_time", "update_id"),
     "capture_gaps": ("exchange", "stream", "symbol", "start"),
 }
+#: the key a crypto trade is unique by (for code outside the dataset declaration)
+TRADE_KEY = DEDUP_KEYS["crypto_trades"]
 SORT_KEYS: dict[str, tuple[str, ...]] = {
     "crypto_trades": ("exchange", "symbol", "event_time", "trade_id"),
     "orderbook_l2": ("exchange", "symbol", "event_time", "update_id"),
