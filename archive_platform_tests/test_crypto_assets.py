@@ -188,6 +188,7 @@ def test_trades_backfilled_from_daily_files_where_capture_missed_books_refuse(tm
     t0 = int(datetime(2025, 11, 29, tzinfo=UTC).timestamp() * 1000)
     lines = [f"{100 + i},91234.{i}0,0.{i + 1}00,{500 + i},{500 + i},{t0 + 1000 * i},{'true' if i % 2 else 'false'}"
              for i in range(5)]
+    lines[3] = lines[3].replace(",0.400,", ",0.000,")  # zero-quantity aggregate trades exist in these files
     live = tmp_path / "live"
     # the capture got ids 100, 101, 104 (ids 102-103 missed): the day's file fills the hole
     captured = pa.table({
@@ -209,6 +210,7 @@ def test_trades_backfilled_from_daily_files_where_capture_missed_books_refuse(tm
     assert rows[0]["price"] == 91234.0  # a captured row wins over the file's (91234.00 vs 91234.0)
     assert rows[0]["receive_time"] == datetime(2025, 11, 29, 0, 0, 0, 7000, tzinfo=UTC)
     assert rows[2]["price"] == 91234.2 and rows[3]["side"] == "sell"  # from the file: m=true -> sell
+    assert rows[3]["size"] == 0.0  # stored as published, not refused
     meta = materializations(result)["crypto_trades"]
     assert meta["origin"] == "spool + binance files" and "2 aggregate trade ids missing" in meta["notes"]
     assert meta["id_holes"] == 0 and checks(result)[("crypto_trades", "coverage")].passed

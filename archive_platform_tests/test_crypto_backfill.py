@@ -42,3 +42,38 @@ def test_missing_day_checksum_mismatch_and_bad_rows_are_clear_errors():
             fetch_aggtrades_day("ETHUSDT", DAY, base_url=portal.url)
     with pytest.raises(BackfillError, match="only Binance"):
         fetch_aggtrades_day("BTC", DAY, base_url="http://127.0.0.1:1")
+
+
+def test_server_errors_and_a_body_that_is_no_zip_are_backfill_errors():
+    # the caller (the daily asset) turns a BackfillError into a note and keeps the captured rows;
+    # anything else would fail the whole day
+    path = "/data/futures/um/daily/aggTrades/BTCUSDT/BTCUSDT-aggTrades-2026-11-28.zip"
+    with FakeBinanceData() as portal:
+        portal.add_aggtrades("BTCUSDT", DAY, aggtrades_zip("BTCUSDT", DAY, LINES, header=True))
+        for status in (403, 503):
+            portal.statuses[path] = status
+            with pytest.raises(BackfillError, match=f"download of .* failed: .*{status}"):
+                fetch_aggtrades_day("BTCUSDT", DAY, base_url=portal.url)
+        portal.statuses.clear()
+        portal.add_aggtrades("BTCUSDT", DAY, b"<html>maintenance</html>")
+        with pytest.raises(BackfillError, match="not a zip file"):
+            fetch_aggtrades_day("BTCUSDT", DAY, base_url=portal.url)
+    with pytest.raises(BackfillError, match="failed"):  # nothing listening
+        fetch_aggtrades_day("BTCUSDT", DAY, base_url="http://127.0.0.1:9")
+
+
+def test_a_header_with_a_byte_order_mark_and_zero_quantity_trades_are_read():
+    import io
+    import zipfile
+
+    from archive_platform_tests.fakes.binance_data import HEADER
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("BTCUSDT-aggTrades-2026-11-28.csv",
+                    ("\ufeff" + HEADER + "\r\n" + "\r\n".join([LINES[0], "26130,91234.20,0.000,27784,27784,1795824000456,false"])
+                     + "\r\n").encode())
+    with FakeBinanceData() as portal:
+        portal.add_aggtrades("BTCUSDT", DAY, buf.getvalue())
+        rows = fetch_aggtrades_day("BTCUSDT", DAY, base_url=portal.url).to_pylist()
+    assert [(r["trade_id"], r["size"]) for r in rows] == [(26129, 0.004), (26130, 0.0)]

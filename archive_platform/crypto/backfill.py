@@ -37,7 +37,11 @@ def aggtrades_path(symbol: str, day: date) -> str:
 
 def normalise_aggtrades_csv(data: bytes, symbol: str, *, receive_us: int) -> pa.Table:
     """CSV text of one aggTrades file -> crypto_trades rows (exchange and source "binance")."""
-    rows = list(csv.reader(io.StringIO(data.decode("utf-8"))))
+    try:
+        text = data.decode("utf-8-sig")  # a byte-order mark, if a file has one, is not a column
+    except UnicodeDecodeError as exc:
+        raise BackfillError(f"{symbol}: aggTrades file is not UTF-8 text ({exc})") from None
+    rows = list(csv.reader(io.StringIO(text)))
     if rows and rows[0] and not rows[0][0].strip().lstrip("-").isdigit():
         header = [c.strip() for c in rows[0]]
         if tuple(header[:7]) != COLUMNS:
@@ -85,18 +89,23 @@ def fetch_aggtrades_day(symbol: str, day: date, *, base_url: str, client: httpx.
         resp.raise_for_status()
         check = client.get(url + ".CHECKSUM")
         if check.status_code == 200:
-            expected = check.text.split()[0].lower()
+            expected = (check.text.split() or [""])[0].lower()
             actual = hashlib.sha256(resp.content).hexdigest()
             if expected != actual:
                 raise BackfillError(f"{sym.symbol} {day}: checksum mismatch ({actual} != {expected})")
+    except httpx.HTTPError as exc:  # 403/5xx, refused connection, timeout: the caller keeps what it has
+        raise BackfillError(f"{sym.symbol} {day}: download of {url} failed: {exc}") from None
     finally:
         if own:
             client.close()
-    with zipfile.ZipFile(io.BytesIO(resp.content)) as zf:
-        names = [n for n in zf.namelist() if n.endswith(".csv")]
-        if len(names) != 1:
-            raise BackfillError(f"{sym.symbol} {day}: expected one CSV in the zip, found {names}")
-        data = zf.read(names[0])
+    try:
+        with zipfile.ZipFile(io.BytesIO(resp.content)) as zf:
+            names = [n for n in zf.namelist() if n.endswith(".csv")]
+            if len(names) != 1:
+                raise BackfillError(f"{sym.symbol} {day}: expected one CSV in the zip, found {names}")
+            data = zf.read(names[0])
+    except zipfile.BadZipFile as exc:
+        raise BackfillError(f"{sym.symbol} {day}: {url} is not a zip file ({exc})") from None
     import time
 
     return normalise_aggtrades_csv(data, sym.symbol, receive_us=receive_us or time.time_ns() // 1000)

@@ -23,10 +23,11 @@ DATASET = c.CapturedDataset(
     "and Hyperliquid trades, captured live around the clock; side is the aggressor's.",
     units={
         "exchange": c.EXCHANGE, "symbol": c.SYMBOL,
-        "trade_id": "the exchange's trade id (Binance aggregate id `a`, Hyperliquid `tid`)",
+        "trade_id": "the exchange's trade id (Binance aggregate id `a`, Hyperliquid `tid`, a hash unique "
+                    "only with the trade's time)",
         "event_time": "UTC instant of the trade (Binance `T`, Hyperliquid `time`; partition day)",
         "price": "quote currency per unit of base (USDT, USDC or USD)",
-        "size": "base units (> 0)",
+        "size": "base units (>= 0: the exchanges publish a few zero-quantity trades)",
         "side": "the aggressor's side, buy or sell (Binance m=true: the buyer was the maker, so sell)",
         "receive_time": c.RECEIVE, "source": c.SOURCE,
     },
@@ -37,7 +38,9 @@ DATASET = c.CapturedDataset(
     window="day",
     rules=(
         Rule("price > 0", "price", pl.col("price") > 0, hard=True),
-        Rule("size > 0", "size", pl.col("size") > 0, hard=True),
+        # zero-quantity aggregate trades occur in Binance's own aggTrades files: kept, counted
+        Rule("size >= 0", "size", pl.col("size") >= 0, hard=True),
+        Rule("size > 0", "size", pl.col("size") > 0),
         Rule("side is buy or sell", "side", one_of("side", ["buy", "sell"]), hard=True),
         Rule("exchange is known", "exchange", one_of("exchange", ["binance", "hyperliquid", "sim"]), hard=True),
     ),

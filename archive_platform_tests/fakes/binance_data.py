@@ -2,7 +2,8 @@
 
 ``FakeBinanceData`` serves ``/data/futures/um/daily/aggTrades/<SYMBOL>/<SYMBOL>-aggTrades-<day>.zip``
 (and ``.CHECKSUM``: ``<sha256>  <file name>``) from files registered with ``add_aggtrades``;
-anything else is a 404, as the portal answers for a day it has not published.
+anything else is a 404, as the portal answers for a day it has not published. ``statuses`` maps
+a path to another HTTP status to answer with (a 403 or 503 of the CDN).
 """
 
 from __future__ import annotations
@@ -29,14 +30,16 @@ class FakeBinanceData:
     def __init__(self) -> None:
         self.files: dict[str, bytes] = {}
         self.requests: list[str] = []
-        files, requests = self.files, self.requests
+        self.statuses: dict[str, int] = {}
+        files, requests, statuses = self.files, self.requests, self.statuses
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self):  # noqa: N802 (http.server API)
                 requests.append(self.path)
                 body = files.get(self.path)
-                self.send_response(200 if body is not None else 404)
-                body = body if body is not None else b"<Error><Code>NoSuchKey</Code></Error>"
+                status = statuses.get(self.path, 200 if body is not None else 404)
+                self.send_response(status)
+                body = body if status == 200 and body is not None else b"<Error><Code>NoSuchKey</Code></Error>"
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
