@@ -196,6 +196,34 @@ def test_silence_is_detected_and_recorded(tmp_path):
 
 
 @pytest.mark.slow
+def test_a_quiet_trade_stream_is_not_a_dead_connection(tmp_path):
+    # aggTrade sends nothing while nothing trades: no reconnect, no gap (books are judged by silence)
+    with FakeBinanceFutures(["BTCUSDT"], seed=4, max_connection_age=6.0) as bz:
+        settings = make_settings(tmp_path, binance=bz, symbols="BTCUSDT", ARCHIVE_CRYPTO_SILENCE_SECONDS="0.6",
+                                 ARCHIVE_CRYPTO_ROLLOVER_SECONDS="1.5")
+
+        async def scenario():
+            svc = CaptureService(settings)
+            task = asyncio.create_task(svc.run(handle_signals=False))
+            await until(lambda: svc.rows_written >= 5 and bz.open_connections() == 2, "first rows")
+            bz.quiet_trades(4.0)  # rollover at 1.5 s falls inside the quiet spell
+            await asyncio.sleep(4.5)
+            assert not svc.open_gaps, svc.open_gaps  # (a rollover may have 3 connections open now)
+            n = len(sent_trade_rows(bz))
+            await until(lambda: len(sent_trade_rows(bz)) > n + 3, "trades again")
+            await drain_and_stop(svc, task, [bz])
+            return svc
+
+        run(scenario())
+        assert archived(tmp_path, "capture_gaps").num_rows == 0
+        assert_exact(tmp_path, [bz])
+        # only planned rollovers (every 1.5 s) opened /market connections, no silence reconnects
+        opened = sum(1 for p in bz.paths if p.startswith("/market/"))
+        publics = sum(1 for p in bz.paths if p.startswith("/public/"))
+        assert opened <= publics + 1, (opened, publics)
+
+
+@pytest.mark.slow
 def test_malformed_messages_are_refused_counted_and_capture_goes_on(tmp_path):
     with FakeBinanceFutures(["BTCUSDT"], seed=5) as bz:
         settings = make_settings(tmp_path, binance=bz, symbols="BTCUSDT")
@@ -286,3 +314,17 @@ def test_hyperliquid_ping_keeps_an_idle_connection_and_replays_are_deduplicated(
         _gaps_cover_missing(tmp_path, [hl], "disconnect")
         trades = archived(tmp_path, "crypto_trades")
         assert trades.num_rows == len(set(trades["trade_id"].to_pylist())) > 0
+
+
+def test_an_error_reply_of_the_exchange_is_counted_and_shown_not_refused_as_malformed(tmp_path):
+    from archive_platform.crypto.routes import stream_groups
+
+    settings = make_settings(tmp_path, symbols="BTC")
+    (group,) = stream_groups(settings)
+    svc = CaptureService(settings)
+    text = json.dumps({"channel": "error", "data": 'Invalid subscription {"type":"l2Book","coin":"NOPE"}'})
+    run(svc.handle(group, text))
+    beat = svc.heartbeat()
+    assert (beat["exchange_errors"], beat["malformed"]) == (1, 0)
+    assert beat["last_exchange_error"] == 'hyperliquid: Invalid subscription {"type":"l2Book","coin":"NOPE"}'
+    assert svc.buffered_rows() == 0

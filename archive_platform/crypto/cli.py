@@ -51,4 +51,5 @@ def capture(exchanges: tuple[str, ...], symbols: str | None, seconds: float | No
                f"(flush every {settings.flush_seconds:g} s or {settings.max_buffer_rows} rows)")
     beat = asyncio.run(CaptureService(settings, publisher=publisher).run(seconds))
     click.echo(f"stopped: {beat['rows_written']} rows written, {beat['reconnects']} reconnects, "
-               f"{beat['malformed']} malformed messages refused")
+               f"{beat['malformed']} malformed messages refused, {beat['exchange_errors']} error replies "
+               "from the exchanges" + (f" (last: {beat['last_exchange_error']})" if beat["last_exchange_error"] else ""))

@@ -34,6 +34,9 @@ class StreamGroup:
     streams: tuple[tuple[str, str], ...]  # (stream, symbol)
     rollover: bool  # the exchange closes connections after 24 h: overlap a successor first
     app_ping: str | None = None  # an application-level heartbeat message
+    #: carries only streams that may rightly send nothing for a while (trades: no trade, no
+    #: message), so silence does not mean a dead connection; the WebSocket pings tell that
+    quiet_ok: bool = False
 
 
 def stream_groups(settings: CaptureSettings) -> list[StreamGroup]:
@@ -47,6 +50,7 @@ def stream_groups(settings: CaptureSettings) -> list[StreamGroup]:
                 name=f"binance-{path}-{start // BINANCE_MAX_STREAMS}", exchange="binance",
                 url=f"{settings.binance_url}/{path}/stream?streams={names}", subscribe=(),
                 streams=tuple((stream, s.symbol) for s in chunk), rollover=True,
+                quiet_ok=stream == BINANCE_TRADE_STREAM,
             ))
     coins = [s for s in settings.symbols if s.exchange == "hyperliquid"]
     if coins:

@@ -58,6 +58,8 @@ class CaptureService(WebSocketSessions):
         self.open_gaps: dict[tuple[str, str, str], tuple[int, str]] = {}
         self.reconnects = self.malformed = self.rows_written = self.messages = 0
         self.last_malformed: str | None = None
+        self.exchange_errors = 0  # error replies of the exchange (e.g. a refused subscription)
+        self.last_exchange_error: str | None = None
         self.publisher = publisher
         self.stop_event = asyncio.Event()
         self._flush_lock = asyncio.Lock()
@@ -78,6 +80,11 @@ class CaptureService(WebSocketSessions):
             self.last_malformed = str(exc)[:200]
             if self.malformed <= 20 or self.malformed % 1000 == 0:
                 log.warning("%s: refused malformed message #%d: %s", group.name, self.malformed, exc)
+            return
+        if parsed.control == "error":
+            self.exchange_errors += 1
+            self.last_exchange_error = f"{group.name}: {parsed.error}"
+            log.error("%s: the exchange answered with an error: %s", group.name, parsed.error)
             return
         for dataset, rows, keyf in (("orderbook_l2", parsed.books, book_key), ("crypto_trades", parsed.trades, trade_key)):
             for row in rows:
@@ -133,7 +140,8 @@ class CaptureService(WebSocketSessions):
             "streams": {":".join(k): {"last_event": iso(self.last_event[k]), "last_receive": iso(v)}
                         for k, v in sorted(self.last_receive.items()) if k in self.last_event},
             "buffered_rows": self.buffered_rows(), "reconnects": self.reconnects, "malformed": self.malformed,
-            "last_malformed": self.last_malformed, "messages": self.messages, "rows_written": self.rows_written,
+            "last_malformed": self.last_malformed, "exchange_errors": self.exchange_errors,
+            "last_exchange_error": self.last_exchange_error, "messages": self.messages, "rows_written": self.rows_written,
             "open_gaps": sorted(":".join(k) for k in self.open_gaps),
         }
 
@@ -173,8 +181,10 @@ class CaptureService(WebSocketSessions):
                 await asyncio.wait({first, successor.task, session.task}, timeout=max(30.0, self.settings.silence_seconds),
                                    return_when=asyncio.FIRST_COMPLETED)
                 first.cancel()
-                if successor.first_data.is_set() or session.task.done():
-                    if session.task.done() and not successor.first_data.is_set():
+                # a quiet trades-only successor that is still connected has missed nothing
+                ready = successor.first_data.is_set() or (group.quiet_ok and not successor.task.done())
+                if ready or session.task.done():
+                    if session.task.done() and not ready:
                         self.open_gap(group, session.cause or "rollover: old session ended first")
                     session.task.cancel()
                     await asyncio.gather(session.task, return_exceptions=True)

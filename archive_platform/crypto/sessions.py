@@ -43,7 +43,10 @@ class WebSocketSessions:
         return session
 
     async def _read(self, group: StreamGroup, session: Session) -> None:
-        ws, silence = session.ws, self.settings.silence_seconds
+        ws = session.ws
+        # a trades-only connection may rightly be quiet: there, a dead peer is found by the
+        # WebSocket pings (no pong within ping_timeout closes the connection)
+        silence = None if group.quiet_ok else self.settings.silence_seconds
         pinger = asyncio.create_task(self._app_ping(group, ws)) if group.app_ping else None
         pending: asyncio.Future | None = None
         try:

@@ -236,7 +236,9 @@ def build_heartbeat(live_root):
         meta = {"problems": dg.MetadataValue.json(problems)}
         if beat:
             meta.update(written_at=beat.get("written_at"), reconnects=beat.get("reconnects"),
-                        malformed=beat.get("malformed"), open_gaps=dg.MetadataValue.json(beat.get("open_gaps")))
+                        malformed=beat.get("malformed"), exchange_errors=beat.get("exchange_errors", 0),
+                        last_exchange_error=beat.get("last_exchange_error") or "",
+                        open_gaps=dg.MetadataValue.json(beat.get("open_gaps")))
         return dg.AssetCheckResult(passed=not problems, severity=dg.AssetCheckSeverity.ERROR, metadata=meta,
                                    description="; ".join(problems) or "capture is running")
 

@@ -5,7 +5,7 @@ Speaks the real combined-stream format on the 2026 routing: ``/public/stream?str
 the retired ``/ws`` and ``/stream`` paths and streams on the wrong base are refused (HTTP 404).
 Every book snapshot and trade that reached at least one connection is logged in ``sent_books``
 / ``sent_trades`` (the ``data`` objects, exactly as sent), so tests compare archived rows with
-them. Scripted faults: ``disconnect_all`` (abrupt TCP abort), ``go_silent``, ``send_malformed``,
+them. Scripted faults: ``disconnect_all`` (abrupt TCP abort), ``go_silent``, ``quiet_trades``, ``send_malformed``,
 ``send_crossed``, and ``max_connection_age`` (the 24 h limit, shortened) after which the
 server aborts a connection. ``LoopbackVenueServer`` is the shared machinery (also used by the
 Hyperliquid fake): a websockets server on 127.0.0.1 on a free port in its own thread and loop.
@@ -47,6 +47,7 @@ class LoopbackVenueServer:
         self.producing = threading.Event()
         self.producing.set()
         self.silent_until = 0.0
+        self.no_trades_until = 0.0
         self._crossed: set[str] = set()
         self._windows: dict[str, tuple[int, SimWindow]] = {}
         self._loop = asyncio.new_event_loop()
@@ -94,6 +95,10 @@ class LoopbackVenueServer:
     def go_silent(self, seconds: float) -> None:
         """Send nothing (data is not produced) for ``seconds``; connections stay open."""
         self.silent_until = time.monotonic() + seconds
+
+    def quiet_trades(self, seconds: float) -> None:
+        """Books go on, but nothing trades (no trade message is sent) for ``seconds``."""
+        self.no_trades_until = time.monotonic() + seconds
 
     def send_malformed(self, text: str) -> None:
         self._call(lambda: [asyncio.ensure_future(ws.send(text)) for ws in list(self.connections)])
@@ -162,7 +167,7 @@ class LoopbackVenueServer:
                     start, w = self.window(symbol, t_us)
                     i = (t_us - start) // (self.book_ms * 1000)
                     lo = w.trade_time.searchsorted(t_us - self.book_ms * 1000)
-                    hi = w.trade_time.searchsorted(t_us)
+                    hi = w.trade_time.searchsorted(t_us) if time.monotonic() >= self.no_trades_until else lo
                     await self.emit(symbol, t_us // 1000, w, int(i), range(int(lo), int(hi)))
             t += step
 
