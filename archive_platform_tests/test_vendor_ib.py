@@ -337,6 +337,20 @@ def test_executions_are_mapped_to_trades():
     assert src.fetch_trades(DAY, []).num_rows == 3  # empty filter = every underlying
 
 
+def test_spx_monthly_and_spxw_weekly_fills_keep_their_own_occ_roots():
+    # both have symbol SPX; IB's localSymbol (padded OCC) and tradingClass tell them apart
+    t = datetime(2025, 1, 17, 15, tzinfo=UTC)
+    monthly = Option("SPX", "20250117", 6000.0, "C", "SMART", tradingClass="SPX")
+    monthly.localSymbol = "SPX   250117C06000000"
+    weekly = Option("SPX", "20250117", 6000.0, "C", "SMART", tradingClass="SPXW")
+    weekly.localSymbol = "SPXW  250117C06000000"
+    only_class = Option("SPX", "20250117", 6000.0, "C", "SMART", tradingClass="SPXW")  # no localSymbol
+    bare = Option("SPY", "20250117", 600.0, "C", "SMART")  # neither: the symbol
+    got = [normalise_fill(fill(c, f"{i}.01", t, "BOT", 1, 1.0))["contract"]
+           for i, c in enumerate((monthly, weekly, only_class, bare))]
+    assert got == ["SPX250117C06000000", "SPXW250117C06000000", "SPXW250117C06000000", "SPY250117C00600000"]
+
+
 def test_unknown_side_names_the_execution():
     bad = fill(Stock("SPY", "SMART", "USD"), "0009.01", datetime(2025, 11, 21, 15, tzinfo=UTC), "XX", 1, 1.0)
     with pytest.raises(VendorError, match=r"execution 0009.01 has side 'XX'"):

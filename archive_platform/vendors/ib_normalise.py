@@ -13,6 +13,7 @@ from typing import Any
 
 from archive_platform import calendar as cal
 from archive_platform.vendors.errors import VendorError
+from archive_platform.vendors.occ import parse_occ
 
 UTC = timezone.utc
 VENDOR = "ib"
@@ -59,6 +60,19 @@ def normalise_right(value: str) -> str:
 def occ_symbol(root: str, expiry: date, right: str, strike: float) -> str:
     """OCC option symbol without padding (as Unusual Whales writes it): SPY250117C00450000."""
     return f"{root}{expiry:%y%m%d}{right}{int(round(strike * 1000)):08d}"
+
+
+def option_root(contract: Any) -> str:
+    """The OCC root of an option contract: SPX monthlies and SPXW weeklies (or an adjusted
+    ``AAPL1``) share ``symbol`` but not their OCC root, which ``localSymbol`` (the padded OCC
+    symbol IB sends) carries, or else ``tradingClass``; ``symbol`` when IB sent neither."""
+    local = (getattr(contract, "localSymbol", "") or "").strip()
+    if local:
+        try:
+            return parse_occ(local).root
+        except ValueError:
+            pass
+    return (getattr(contract, "tradingClass", "") or "").strip() or contract.symbol
 
 
 def pick_chain(chains: Sequence[Any], symbol: str, trading_class: str | None = None) -> Any:
@@ -194,7 +208,7 @@ def normalise_fill(fill: Any) -> dict | None:
     if c.secType == "OPT":
         expiry = parse_ib_expiry(c.lastTradeDateOrContractMonth)
         strike, right = float(c.strike), normalise_right(c.right)
-        contract = occ_symbol(c.symbol, expiry, right, strike)
+        contract = occ_symbol(option_root(c), expiry, right, strike)
     # The commission report arrives separately; until it has, its execId is empty.
     commission = clean_float(report.commission) if report and report.execId else None
     # orderId is 0 for orders placed outside the API (e.g. TWS by hand); permId is still unique
