@@ -217,6 +217,27 @@ def test_option_row_missing_strike_is_named(env):
         src.fetch_options(DAY, ["SPY"], [at(15, 0)])
 
 
+def test_a_contract_without_the_underlying_price_takes_it_from_break_even_or_the_chain(env):
+    # the API marks underlying_asset.price optional (required: ticker, change_to_break_even)
+    fake, srv = env
+    fake.chains["SPY"] = [
+        option_snapshot("SPY", EXP, "C", 590.0, underlying_price=588.2, bid=1.1, ask=1.2),
+        option_snapshot("SPY", EXP, "P", 590.0, underlying_price=588.2, bid=2.9, ask=3.0),
+        option_snapshot("SPY", EXP, "C", 600.0, underlying_price=588.2, bid=0.5, ask=0.6),
+    ]
+    fake.chains["SPY"][1]["underlying_asset"] = {"ticker": "SPY", "change_to_break_even": -1.25}
+    fake.chains["SPY"][1]["break_even_price"] = 586.95
+    fake.chains["SPY"][2]["underlying_asset"] = {"ticker": "SPY", "change_to_break_even": 12.35}
+    fake.chains["SPY"][2].pop("break_even_price", None)
+    with source(srv) as src:
+        rows = {(r["strike"], r["right"]): r for r in src.fetch_options(DAY, ["SPY"], [at(15, 0)]).to_pylist()}
+    assert rows[(590.0, "P")]["underlying_price"] == 588.2  # 586.95 - (-1.25)
+    assert rows[(600.0, "C")]["underlying_price"] == 588.2  # no break-even price: the chain's
+    fake.chains["SPY"] = [fake.chains["SPY"][2]]  # no price anywhere: a clear error
+    with source(srv) as src, pytest.raises(PayloadError, match=r"row 0: missing field 'underlying_asset.price'"):
+        src.fetch_options(DAY, ["SPY"], [at(15, 0)])
+
+
 def test_error_status_in_a_200_body(env):
     _, srv = env
     srv.route(r"/v2/aggs/.*", lambda r: {"status": "ERROR", "error": "bad things"}, override=True)

@@ -102,6 +102,7 @@ class _Greeks(Row):
 class _Underlying(Row):
     price: Dec | None = None
     value: Dec | None = None  # indices report ``value`` instead of ``price``
+    change_to_break_even: Dec | None = None  # break_even_price - the underlying's price
 
 
 class OptionSnapshot(Row):
@@ -115,6 +116,7 @@ class OptionSnapshot(Row):
     greeks: _Greeks | None = None
     open_interest: Count | None = None
     implied_volatility: Dec | None = None
+    break_even_price: Dec | None = None
 
 
 def normalise_minute_bars(
@@ -151,19 +153,29 @@ def normalise_minute_bars(
 def normalise_option_snapshot(
     row: Mapping[str, Any], index: int, symbol: str, snapshot_time: datetime,
     fetched_at: datetime, reader: PayloadReader, snap: OptionSnapshot | None = None,
+    chain_price: float | None = None,
 ) -> dict[str, Any]:
     """One chain-snapshot result -> one options row (``snap``: ``row`` already validated).
 
     ``timestamp`` is the newest of the quote and trade update times (ns), else the fetch
     instant. Greeks are omitted by Polygon when not computable: they become nulls.
+    The underlying's price: ``underlying_asset.price`` (``value`` for indices); the API marks
+    it optional, so else ``break_even_price - underlying_asset.change_to_break_even`` (how the
+    API defines that change), else ``chain_price`` (another contract of the same chain).
     """
     s = snap if snap is not None else reader.model(row, index, OptionSnapshot)
     kind = s.details.contract_type
     if kind not in ("call", "put"):
         raise reader.fail(index, row, f"field 'details.contract_type' is {kind!r}, expected call/put")
-    price = s.underlying_asset.price if s.underlying_asset.price is not None else s.underlying_asset.value
+    u = s.underlying_asset
+    price = u.price if u.price is not None else u.value
+    if price is None and s.break_even_price is not None and u.change_to_break_even is not None:
+        price = round(s.break_even_price - u.change_to_break_even, 6)
     if price is None:
-        raise reader.fail(index, row, "missing field 'underlying_asset.price' (and no 'value')")
+        price = chain_price
+    if price is None:
+        raise reader.fail(index, row, "missing field 'underlying_asset.price' (and no 'value', no "
+                          "break-even price and no other contract of the chain with a price)")
     quote, trade = s.last_quote or _Quote(), s.last_trade or _Trade()
     greeks, day = s.greeks or _Greeks(), s.day or _Day()
     times = [t for t in (_ns(quote.last_updated), _ns(trade.sip_timestamp)) if t is not None]
@@ -282,11 +294,14 @@ class PolygonSource(PolygonVix, MarketSource):
                 raise EmptySession(f"{NAME}: {path} returned no option contracts for {sym}")
             reader = PayloadReader(NAME, self.http.endpoint(path, params), self.http.redact)
             parsed = reader.models(results, OptionSnapshot)
+            chain_price = next((m.underlying_asset.price if m.underlying_asset.price is not None
+                                else m.underlying_asset.value for m in parsed
+                                if m.underlying_asset.price is not None or m.underlying_asset.value is not None), None)
             for snap in snapshot_times:
                 # a contract repeated across pages (the chain moved while we paged) is kept once
                 chain = {}
                 for i, (r, m) in enumerate(zip(results, parsed)):
-                    row = normalise_option_snapshot(r, i, sym, snap, now, reader, m)
+                    row = normalise_option_snapshot(r, i, sym, snap, now, reader, m, chain_price)
                     chain[(row["expiry"], row["strike"], row["right"])] = row
                 rows += chain.values()
         rows.sort(key=lambda r: (r["symbol"], r["snapshot_time"], r["expiry"], r["strike"], r["right"]))
