@@ -138,6 +138,16 @@ def test_429_with_retry_after_then_success(env):
     assert sleeps == [3.0] and len(srv.requests) == 2
 
 
+def test_429_without_retry_after_waits_for_uws_minute_window_reset(env):
+    fake, srv = env
+    fake.alerts.append(alert("SPY", at(15, 0), 1))
+    sleeps: list[float] = []
+    srv.fail_next(1, 429, {"message": "rate limited"}, {"x-uw-req-per-minute-reset": "45000"})
+    with source(srv, sleeps=sleeps) as src:
+        assert src.fetch_uw_flow(DAY, ["SPY"]).num_rows == 1
+    assert sleeps == [45.0] and len(srv.requests) == 2
+
+
 def test_5xx_then_success(env):
     fake, srv = env
     fake.alerts.append(alert("SPY", at(15, 0), 1))

@@ -6,7 +6,8 @@ One ``VendorHttpClient`` per source instance. Per request:
 2. each attempt takes a rate-limiter token, is sent with a timeout, and is logged at debug with
    the redacted URL (headers are never logged);
 3. 429, 5xx, timeouts, connection errors and the client's extra ``retry_statuses`` are retried
-   with exponential backoff and jitter (tenacity), honouring ``Retry-After`` (capped). The time
+   with exponential backoff and jitter (tenacity), honouring ``Retry-After`` (capped), or for a
+   429 without it the vendor's rate-window reset header (``rate_reset_header``). The time
    spent waiting for answers is bounded by ``deadline`` (default: one ``timeout``): each
    attempt gets at most what is left of it, so a vendor that answers slowly costs one timeout,
    not ``max_attempts`` of them;
@@ -97,6 +98,7 @@ class VendorHttpClient(AttemptPolicy):
         backoff_initial: float = 0.5,
         backoff_max: float = 30.0,
         retry_after_max: float = 120.0,
+        rate_reset_header: tuple[str, float] | None = None,
         retry_statuses: Collection[int] = (),
         empty_statuses: Collection[int] = (),
         breaker: CircuitBreaker | None = None,
@@ -130,6 +132,9 @@ class VendorHttpClient(AttemptPolicy):
             multiplier=backoff_initial, max=backoff_max, jitter=backoff_initial
         )
         self._retry_after_max = retry_after_max
+        #: (header, seconds per unit): the vendor's own "rate window resets in" header, used
+        #: after a 429 without Retry-After (UW: x-uw-req-per-minute-reset, in ms)
+        self.rate_reset_header = rate_reset_header
         self._client = httpx.Client(
             headers=dict(headers or {}),
             timeout=httpx.Timeout(timeout),

@@ -3,7 +3,7 @@
 ``_attempt`` sends one GET and sorts the answer: 2xx or an empty status is returned,
 a retryable status / timeout / connection error raises ``_Transient`` (retried by the client's
 tenacity loop), anything else is a refused ``VendorError``. ``_wait`` honours ``Retry-After``
-(capped) before falling back to exponential backoff; ``_log_retry`` logs each retry.
+(or the vendor's rate-window reset header after a 429; capped) before falling back to exponential backoff; ``_log_retry`` logs each retry.
 ``VendorHttpClient`` mixes ``AttemptPolicy`` in and provides the attributes it reads.
 """
 
@@ -36,8 +36,8 @@ class _Transient(Exception):
 
 class AttemptPolicy:
     """The per-attempt half of ``VendorHttpClient`` (uses its ``vendor``, ``_client``,
-    ``empty_statuses``, ``retry_statuses``, ``key_env_var``, ``redact``, ``_backoff`` and
-    ``_retry_after_max``)."""
+    ``empty_statuses``, ``retry_statuses``, ``key_env_var``, ``redact``, ``_backoff``,
+    ``rate_reset_header`` and ``_retry_after_max``)."""
 
     def _attempt(self, url: httpx.URL, endpoint: str, timeout: float) -> httpx.Response:
         log.debug("%s GET %s", self.vendor, endpoint)
@@ -58,6 +58,10 @@ class AttemptPolicy:
         detail = f"HTTP {status}: {body}" if body else f"HTTP {status}"
         if status in self.retry_statuses:
             retry_after = parse_retry_after(response.headers.get("retry-after"))
+            if retry_after is None and status == 429 and self.rate_reset_header is not None:
+                header, unit = self.rate_reset_header
+                reset = parse_retry_after(response.headers.get(header))
+                retry_after = None if reset is None else reset * unit
             raise _Transient(f"{detail} ({_hint(status, self.key_env_var)})", status, retry_after)
         raise VendorError(
             f"{self.vendor}: GET {endpoint} failed with {detail}; "

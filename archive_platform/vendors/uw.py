@@ -56,6 +56,9 @@ def build_http(
         "headers": {"Authorization": f"Bearer {api_key}", "UW-CLIENT-API-ID": "100001"},
         "secrets": (api_key,),
         "key_env_var": KEY_ENV_VAR,
+        # UW documents the per-minute window's reset (ms) on its responses; a 429 without
+        # Retry-After waits for it instead of giving up within seconds
+        "rate_reset_header": ("x-uw-req-per-minute-reset", 0.001),
     }
     if "limiter" not in overrides:
         options["limiter"] = limiter_for(NAME, 2.0, burst=5)
