@@ -244,9 +244,19 @@ def test_missing_field_names_field_and_row(env):
 def test_wrong_type_names_field_and_row(env):
     fake, srv = env
     fake.alerts.append(alert("SPY", at(15, 0), 1))
-    fake.alerts[0]["volume"] = "500"  # counts are JSON ints
-    with source(srv) as src, pytest.raises(PayloadError, match=r"row 0: field 'volume' has str '500', expected int"):
+    fake.alerts[0]["volume"] = "5.5"  # a count that is not a whole number
+    with source(srv) as src, pytest.raises(PayloadError, match=r"row 0: field 'volume' has str '5.5', expected count"):
         src.fetch_uw_flow(DAY, ["SPY"])
+
+
+def test_counts_sent_as_digit_strings_or_whole_floats_are_read(env):
+    # JSON ints in UW's examples, but the spec leaves the counts' type open
+    fake, srv = env
+    fake.alerts += [alert("SPY", at(15, 0), 1), alert("SPY", at(15, 1), 2)]
+    fake.alerts[0].update(volume="2442", total_size=461.0, open_interest="7")
+    with source(srv) as src:
+        rows = sorted(src.fetch_uw_flow(DAY, ["SPY"]).to_pylist(), key=lambda r: r["alert_id"])
+    assert (rows[0]["volume"], rows[0]["size"], rows[0]["open_interest"]) == (2442, 461, 7)
 
 
 def test_missing_data_envelope(env):
@@ -324,6 +334,17 @@ def test_iv_rank_out_of_range_after_normalisation_names_field_and_row(env):
     with UnusualWhalesSource(KEY, srv.url, http=source(srv).http, iv_rank_unit="percent") as src:
         t = src.fetch_iv_rank(date(2024, 1, 23), ["AAPL"], [datetime(2024, 1, 23, 21, 0, tzinfo=UTC)])
     assert t.column("iv_rank").to_pylist() == [72.0]
+
+
+def test_iv_rank_rows_with_nulls_are_skipped_not_fatal(env):
+    # one uncomputed day (null volatility or rank) in the month must not refuse the symbol
+    fake, srv = env
+    fake.iv_rank["AAPL"] = [dict(UW_IV_RANK_EXAMPLE["data"][0], volatility=None),
+                            dict(UW_IV_RANK_EXAMPLE["data"][0], date="2024-01-19", iv_rank_1y=None),
+                            UW_IV_RANK_EXAMPLE["data"][1]]
+    with source(srv) as src:
+        t = src.fetch_iv_rank(date(2024, 1, 23), ["AAPL"], [datetime(2024, 1, 23, 21, 0, tzinfo=UTC)])
+    assert [(r["iv"], r["iv_rank"]) for r in t.to_pylist()] == [(0.28, 72.0)]
 
 
 def test_iv_rank_without_rows_is_an_empty_session(env):

@@ -177,6 +177,10 @@ def _int(v: Any) -> int:
 
 
 def _count(v: Any) -> int:
+    """A count: an int, an integral float (461.0) or a string of digits ("2442"), as vendors
+    whose specs leave the type open send them; 2.5, "2.5", "", NaN are refused."""
+    if isinstance(v, str) and v.strip().isdigit():
+        return int(v.strip())
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         raise TypeError
     if isinstance(v, float) and (not math.isfinite(v) or v != int(v)):

@@ -13,7 +13,7 @@ from typing import Any
 from archive_platform.calendar import et_offset_minutes, is_trading_day, session
 from archive_platform.sources.base import EmptySession
 from archive_platform.vendors.occ import parse_occ
-from archive_platform.vendors.payload import Bool, Date, Dec, Int, PayloadReader, Row, Str, Timestamp
+from archive_platform.vendors.payload import Bool, Count, Date, Dec, PayloadReader, Row, Str, Timestamp
 
 NAME = "unusual_whales"
 #: ``iv_rank_1y`` multiplier to the archive's 0-100 scale, per unit. UW's own API reference
@@ -39,8 +39,10 @@ class FlowAlert(Row):
     option_chain: Str
     ticker: Str
     total_premium: Dec
-    volume: Int
-    total_size: Int
+    # counts: JSON ints in UW's examples, but the spec leaves their type open ("ToBeDone"),
+    # so integral floats and digit strings are read too
+    volume: Count
+    total_size: Count
     type: Str | None = None
     strike: Dec | None = None
     expiry: Date | None = None
@@ -49,9 +51,9 @@ class FlowAlert(Row):
     id: Str | None = None
     price: Dec | None = None
     underlying_price: Dec | None = None
-    open_interest: Int | None = None
+    open_interest: Count | None = None
     volume_oi_ratio: Dec | None = None
-    trade_count: Int | None = None
+    trade_count: Count | None = None
     iv_end: Dec | None = None
     has_sweep: Bool | None = None
     has_floor: Bool | None = None
@@ -62,8 +64,8 @@ class IvRankRow(Row):
     """A row of ``/api/stock/{ticker}/iv-rank`` (the spec's "IV Rank")."""
 
     date: Date
-    volatility: Dec
-    iv_rank_1y: Dec
+    volatility: Dec | None = None  # null on a day UW has not computed: the row is skipped
+    iv_rank_1y: Dec | None = None
     updated_at: Timestamp | None = None
 
 
@@ -129,8 +131,8 @@ def normalise_iv_rank_rows(
     Each snapshot takes the newest row already known at that instant (``updated_at``, or the
     close of the row's date when absent), so a backfilled morning snapshot never sees the
     day's later value. Rows dated after ``day`` are look-ahead and skipped, and so are rows
-    with ``volatility`` <= 0: UW is reported [3P] to append an unfilled 0 for the current day
-    before computing it. ``volatility`` is a fraction (0.1478); ``iv_rank_1y`` is in
+    with ``volatility`` <= 0 or null, or a null ``iv_rank_1y``: UW is reported [3P] to append
+    an unfilled 0 for the current day before computing it. ``volatility`` is a fraction (0.1478); ``iv_rank_1y`` is in
     ``iv_rank_unit`` (UW documents a fraction, 0.65) and is stored on the 0-100 scale (65.0);
     a value outside 0..100 after that is a ``PayloadError`` naming the field and the row.
     UW has no IV percentile: the column is null.
@@ -139,6 +141,8 @@ def normalise_iv_rank_rows(
     known: list[tuple[datetime, float, float]] = []
     for i, (row, m) in enumerate(zip(rows, reader.models(rows, IvRankRow))):
         row_day, iv = m.date, m.volatility
+        if iv is None or m.iv_rank_1y is None:  # not computed (yet): unusable, not an error
+            continue
         # rounded so "0.202449" becomes 20.2449, not 20.244899999999998 (binary float noise)
         rank = round(m.iv_rank_1y * scale, 10)
         if iv > 0 and not 0.0 <= rank <= 100.0:
