@@ -191,6 +191,18 @@ def test_csv_symbol_absent_is_an_empty_session(tmp_path):
         BarchartSource(csv_dir=tmp_path).fetch_iv_rank(DAY, ["TSLA"], [CLOSE])
 
 
+def test_csv_row_with_na_iv_leaves_out_that_symbol_only(tmp_path):
+    # one N/A row (a symbol the site has no IV for) must not refuse the whole download
+    rows = ROWS + [{"Symbol": "QQQQ", "Imp Vol": "N/A", "IV Rank": "N/A", "IV Pctl": "N/A"},
+                   {"Symbol": "NEWCO", "Imp Vol": "55.00%", "IV Rank": "", "IV Pctl": ""}]
+    (tmp_path / FILE).write_text(iv_rank_csv(rows, datetime(2025, 1, 15, 15, 45)))
+    src = BarchartSource(csv_dir=tmp_path)
+    assert src.fetch_iv_rank(DAY, ["SPY"], [CLOSE]).column("iv_rank").to_pylist() == [20.1]
+    for sym in ("QQQQ", "NEWCO"):
+        with pytest.raises(EmptySession, match="N/A"):
+            src.fetch_iv_rank(DAY, [sym], [CLOSE])
+
+
 def test_csv_bad_cell_names_column_and_row(tmp_path):
     bad = ROWS[:1] + [dict(ROWS[1], **{"IV Rank": "lots"})]
     (tmp_path / FILE).write_text(iv_rank_csv(bad, None))

@@ -151,8 +151,9 @@ CsvValues = dict[str, tuple[float, float, float | None]]  # symbol -> (iv, rank,
 def parse_iv_rank_csv(text: str, origin: str) -> tuple[datetime | None, CsvValues]:
     """A Barchart IV-rank CSV -> (download instant from the footer or None, {symbol: (iv, rank, pctl)}).
 
-    ``Imp Vol`` "45.00%" becomes 0.45; ``IV Rank``/``IV Pctl`` stay 0..100. Errors name the file,
-    the column and the data row (1-based, header excluded).
+    ``Imp Vol`` "45.00%" becomes 0.45; ``IV Rank``/``IV Pctl`` stay 0..100. A row whose
+    ``Imp Vol`` or ``IV Rank`` is blank or N/A is left out (unknown, not an error). Errors name
+    the file, the column and the data row (1-based, header excluded).
     """
     lines = [ln for ln in text.splitlines() if ln.strip()]
     downloaded = None
@@ -180,14 +181,13 @@ def parse_iv_rank_csv(text: str, origin: str) -> tuple[datetime | None, CsvValue
                     f"{NAME}: {origin}: data row {n} ({row.get('Symbol')!r}): column {col!r} has "
                     f"{row.get(col)!r}, expected a percentage like '45.00%'"
                 ) from None
-        for col in ("Imp Vol", "IV Rank"):
-            if vals[col] is None:
-                raise SourceError(
-                    f"{NAME}: {origin}: data row {n} ({row.get('Symbol')!r}): column {col!r} is empty"
-                )
         sym = (row.get("Symbol") or "").strip().upper()
         if not sym:
             raise SourceError(f"{NAME}: {origin}: data row {n}: column 'Symbol' is empty")
+        if vals["Imp Vol"] is None or vals["IV Rank"] is None:
+            # the site shows N/A for a symbol it has no IV for (a new listing, an index): that
+            # row is unknown, the file's other rows stand; a caller asking for it gets EmptySession
+            continue
         for col in ("IV Rank", "IV Pctl"):
             percent_0_100(vals[col], col, f"{origin} data row {n} ({sym})", NAME)
         out[sym] = (vals["Imp Vol"] / 100.0, vals["IV Rank"], vals["IV Pctl"])
@@ -284,6 +284,7 @@ class BarchartSource(MarketSource):
             values = [(at, *vals[sym]) for at, vals in parsed if sym in vals]
             if not values:
                 names = ", ".join(p.name for p in files)
-                raise EmptySession(f"{NAME}: {sym} is not in {names} ({self.csv_dir})")
+                raise EmptySession(f"{NAME}: {sym} is not in {names} ({self.csv_dir}), or its IV or "
+                                   "IV rank is N/A there")
             out += select_known(values, sym, snapshot_times, str(self.csv_dir), allow_later=True)
         return out
