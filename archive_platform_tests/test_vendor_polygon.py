@@ -238,6 +238,18 @@ def test_a_contract_without_the_underlying_price_takes_it_from_break_even_or_the
         src.fetch_options(DAY, ["SPY"], [at(15, 0)])
 
 
+def test_an_index_chain_is_also_asked_for_under_its_i_prefixed_ticker(env):
+    fake, srv = env
+    fake.chains["I:SPX"] = [option_snapshot("SPX", EXP, "C", 6000.0, underlying_price=5990.5, bid=10, ask=11)]
+    with source(srv) as src:
+        rows = src.fetch_options(DAY, ["SPX"], [at(15, 0)]).to_pylist()
+    assert [(r["symbol"], r["strike"], r["underlying_price"]) for r in rows] == [("SPX", 6000.0, 5990.5)]
+    assert [r.path for r in srv.requests] == ["/v3/snapshot/options/SPX", "/v3/snapshot/options/I:SPX"]
+    with source(srv) as src, pytest.raises(EmptySession):  # a stock with no chain is not retried
+        src.fetch_options(DAY, ["AAPL"], [at(15, 0)])
+    assert srv.requests[-1].path == "/v3/snapshot/options/AAPL"
+
+
 def test_error_status_in_a_200_body(env):
     _, srv = env
     srv.route(r"/v2/aggs/.*", lambda r: {"status": "ERROR", "error": "bad things"}, override=True)

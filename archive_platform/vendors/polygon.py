@@ -39,6 +39,8 @@ from archive_platform.vendors.payload import Date as DateField
 from archive_platform.vendors.vix import PolygonVix
 
 NAME = "polygon"
+#: index underlyings whose option chains Polygon may list under the "I:" ticker (I:SPX)
+INDEX_UNDERLYINGS = frozenset({"SPX", "NDX", "RUT", "VIX", "XSP", "DJX", "OEX", "XND"})
 KEY_ENV_VAR = "POLYGON_API_KEY"
 OK_STATUSES = {"OK", "DELAYED"}  # DELAYED: plans without real-time data; the shape is the same
 MAX_PAGES = 1000  # a cursor chain longer than this is a vendor bug, not a big day
@@ -290,6 +292,11 @@ class PolygonSource(PolygonVix, MarketSource):
             path = f"/v3/snapshot/options/{path_segment(sym)}"
             params = {"limit": 250}
             results = self.fetch_pages(path, params)
+            if not results and sym in INDEX_UNDERLYINGS:
+                # Polygon names indices with an "I:" prefix (I:VIX, I:SPX): ask under that name,
+                # colon as is, as for I:VIX
+                path = f"/v3/snapshot/options/I:{path_segment(sym)}"
+                results = self.fetch_pages(path, params)
             if not results:
                 raise EmptySession(f"{NAME}: {path} returned no option contracts for {sym}")
             reader = PayloadReader(NAME, self.http.endpoint(path, params), self.http.redact)

@@ -13,6 +13,7 @@ import base64
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
+from urllib.parse import unquote
 
 from archive_platform_tests.fakes.server import FakeRequest, FakeVendorServer
 
@@ -122,6 +123,6 @@ class PolygonFake:
     def _chain(self, req: FakeRequest):
         if denied := self._denied(req):
             return denied
-        u = req.match["u"]
+        u = unquote(req.match["u"])  # as the real server decodes the path (I%3ASPX -> I:SPX)
         rows = self.chains.get(u, [])
         return self._page(rows, self.chain_page_size, _offset(req), f"/v3/snapshot/options/{u}", {})
