@@ -337,6 +337,16 @@ def test_executions_are_mapped_to_trades():
     assert src.fetch_trades(DAY, []).num_rows == 3  # empty filter = every underlying
 
 
+def test_indices_are_qualified_on_their_listing_exchange():
+    # NDX is listed on NASDAQ and RUT on RUSSELL in IB's contract database, not on CBOE
+    gw = make_gateway()
+    gw.underlyings.update({"NDX": ("IND", 416843), "RUT": ("IND", 416888)})
+    src, _ = make_source(gw)
+    got = {s: src._underlying(s) for s in ("SPX", "NDX", "RUT")}
+    assert {s: (c.exchange, c.conId) for s, c in got.items()} == {
+        "SPX": ("CBOE", 416904), "NDX": ("NASDAQ", 416843), "RUT": ("RUSSELL", 416888)}
+
+
 def test_spx_monthly_and_spxw_weekly_fills_keep_their_own_occ_roots():
     # both have symbol SPX; IB's localSymbol (padded OCC) and tradingClass tell them apart
     t = datetime(2025, 1, 17, 15, tzinfo=UTC)

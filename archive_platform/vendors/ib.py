@@ -56,6 +56,9 @@ log = logging.getLogger(__name__)
 UTC = timezone.utc
 VENDOR = "ib"
 DEFAULT_INDEX_SYMBOLS = frozenset({"SPX", "NDX", "RUT", "VIX", "XSP", "DJX"})
+#: the listing exchange IB qualifies each index on (CBOE for the rest): Nasdaq's NDX is on
+#: NASDAQ and FTSE Russell's RUT on RUSSELL, not on CBOE where their options trade
+INDEX_EXCHANGES = {"NDX": "NASDAQ", "RUT": "RUSSELL"}
 # 2100-2199 are data-farm status messages and 10167 says "showing delayed data": not failures
 _INFO_CODES = set(range(2100, 2200)) | {10167}
 
@@ -179,7 +182,8 @@ class IBSource(IBVix, HistoricalBars, MarketSource):
         from ib_async.contract import Index, Stock  # lazy: see module docstring of ib_seam
 
         is_index = index or symbol in self.index_symbols
-        raw = Index(symbol, "CBOE", "USD") if is_index else Stock(symbol, "SMART", "USD")
+        raw = (Index(symbol, INDEX_EXCHANGES.get(symbol, "CBOE"), "USD") if is_index
+               else Stock(symbol, "SMART", "USD"))
         result, errors = self._call(f"qualifyContracts {symbol}", self._gw().qualify, [raw],
                                     ok=lambda r, e: bool(r) and r[0] is not None)
         q = result[0] if result else None

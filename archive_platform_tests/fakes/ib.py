@@ -19,6 +19,10 @@ from ib_async.contract import Contract
 from ib_async.objects import BarData, OptionChain, OptionComputation
 from ib_async.ticker import Ticker
 
+from archive_platform.vendors.occ import format_occ
+
+INDEX_LISTINGS = {"NDX": "NASDAQ", "RUT": "RUSSELL"}
+
 
 @dataclass
 class FakeQuote:
@@ -85,7 +89,10 @@ class FakeIBGateway:
         for i, c in enumerate(contracts):
             if c.secType in ("STK", "IND"):
                 known = self.underlyings.get(c.symbol)
-                if known and known[0] == c.secType:
+                # IB's contract database lists an index on one exchange (NDX: NASDAQ, RUT:
+                # RUSSELL, most others CBOE); any other exchange finds no definition
+                listed = c.secType != "IND" or c.exchange == INDEX_LISTINGS.get(c.symbol, "CBOE")
+                if known and known[0] == c.secType and listed:
                     c.conId = known[1]
                     out.append(c)
                     continue
@@ -94,7 +101,9 @@ class FakeIBGateway:
                 if key in self.known_options:
                     self._next_con_id += 1
                     c.conId = self._next_con_id
-                    c.localSymbol = f"{c.symbol} {c.lastTradeDateOrContractMonth}{c.right}{c.strike}"
+                    expiry = datetime.strptime(c.lastTradeDateOrContractMonth, "%Y%m%d").date()
+                    c.localSymbol = format_occ(c.tradingClass or c.symbol, expiry, c.right, float(c.strike),
+                                               padded=True)  # as IB sends it: "SPY   251219P00590000"
                     out.append(c)
                     continue
             self.emit(i, 200, "No security definition has been found for the request", c)
