@@ -54,6 +54,24 @@ def test_hyperliquid_book_trades_and_control_messages():
     assert normalise_binance('{"result":null,"id":1}', 1).control == "ack"
 
 
+def test_levels_are_stored_best_first_whatever_order_they_came_in():
+    # Binance's own doc example lists bids rising; level 0 must be the best bid all the same
+    doc = {"stream": "btcusdt@depth20@100ms", "data": {
+        "e": "depthUpdate", "E": 1571889248277, "T": 1571889248276, "s": "BTCUSDT", "U": 390497796,
+        "u": 390497878, "pu": 390497794,
+        "b": [["7403.89", "0.002"], ["7403.90", "3.906"], ["7404.00", "1.428"], ["7404.85", "5.239"]],
+        "a": [["7405.96", "3.340"], ["7406.63", "4.525"], ["7407.08", "2.475"]]}}
+    (row,) = normalise_binance(json.dumps(doc), 1).books
+    assert row["bid_px"] == [7404.85, 7404.0, 7403.9, 7403.89] and row["bid_sz"] == [5.239, 1.428, 3.906, 0.002]
+    assert row["ask_px"] == [7405.96, 7406.63, 7407.08] and row["ask_sz"] == [3.34, 4.525, 2.475]
+    hl = {"channel": "l2Book", "data": {"coin": "BTC", "time": 1764504000000, "levels": [
+        [{"px": "100.0", "sz": "1", "n": 1}, {"px": "101.0", "sz": "2", "n": 2}],
+        [{"px": "103.0", "sz": "3", "n": 3}, {"px": "102.0", "sz": "4", "n": 4}]]}}
+    (row,) = normalise_hyperliquid(json.dumps(hl), 1).books
+    assert (row["bid_px"], row["bid_sz"], row["bid_n"]) == ([101.0, 100.0], [2.0, 1.0], [2, 1])
+    assert (row["ask_px"], row["ask_sz"], row["ask_n"]) == ([102.0, 103.0], [4.0, 3.0], [4, 3])
+
+
 def test_zero_quantity_trades_are_archived_as_sent():
     # Binance's daily aggTrades files hold zero-quantity aggregate trades; live and backfill agree
     msg = dict(AGG, data=dict(AGG["data"], q="0.000"))

@@ -71,6 +71,17 @@ def _loads(text: str | bytes) -> Any:
         raise MalformedMessage(f"not JSON: {exc}") from None
 
 
+def _best_first(px: list[float], *others: list, bids: bool) -> None:
+    """Put a side's levels best first (bids by falling, asks by rising price), in place, with
+    their sizes and counts. Both exchanges send them so, which costs one pass to check; a
+    message in another order is reordered rather than stored with a worse level as level 0."""
+    if all((a >= b) if bids else (a <= b) for a, b in zip(px, px[1:])):
+        return
+    order = sorted(range(len(px)), key=px.__getitem__, reverse=bids)
+    for col in (px, *others):
+        col[:] = [col[i] for i in order]
+
+
 def _binance_side(levels: Any, what: str) -> tuple[list[float], list[float]]:
     if not isinstance(levels, list):
         raise MalformedMessage(f"{what}: expected a list of [price, qty]")
@@ -100,6 +111,8 @@ def normalise_binance(text: str | bytes, receive_us: int) -> Parsed:
     if event == "depthUpdate":
         bid_px, bid_sz = _binance_side(data.get("b"), "b")
         ask_px, ask_sz = _binance_side(data.get("a"), "a")
+        _best_first(bid_px, bid_sz, bids=True)
+        _best_first(ask_px, ask_sz, bids=False)
         row = {
             "exchange": "binance", "symbol": symbol, "event_time": _ms(data.get("E"), "E"),
             "receive_time": receive_us, "update_id": _int(data.get("u"), "u"),
@@ -163,6 +176,8 @@ def normalise_hyperliquid(text: str | bytes, receive_us: int) -> Parsed:
             raise MalformedMessage("l2Book levels must be [bids, asks]")
         bid_px, bid_sz, bid_n = _hl_side(levels[0], "levels[0]")
         ask_px, ask_sz, ask_n = _hl_side(levels[1], "levels[1]")
+        _best_first(bid_px, bid_sz, bid_n, bids=True)
+        _best_first(ask_px, ask_sz, ask_n, bids=False)
         row = {
             "exchange": "hyperliquid", "symbol": data["coin"], "event_time": _ms(data.get("time"), "time"),
             "receive_time": receive_us, "update_id": None, "prev_update_id": None,
