@@ -39,6 +39,10 @@ PATHS = {
 SECRETS = tuple(v.key_env for v in VENDORS.values() if v.key_env)
 #: the port/int ranges of the vendors' numeric settings
 RANGES = {"port": (1, 65535), "int": (0, 2**31 - 1)}
+#: which Theta Terminal API the thetadata source speaks: v3 (Theta Terminal v3, the default) or
+#: v2; THETADATA_BASE_URL's default follows it (25503 for v3, 25510 for v2)
+THETADATA_API = "THETADATA_API"
+THETADATA_APIS = ("v3", "v2")
 
 
 def environment() -> Mapping[str, str]:
@@ -178,6 +182,12 @@ class Settings:
                 raise ConfigError(f"{var}={env[var].strip()!r} is not an http(s) URL")
             else:
                 vendor[var] = env[var].strip()
+        api = (env.get(THETADATA_API) or "").strip()
+        if api:
+            if api.lower() not in THETADATA_APIS:
+                raise ConfigError(f"{THETADATA_API}={api!r} is not supported; choose one of: "
+                                  f"{', '.join(THETADATA_APIS)} (the Theta Terminal's API version)")
+            vendor[THETADATA_API] = api.lower()
         paths = {var: (env.get(var) or "").strip() or default for var, default in PATHS.items()}
         for var in ROOT_VARS:
             check_root(var, paths[var])

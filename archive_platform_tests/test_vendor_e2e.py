@@ -42,6 +42,7 @@ from archive_platform_tests.fakes.thetadata import (
     et_ms,
     row,
 )
+from archive_platform_tests.fakes.thetadata_v3 import FakeThetaTerminalV3, ts
 from archive_platform_tests.fakes.uw import UnusualWhalesFake, flow_alert
 from archive_platform_tests.test_vendor_ib import fill
 from archive_platform_tests.test_vendor_polygon import bars as polygon_bars
@@ -154,24 +155,50 @@ def theta_bars(n: int) -> list[list]:
                 low=599.0 + i / 10, close=600.5 + i / 10, volume=2000 + i, count=20, date=D) for i in range(n)]
 
 
-def test_stocks_1m_from_thetadata_history(tmp_path, monkeypatch, instance):
-    pre_open = row(OHLC_FMT, ms_of_day=et_ms(9, 29), open=1, high=1, low=1, close=1, volume=1, count=1, date=D)
-    after_close = row(OHLC_FMT, ms_of_day=et_ms(16, 0), open=1, high=1, low=1, close=1, volume=1, count=1, date=D)
+def theta_bars_v3(n: int) -> list[dict]:
+    """``theta_bars`` as the v3 terminal writes them (ET wall-clock timestamps, CSV)."""
+    return [{"timestamp": ts(DAY, 9 + (30 + i) // 60, (30 + i) % 60), "open": 600.0 + i / 10,
+             "high": 601.0 + i / 10, "low": 599.0 + i / 10, "close": 600.5 + i / 10, "volume": 2000 + i,
+             "count": 20, "vwap": 600.0} for i in range(n)]
+
+
+@pytest.mark.parametrize("api", ["v3", "v2"])
+def test_stocks_1m_from_thetadata_history(tmp_path, monkeypatch, instance, api):
     with FakeVendorServer() as srv:
-        FakeThetaTerminal(srv, page_size=200).set(
-            "/v2/hist/stock/ohlc", OHLC_FMT, [pre_open, *theta_bars(390), after_close],
-            root="SPY", start_date=D, end_date=D, ivl=60000,
-        )
-        defs = vendor_defs(tmp_path, monkeypatch, ARCHIVE_SOURCE_STOCKS_1M="thetadata", THETADATA_BASE_URL=srv.url)
+        if api == "v2":
+            pre_open = row(OHLC_FMT, ms_of_day=et_ms(9, 29), open=1, high=1, low=1, close=1, volume=1, count=1, date=D)
+            after_close = row(OHLC_FMT, ms_of_day=et_ms(16, 0), open=1, high=1, low=1, close=1, volume=1, count=1,
+                              date=D)
+            FakeThetaTerminal(srv, page_size=200).set(
+                "/v2/hist/stock/ohlc", OHLC_FMT, [pre_open, *theta_bars(390), after_close],
+                root="SPY", start_date=D, end_date=D, ivl=60000,
+            )
+            env = {"THETADATA_API": "v2"}
+        else:  # the default API: THETADATA_API unset
+            outside = {"open": 1, "high": 1, "low": 1, "close": 1, "volume": 1, "count": 1}
+            FakeThetaTerminalV3(srv).set(
+                "/v3/stock/history/ohlc",
+                [{"timestamp": ts(DAY, 9, 29), **outside}, *theta_bars_v3(390), {"timestamp": ts(DAY, 16), **outside}],
+                symbol="SPY", date=D, interval="1m",
+            )
+            env = {}
+        defs = vendor_defs(tmp_path, monkeypatch, ARCHIVE_SOURCE_STOCKS_1M="thetadata", THETADATA_BASE_URL=srv.url,
+                           **env)
         result = materialize(defs, ["stocks_1m"], DAY, instance)
-        pages = srv.requests_to(r"/v2/page/\d+")
+        requests = list(srv.requests)
     assert result.success
     table = stored(tmp_path, result, ArchiveType.STOCKS_1M, DAY, "thetadata")
     assert table.column("timestamp").to_pylist() == [OPEN + timedelta(minutes=i) for i in range(390)]
     first = table.slice(0, 1).to_pylist()[0]
     assert (first["open"], first["close"], first["volume"], first["trade_count"], first["vwap"]) == (
         600.0, 600.5, 2000, 20, None)
-    assert len(pages) == 1  # 392 rows at 200 a page: the next_page was followed
+    last = table.slice(389, 1).to_pylist()[0]
+    assert (last["open"], last["close"], last["volume"]) == (pytest.approx(638.9), pytest.approx(639.4), 2389)
+    if api == "v2":  # 392 rows at 200 a page: the next_page was followed
+        assert [r.path for r in requests] == ["/v2/hist/stock/ohlc", requests[1].path]
+        assert requests[1].path.startswith("/v2/page/")
+    else:  # v3 has no pages: one CSV answer
+        assert [(r.path, r.query["format"]) for r in requests] == [("/v3/stock/history/ohlc", "csv")]
     assert_checks(result, "stocks_1m")
 
 
@@ -224,13 +251,40 @@ def load_theta_history(fake: FakeThetaTerminal) -> None:
             for c, *_, oi in items], root="SPY", exp=exp, start_date=D, end_date=D)
 
 
-def test_options_backfill_from_thetadata_and_gex_derived_in_the_same_run(tmp_path, monkeypatch, instance):
+def load_theta_history_v3(fake: FakeThetaTerminalV3) -> None:
+    """``load_theta_history``'s market as the v3 terminal serves it."""
+    fake.set("/v3/option/list/expirations", [{"expiration": e} for e in ("2025-11-21", "2025-11-28", "2025-12-05")],
+             symbol="SPY")
+    grid = [ts(DAY, 9 + (30 + 15 * i) // 60, (30 + 15 * i) % 60) for i in range(27)]
+    for exp in (date(2025, 11, 28), date(2025, 12, 5)):
+        items = [v for v in THETA_CHAIN.values() if v[0]["expiration"] == int(f"{exp:%Y%m%d}")]
+        cells = lambda c: {"expiration": exp.isoformat(), "strike": f"{c['strike'] / 1000:.3f}",  # noqa: E731
+                           "right": {"C": "CALL", "P": "PUT"}[c["right"]]}
+        params = dict(symbol="SPY", expiration=f"{exp:%Y%m%d}", date=DAY.strftime("%Y%m%d"), interval="15m")
+        fake.set("/v3/option/history/quote", [
+            {**cells(c), "timestamp": t, "bid": bid, "ask": ask} for c, bid, ask, *_ in items for t in grid], **params)
+        fake.set("/v3/option/history/greeks/all", [
+            {**cells(c), "timestamp": t, "bid": bid, "ask": ask, "delta": delta, "gamma": gamma, "theta": -0.3,
+             "vega": 25.0, "implied_vol": 0.17, "underlying_price": 600.0}
+            for c, bid, ask, delta, gamma, _ in items for t in grid], **params)
+        fake.set("/v3/option/history/open_interest", [
+            {**cells(c), "timestamp": ts(DAY, 6, 30), "open_interest": oi} for c, *_, oi in items],
+            symbol="SPY", expiration=f"{exp:%Y%m%d}", date=DAY.strftime("%Y%m%d"))
+
+
+@pytest.mark.parametrize("api", ["v3", "v2"])
+def test_options_backfill_from_thetadata_and_gex_derived_in_the_same_run(tmp_path, monkeypatch, instance, api):
     with FakeVendorServer() as srv:
-        load_theta_history(FakeThetaTerminal(srv))
-        defs = vendor_defs(tmp_path, monkeypatch, ARCHIVE_SOURCE_OPTIONS="thetadata", THETADATA_BASE_URL=srv.url)
+        if api == "v2":
+            load_theta_history(FakeThetaTerminal(srv))
+        else:
+            load_theta_history_v3(FakeThetaTerminalV3(srv))
+        env = {"THETADATA_API": "v2"} if api == "v2" else {}  # v3: the default
+        defs = vendor_defs(tmp_path, monkeypatch, ARCHIVE_SOURCE_OPTIONS="thetadata", THETADATA_BASE_URL=srv.url,
+                           **env)
         result = run_job(defs, "options_snapshot", instance, partition_key=DAY.isoformat())
-        hist = srv.requests_to(r"/v2/bulk_hist/option/quote")
-        live = srv.requests_to(r"/v2/bulk_snapshot/.*")
+        hist = srv.requests_to(r"/v2/bulk_hist/option/quote|/v3/option/history/quote")
+        live = srv.requests_to(r"/v2/bulk_snapshot/.*|/v3/option/snapshot/.*")
     assert result.success
     opts = stored(tmp_path, result, ArchiveType.OPTIONS, DAY, "thetadata")
     grid = [datetime.combine(DAY, datetime.min.time(), tzinfo=UTC) + timedelta(hours=14, minutes=30 + 15 * i)
@@ -241,8 +295,9 @@ def test_options_backfill_from_thetadata_and_gex_derived_in_the_same_run(tmp_pat
     c = rows[(grid[2], date(2025, 11, 28), 600.0, "C")]
     assert (c["bid"], c["ask"], c["delta"], c["gamma"], c["open_interest"]) == (4.0, 4.2, 0.52, 0.02, 1000)
     assert c["timestamp"] == grid[2] and c["vega"] == pytest.approx(0.25)  # 25 per 1.00 of vol
-    assert sorted(r.query["exp"] for r in hist) == ["20251128", "20251205"]  # 20251121 had expired
-    assert {r.query["ivl"] for r in hist} == {"900000"} and live == []
+    exp, ivl = ("exp", "ivl") if api == "v2" else ("expiration", "interval")
+    assert sorted(r.query[exp] for r in hist) == ["20251128", "20251205"]  # 20251121 had expired
+    assert {r.query[ivl] for r in hist} == {"900000" if api == "v2" else "15m"} and live == []
     evals = assert_checks(result, "options")
     assert evals["complete"].metadata["expected_snapshots"].value == 27
 

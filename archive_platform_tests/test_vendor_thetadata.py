@@ -1,4 +1,5 @@
-"""ThetaDataSource against a loopback fake Theta Terminal speaking the v2 JSON format."""
+"""ThetaDataSource (``api="v2"``) against a loopback fake Theta Terminal speaking the v2 JSON format
+(v3 is the default API: ``test_vendor_thetadata_v3.py``)."""
 
 from __future__ import annotations
 
@@ -55,7 +56,7 @@ def make_source(srv, *, now=SNAP + timedelta(minutes=1), attempts=3, timeout=2.0
         "thetadata", srv.url, timeout=timeout, deadline=deadline, max_attempts=attempts, retry_statuses=RETRY_STATUSES,
         empty_statuses={NO_DATA}, breaker=breaker or new_breaker(fail_max=50), sleep=lambda s: None,
     )
-    return ThetaDataSource(srv.url, http=http, clock=lambda: now, **kw)
+    return ThetaDataSource(srv.url, api="v2", http=http, clock=lambda: now, **kw)
 
 
 def load_snapshots(fake: FakeThetaTerminal) -> None:
@@ -338,6 +339,6 @@ def test_live_terminal_round_trip():  # pragma: no cover - needs a logged-in The
     from archive_platform.calendar import previous_trading_day
 
     day = previous_trading_day(datetime.now(UTC).date())
-    with ThetaDataSource() as src:
+    with ThetaDataSource(api="v2") as src:
         table = src.fetch_stocks_1m(day, ["SPY"])
     assert table.schema == STOCKS_1M_SCHEMA and table.num_rows > 300

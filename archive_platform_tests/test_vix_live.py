@@ -119,7 +119,7 @@ def test_vix_from_thetadata_and_from_ib_through_their_resources(tmp_path, monkey
     with FakeVendorServer() as srv, dg.instance_for_test() as instance:
         FakeThetaTerminal(srv).set("/v2/hist/index/price", PRICE_FMT, price_rows(DAY), root="VIX")
         defs = vendor_defs(tmp_path / "theta", monkeypatch, ARCHIVE_SOURCE_VIX="thetadata",
-                           THETADATA_BASE_URL=srv.url)
+                           THETADATA_API="v2", THETADATA_BASE_URL=srv.url)
         result = materialize(defs, ["vix"], DAY, instance)
         table = stored(tmp_path / "theta", result, ArchiveType.VIX, DAY, "thetadata")
         # 09:30 reported 0 (no value yet): 26 rows, so the complete check fails, the rest pass

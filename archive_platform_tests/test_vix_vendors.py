@@ -23,6 +23,7 @@ from archive_platform_tests.fakes.ib import FakeIBGateway
 from archive_platform_tests.fakes.polygon import PolygonFake
 from archive_platform_tests.fakes.server import FakeVendorServer
 from archive_platform_tests.fakes.thetadata import FakeThetaTerminal, et_ms
+from archive_platform_tests.fakes.thetadata_v3 import PRICE, FakeThetaTerminalV3, ts
 
 UTC = timezone.utc
 KEY = "pgkey_vix_Hq55Rt2w"
@@ -223,7 +224,7 @@ def test_only_vix_and_only_session_instants(polygon):
     assert srv.requests == []
 
 
-# -- ThetaData ---------------------------------------------------------------------------------
+# -- ThetaData v2 (THETADATA_API=v2) -------------------------------------------------------------
 
 
 @pytest.fixture
@@ -243,7 +244,7 @@ def price_rows(day: date, n: int | None = None) -> list[list]:
 def test_thetadata_price_at_each_grid_instant_across_pages(theta):
     term, srv = theta
     term.set("/v2/hist/index/price", PRICE_FMT, price_rows(SUMMER), root="VIX", ivl=60000)
-    with ThetaDataSource(srv.url, timeout=2.0) as src:
+    with ThetaDataSource(srv.url, api="v2", timeout=2.0) as src:
         t = src.fetch_vix(SUMMER, [], calendar.snapshot_times(SUMMER))
     assert t.schema.equals(VIX.schema, check_metadata=False) and t.num_rows == 26
     got = {g: (ts, v) for g, ts, v in rows(t)}
@@ -261,14 +262,14 @@ def test_thetadata_price_at_each_grid_instant_across_pages(theta):
 
 def test_thetadata_no_data_is_an_empty_session(theta):
     _, srv = theta  # nothing registered: the fake terminal answers 472 NO_DATA
-    with ThetaDataSource(srv.url, timeout=2.0) as src, pytest.raises(EmptySession, match="thetadata: no VIX value in the 2025-07-15 session"):
+    with ThetaDataSource(srv.url, api="v2", timeout=2.0) as src, pytest.raises(EmptySession, match="thetadata: no VIX value in the 2025-07-15 session"):
         src.fetch_vix(SUMMER, ["VIX"], calendar.snapshot_times(SUMMER))
 
 
 def test_thetadata_permission_error_names_the_subscription(theta):
     _, srv = theta
     srv.fail_next(1, status=471, body="PERMISSION")
-    with ThetaDataSource(srv.url, timeout=2.0) as src, pytest.raises(VendorError) as err:
+    with ThetaDataSource(srv.url, api="v2", timeout=2.0) as src, pytest.raises(VendorError) as err:
         src.fetch_vix(SUMMER, ["VIX"], calendar.snapshot_times(SUMMER))
     assert err.value.status == 471 and "/v2/hist/index/price" in str(err.value)
     assert "PERMISSION: your ThetaData subscription does not include this data" in str(err.value)
@@ -283,9 +284,69 @@ def test_thetadata_permission_error_names_the_subscription(theta):
 def test_thetadata_malformed_answer_names_the_problem(theta, fmt, response, problem):
     term, srv = theta
     term.set("/v2/hist/index/price", fmt, response, root="VIX")
-    with ThetaDataSource(srv.url, timeout=2.0) as src, pytest.raises(PayloadError, match=problem) as err:
+    with ThetaDataSource(srv.url, api="v2", timeout=2.0) as src, pytest.raises(PayloadError, match=problem) as err:
         src.fetch_vix(SUMMER, ["VIX"], calendar.snapshot_times(SUMMER))
     assert str(err.value).startswith("thetadata: ")
+
+
+# -- ThetaData v3 (the default API) ------------------------------------------------------------
+
+
+@pytest.fixture
+def theta_v3():
+    with FakeVendorServer() as srv:
+        yield FakeThetaTerminalV3(srv), srv
+
+
+def price_rows_v3(day: date) -> list[dict]:
+    """``/v3/index/history/price`` at interval=1m: the price AT each minute 09:30..close; the
+    first minute reports 0.0 (the docs' sample), the second an empty cell (no report yet)."""
+    s = calendar.session(day)
+    out = []
+    for i in range(minutes(day) + 1):
+        wall = (s.open_utc + timedelta(minutes=i)).astimezone(calendar.ET)
+        price = 0.0 if i == 0 else None if i == 1 else level(i)
+        out.append({"timestamp": ts(day, wall.hour, wall.minute), "price": price})
+    return out
+
+
+@pytest.mark.parametrize("day", [WINTER, SUMMER])
+def test_thetadata_v3_price_at_each_grid_instant(theta_v3, day):
+    term, srv = theta_v3
+    term.set("/v3/index/history/price", price_rows_v3(day), symbol="VIX", interval="1m")
+    with ThetaDataSource(srv.url, timeout=2.0) as src:
+        t = src.fetch_vix(day, ["VIX"], calendar.snapshot_times(day))
+    assert t.schema.equals(VIX.schema, check_metadata=False) and t.num_rows == 26
+    got = {g: (ts_, v) for g, ts_, v in rows(t)}
+    open_ = calendar.session(day).open_utc  # 14:30 UTC in January (EST), 13:30 in July (EDT)
+    assert open_ not in got  # 0.0 at 09:30, nothing at 09:31: no value within reach of the open
+    for k in range(1, 27):
+        g = open_ + timedelta(minutes=15 * k)
+        assert got[g] == (g, level(15 * k))
+    assert set(t["et_offset"].to_pylist()) == {-300 if day == WINTER else -240}
+    (req,) = srv.requests
+    assert req.path == "/v3/index/history/price"
+    assert req.query == {"symbol": "VIX", "date": f"{day:%Y%m%d}", "interval": "1m", "format": "csv"}
+
+
+def test_thetadata_v3_no_data_is_an_empty_session(theta_v3):
+    _, srv = theta_v3  # nothing registered: the fake terminal answers 472 NO_DATA
+    with ThetaDataSource(srv.url, timeout=2.0) as src, pytest.raises(EmptySession, match="thetadata: no VIX value in the 2025-07-15 session"):
+        src.fetch_vix(SUMMER, ["VIX"], calendar.snapshot_times(SUMMER))
+
+
+@pytest.mark.parametrize("columns, cells, problem", [
+    (["timestamp", "close"], {"close": 15.0}, r"lacks the column\(s\) \['price'\]"),
+    (PRICE, {"price": "n/a"}, r"row 2: price 'n/a' is not a number"),
+    (PRICE, {"timestamp": "15/07/2025 10:00"}, r"timestamp '15/07/2025 10:00' is not"),
+    (PRICE, {"price": -1.0}, r"VIX value -1.0"),
+])
+def test_thetadata_v3_malformed_answer_names_the_problem(theta_v3, columns, cells, problem):
+    term, srv = theta_v3
+    term.set("/v3/index/history/price", [{"timestamp": ts(SUMMER, 10), **cells}], columns=columns, symbol="VIX")
+    with ThetaDataSource(srv.url, timeout=2.0) as src, pytest.raises(PayloadError, match=problem) as err:
+        src.fetch_vix(SUMMER, ["VIX"], calendar.snapshot_times(SUMMER))
+    assert str(err.value).startswith("thetadata: ") and "/v3/index/history/price" in str(err.value)
 
 
 # -- IB -------------------------------------------------------------------------------------------

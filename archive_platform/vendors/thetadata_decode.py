@@ -1,7 +1,9 @@
-"""ThetaData v2 answer decoding: envelopes, bulk rows, ET timestamps, canonical rows.
+"""ThetaData answer decoding: v2 envelopes and bulk rows, ET timestamps, canonical rows.
 
-Pure functions over the terminal's JSON (no transport); ``thetadata.py`` re-exports them.
-Parsing always goes by the ``format`` column names, never by position.
+Pure functions over the terminal's v2 JSON (no transport); ``thetadata.py`` re-exports them.
+Parsing always goes by the ``format`` column names, never by position. The canonical-row
+builders (``normalise_option_rows``, ``normalise_stock_bars``) also take v3 rows, whose
+``timestamp`` ``thetadata_v3`` has already turned into a UTC datetime.
 """
 
 from __future__ import annotations
@@ -110,6 +112,10 @@ def _num(row: dict | None, name: str) -> float | None:
 
 
 def _row_time(row: dict, endpoint: str) -> datetime:
+    if "timestamp" in row:  # a v3 row, its timestamp decoded to UTC by thetadata_v3
+        if not isinstance(row["timestamp"], datetime):
+            raise _payload(endpoint, f"row {row!r} has no timestamp")
+        return row["timestamp"]
     if "ms_of_day" not in row or "date" not in row:
         raise _payload(endpoint, f"row {row!r} lacks 'ms_of_day' or 'date' (check header.format)")
     return et_ms_to_utc(row["date"], row["ms_of_day"], endpoint)
@@ -175,7 +181,8 @@ def pick_at(rows: list[tuple[datetime | None, dict]], instant: datetime, ivl_ms:
 
 
 def normalise_stock_bars(symbol: str, rows: Sequence[dict], day: date, endpoint: str) -> list[dict]:
-    """Canonical stocks_1m rows from ``/v2/hist/stock/ohlc`` rows within the regular session."""
+    """Canonical stocks_1m rows from ``/v2/hist/stock/ohlc`` or ``/v3/stock/history/ohlc`` rows
+    within the regular session."""
     session = cal.session(day)
     out = []
     for row in rows:
@@ -183,10 +190,15 @@ def normalise_stock_bars(symbol: str, rows: Sequence[dict], day: date, endpoint:
         if not (session.open_utc <= ts < session.close_utc):
             continue
         try:
-            o, h, lo, c = (float(row[k]) for k in ("open", "high", "low", "close"))
-            volume, count = int(row["volume"]), int(row.get("count") or 0)
+            prices = [row[k] for k in ("open", "high", "low", "close")]
+            volume, count = int(row["volume"] or 0), int(row.get("count") or 0)
+            if None in prices and volume == 0:
+                continue  # v3 writes a minute without trades with empty prices: no price to store
+            o, h, lo, c = (float(p) for p in prices)
         except KeyError as exc:
             raise _payload(endpoint, f"bar row lacks column {exc.args[0]!r} (format has {sorted(row)})") from None
+        except (TypeError, ValueError):
+            raise _payload(endpoint, f"bar at {ts.isoformat()} has a value that is not a number: {row!r}") from None
         if count == 0 and volume == 0 and o == h == lo == c == 0:
             # UNVERIFIED: interval bars of minutes without trades appear to carry zero prices;
             # a zero-price bar is not a price, so skip it rather than store 0.0
@@ -194,7 +206,9 @@ def normalise_stock_bars(symbol: str, rows: Sequence[dict], day: date, endpoint:
         out.append({
             "timestamp": ts, "symbol": symbol, "open": o, "high": h, "low": lo, "close": c,
             "volume": volume,
-            "vwap": None,  # v2 OHLC has no VWAP; a typical-price proxy would be a made-up number
+            # v2 OHLC has no VWAP; v3's ``vwap`` is of the session so far, not of the bar (v3
+            # docs); a typical-price proxy would be a made-up number
+            "vwap": None,
             "trade_count": count,
             "et_offset": cal.et_offset_minutes(ts), "source": VENDOR,
         })

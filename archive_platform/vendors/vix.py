@@ -12,9 +12,10 @@ Observations: for one-minute bars (Polygon ``I:VIX`` aggregates, IB ``Index('VIX
 TRADES bars) each session bar gives its close at its end (start + 1 minute: the last value
 published before then), and the bar starting exactly at the open also gives its open at the
 open, so the opening instant has a value. No bar's close is used before the bar has ended (no
-look-ahead). ThetaData's index price history at a 1-minute interval is "the price at the exact
-time of each timestamp" (vendor's API documentation), so each row is an observation at its own
-timestamp. ``timestamp`` of a stored row is the observation's instant; ``snapshot_time`` is g.
+look-ahead). ThetaData's index price history at a 1-minute interval (v2 ``hist/index/price``,
+v3 ``index/history/price``) is "the price at the exact time of each timestamp" (vendor's API
+documentation, both versions), so each row is an observation at its own timestamp.
+``timestamp`` of a stored row is the observation's instant; ``snapshot_time`` is g.
 
 The mixins give ``PolygonSource``, ``ThetaDataSource`` and ``IBSource`` their ``fetch_vix``; they
 use those sources' own transport (pagination, retries, pacing, error meanings). No Dagster here.
@@ -162,34 +163,55 @@ class PolygonVix:
 
 
 class ThetaDataVix:
-    """``fetch_vix`` of ``ThetaDataSource``: v2 ``hist/index/price`` at a 1-minute interval."""
+    """``fetch_vix`` of ``ThetaDataSource``: the index price history at a 1-minute interval,
+    v3 ``/v3/index/history/price`` (CSV ``timestamp,price``) or v2 ``hist/index/price``."""
 
     vix_max_age = MAX_AGE
 
     def fetch_vix(self, day: date, symbols: Sequence[str], instants: Sequence[datetime]) -> pa.Table:
-        from archive_platform.vendors.thetadata_decode import et_ms_to_utc, iter_rows
-
         def levels(session: cal.Session) -> list[Level]:
-            d = int(f"{day:%Y%m%d}")
-            params = {"root": SYMBOL, "start_date": d, "end_date": d, "ivl": 60_000}
             out = []
-            for fmt, response, endpoint in self._pages("/v2/hist/index/price", params):
-                missing = {"ms_of_day", "price", "date"} - set(fmt)
-                if missing:
-                    raise PayloadError(f"{self.name}: GET {endpoint}: header.format {fmt} lacks "
-                                       f"{sorted(missing)}", vendor=self.name, endpoint=endpoint)
-                for row in iter_rows(fmt, response, endpoint):
-                    try:
-                        at = et_ms_to_utc(row["date"], row["ms_of_day"], endpoint)
-                    except ValueError as exc:
-                        raise PayloadError(f"{self.name}: GET {endpoint}: {exc}", vendor=self.name,
-                                           endpoint=endpoint) from None
-                    # a zero price is a minute before the first report (the terminal fills 0)
-                    if row["price"] != 0 and session.open_utc <= at <= session.close_utc:
-                        out.append(_level(row["price"], at, self.name, endpoint))
+            for at, price, endpoint in self._vix_prices(day):
+                # a zero price is a minute before the first report (the terminal fills 0)
+                if price != 0 and session.open_utc <= at <= session.close_utc:
+                    out.append(_level(price, at, self.name, endpoint))
             return sorted(out)
 
         return grid_levels(self.name, day, symbols, instants, levels, self.vix_max_age)
+
+    def _vix_prices(self, day: date) -> list[tuple[datetime, object, str]]:
+        """``(UTC instant, price, endpoint)`` per minute of ``day``, from this source's API."""
+        from archive_platform.vendors import thetadata_v3 as v3
+        from archive_platform.vendors.thetadata_decode import et_ms_to_utc, iter_rows
+
+        d = int(f"{day:%Y%m%d}")
+        out = []
+        if self.api == "v3":
+            rows, endpoint = self._csv(v3.INDEX_PRICE, {"symbol": SYMBOL, "date": d, "interval": "1m"})
+            for line, row in enumerate(rows, start=2):
+                try:
+                    at = v3.parse_timestamp(row["timestamp"], f"row {line}")
+                    price = v3.number(row["price"], f"row {line}", "price")
+                except ValueError as exc:
+                    raise PayloadError(f"{self.name}: GET {endpoint}: {exc}", vendor=self.name,
+                                       endpoint=endpoint) from None
+                if price is not None:  # an empty cell: no report in that minute yet
+                    out.append((at, price, endpoint))
+            return out
+        params = {"root": SYMBOL, "start_date": d, "end_date": d, "ivl": 60_000}
+        for fmt, response, endpoint in self._pages("/v2/hist/index/price", params):
+            missing = {"ms_of_day", "price", "date"} - set(fmt)
+            if missing:
+                raise PayloadError(f"{self.name}: GET {endpoint}: header.format {fmt} lacks "
+                                   f"{sorted(missing)}", vendor=self.name, endpoint=endpoint)
+            for row in iter_rows(fmt, response, endpoint):
+                try:
+                    at = et_ms_to_utc(row["date"], row["ms_of_day"], endpoint)
+                except ValueError as exc:
+                    raise PayloadError(f"{self.name}: GET {endpoint}: {exc}", vendor=self.name,
+                                       endpoint=endpoint) from None
+                out.append((at, row["price"], endpoint))
+        return out
 
 
 class IBVix:
