@@ -400,3 +400,23 @@ def test_a_forked_child_gets_its_own_fsync_worker(lake):
     proc.start()
     proc.join(60)
     assert proc.exitcode == 0, "the forked child's fsync worker did not run"
+
+
+def test_an_archive_folder_copied_elsewhere_opens_there_and_reads_its_own_files(tmp_path):
+    # a backup restored at another path (or a moved checkout) must open; DuckLake stores the
+    # absolute data path it was created with, and refuses another one unless told to override
+    import shutil
+
+    with Lake(tmp_path / "a") as lk:
+        lk.write_day(OPTIONS, D1, day_table(D1, 2))
+        lk.append(OPTIONS, D2, snapshot(D2, 0))
+    shutil.copytree(tmp_path / "a", tmp_path / "restored", symlinks=True)
+    shutil.rmtree(tmp_path / "a")  # the original is gone: the copy must read its own files
+    with Lake(tmp_path / "restored") as lk:
+        assert lk.read_day(OPTIONS, D1).num_rows == 240 and lk.read_day(OPTIONS, D2).num_rows == 120
+        lk.append(OPTIONS, D2, snapshot(D2, 1))  # and it takes new writes
+        assert lk.read_day(OPTIONS, D2).num_rows == 240
+        assert all(str(p).startswith(str(tmp_path / "restored")) for p in lk.files(OPTIONS, D2))
+    con = connect(tmp_path / "restored")
+    assert con.execute("SELECT count(*) FROM options").fetchone()[0] == 480
+    con.close()

@@ -48,6 +48,9 @@ class LakeLocation:
     catalog: str  # "sqlite:<path>" or "postgres:<conninfo>"
     data_path: str  # local directory (ending in /) or s3:// URL
     config: LakeConfig = field(default_factory=LakeConfig, compare=False)
+    #: catalog and data both in their default places under ``root``: the archive is one folder
+    #: that may be moved or restored elsewhere (see ``attach_sql``)
+    self_contained: bool = False
 
     @classmethod
     def for_root(cls, root: str | Path, catalog: str | None = None,
@@ -58,7 +61,8 @@ class LakeLocation:
         if not (cat.startswith("sqlite:") or cat.startswith("postgres:")):
             raise ValueError(f"lake catalog must start with 'sqlite:' or 'postgres:', got {cat[:9]!r}")
         data = data_path or (config.s3.data_path if config.s3 else str(root / LAKE_DIR / "data"))
-        return cls(root, cat, data.rstrip("/") + "/", config)
+        own = not (catalog or config.catalog or data_path or config.s3)
+        return cls(root, cat, data.rstrip("/") + "/", config, own)
 
     @property
     def postgres(self) -> bool:
@@ -136,6 +140,11 @@ class LakeLocation:
 
     def attach_sql(self, *, read_only: bool, as_of: str | None = None, alias: str = ALIAS) -> str:
         opts = [f"DATA_PATH {_lit(self.data_path)}"]
+        if self.self_contained:
+            # DuckLake stores the data path it was created with and refuses another one; the
+            # catalog records files relative to it, so an archive folder copied, restored from a
+            # backup or moved (with the checkout) opens at its new place, reading its own files
+            opts.append("OVERRIDE_DATA_PATH true")
         if self.catalog.startswith("sqlite:"):
             opts.append(f"META_BUSY_TIMEOUT {BUSY_TIMEOUT_MS}")
         if self.postgres and self.config.pg_schema:
