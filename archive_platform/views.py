@@ -147,10 +147,16 @@ def refresh_views(root: Path, db_path: Path, datasets=DATASETS) -> list[str]:
 
     Builds into a temp file beside ``db_path`` and atomically replaces it: no lock on the live
     file is ever needed, and open read-only connections keep their (old) file. Returns the view
-    names created.
+    names created. A ``root`` that does not exist while ``db_path`` does is a FileNotFoundError,
+    the file untouched.
     """
     root = Path(root).absolute()
     db_path = Path(db_path).absolute()
+    if not root.is_dir() and db_path.exists():
+        # a mistyped root would replace the views of a real archive with empty ones; with no
+        # views file yet (a fresh install) the typed empty views are built as usual
+        raise FileNotFoundError(f"archive root {root} does not exist; the views file {db_path} is "
+                                "left as it is (check ARCHIVE_ROOT / ARCHIVE_SIM_ROOT)")
     db_path.parent.mkdir(parents=True, exist_ok=True)
     remove_dead_temps(db_path)
     # hidden and ending .tmp, so nothing mistakes it for the database

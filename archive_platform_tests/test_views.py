@@ -63,6 +63,20 @@ def test_empty_root_gives_typed_empty_views(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["views.duckdb"]  # no temp left behind
 
 
+def test_a_root_that_does_not_exist_leaves_existing_views_alone(tmp_path):
+    store = ArchiveStore(tmp_path / "archive", kind="sim")
+    store.write_day(ArchiveType.UW_FLOW, FULL_DAY, make_table(ArchiveType.UW_FLOW, FULL_DAY, 5))
+    db = tmp_path / "views.duckdb"
+    refresh_views(tmp_path / "archive", db)
+    with pytest.raises(FileNotFoundError, match=r"archive root .*/typo does not exist; the views file"):
+        refresh_views(tmp_path / "typo", db)  # e.g. a mistyped ARCHIVE_SIM_ROOT
+    con = connect(db)
+    try:
+        assert con.execute("SELECT count(*) FROM uw_flow").fetchone() == (5,)
+    finally:
+        con.close()
+
+
 def test_views_return_exactly_what_the_store_holds(tmp_path):
     root = tmp_path / "archive"
     store = ArchiveStore(root, kind="sim")
