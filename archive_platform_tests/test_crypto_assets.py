@@ -183,6 +183,26 @@ def test_utc_recovery_asks_only_for_what_can_fill_a_missing_day(tmp_path):
         assert all({k.to_user_string() for k in r.asset_selection} == want for r in reqs)
 
 
+def test_utc_recovery_never_reaches_before_the_archives_first_day(tmp_path):
+    # right after the demo: days before its first UTC day are not "missing", they were never wanted
+    from archive_platform.datasets import BY_NAME
+
+    now = datetime(2025, 12, 1, 9, 0, tzinfo=UTC)
+    env = sim_env(tmp_path, ARCHIVE_START_DATE="")  # no start date: the archive's first day rules
+    settings = Settings.from_env(env)
+    pdef = build_definitions(env).resolve_job_def("archive_all_utc").partitions_def
+    crypto = [BY_NAME[n] for n in CRYPTO]
+
+    def asked() -> list[str]:
+        reqs = utc_recovery_requests(dg.DagsterInstance.ephemeral(), crypto, pdef, settings, now, 5, tmp_path / "live")
+        return [r.partition_key for r in reqs]
+
+    assert asked() == []  # nothing stored, no ARCHIVE_START_DATE: nothing to recover
+    sim = ArchiveStore(settings.root("sim"), kind="sim")
+    sim.write_day("capture_gaps", date(2025, 11, 29), CAPTURE_GAPS.empty_table())
+    assert asked() == ["2025-11-29", "2025-11-30"]
+
+
 def test_trades_backfilled_from_daily_files_where_capture_missed_books_refuse(tmp_path):
     day = SATURDAY
     t0 = int(datetime(2025, 11, 29, tzinfo=UTC).timestamp() * 1000)

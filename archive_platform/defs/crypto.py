@@ -153,6 +153,20 @@ def build_crypto_asset(d: CapturedDataset, partitions_def, settings: Settings) -
     return _asset
 
 
+def _first_day(datasets, settings: Settings) -> date | None:
+    from archive_platform.coverage import first_stored_day
+    from archive_platform.store import ArchiveStore
+
+    if settings.start_date:
+        return settings.start_date
+
+    def store_for(ds):
+        kind = settings.sources.store_kind(ds)
+        return ArchiveStore(settings.root(kind), kind=kind)
+
+    return first_stored_day(datasets, store_for)
+
+
 def _recoverable_today(d, day: date, settings: Settings, root) -> bool:
     if not is_captured(d):
         return can_backfill(settings.sources, d)
@@ -204,9 +218,18 @@ def build_crypto_automation(datasets: Sequence, partitions_def, job, settings: S
 
 
 def utc_recovery_requests(instance, datasets, partitions_def, settings, now: datetime, lookback: int, root):
-    """One run per closed UTC day over the datasets missing (or failed) there and fillable."""
+    """One run per closed UTC day over the datasets missing (or failed) there and fillable,
+    from the archive's first day on (``ARCHIVE_START_DATE``, else the first UTC day any UTC
+    dataset has stored; none stored and no start date: nothing to recover), as the NYSE
+    recovery does: a new archive is never back-filled into days before it began."""
+    from archive_platform.datasets import DATASETS
+
+    first = _first_day([d for d in DATASETS if d.calendar_name == "utc"], settings)
+    if first is None:
+        return []
     today = now.astimezone(UTC).date()
     days = [today - timedelta(days=i) for i in range(lookback, 0, -1)]
+    days = [x for x in days if x >= first]
     with dg.partition_loading_context(effective_dt=now):
         keys = [x.isoformat() for x in days if partitions_def.has_partition_key(x.isoformat())]
     missing: dict[str, list[str]] = {}
