@@ -64,11 +64,12 @@ def parse_int(env: Mapping[str, str], var: str, default: int, lo: int, hi: int) 
 
 
 def parse_start_date(value: str | date, *, source: str = "start date") -> date:
-    """Validate a partitions start: a ``YYYY-MM-DD`` string or ``date`` that is an NYSE session."""
+    """Validate a partitions start: a ``YYYY-MM-DD`` string or ``date`` that is an NYSE session
+    (``ConfigError``, a ValueError, naming ``source`` otherwise)."""
     from archive_platform import calendar
 
     if isinstance(value, datetime):
-        raise ValueError(f"{source} must be a date, not a datetime: {value!r}")
+        raise ConfigError(f"{source} must be a date, not a datetime: {value!r}")
     if isinstance(value, str):
         # fromisoformat alone would also take "20250102" and week dates like "2025-W01-4"
         try:
@@ -76,18 +77,18 @@ def parse_start_date(value: str | date, *, source: str = "start date") -> date:
                 raise ValueError(value)
             day = date.fromisoformat(value)
         except ValueError:
-            raise ValueError(f"{source} {value!r} is not an ISO date (YYYY-MM-DD)") from None
+            raise ConfigError(f"{source} {value!r} is not an ISO date (YYYY-MM-DD)") from None
     elif isinstance(value, date):
         day = value
     else:
-        raise ValueError(f"{source} must be a YYYY-MM-DD string or a date, got {value!r}")
+        raise ConfigError(f"{source} must be a YYYY-MM-DD string or a date, got {value!r}")
     if not (calendar.CALENDAR_START <= day <= calendar.CALENDAR_END):
-        raise ValueError(
+        raise ConfigError(
             f"{source} {day.isoformat()} is outside the NYSE calendar's range "
             f"{calendar.CALENDAR_START.isoformat()}..{calendar.CALENDAR_END.isoformat()}"
         )
     if not calendar.is_trading_day(day):
-        raise ValueError(
+        raise ConfigError(
             f"{source} {day.isoformat()} is not an NYSE trading day "
             f"(the next one is {calendar.next_trading_day(day).isoformat()})"
         )

@@ -50,6 +50,18 @@ class LazyGroup(click.Group):
         module, attr = target.split(":")
         return getattr(importlib.import_module(module), attr)
 
+    def invoke(self, ctx: click.Context):
+        # a bad setting is the user's to fix: one line naming it, exit 2 (as click's usage
+        # errors), never a traceback, and distinct from status's "unhealthy" exit 1
+        from archive_platform.config import ConfigError
+        from archive_platform.crypto.config import SettingsError
+
+        try:
+            return super().invoke(ctx)
+        except (ConfigError, SettingsError) as exc:
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(2)
+
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         # the group's own --help lists names and one-line help without importing any command
         with formatter.section("Commands"):
