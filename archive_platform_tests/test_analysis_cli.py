@@ -92,3 +92,112 @@ def test_ob_imbalance_strategy_runs_on_one_second_features(tmp_path):
     mids = (mid - 0.05 + mid + 0.05) / 2
     gross = np.concatenate([[0.0], expected_pos[1:] * 0 + expected_pos[:-1] * (mids[1:] / mids[:-1] - 1)])
     assert equity["return"].to_list() == pytest.approx(gross.tolist())
+    res = CliRunner().invoke(backtest, ["--strategy", "ob_imbalance", "--symbol", "BTCUSDT", "--from", "2026-02-28",
+                                        "--to", "2026-03-02", "--root", str(tmp_path), "--out", str(tmp_path / "o2")])
+    assert res.exit_code == 1 and ("orderbook_l2: no BTCUSDT order books archived on 2 of the 3 requested days "
+                                   "(2026-02-28..2026-03-02): 2026-02-28, 2026-03-02.") in res.output, res.output
+    assert not (tmp_path / "o2").exists()
+
+
+# -- days without data are named, never filled; the range used is reported; --sim --------------
+def run(args, **kw):
+    return CliRunner().invoke(backtest, ["--symbol", "BTCUSDT", "--timeframe", "1h", "--fast", "3", "--slow", "8",
+                                         *args], **kw)
+
+
+def metric(output: str, name: str) -> float:
+    (line,) = [ln for ln in output.splitlines() if ln.split()[:1] == [name]]
+    return float(line.split()[1])
+
+
+def test_a_range_past_the_archived_days_fails_and_names_the_missing_days(tmp_path):
+    write_trades(tmp_path)  # 2026-03-01..2026-03-03
+    out = tmp_path / "o"
+    res = run(["--from", "2026-03-01", "--to", "2026-03-10", "--root", str(tmp_path), "--out", str(out)])
+    assert res.exit_code == 1, res.output
+    assert "Traceback" not in res.output
+    assert ("crypto_trades: no BTCUSDT trades archived on 7 of the 10 requested days (2026-03-01..2026-03-10): "
+            "2026-03-04..2026-03-10.") in res.output
+    assert f"Archived crypto_trades days under {tmp_path}: 2026-03-01..2026-03-03." in res.output
+    assert not (out / "equity.parquet").exists()
+    # before the first archived day (no candle was invented there, but the header lied)
+    res = run(["--from", "2026-02-26", "--to", "2026-03-03", "--root", str(tmp_path), "--out", str(out)])
+    assert res.exit_code == 1 and "on 3 of the 6 requested days (2026-02-26..2026-03-03): 2026-02-26..2026-02-28." \
+        in res.output, res.output
+    # a hole inside, and a day whose files hold other symbols only
+    eth = pl.read_parquet(tmp_path / "crypto_trades" / "date=2026-03-01" / "part-0.parquet").filter(
+        pl.col("symbol") == "ETHUSDT").with_columns(pl.col("event_time", "receive_time").dt.offset_by("3d"))
+    (tmp_path / "crypto_trades" / "date=2026-03-04").mkdir()
+    eth.write_parquet(tmp_path / "crypto_trades" / "date=2026-03-04" / "part-0.parquet")
+    for f in (tmp_path / "crypto_trades" / "date=2026-03-02").iterdir():
+        f.unlink()
+    res = run(["--from", "2026-03-01", "--to", "2026-03-04", "--root", str(tmp_path), "--out", str(out)])
+    assert res.exit_code == 1 and "on 2 of the 4 requested days (2026-03-01..2026-03-04): 2026-03-02, 2026-03-04." \
+        in res.output, res.output
+    assert "Archived crypto_trades days under" in res.output and "2026-03-01, 2026-03-03..2026-03-04." in res.output
+
+
+def test_a_covered_range_reports_the_days_used_and_the_metrics_of_those_days_only(tmp_path):
+    stored = write_trades(tmp_path, days=4)  # 2026-03-01..2026-03-04
+    lo, hi = T0, T0 + timedelta(days=3)  # the candles of 03-01..03-03 (the 03-04 00:00 one included)
+    bars = candles(stored, "1h", start=lo, end=hi)
+    assert bars.height == 72 and not bars["is_empty"].any()
+    expected = run_backtest(bars, sma_cross_signal(bars["close"].to_numpy(), 3, 8), periods_per_year=8760,
+                            fee=0.001).metrics
+    for extra in ([], ["--exchange", "binance"]):
+        res = run(["--from", "2026-03-01", "--to", "2026-03-03", "--root", str(tmp_path), "--out", str(tmp_path / "o"),
+                   *extra])
+        assert res.exit_code == 0, res.output
+        header = res.output.splitlines()[0]
+        assert header.startswith(f"backtest sma_cross BTCUSDT 1h 2026-03-01..2026-03-03 (3 UTC days under {tmp_path};")
+        assert "period: bars closing 2026-03-01 01:00:00 .. 2026-03-04 00:00:00 UTC" in res.output
+        assert metric(res.output, "bars") == 72
+        for name in ("sharpe", "sortino", "trades", "final_equity"):
+            assert metric(res.output, name) == pytest.approx(expected[name], abs=1e-4), name
+        assert metric(res.output, "annual_return") == pytest.approx(expected["annual_return"] * 100, abs=1e-2)
+    # without --from/--to: every archived day, 03-01..03-04
+    res = run(["--root", str(tmp_path), "--out", str(tmp_path / "o")])
+    assert res.exit_code == 0, res.output
+    assert "BTCUSDT 1h 2026-03-01..2026-03-04 (4 UTC days" in res.output and metric(res.output, "bars") == 96
+    res = run(["--from", "2026-03-03", "--root", str(tmp_path), "--out", str(tmp_path / "o")])
+    assert "2026-03-03..2026-03-04 (2 UTC days" in res.output and metric(res.output, "bars") == 48
+
+
+def _sim_trades(day_count: int) -> pl.DataFrame:
+    rng = np.random.default_rng(7)
+    n = day_count * 24 * 6
+    times = [T0 + timedelta(minutes=10 * i + 3) for i in range(n)]
+    return pl.DataFrame({
+        "exchange": "sim", "symbol": "BTC", "trade_id": np.arange(n, dtype=np.int64), "event_time": times,
+        "price": 90000 * np.cumprod(1 + rng.normal(0, 0.003, n)), "size": rng.uniform(0.01, 1, n),
+        "side": rng.choice(["buy", "sell"], n), "receive_time": times, "source": "sim",
+    }).with_columns(pl.col("event_time", "receive_time").cast(pl.Datetime("us", "UTC")))
+
+
+def test_sim_reads_the_simulated_archive_the_demo_writes(tmp_path, monkeypatch):
+    from archive_platform.crypto.schemas import CRYPTO_TRADES
+    from archive_platform.store import ArchiveStore
+
+    sim, live = tmp_path / "sim" / "archive", tmp_path / "live"
+    monkeypatch.setenv("ARCHIVE_SIM_ROOT", str(sim))
+    monkeypatch.setenv("ARCHIVE_ROOT", str(live))
+    trades = _sim_trades(2)
+    store = ArchiveStore(sim, kind="sim")
+    for (day,), part in trades.group_by(pl.col("event_time").dt.date(), maintain_order=True):
+        store.write_day("crypto_trades", day, part.to_arrow().cast(CRYPTO_TRADES))
+    store.close()
+    args = ["--symbol", "BTC", "--from", "2026-03-01", "--to", "2026-03-02", "--fast", "3", "--slow", "8",
+            "--out", str(tmp_path / "o")]
+    res = CliRunner().invoke(backtest, args)
+    assert res.exit_code == 1 and f"no crypto_trades Parquet files under {live / 'crypto_trades'}" in res.output
+    assert "add --sim to read it" in res.output
+    res = CliRunner().invoke(backtest, ["--sim", *args])
+    assert res.exit_code == 0, res.output
+    assert f"backtest sma_cross BTC 1h 2026-03-01..2026-03-02 (2 UTC days under {sim};" in res.output
+    bars = candles(trades, "1h", start=T0, end=T0 + timedelta(days=2))
+    expected = run_backtest(bars, sma_cross_signal(bars["close"].to_numpy(), 3, 8), periods_per_year=8760).metrics
+    assert metric(res.output, "bars") == 48
+    assert metric(res.output, "sharpe") == pytest.approx(expected["sharpe"], abs=1e-4)
+    # --root wins over --sim, as in `sql`
+    res = CliRunner().invoke(backtest, ["--sim", "--root", str(live), *args])
+    assert res.exit_code == 1 and f"under {live / 'crypto_trades'}" in res.output and "add --sim" not in res.output
