@@ -23,8 +23,8 @@ def connect(read_only: bool = True, as_of: "datetime | None" = None, *, kind: st
     DATE, and the time-grid macros are installed (see docs/timegrid.md).
 
     ``kind``: ``"live"`` (``$ARCHIVE_ROOT``) or ``"sim"`` (``$ARCHIVE_SIM_ROOT``); ``root``
-    overrides both. ``as_of``: the archive as it stood at that instant (time travel; naive
-    means UTC). Readers never block writers. See docs/storage.md.
+    overrides both. ``as_of``: the archive as it stood at that instant (time travel; a
+    timezone-aware datetime). Readers never block writers. See docs/storage.md.
     The catalog and data path (PostgreSQL, S3) come from the same variables the writers read
     (``ARCHIVE_LAKE_CATALOG``, ``ARCHIVE_S3_URL``, ...; docs/deployment.md).
     """

@@ -157,6 +157,15 @@ def test_time_travel_returns_the_content_before_a_redelivery(lake):
         then.close()
 
 
+def test_time_travel_refuses_a_naive_instant_and_explains_one_before_the_archive(lake):
+    before = datetime.now(timezone.utc) - timedelta(hours=1)
+    lake.append(OPTIONS, D1, snapshot(D1, 0))
+    with pytest.raises(ValueError, match="as_of must be a timezone-aware datetime"):
+        connect(lake.root, as_of=datetime(2025, 11, 26, 10, 5))  # 10:05 where?
+    with pytest.raises(ValueError, match=r"has no snapshot at or before .*before its first write"):
+        connect(lake.root, as_of=before)
+
+
 def test_connect_exposes_each_table_by_name_with_a_date_column(lake):
     lake.write_day(OPTIONS, D1, day_table(D1, 1))
     lake.append(FLOW, D2, flow(D2, [1, 2]))

@@ -18,8 +18,8 @@ def connect(root: str | Path, read_only: bool = True, as_of: datetime | None = N
     ``uw_flow``, ...; ``date`` is a DATE column), and the lake itself is attached as ``lake``.
     ``archive_platform.connect()`` adds the not-yet-written datasets and the macros.
 
-    ``as_of``: the archive as it stood at that instant (a timezone-aware datetime; naive means
-    UTC). Read-only connections take no lock a writer waits for (SQLite catalog in WAL mode).
+    ``as_of``: the archive as it stood at that instant (a timezone-aware datetime; a naive one
+    is refused, as the CLI refuses a time without offset). Read-only connections take no lock a writer waits for (SQLite catalog in WAL mode).
     Each statement sees the latest committed snapshot when it starts, whole.
     ``config``: a catalog on PostgreSQL and/or the data on S3 (``settings.lake_config``).
     """
@@ -31,10 +31,19 @@ def connect(root: str | Path, read_only: bool = True, as_of: datetime | None = N
         raise ValueError("time travel (as_of) is read-only")
     stamp = None
     if as_of is not None:
-        if as_of.tzinfo is None:
-            as_of = as_of.replace(tzinfo=timezone.utc)
+        if not isinstance(as_of, datetime) or as_of.tzinfo is None:
+            # 10:05 meant in New York but read as UTC would be a 5-hour look-ahead
+            raise ValueError(f"as_of must be a timezone-aware datetime (e.g. tzinfo=timezone.utc or "
+                             f"ZoneInfo('America/New_York')), got {as_of!r}")
         stamp = as_of.astimezone(timezone.utc).isoformat()
-    con = loc.open(read_only=read_only, as_of=stamp)
+    try:
+        con = loc.open(read_only=read_only, as_of=stamp)
+    except duckdb.Error as exc:
+        if stamp is None or "No snapshot found" not in str(exc):
+            raise
+        raise ValueError(f"the archive at {loc.root} has no snapshot at or before {stamp}: that is "
+                         "before its first write, or older than the retention of old snapshots "
+                         "(7 days by default); see ducklake_snapshots('lake') for what it holds") from None
     names = table_names(con)
     for name in names:  # the same statement the CLI init script runs (shell.init_sql)
         con.execute(f"CREATE VIEW memory.main.{ident(name)} AS SELECT * FROM {ALIAS}.main.{ident(name)}")
