@@ -37,5 +37,5 @@ def connect(read_only: bool = True, as_of: "datetime | None" = None, *, kind: st
 
         root = default_root(kind)
     con = lake_connect(root, read_only, as_of, config=lake_config(kind))
-    prepare(con)
+    prepare(con, root)
     return con

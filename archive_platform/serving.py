@@ -1,5 +1,6 @@
 """What ``archive_platform.connect()`` adds to a lake connection: an empty typed view for each
-registered dataset the lake has no table for yet, and the time-grid macros."""
+registered dataset the lake has no table for yet, the coverage ledger (plain files), and the
+time-grid macros."""
 
 from __future__ import annotations
 
@@ -13,11 +14,25 @@ from archive_platform.calendar import CALENDAR_END
 from archive_platform.lake.connect import table_names
 
 
-def prepare(con: duckdb.DuckDBPyConnection) -> None:
+def plain_views(root: Path | None, have) -> list[str]:
+    """``CREATE VIEW`` statements for what lives in the plain layout only, not in the lake: the
+    coverage ledger (``coverage``), as the views file shows it (typed and empty until written)."""
+    from archive_platform.datasets.coverage import DATASET as COVERAGE
+    from archive_platform.views import _has_files, view_sql
+
+    if root is None or COVERAGE.name in have:
+        return []
+    sql = view_sql(Path(root), COVERAGE, has_files=_has_files(Path(root), COVERAGE))
+    return [sql.replace("CREATE VIEW ", "CREATE VIEW memory.main.", 1)]
+
+
+def prepare(con: duckdb.DuckDBPyConnection, root: Path | None = None) -> None:
     from archive_platform import macros
     from archive_platform.datasets import DATASETS
 
     have = set(table_names(con))
+    for sql in plain_views(root, have):
+        con.execute(sql)
     for ds in DATASETS:
         if ds.name in have:
             continue
@@ -30,7 +45,7 @@ def prepare(con: duckdb.DuckDBPyConnection) -> None:
     macros.install(con, create_missing=True)
 
 
-def cli_statements(have: list[str], trading_days_file: Path) -> list[str]:
+def cli_statements(have: list[str], trading_days_file: Path, root: Path | None = None) -> list[str]:
     """What ``prepare`` does, as SQL for the DuckDB CLI's init script (``archive-platform sql``):
     an empty typed table for each registered dataset not in ``have``, ``trading_days`` read from
     ``trading_days_file`` (written here), and the helper macros."""
@@ -40,7 +55,7 @@ def cli_statements(have: list[str], trading_days_file: Path) -> list[str]:
     from archive_platform.datasets import DATASETS
     from archive_platform.views import duckdb_type, quote_literal
 
-    out = []
+    out = plain_views(root, have)
     for ds in DATASETS:
         if ds.name not in have:
             cols = ", ".join(f"{ident(f.name)} {duckdb_type(f.type)}" for f in ds.schema)

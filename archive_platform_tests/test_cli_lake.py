@@ -98,6 +98,7 @@ def test_sql_runs_one_statement_in_the_pinned_duckdb_cli(tmp_path):
                          capture_output=True, text=True, timeout=120, env=env)
     assert out.returncode == 0, out.stderr
     assert "6" in out.stdout and "2025-11-26" in out.stdout
+    assert out.stderr == ""  # no "-- Loading resources from ..." banner on every call
     # what connect() gives Python: the macros, and datasets not written yet as empty tables
     out = subprocess.run([CLI, "sql", "--root", str(root), "-c",
                           "SELECT trading_day_add(DATE '2020-10-20', 28)::VARCHAR AS d, "
@@ -123,3 +124,31 @@ def test_query_runs_through_connect(tmp_path):
     assert out.exit_code == 0, out.output
     # the last snapshot at or before --at (14:30 UTC open + 2 x 15 min), its 4 contracts
     assert out.output.count("15:00:00") == 4 and "14:45:00" not in out.output, out.output
+
+
+def test_the_coverage_ledger_is_a_table_of_connect_and_of_the_sql_shell(tmp_path):
+    # the ledger lives in plain files (not in the lake); the README queries it by name
+    from archive_platform.coverage import LEDGER_SCHEMA
+
+    root = tmp_path / "archive"
+    store = ArchiveStore(root, kind="sim")
+    store.write_day("gex", FULL_DAY, make_table("gex", FULL_DAY, 6))
+    store.close()
+    con = archive_platform.connect(root=root)
+    assert con.sql("SELECT count(*) FROM coverage").fetchone() == (0,)  # typed, empty until written
+    con.close()
+    ledger = LEDGER_SCHEMA.empty_table().to_pylist()
+    row = {f.name: None for f in LEDGER_SCHEMA}
+    row.update(dataset="gex", day=FULL_DAY, state="complete", reconcilable=False, rows=6, bytes=1, files=1,
+               fingerprint="f")
+    folder = root / "coverage" / f"date={FULL_DAY.isoformat()}"
+    folder.mkdir(parents=True)
+    pq.write_table(pa.Table.from_pylist(ledger + [row], schema=LEDGER_SCHEMA),
+                   folder / f"coverage_{FULL_DAY:%Y%m%d}.parquet")
+    con = archive_platform.connect(root=root)
+    assert con.sql("SELECT dataset, state, rows FROM coverage").fetchall() == [("gex", "complete", 6)]
+    con.close()
+    out = subprocess.run([CLI, "sql", "--root", str(root), "-c",
+                          "SELECT dataset || ':' || state AS s FROM coverage"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and "gex:complete" in out.stdout, out.stderr

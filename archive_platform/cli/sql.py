@@ -51,10 +51,14 @@ def sql(command: str | None, sim: bool, root: Path | None, as_of: str | None) ->
         finally:
             con.close()
         init.write_text(shell.init_sql(path, have, as_of=stamp, config=config,
-                                       extra=cli_statements(have, days), cleanup=[init, days, workdir],
+                                       extra=cli_statements(have, days, Path(path)),
+                                       cleanup=[init, days, workdir],
                                        secret_ref=lambda var: f"getenv('{var}')"))
     except FileNotFoundError as exc:
         shutil.rmtree(workdir, ignore_errors=True)
         raise click.UsageError(str(exc)) from None
+    except BaseException:  # nothing of ours is left in /tmp by a call that failed here
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise
     argv = shell.cli_command(init, command)
     os.execv(argv[0], argv)  # the script deletes its folder once the shell has read it

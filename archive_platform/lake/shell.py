@@ -62,7 +62,8 @@ def duckdb_cli() -> str:
 
 def cli_command(init_file: Path, sql: str | None = None) -> list[str]:
     """argv for the CLI: interactive, or running one statement (``-c``)."""
-    cmd = [duckdb_cli(), "-init", str(init_file)]
+    # ".read" rather than -init, which prints "-- Loading resources from ..." on every call
+    cmd = [duckdb_cli(), "-cmd", f".read {_lit(str(init_file))}"]
     return cmd + (["-c", sql] if sql is not None else [])
 
 
