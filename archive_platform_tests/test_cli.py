@@ -82,6 +82,7 @@ def test_demo_refuses_live_sources_before_doing_anything(demo_env, monkeypatch):
 
 @pytest.mark.parametrize("args, named, says", [
     (["demo", "--as-of", "garbage"], "--as-of", "'garbage' is not a calendar date as YYYY-MM-DD"),
+    (["demo", "--as-of", "2999-01-04"], "--as-of", "2999-01-04 is in the future"),
     (["query", "latest_chain", "--at", "garbage"], "--at", "'garbage' is not an ISO 8601 instant"),
     (["query", "latest_chain", "--at", "2025-11-26T15:30:00"], "--at",
      "'2025-11-26T15:30:00' has no UTC offset; add one, e.g. 2025-11-26T15:30:00-05:00"),

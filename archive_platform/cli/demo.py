@@ -43,7 +43,11 @@ def demo(days: int, as_of: date | None) -> None:
             )
     now = datetime.now(calendar.UTC)
     if as_of:
-        now = datetime.combine(as_of, datetime.max.time(), tzinfo=calendar.ET)
+        if as_of > now.astimezone(calendar.ET).date():
+            raise click.BadParameter(f"{as_of} is in the future (today is {now.astimezone(calendar.ET).date()} "
+                                     "in New York): the demo archives closed sessions only", param_hint="'--as-of'")
+        # the end of that day, or now when it is today (its session may not be over yet)
+        now = min(now, datetime.combine(as_of, datetime.max.time(), tzinfo=calendar.ET))
     last = latest_complete_session(now, DATASETS)
     sessions = calendar.last_trading_days(days, as_of=last)
     if settings.start_date is None or settings.start_date > sessions[0]:
