@@ -90,3 +90,28 @@ def test_out_of_space_writes_have_no_effect_and_retries_succeed(small_disk):
         assert _state(lake)[0] == [(D1, big_day.num_rows, big_day.num_rows), (D2, 120 + big_snap.num_rows,
                                                                               120 + big_snap.num_rows)]
         assert _state(lake)[1] == [big_day.num_rows]
+
+
+def test_a_first_write_to_a_read_only_root_names_the_dataset_and_day(tmp_path):
+    # the root's kind marker is the first file written: its failure must read like any other
+    import errno
+
+    from archive_platform.store import ArchiveStore
+    from archive_platform.store.errors import ArchiveWriteError
+    from archive_platform_tests.store_helpers import FULL_DAY, make_table
+
+    mnt = tmp_path / "ro"
+    mnt.mkdir()
+    out = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(mnt)],
+                         capture_output=True, text=True)
+    if out.returncode != 0:
+        pytest.skip(f"cannot mount a read-only tmpfs here: {out.stderr.strip() or out.returncode}")
+    try:
+        store = ArchiveStore(mnt, kind="sim")
+        with pytest.raises(ArchiveWriteError, match=r"^.*gex 2025-11-26: write_day failed at .*_archive\.json") as ei:
+            store.write_day("gex", FULL_DAY, make_table("gex", FULL_DAY, 3))
+        assert ei.value.errno == errno.EROFS
+        with pytest.raises(ArchiveWriteError, match=r"gex 2025-11-26: append failed"):
+            store.append_snapshot("gex", FULL_DAY, make_table("gex", FULL_DAY, 3))
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)

@@ -217,8 +217,7 @@ class ArchiveStore:
                 raise EmptyReplacementRefused(
                     f"{spec.name} {day.isoformat()}: refusing to replace {before} stored rows "
                     f"with an empty result ({why}); nothing was changed", stored_rows=before)
-        ensure_marker(self.root, self.kind)
-        w = self._guard(spec, day, "write_day", lambda: self.lake.write_day(td, day, batch))
+        w = self._guard(spec, day, "write_day", lambda: self._marked(lambda: self.lake.write_day(td, day, batch)))
         return WriteResult(spec.type, day, w.path or self.daily_path(spec, day), w.rows_written,
                            w.rows_written, w.bytes_written, rows_replaced=before)
 
@@ -231,9 +230,8 @@ class ArchiveStore:
         folder = self._data_dir(spec, day)
         if batch.num_rows == 0:
             return WriteResult(spec.type, day, folder, 0, None, 0, skipped=True)
-        ensure_marker(self.root, self.kind)
         td = table_def(spec)
-        w = self._guard(spec, day, "append", lambda: self.lake.append(td, day, batch))
+        w = self._guard(spec, day, "append", lambda: self._marked(lambda: self.lake.append(td, day, batch)))
         return WriteResult(spec.type, day, folder, w.rows_written, None, w.bytes_written, w.skipped)
 
     def compact_day(self, archive_type: str | ArchiveType, day: date) -> WriteResult:
@@ -255,6 +253,12 @@ class ArchiveStore:
 
     def _stored_rows(self, spec: ArchiveSpec, day: date) -> int:
         return self.read_day(spec, day, columns=[spec.dedup_key[0]]).num_rows
+
+    def _marked(self, write):
+        """``write()`` after the root's kind marker is in place (a read-only or full root fails
+        here, inside ``_guard``, so the error names the dataset and partition too)."""
+        ensure_marker(self.root, self.kind)
+        return write()
 
     def _guard(self, spec: ArchiveSpec, day: date, what: str, write) -> LakeWrite:
         """Run a lake write; an I/O or catalog failure is re-raised naming the dataset, the
