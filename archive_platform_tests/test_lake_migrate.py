@@ -85,3 +85,19 @@ def test_migrate_in_place_replaces_the_layout_and_survives_a_second_run(tmp_path
     _check(root)
     with Lake(root) as lake:
         assert lake.days(OPTIONS) == [D1, D2]
+
+
+def test_a_day_archived_with_no_rows_is_migrated_once(tmp_path):
+    # an empty daily file ("archived, nothing happened") was counted as migrated on every run
+    old, new = tmp_path / "old", tmp_path / "new"
+    d = old / "uw_flow" / "date=2025-11-26"
+    d.mkdir(parents=True)
+    pq.write_table(flow(D2, []), d / "uw_flow_20251126.parquet")
+    (first,) = migrate(old, [FLOW], new)
+    assert (first.rows_before, first.rows_after, first.skipped) == (0, 0, False)
+    published = glob.glob(str(new / "uw_flow" / "date=2025-11-26" / "*.parquet"))
+    assert [pq.read_table(f).num_rows for f in published] == [0]  # "archived, no rows" kept
+    (again,) = migrate(old, [FLOW], new)
+    assert again.skipped
+    (in_place,) = migrate(old, [FLOW])  # in place, the empty daily file already is the layout
+    assert in_place.skipped and [pq.read_table(f).num_rows for f in glob.glob(str(d / "*.parquet"))] == [0]

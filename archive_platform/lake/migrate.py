@@ -96,7 +96,10 @@ def _migrate_day(lake: Lake, td: TableDef, day: date, folder: Path, in_place: bo
     before = table.num_rows if table is not None else 0
     current = lake.read_day(td, day, columns=list(td.dedup_key)).num_rows if day in set(lake.days(td)) else None
     plain = td.plain_path(lake.root, day)
-    done = current == before and plain.exists() and (not in_place or not parts)
+    # a day archived with no rows has no data file in the catalog (current None), only its
+    # empty published file: that is done too, or every run would count it migrated again
+    same = current == before or (current is None and before == 0)
+    done = same and plain.exists() and (not in_place or not parts)
     if not done and table is not None:
         lake.write_day(td, day, table)
     if in_place:  # the day is in the lake and published over the daily file: drop the rest
