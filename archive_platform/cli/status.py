@@ -2,20 +2,103 @@
 
 Exit code 0 when every dataset is healthy, 1 otherwise, so a monitoring probe can run it.
 Reads the store, the declarations and the Dagster instance (``$DAGSTER_HOME``); writes nothing.
+
+The NYSE datasets are judged by the coverage ledger. With ``ARCHIVE_CRYPTO_CAPTURE`` on, the
+crypto datasets (UTC days, in the live archive under ``ARCHIVE_ROOT``) are judged the same way on
+their own calendar, and the captured ones (``capture_gaps``, ``crypto_trades``, ``orderbook_l2``)
+also by the capture service's heartbeat, read as the ``capture_alive`` check reads it: no
+heartbeat, a stale one or a silent stream makes them unhealthy.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+from datetime import date, datetime, timedelta
 
 import click
+
+
+def capture_heartbeat(root, now: datetime) -> dict:
+    """The capture service's heartbeat under ``root`` as status shows it: when it was written,
+    by which process, how many streams, and its problems (``capture_problems``; empty: fresh)."""
+    from archive_platform.crypto.health import capture_problems, read_heartbeat
+    from archive_platform.crypto.spool import heartbeat_path
+
+    beat = read_heartbeat(root)
+    try:
+        problems = capture_problems(beat, now)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:  # a heartbeat not of our making
+        problems = [f"capture heartbeat {heartbeat_path(root)} is unreadable ({type(exc).__name__}: {exc})"]
+    beat = beat if isinstance(beat, dict) else {}
+    streams = beat.get("streams")
+    return {"path": str(heartbeat_path(root)), "written_at": beat.get("written_at"), "pid": beat.get("pid"),
+            "streams": len(streams) if isinstance(streams, dict) else 0, "problems": problems}
+
+
+def utc_line(ds, entries, now: datetime, *, lookback: int, first: date | None,
+             heartbeat: list[str] | None) -> dict:
+    """One UTC-day dataset's status line. A UTC day closes at 00:00 of the next day, so its
+    freshness deadline (the declaration's cron, 03:00 UTC) falls on the day after: the due day
+    is the latest day whose next day's deadline has passed, and days after it (closed but not
+    due yet, e.g. yesterday at 00:10) are not counted missing or failed."""
+    from archive_platform.status import dataset_status, due_day
+
+    line = dataset_status(ds, entries, now, lookback=lookback, first=first, heartbeat=heartbeat)
+    due = due_day(ds, now - timedelta(days=1))
+    stored = [e for e in entries if e.files]
+    fresh = bool(due is None or (first is not None and due < first) or any(e.day >= due for e in stored))
+    missing = [d for d in line["missing"] if due is not None and d <= str(due)]  # ISO dates
+    failed = [d for d in line["failed"] if due is not None and d <= str(due)]
+    problems = []
+    if not stored:
+        problems.append("nothing stored")
+    elif not fresh:
+        problems.append(f"stale: {due} was due by its deadline and is not stored")
+    if missing:
+        problems.append(f"{len(missing)} missing in the last {lookback} days")
+    if failed:
+        problems.append(f"{len(failed)} failed in the last {lookback} days")
+    problems += heartbeat or []
+    line.update(due_day=str(due) if due else None, fresh=fresh, missing=missing, failed=failed,
+                problems=problems, healthy=not problems)
+    return line
+
+
+def capture_status(settings, parts, instance, now: datetime) -> tuple[list[dict], dict]:
+    """(status lines of the UTC-day datasets, the heartbeat) when capture is configured."""
+    from archive_platform.crypto.declare import CapturedDataset
+    from archive_platform.datasets import DATASETS
+    from archive_platform.defs.recovery import LedgerContext
+    from archive_platform.store import ArchiveStore
+
+    root = settings.root("live")
+
+    class CaptureLedger(LedgerContext):
+        # with capture on, every crypto dataset (captured and derived) is in the live archive
+        def store_for(self, ds):
+            return ArchiveStore(root, kind="live")
+
+        def roots(self):
+            return {"live": root}
+
+    utc = [d for d in DATASETS if d.calendar_name == "utc"]
+    ctx = CaptureLedger(settings, utc, parts)
+    beat = capture_heartbeat(root, now)
+    entries = ctx.entries(instance, now)
+    first = ctx.first_day()
+    lines = [utc_line(ds, [e for e in entries if e.dataset == ds.name], now,
+                      lookback=settings.recovery_lookback, first=first,
+                      heartbeat=beat["problems"] if isinstance(ds, CapturedDataset) else None)
+             for ds in utc]
+    return lines, beat
 
 
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
 def status(as_json: bool) -> None:
-    """Days stored, rows, bytes, freshness and gaps per dataset; exit 1 when unhealthy."""
+    """Days stored, rows, bytes, freshness and gaps per dataset (with ARCHIVE_CRYPTO_CAPTURE on,
+    the crypto datasets and the capture heartbeat too); exit 1 when unhealthy."""
     from archive_platform.cli.common import instance
     from archive_platform.datasets import DATASETS
     from archive_platform.defs import automation
@@ -27,9 +110,24 @@ def status(as_json: bool) -> None:
 
     settings = Settings.from_env()
     parts = {d.calendar_name: partitions_for(d.calendar_name, settings.start_date) for d in DATASETS}
-    # the ledger judges NYSE sessions; 24/7 capture days are judged by their coverage checks
+    # the ledger judges NYSE sessions; the UTC days of capture are judged on their own calendar
     ctx = LedgerContext(settings, [d for d in DATASETS if d.calendar_name == "nyse"], parts)
+    now = automation.utcnow()
+    beat = None
     with instance() as inst:
-        _, report = ledger_status(ctx, inst, automation.utcnow())
-    click.echo(json.dumps(report, indent=2) if as_json else render_text(report))
+        _, report = ledger_status(ctx, inst, now)
+        if settings.crypto_capture:
+            lines, beat = capture_status(settings, parts, inst, now)
+            report["datasets"] += lines
+            report["healthy"] = all(x["healthy"] for x in report["datasets"])
+    report["capture"] = beat
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+    else:
+        text = render_text(report).split("\n")
+        if beat is not None:
+            state = "; ".join(beat["problems"]) or (
+                f"ok (written {beat['written_at']}, pid {beat['pid']}, {beat['streams']} streams)")
+            text.insert(-1, f"capture heartbeat ({beat['path']}): {state}")
+        click.echo("\n".join(text))
     sys.exit(0 if report["healthy"] else 1)
