@@ -6,6 +6,12 @@ honours each asset's ``BackfillPolicy`` (chunks of days per run), the run queue 
 ``dagster job backfill`` instead launches one run per day from the CLI process and needs the
 code location name of the workspace; this goes through the webserver, which already has it.
 
+Every argument is checked before anything is sent (exit status 2 on bad input): the assets
+must be archived datasets, and the days must lie between the archive's start date
+(``ARCHIVE_START_DATE``, where the partitions begin) and the newest day that can be archived.
+Each dataset's days come from its own calendar: NYSE sessions for the US datasets, every UTC day
+for the crypto datasets; a selection of both launches one backfill per calendar.
+
 Talks GraphQL over HTTP with ``httpx``; imports no ``dagster``, so the command starts fast.
 """
 
@@ -14,7 +20,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime, timedelta, timezone
 
 import click
 import httpx
@@ -133,7 +139,7 @@ def launch_asset_backfill(
     if not assets:
         raise BackfillError("no assets selected")
     if not partitions:
-        raise BackfillError("no partitions selected (no NYSE session in the range?)")
+        raise BackfillError("no partitions selected")
     params: dict = {
         "assetSelection": [{"path": a.split("/")} for a in assets],
         "partitionNames": list(partitions),
@@ -199,11 +205,108 @@ def _default_assets() -> list[str]:
     return [d.name for d in DATASETS if d.calendar_name == "nyse"]
 
 
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """One backfill to launch: assets of one calendar over that calendar's days."""
+
+    calendar: str  # "nyse" or "utc"
+    label: str  # how the calendar names one partition ("NYSE session", "UTC day")
+    assets: tuple[str, ...]
+    keys: tuple[str, ...]
+
+    def summary(self) -> str:
+        unit = "sessions" if self.calendar == "nyse" else f"{self.label}s"
+        return f"{len(self.keys)} {unit} x {len(self.assets)} assets ({', '.join(self.assets)})"
+
+
+def archive_start_date() -> date:
+    """Where the assets' partitions begin: ``ARCHIVE_START_DATE``, else the default start."""
+    from archive_platform.settings import DEFAULT_START_DATE, environment, parse_start_date
+
+    raw = (environment().get("ARCHIVE_START_DATE") or "").strip()
+    if not raw:
+        return DEFAULT_START_DATE
+    try:
+        return parse_start_date(raw, source="environment variable ARCHIVE_START_DATE")
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+def _unknown_asset(name: str) -> click.BadParameter:
+    import difflib
+
+    from archive_platform.datasets import DATASETS
+
+    names = [d.name for d in DATASETS]
+    close = difflib.get_close_matches(name, names, n=1)
+    by_cal = {}
+    for d in DATASETS:
+        by_cal.setdefault(d.calendar.label, []).append(d.name)
+    valid = "; ".join(f"{label}s: {', '.join(v)}" for label, v in by_cal.items())
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return click.BadParameter(f"unknown asset {name!r}{hint}. Valid assets: {valid}",
+                              param_hint="'--asset'")
+
+
+def plan_backfill(start: date, end: date, assets: Sequence[str], *, now: datetime,
+                  first: date) -> list[Plan]:
+    """The backfills to launch for ``assets`` over ``start``..``end`` (inclusive), one per
+    calendar, each over every partition of its calendar in the range. Raises a click usage error
+    (exit status 2) on an unknown asset, an empty or reversed range, a day before ``first`` (the
+    archive's start date) or after the newest day that can be archived as of ``now``."""
+    from archive_platform.datasets import BY_NAME
+    from archive_platform.settings import DEFAULT_START_DATE
+
+    if end < start:
+        raise click.BadParameter(f"--to {end} is before --from {start}", param_hint="'--to'")
+    chosen: list[str] = []
+    for a in assets:
+        if a not in BY_NAME:
+            raise _unknown_asset(a)
+        if a not in chosen:
+            chosen.append(a)
+    if start < first:
+        raise click.BadParameter(
+            f"--from {start} is before the archive's start date {first} (ARCHIVE_START_DATE, "
+            f"{DEFAULT_START_DATE} when unset: no partition exists before it); use --from {first} or later",
+            param_hint="'--from'")
+    groups: dict[str, list[str]] = {}
+    for a in chosen:
+        groups.setdefault(BY_NAME[a].calendar_name, []).append(a)
+    plans = []
+    for name, names in groups.items():
+        cal = BY_NAME[names[0]].calendar
+        today = cal.market_date(now)
+        who = ", ".join(names) if len(names) <= 3 else f"the {len(names)} datasets on {cal.label}s"
+        if name == "nyse":  # today's session can be archived once it opens (never stored partial as complete)
+            newest, why = today, f"today in {cal.timezone}"
+        else:  # a UTC day is archived after it closes at 00:00 UTC
+            newest = today - timedelta(days=1)
+            why = f"the newest closed {cal.label}: today's closes at 00:00 UTC tomorrow"
+        if end > newest:
+            what = "is in the future" if end > today else "has not closed yet"
+            raise click.BadParameter(
+                f"--to {end} {what} for {who}: the last day that can be backfilled is {newest} ({why})",
+                param_hint="'--to'")
+        keys = tuple(d.isoformat() for d in cal.sessions(start, end))
+        if not keys:
+            raise click.BadParameter(
+                f"no {cal.label} between {start} and {end} for {who}: nothing to backfill",
+                param_hint="'--from'/'--to'")
+        plans.append(Plan(name, cal.label, tuple(names), keys))
+    return plans
+
+
 @click.command("backfill")
 @click.option("--from", "start", type=click.DateTime(["%Y-%m-%d"]), required=True, help="First day (YYYY-MM-DD).")
 @click.option("--to", "end", type=click.DateTime(["%Y-%m-%d"]), required=True, help="Last day, inclusive.")
 @click.option("--asset", "assets", multiple=True,
-              help="Asset key to backfill (repeatable; default: every archived NYSE dataset).")
+              help="Dataset to backfill (repeatable; default: every archived NYSE dataset). NYSE "
+              "datasets get the NYSE sessions of the range, crypto datasets every UTC day of it.")
 @click.option("--url", default=DEFAULT_URL, envvar="ARCHIVE_DAGSTER_URL", show_default=True,
               help="The running Dagster webserver (./run dev, or dagster-webserver).")
 @click.option("--executor", type=click.Choice(["in_process", "multiprocess"]), default="in_process",
@@ -212,29 +315,36 @@ def _default_assets() -> list[str]:
 @click.option("--wait/--no-wait", default=True, show_default=True, help="Follow the backfill to its end.")
 @click.option("--timeout", default=6 * 3600, show_default=True, help="Seconds to wait with --wait.")
 def backfill(start, end, assets, url, executor, wait, timeout):
-    """Launch an asset backfill of NYSE sessions through the running Dagster webserver.
+    """Launch an asset backfill of NYSE sessions (or UTC days) through the running Dagster webserver.
 
     The daemon splits it into runs by the assets' backfill policy (5 sessions a run with vendor
     sources, 84 on the simulated market) and queues them behind the instance's run limit and
-    pools. Prints the backfill id, then its progress.
+    pools. Prints the backfill id, then its progress. Bad input (an unknown asset, days before
+    ARCHIVE_START_DATE or in the future) exits with status 2 before anything is sent.
     """
-    keys = session_keys(start.date(), end.date())
-    chosen = list(assets) or _default_assets()
-    try:
-        backfill_id = launch_asset_backfill(
-            url, chosen, keys, title=f"archive {start.date()}..{end.date()}",
-            run_config=IN_PROCESS if executor == "in_process" else None)
-    except BackfillError as exc:
-        raise click.ClickException(str(exc)) from exc
-    click.echo(f"backfill {backfill_id}: {len(keys)} sessions x {len(chosen)} assets ({', '.join(chosen)}); "
-               f"{url.rstrip('/')}/runs/b/{backfill_id}")
+    plans = plan_backfill(start.date(), end.date(), list(assets) or _default_assets(),
+                          now=utcnow(), first=archive_start_date())
+    launched = []
+    for plan in plans:
+        title = f"archive {start.date()}..{end.date()}" + ("" if plan.calendar == "nyse" else f" ({plan.label}s)")
+        try:
+            backfill_id = launch_asset_backfill(
+                url, plan.assets, plan.keys, title=title,
+                run_config=IN_PROCESS if executor == "in_process" else None)
+        except BackfillError as exc:
+            raise click.ClickException(str(exc)) from exc
+        launched.append(backfill_id)
+        click.echo(f"backfill {backfill_id}: {plan.summary()}; {url.rstrip('/')}/runs/b/{backfill_id}")
     if not wait:
         return
-    try:
-        final = wait_for_backfill(url, backfill_id, timeout=timeout,
-                                  on_progress=lambda s: click.echo(s.line()))
-    except BackfillError as exc:
-        raise click.ClickException(str(exc)) from exc
-    if not final.succeeded:
-        raise click.ClickException(f"backfill {backfill_id} ended {final.status}"
-                                   + (f": {final.error}" if final.error else ""))
+    failed = []
+    for backfill_id in launched:
+        try:
+            final = wait_for_backfill(url, backfill_id, timeout=timeout,
+                                      on_progress=lambda s: click.echo(s.line()))
+        except BackfillError as exc:
+            raise click.ClickException(str(exc)) from exc
+        if not final.succeeded:
+            failed.append(f"backfill {backfill_id} ended {final.status}" + (f": {final.error}" if final.error else ""))
+    if failed:
+        raise click.ClickException("; ".join(failed))
