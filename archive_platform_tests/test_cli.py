@@ -88,6 +88,9 @@ def test_demo_refuses_live_sources_before_doing_anything(demo_env, monkeypatch):
      "'2025-11-26T15:30:00' has no UTC offset; add one, e.g. 2025-11-26T15:30:00-05:00"),
     (["query", "atm_iv_through_day", "--day", "2025-13-40"], "--day",
      "'2025-13-40' is not a calendar date as YYYY-MM-DD"),
+    (["query", "atm_iv_through_day", "--day", "2025-11-29"], "--day",
+     "2025-11-29 is not an NYSE session (the previous one is 2025-11-28)"),
+    (["query", "latest_chain", "--symbol", "../etc"], "--symbol", "'../etc' is not a US ticker symbol"),
 ])
 def test_bad_input_is_a_usage_error_not_a_traceback(args, named, says, tmp_path, monkeypatch):
     monkeypatch.setenv("ARCHIVE_SIM_ROOT", str(tmp_path / "sim"))

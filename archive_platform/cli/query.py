@@ -23,12 +23,22 @@ def query(name: str, symbol: str, at: datetime | None, day: date | None, root: P
     """Run one of the example queries against the archive (archive_platform.connect())."""
     from archive_platform.queries import EXAMPLES, run_query
 
-    params: dict = {"symbol": symbol.upper()}
+    from archive_platform.symbols import SymbolError, normalise_us_ticker
+
+    try:
+        params: dict = {"symbol": normalise_us_ticker(symbol)}
+    except SymbolError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--symbol'") from None
     if name == "latest_chain":
         params["at"] = at or datetime.now().astimezone()
     if name == "atm_iv_through_day":
         if not day:
             raise click.UsageError("atm_iv_through_day needs --day YYYY-MM-DD")
+        from archive_platform import calendar
+
+        if not calendar.is_trading_day(day):
+            raise click.BadParameter(f"{day} is not an NYSE session (the previous one is "
+                                     f"{calendar.previous_trading_day(day)})", param_hint="'--day'")
         params["day"] = day
     from archive_platform.store import default_root
 
@@ -38,3 +48,5 @@ def query(name: str, symbol: str, at: datetime | None, day: date | None, root: P
     except FileNotFoundError as exc:
         raise click.UsageError(f"{exc}; run `./run demo` first") from None
     print_table(cols, rows)
+    if not rows:
+        click.echo(f"(no rows: the archive at {path} holds nothing for {params['symbol']} there)", err=True)
