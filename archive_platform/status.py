@@ -21,16 +21,19 @@ COLUMNS = ("dataset", "healthy", "days_stored", "first_day", "last_day", "rows",
 
 def due_day(ds: Dataset, now: datetime) -> date | None:
     """The newest partition that must be written by ``now``: the latest session whose
-    freshness deadline (the declaration's cron: minute and hour, in the calendar's zone) is past."""
+    freshness deadline (the declaration's cron: minute and hour, in the calendar's zone) is past.
+    A session ends the same day (the deadline is that evening); a UTC day ends at midnight, so
+    its deadline is on the next day (03:00 UTC the day after)."""
     cron, _ = ds.freshness
     minute, hour = (int(x) for x in cron.split()[:2])
     cal = ds.calendar
     tz = ZoneInfo(cal.timezone)
+    lag = timedelta(days=1) if ds.calendar_name == "utc" else timedelta(0)
     day = now.astimezone(tz).date()
     for _ in range(10):
         if day < cal.first_day:
             return None
-        if cal.is_session(day) and datetime.combine(day, time(hour, minute), tzinfo=tz) <= now:
+        if cal.is_session(day) and datetime.combine(day + lag, time(hour, minute), tzinfo=tz) <= now:
             return day
         day -= timedelta(days=1)
     return None
@@ -49,9 +52,10 @@ def dataset_status(ds: Dataset, entries: Sequence[Entry], now: datetime, *, look
     """One dataset's line of the status (see ``COLUMNS``)."""
     stored = sorted((e for e in entries if e.files), key=lambda e: e.day)
     last = stored[-1] if stored else None
-    window = set(lookback_days(ds, now, lookback, first))
-    recent = [e for e in entries if e.day in window]
     due = due_day(ds, now)
+    # closed days whose deadline has not passed yet (a UTC day just after midnight) are not late
+    window = {d for d in lookback_days(ds, now, lookback, first) if due is None or d <= due}
+    recent = [e for e in entries if e.day in window]
     fresh = bool(due is None or (first is not None and due < first)
                  or any(e.day >= due for e in stored))
     missing = sorted(str(e.day) for e in recent if e.state == "missing")

@@ -36,6 +36,13 @@ def test_due_day_follows_each_datasets_deadline_and_the_calendar():
         date(2025, 11, 25), date(2025, 11, 26), date(2025, 11, 28)]
 
 
+def test_a_utc_day_is_due_by_its_deadline_the_day_after():
+    # a UTC day ends at midnight: its 03:00 UTC deadline falls on the next day
+    trades = BY_NAME["crypto_trades"]
+    assert due_day(trades, datetime(2025, 11, 29, 0, 10, tzinfo=UTC)) == date(2025, 11, 27)
+    assert due_day(trades, datetime(2025, 11, 29, 3, 1, tzinfo=UTC)) == date(2025, 11, 28)
+
+
 @pytest.fixture(scope="module")
 def archive(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("status")

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import date, datetime, timedelta
+from datetime import datetime
 
 import click
 
@@ -36,40 +36,12 @@ def capture_heartbeat(root, now: datetime) -> dict:
             "streams": len(streams) if isinstance(streams, dict) else 0, "problems": problems}
 
 
-def utc_line(ds, entries, now: datetime, *, lookback: int, first: date | None,
-             heartbeat: list[str] | None) -> dict:
-    """One UTC-day dataset's status line. A UTC day closes at 00:00 of the next day, so its
-    freshness deadline (the declaration's cron, 03:00 UTC) falls on the day after: the due day
-    is the latest day whose next day's deadline has passed, and days after it (closed but not
-    due yet, e.g. yesterday at 00:10) are not counted missing or failed."""
-    from archive_platform.status import dataset_status, due_day
-
-    line = dataset_status(ds, entries, now, lookback=lookback, first=first, heartbeat=heartbeat)
-    due = due_day(ds, now - timedelta(days=1))
-    stored = [e for e in entries if e.files]
-    fresh = bool(due is None or (first is not None and due < first) or any(e.day >= due for e in stored))
-    missing = [d for d in line["missing"] if due is not None and d <= str(due)]  # ISO dates
-    failed = [d for d in line["failed"] if due is not None and d <= str(due)]
-    problems = []
-    if not stored:
-        problems.append("nothing stored")
-    elif not fresh:
-        problems.append(f"stale: {due} was due by its deadline and is not stored")
-    if missing:
-        problems.append(f"{len(missing)} missing in the last {lookback} days")
-    if failed:
-        problems.append(f"{len(failed)} failed in the last {lookback} days")
-    problems += heartbeat or []
-    line.update(due_day=str(due) if due else None, fresh=fresh, missing=missing, failed=failed,
-                problems=problems, healthy=not problems)
-    return line
-
-
 def capture_status(settings, parts, instance, now: datetime) -> tuple[list[dict], dict]:
     """(status lines of the UTC-day datasets, the heartbeat) when capture is configured."""
     from archive_platform.crypto.declare import CapturedDataset
     from archive_platform.datasets import DATASETS
     from archive_platform.defs.recovery import LedgerContext
+    from archive_platform.status import dataset_status
     from archive_platform.store import ArchiveStore
 
     root = settings.root("live")
@@ -87,9 +59,9 @@ def capture_status(settings, parts, instance, now: datetime) -> tuple[list[dict]
     beat = capture_heartbeat(root, now)
     entries = ctx.entries(instance, now)
     first = ctx.first_day()
-    lines = [utc_line(ds, [e for e in entries if e.dataset == ds.name], now,
-                      lookback=settings.recovery_lookback, first=first,
-                      heartbeat=beat["problems"] if isinstance(ds, CapturedDataset) else None)
+    lines = [dataset_status(ds, [e for e in entries if e.dataset == ds.name], now,
+                            lookback=settings.recovery_lookback, first=first,
+                            heartbeat=beat["problems"] if isinstance(ds, CapturedDataset) else None)
              for ds in utc]
     return lines, beat
 
