@@ -429,3 +429,17 @@ def test_an_archive_folder_copied_elsewhere_opens_there_and_reads_its_own_files(
     con = connect(tmp_path / "restored")
     assert con.execute("SELECT count(*) FROM options").fetchone()[0] == 480
     con.close()
+
+
+def test_an_archive_whose_data_lives_elsewhere_is_not_silently_split(tmp_path):
+    # created with an explicit data path; opened later without it (a setting left unset): the
+    # attach must still be refused, not redirected to <root>/_lake/data, where new writes would
+    # be invisible once the setting is back
+    root, elsewhere = tmp_path / "archive", tmp_path / "external"
+    with Lake(root, data_path=str(elsewhere)) as lk:
+        lk.write_day(OPTIONS, D1, day_table(D1, 2))
+    with pytest.raises(duckdb.Error, match="does not match existing data path"):
+        with Lake(root) as lk:
+            lk.append(OPTIONS, D2, snapshot(D2, 0))
+    with Lake(root, data_path=str(elsewhere)) as lk:
+        assert lk.read_day(OPTIONS, D1).num_rows == 240 and lk.days(OPTIONS) == [D1]

@@ -33,6 +33,10 @@ LAKE_DIR = "_lake"
 ALIAS = "lake"  # the name the lake is attached under in every connection
 #: SQLite busy timeout (ms): how long a writer waits for another writer's catalog commit
 BUSY_TIMEOUT_MS = 30_000
+#: DuckLake's refusal of a DATA_PATH other than the one its catalog stores, and that path
+_STORED_PATH = re.compile(r'does not match existing data path in the catalog "([^"]+)"')
+#: catalogs (of self-contained archives) found moved to their current root in this process
+_MOVED: set[str] = set()
 _RETRYABLE = re.compile(r"database is locked|database is busy|SQLITE_BUSY|conflict|"
                         r"Could not commit|could not serialize|deadlock", re.IGNORECASE)
 
@@ -132,18 +136,37 @@ class LakeLocation:
                     raise duckdb.InvalidInputException(
                         f"creating the lake's {stmt.split('(')[1].split(',')[0]} secret failed "
                         f"({type(exc).__name__})") from None
-            con.execute(self.attach_sql(read_only=read_only, as_of=as_of))
+            try:
+                con.execute(self.attach_sql(read_only=read_only, as_of=as_of))
+            except duckdb.Error as exc:
+                if not self._moved_here(exc):
+                    raise
+                con.execute(self.attach_sql(read_only=read_only, as_of=as_of))
         except BaseException:
             con.close()
             raise
         return con
 
+    def _moved_here(self, exc: duckdb.Error) -> bool:
+        """Whether an ATTACH refused for a data path mismatch is this archive folder opened at
+        a new place (copied, restored from a backup, moved with the checkout): the catalog is
+        the default one under the root and the path it stores is the default data folder of an
+        archive root elsewhere. Then (and only then) the lake is attached again with
+        OVERRIDE_DATA_PATH: the catalog names its files relative to the data path, so it reads
+        its own files. A catalog created with its data elsewhere (on S3, or an explicit data
+        path since left unset) keeps DuckLake's refusal: overriding it would split the archive."""
+        found = _STORED_PATH.search(str(exc))
+        if not (self.self_contained and found):
+            return False
+        stored = found.group(1)
+        if "://" in stored or not stored.rstrip("/").endswith(f"/{LAKE_DIR}/data"):
+            return False
+        _MOVED.add(self.catalog)
+        return True
+
     def attach_sql(self, *, read_only: bool, as_of: str | None = None, alias: str = ALIAS) -> str:
         opts = [f"DATA_PATH {_lit(self.data_path)}"]
-        if self.self_contained:
-            # DuckLake stores the data path it was created with and refuses another one; the
-            # catalog records files relative to it, so an archive folder copied, restored from a
-            # backup or moved (with the checkout) opens at its new place, reading its own files
+        if self.catalog in _MOVED:  # this archive folder was moved here: see _moved_here
             opts.append("OVERRIDE_DATA_PATH true")
         if self.catalog.startswith("sqlite:"):
             opts.append(f"META_BUSY_TIMEOUT {BUSY_TIMEOUT_MS}")
