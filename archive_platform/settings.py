@@ -147,6 +147,12 @@ class Settings:
     def path(self, var: str) -> Path:
         return Path(self.paths[var])
 
+    @property
+    def crypto_kind(self) -> str:
+        """The archive the crypto (UTC-day) datasets live in: the live one when the capture
+        service feeds them (``ARCHIVE_CRYPTO_CAPTURE``), else the simulated one."""
+        return "live" if self.crypto_capture else "sim"
+
     def root(self, kind: str) -> Path:
         return self.path("ARCHIVE_SIM_ROOT" if kind == "sim" else "ARCHIVE_ROOT")
 

@@ -202,6 +202,15 @@ def test_utc_recovery_never_reaches_before_the_archives_first_day(tmp_path):
     sim.write_day("capture_gaps", date(2025, 11, 29), CAPTURE_GAPS.empty_table())
     assert asked() == ["2025-11-29", "2025-11-30"]
 
+    # with capture on, the UTC datasets live in the live archive: its first day rules
+    env = sim_env(tmp_path / "capture", ARCHIVE_START_DATE="", ARCHIVE_CRYPTO_CAPTURE="1")
+    settings = Settings.from_env(env)
+    live = ArchiveStore(settings.root("live"), kind="live")
+    live.write_day("capture_gaps", date(2025, 11, 28), CAPTURE_GAPS.empty_table())
+    reqs = utc_recovery_requests(dg.DagsterInstance.ephemeral(), crypto, pdef, settings, now, 5,
+                                 settings.root("live"))
+    assert [r.partition_key for r in reqs] == ["2025-11-28", "2025-11-29", "2025-11-30"]
+
 
 def test_trades_backfilled_from_daily_files_where_capture_missed_books_refuse(tmp_path):
     day = SATURDAY

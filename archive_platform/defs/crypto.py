@@ -75,7 +75,7 @@ def build_crypto_asset(d: CapturedDataset, partitions_def, settings: Settings) -
     if is_crypto_derived(d):
         return build_crypto_derived_asset(d, partitions_def, settings)
     capture = settings.crypto_capture
-    kind = "live" if capture else "sim"
+    kind = settings.crypto_kind
     minimum = settings.crypto_coverage_min
     key = dg.AssetKey(d.name)
     names = [n for n in CHECKS if n != "coverage" or d.name != "capture_gaps"]
@@ -160,11 +160,9 @@ def _first_day(datasets, settings: Settings) -> date | None:
     if settings.start_date:
         return settings.start_date
 
-    def store_for(ds):
-        kind = settings.sources.store_kind(ds)
-        return ArchiveStore(settings.root(kind), kind=kind)
-
-    return first_stored_day(datasets, store_for)
+    kind = settings.crypto_kind  # where the UTC datasets are written (not the NYSE selection's)
+    store = ArchiveStore(settings.root(kind), kind=kind)
+    return first_stored_day(datasets, lambda ds: store)
 
 
 def _recoverable_today(d, day: date, settings: Settings, root) -> bool:

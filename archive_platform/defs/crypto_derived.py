@@ -79,7 +79,7 @@ def _outcome(problems_meta) -> quality.CheckOutcome:
 
 
 def build_crypto_derived_asset(d: Dataset, partitions_def, settings: Settings) -> dg.AssetsDefinition:
-    kind = "live" if settings.crypto_capture else "sim"
+    kind = settings.crypto_kind
     key = dg.AssetKey(d.name)
     what, reconcile = RECONCILE[d.name]
     descs = {**CHECKS, "matches_inputs": what}
