@@ -140,7 +140,8 @@ def daily_bars_crypto(crypto_trades) -> pa.Table:
         pl.col("price").first().alias("open"), pl.col("price").max().alias("high"),
         pl.col("price").min().alias("low"), pl.col("price").last().alias("close"),
         pl.col("size").sum().alias("volume"),
-        ((pl.col("price") * pl.col("size")).sum() / pl.col("size").sum()).alias("vwap"),
+        pl.when(pl.col("size").sum() > 0)  # a day of zero-size trades only has no VWAP
+        .then((pl.col("price") * pl.col("size")).sum() / pl.col("size").sum()).alias("vwap"),
         pl.len().alias("trade_count"),
         pl.col("event_time").min().alias("first_trade"),
         pl.col("event_time").max().alias("last_trade"),

@@ -61,6 +61,17 @@ def test_minute_without_trades_is_an_empty_candle_with_the_previous_close():
     assert out["vwap"].to_list()[1:3] == [None, None]
 
 
+def test_a_bucket_of_zero_size_trades_has_a_null_vwap_sorted_or_not():
+    # zero-quantity aggregate trades are archived as sent; 0/0 must not become a NaN VWAP
+    # (the candles' hard "vwap is finite" rule would refuse the whole day)
+    rows_ = [(T(2026, 1, 5, 9, 0, 30), 100, 1), (T(2026, 1, 5, 9, 1, 30), 101, 0), (T(2026, 1, 5, 9, 2, 30), 99, 2)]
+    for tr in (trades(rows_), trades(rows_[::-1])):  # sorted: the reduceat path; shuffled: group_by
+        out = candles(tr, "1m")
+        assert out["vwap"].to_list() == [100.0, None, 99.0]
+        assert out["trades"].to_list() == [1, 1, 1] and out["volume"].to_list() == [1.0, 0.0, 2.0]
+        assert not out["is_empty"].to_list()[1]
+
+
 def test_utc_midnight_closes_the_crypto_day():
     tr = trades([(T(2026, 2, 28, 12), 50, 1), (T(2026, 3, 1, 0, 0), 51, 1),  # exactly midnight: Feb 28's candle
                  (T(2026, 3, 1, 0, 0, 0, 1), 52, 1), (T(2026, 3, 2, 23, 59, 59), 53, 1)])

@@ -127,7 +127,9 @@ def _aggregate_any(df: pl.DataFrame) -> pl.DataFrame:
     return df.group_by([*SERIES, "ts"]).agg(
         p.get(t.arg_min()).alias("open"), p.max().alias("high"), p.min().alias("low"),
         p.get(t.arg_max()).alias("close"), pl.col("size").sum().cast(pl.Float64).alias("volume"),
-        ((p * pl.col("size")).sum() / pl.col("size").sum()).alias("vwap"), pl.len().cast(pl.Int64).alias("trades"))
+        # zero-size trades exist (Binance's files hold some): a bucket of only those has no VWAP
+        pl.when(pl.col("size").sum() > 0).then((p * pl.col("size")).sum() / pl.col("size").sum()).alias("vwap"),
+        pl.len().cast(pl.Int64).alias("trades"))
 
 
 def _aggregate_sorted(df: pl.DataFrame, runs: np.ndarray) -> pl.DataFrame:
@@ -144,11 +146,13 @@ def _aggregate_sorted(df: pl.DataFrame, runs: np.ndarray) -> pl.DataFrame:
     p, q = df["price"].to_numpy().astype(np.float64), df["size"].to_numpy().astype(np.float64)
     ends = np.append(starts[1:], len(p))
     volume = np.add.reduceat(q, starts)
+    # a bucket of zero-size trades only (they exist) has no VWAP: null, not 0/0
+    vwap = np.divide(np.add.reduceat(p * q, starts), volume, out=np.full(len(starts), np.nan), where=volume > 0)
     idx = pl.Series(starts)
     return pl.DataFrame({
         "exchange": df["exchange"].gather(idx), "symbol": df["symbol"].gather(idx), "ts": ts[starts],
         "open": p[starts], "high": np.maximum.reduceat(p, starts), "low": np.minimum.reduceat(p, starts),
-        "close": p[ends - 1], "volume": volume, "vwap": np.add.reduceat(p * q, starts) / volume,
+        "close": p[ends - 1], "volume": volume, "vwap": pl.Series(vwap, nan_to_null=True),
         "trades": (ends - starts).astype(np.int64),
     })
 
@@ -164,7 +168,7 @@ def _aggregate(df: pl.DataFrame, price: str, size: str, bars: bool | None) -> pl
     else:
         p = pl.col(price)
         o, h, lw, c = p.first(), p.max(), p.min(), p.last()
-        vwap = (p * pl.col(size)).sum() / pl.col(size).sum()
+        vwap = pl.when(pl.col(size).sum() > 0).then((p * pl.col(size)).sum() / pl.col(size).sum())
         n = pl.len()
     return df.group_by([*SERIES, "ts"]).agg(
         o.alias("open"), h.alias("high"), lw.alias("low"), c.alias("close"),
