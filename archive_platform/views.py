@@ -147,14 +147,14 @@ def refresh_views(root: Path, db_path: Path, datasets=DATASETS) -> list[str]:
 
     Builds into a temp file beside ``db_path`` and atomically replaces it: no lock on the live
     file is ever needed, and open read-only connections keep their (old) file. Returns the view
-    names created. A ``root`` that does not exist while ``db_path`` does is a FileNotFoundError,
-    the file untouched.
+    names created. A ``root`` that does not exist while ``db_path`` has views over files is a
+    FileNotFoundError, the file untouched.
     """
     root = Path(root).absolute()
     db_path = Path(db_path).absolute()
-    if not root.is_dir() and db_path.exists():
-        # a mistyped root would replace the views of a real archive with empty ones; with no
-        # views file yet (a fresh install) the typed empty views are built as usual
+    if not root.is_dir() and _reads_files(db_path):
+        # a mistyped root would replace the views of a real archive with empty ones; a views
+        # file of empty views only (nothing written yet) is rebuilt as usual
         raise FileNotFoundError(f"archive root {root} does not exist; the views file {db_path} is "
                                 "left as it is (check ARCHIVE_ROOT / ARCHIVE_SIM_ROOT)")
     db_path.parent.mkdir(parents=True, exist_ok=True)
@@ -185,6 +185,21 @@ def refresh_views(root: Path, db_path: Path, datasets=DATASETS) -> list[str]:
             except OSError:
                 pass
     return names
+
+
+def _reads_files(db_path: Path) -> bool:
+    """Whether the views file at ``db_path`` has a view over Parquet files (an archive's data)."""
+    if not db_path.exists():
+        return False
+    try:
+        con = duckdb.connect(str(db_path), read_only=True)
+    except duckdb.Error:
+        return False  # not a views file we can read: replacing it is what a refresh is for
+    try:
+        return con.execute("SELECT count(*) FROM duckdb_views() WHERE NOT internal "
+                           "AND sql ILIKE '%read_parquet(%'").fetchone()[0] > 0
+    finally:
+        con.close()
 
 
 def connect(db_path: Path, read_only: bool = True) -> duckdb.DuckDBPyConnection:

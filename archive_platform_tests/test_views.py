@@ -70,6 +70,8 @@ def test_a_root_that_does_not_exist_leaves_existing_views_alone(tmp_path):
     refresh_views(tmp_path / "archive", db)
     with pytest.raises(FileNotFoundError, match=r"archive root .*/typo does not exist; the views file"):
         refresh_views(tmp_path / "typo", db)  # e.g. a mistyped ARCHIVE_SIM_ROOT
+    empty = tmp_path / "empty.duckdb"  # a root with nothing written yet, refreshed daily
+    assert len(refresh_views(tmp_path / "not-yet", empty)) == len(refresh_views(tmp_path / "not-yet", empty))
     con = connect(db)
     try:
         assert con.execute("SELECT count(*) FROM uw_flow").fetchone() == (5,)
