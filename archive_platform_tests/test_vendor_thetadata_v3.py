@@ -237,6 +237,22 @@ def test_a_v2_terminal_answers_404_and_the_error_names_the_setting(server):
     assert info.value.status == 404 and len(server.requests) == 1  # not retried
 
 
+def test_nothing_listening_says_which_terminal_and_port_was_expected():
+    # a v2 user upgrading: THETADATA_API unset now means v3 on port 25503, where nothing listens
+    import socket
+
+    with socket.socket() as sock:  # a free port that refuses connections once closed
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    http = VendorHttpClient("thetadata", f"http://127.0.0.1:{port}", timeout=2.0, max_attempts=1,
+                            empty_statuses={NO_DATA}, breaker=new_breaker(fail_max=50), sleep=lambda s: None)
+    with pytest.raises(VendorError) as info:
+        ThetaDataSource(http=http, clock=lambda: snap(WINTER)).fetch_stocks_1m(WINTER, ["SPY"])
+    msg = str(info.value)
+    assert "connection error" in msg and "The v3 terminal listens on port 25503" in msg
+    assert "For a v2 terminal set THETADATA_API=v2" in msg
+
+
 def test_a_fatal_status_keeps_the_terminals_text(server):
     FakeThetaTerminalV3(server)
     server.fail_next(1, status=471, body="Your subscription (VALUE) does not include greeks/all.")

@@ -139,6 +139,13 @@ class ThetaDataSource(ThetaDataVix, MarketSource):
     def _explain(self, exc: VendorError, endpoint: str) -> VendorError:
         """``exc`` with the meaning of the terminal's status (its own text is already in it)."""
         meaning = STATUS_MEANINGS.get(exc.status or 0)
+        if meaning is None and exc.status is None and "connection error" in str(exc):
+            # nothing listens there: often a terminal of the other version, on its own port
+            port = DEFAULT_BASE_URLS[self.api].rsplit(":", 1)[1]
+            return VendorError(f"{exc} [is the Theta Terminal running and logged in? The {self.api} "
+                               f"terminal listens on port {port} unless {API_SETTING}/THETADATA_BASE_URL say "
+                               f"otherwise{WRONG_VERSION[self.api]}]", vendor=VENDOR,
+                               endpoint=exc.endpoint or endpoint, status=None, refused=exc.refused)
         if meaning is None:  # timeouts, breaker refusals, payload errors: already clear
             return exc
         if exc.status == 404:
