@@ -443,3 +443,20 @@ def test_an_archive_whose_data_lives_elsewhere_is_not_silently_split(tmp_path):
             lk.append(OPTIONS, D2, snapshot(D2, 0))
     with Lake(root, data_path=str(elsewhere)) as lk:
         assert lk.read_day(OPTIONS, D1).num_rows == 240 and lk.days(OPTIONS) == [D1]
+
+
+def test_a_data_file_lost_on_disk_leaves_the_day_listed_and_the_ledger_finds_it_missing(tmp_path):
+    # deleted by hand or a lost volume: status and the recovery sensor must report the day as
+    # missing (to be fetched again), not die on DuckDB's "Cannot open file"
+    from archive_platform import coverage
+    from archive_platform.datasets import BY_NAME
+    from archive_platform.store import ArchiveStore
+    from archive_platform_tests.store_helpers import FULL_DAY, make_table
+
+    store = ArchiveStore(tmp_path / "a", kind="sim")
+    store.write_day("gex", FULL_DAY, make_table("gex", FULL_DAY, 5))
+    (lost,) = store.partition_files("gex", FULL_DAY)
+    os.unlink(lost)
+    assert store.days("gex") == [FULL_DAY]
+    assert coverage.first_stored_day([BY_NAME["gex"]], lambda ds: store) == FULL_DAY
+    assert coverage.read_stored(store, BY_NAME["gex"], FULL_DAY, ["SPY"]) is None

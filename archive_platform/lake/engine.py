@@ -8,6 +8,7 @@ fully visible, and retrying a batch converges to the same content. See docs/stor
 from __future__ import annotations
 
 import os
+import re
 import threading
 from concurrent.futures import ThreadPoolExecutor, wait
 from collections.abc import Iterable, Sequence
@@ -27,6 +28,7 @@ from archive_platform.lake.tables import LakeWrite, TableDef, crash_point
 
 DEFAULT_RETENTION = timedelta(days=7)
 RETRY_SECONDS = 120.0  # give up on catalog contention after this long
+_DAY_DIR = re.compile(r"/date=(\d{4}-\d{2}-\d{2})/")
 
 
 def _retrying() -> Retrying:
@@ -327,10 +329,12 @@ class Lake:
         name = td if isinstance(td, str) else td.name
         if name not in self.tables():
             return []
+        # from the catalog's file list (every data file sits in its date=YYYY-MM-DD folder), not
+        # a scan of the data: a day whose file was lost on disk is still a day the archive
+        # claims, which the coverage ledger then finds missing, instead of an IO error here
         with self._mutex:
-            rows = self.con.execute(
-                f"SELECT DISTINCT date FROM {ALIAS}.{ident(name)} ORDER BY 1").fetchall()
-        return [r[0] for r in rows]
+            rows = self.con.execute("SELECT data_file FROM ducklake_list_files(?, ?)", [ALIAS, name]).fetchall()
+        return sorted({date.fromisoformat(m.group(1)) for (f,) in rows if (m := _DAY_DIR.search(f))})
 
     # -- maintenance -----------------------------------------------------------------------
     def expire(self, retention: timedelta = DEFAULT_RETENTION) -> list[str]:
