@@ -460,3 +460,6 @@ def test_a_data_file_lost_on_disk_leaves_the_day_listed_and_the_ledger_finds_it_
     assert store.days("gex") == [FULL_DAY]
     assert coverage.first_stored_day([BY_NAME["gex"]], lambda ds: store) == FULL_DAY
     assert coverage.read_stored(store, BY_NAME["gex"], FULL_DAY, ["SPY"]) is None
+    # and the recovery's re-fetch replaces the day whole, lost file and all
+    store.write_day("gex", FULL_DAY, make_table("gex", FULL_DAY, 4))
+    assert store.read_day("gex", FULL_DAY).num_rows == 4
