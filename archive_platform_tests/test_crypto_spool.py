@@ -130,6 +130,22 @@ def test_capture_problems_from_the_heartbeat(tmp_path):
         "capture heartbeat is 310 s old (pid 7): the service is not running"]
 
 
+def test_a_capture_that_never_received_anything_is_not_healthy():
+    # offline, a refused subscription, a wrong URL: the heartbeat is fresh but no stream ever spoke
+    from archive_platform.crypto.health import capture_problems
+
+    now = datetime(2026, 11, 29, 12, 0, tzinfo=timezone.utc)
+    beat = {"pid": 7, "written_at": "2026-11-29T11:59:59Z", "started": "2026-11-29T11:50:00Z", "streams": {
+        "binance:aggTrade:BTCUSDT": {"last_event": "2026-11-29T11:59:49Z", "last_receive": "2026-11-29T11:59:49Z"}},
+        "expected_streams": ["binance:aggTrade:BTCUSDT", "binance:depth20@100ms:BTCUSDT"]}
+    assert capture_problems(beat, now) == [
+        "stream binance:depth20@100ms:BTCUSDT: nothing received since the service started 600 s ago"]
+    assert capture_problems(beat, datetime(2026, 11, 29, 11, 52, tzinfo=timezone.utc)) == []  # just started
+    older = {k: v for k, v in beat.items() if k != "expected_streams"} | {"streams": {}}  # an older service
+    assert capture_problems(older, now) == [
+        "no stream has delivered anything since the service started 600 s ago"]
+
+
 def test_a_failed_spool_write_keeps_the_rows_for_the_next_flush(tmp_path):
     import asyncio
 

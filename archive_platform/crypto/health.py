@@ -2,8 +2,9 @@
 
 ``read_heartbeat(root)`` returns the parsed JSON or None; ``capture_problems(beat, now)`` returns
 what is wrong (empty: healthy): no heartbeat, a heartbeat older than ``stale_seconds`` (the
-process stopped or hung), or a stream whose last message is older than ``stream_stale_seconds``
-(an exchange, or one connection, went quiet beyond what the service's reconnects repair).
+process stopped or hung), a stream whose last message is older than ``stream_stale_seconds``
+(an exchange, or one connection, went quiet beyond what the service's reconnects repair), or a
+subscribed stream that has delivered nothing in the service's first ``stream_stale_seconds``.
 """
 
 from __future__ import annotations
@@ -36,8 +37,17 @@ def capture_problems(beat: dict[str, Any] | None, now: datetime, *, stale_second
     age = _age(now, beat["written_at"])
     if age > stale_seconds:
         problems.append(f"capture heartbeat is {age:.0f} s old (pid {beat.get('pid')}): the service is not running")
-    for stream, info in sorted(beat.get("streams", {}).items()):
+    streams = beat.get("streams", {})
+    for stream, info in sorted(streams.items()):
         s_age = _age(now, info["last_receive"])
         if s_age > stream_stale_seconds:
             problems.append(f"stream {stream}: no message for {s_age:.0f} s")
+    # a stream that never delivered (no network, a refused subscription, a wrong URL) is as
+    # silent as one that stopped, once the service has run longer than the stream threshold
+    running = _age(now, beat["started"]) if beat.get("started") else 0.0
+    if running > stream_stale_seconds:
+        for stream in sorted(set(beat.get("expected_streams", [])) - set(streams)):
+            problems.append(f"stream {stream}: nothing received since the service started {running:.0f} s ago")
+        if not streams and not beat.get("expected_streams"):
+            problems.append(f"no stream has delivered anything since the service started {running:.0f} s ago")
     return problems
