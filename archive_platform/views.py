@@ -168,6 +168,9 @@ def refresh_views(root: Path, db_path: Path, datasets=DATASETS) -> list[str]:
             for spec in datasets:
                 con.execute(view_sql(root, spec, has_files=_has_files(root, spec)))
                 names.append(spec.name)
+            from archive_platform import macros
+
+            macros.install_for_views(con)  # the trading-day helpers, as connect() has them
             con.execute("CHECKPOINT")
         finally:
             con.close()

@@ -54,7 +54,9 @@ def test_empty_root_gives_typed_empty_views(tmp_path):
     con = connect(db)
     try:
         tables = con.execute("SELECT table_name, table_type FROM information_schema.tables").fetchall()
-        assert sorted(tables) == [(n, "VIEW") for n in NAMES]  # the file holds views only
+        # views only, plus the trading-day table behind the helper macros
+        assert sorted(tables) == sorted([(n, "VIEW") for n in NAMES] + [("trading_days", "BASE TABLE")])
+        assert con.execute("SELECT trading_day_add(DATE '2025-11-26', 1)").fetchone()[0].isoformat() == "2025-11-28"
         for t in ArchiveType:
             assert _describe(con, t.value) == _expected_columns(t)
             assert con.execute(f"SELECT count(*) FROM {t.value}").fetchone() == (0,)
