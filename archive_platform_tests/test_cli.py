@@ -90,7 +90,7 @@ def test_demo_refuses_live_sources_before_doing_anything(demo_env, monkeypatch):
      "'2025-13-40' is not a calendar date as YYYY-MM-DD"),
     (["query", "atm_iv_through_day", "--day", "2025-11-29"], "--day",
      "2025-11-29 is not an NYSE session (the previous one is 2025-11-28)"),
-    (["query", "latest_chain", "--symbol", "../etc"], "--symbol", "'../etc' is not a US ticker symbol"),
+    (["query", "latest_chain", "--symbol", "../etc"], "--symbol", "'../etc' is not a ticker symbol"),
 ])
 def test_bad_input_is_a_usage_error_not_a_traceback(args, named, says, tmp_path, monkeypatch):
     monkeypatch.setenv("ARCHIVE_SIM_ROOT", str(tmp_path / "sim"))

@@ -23,12 +23,13 @@ def query(name: str, symbol: str, at: datetime | None, day: date | None, root: P
     """Run one of the example queries against the archive (archive_platform.connect())."""
     from archive_platform.queries import EXAMPLES, run_query
 
-    from archive_platform.symbols import SymbolError, normalise_us_ticker
+    import re
 
-    try:
-        params: dict = {"symbol": normalise_us_ticker(symbol)}
-    except SymbolError as exc:
-        raise click.BadParameter(str(exc), param_hint="'--symbol'") from None
+    # a bound parameter, so nothing unsafe could happen; but "../etc" is certainly a typo
+    if not re.fullmatch(r"[A-Za-z0-9._-]{1,12}", symbol):
+        raise click.BadParameter(f"{symbol!r} is not a ticker symbol (letters, digits, '.', '-', '_')",
+                                 param_hint="'--symbol'")
+    params: dict = {"symbol": symbol.upper()}
     if name == "latest_chain":
         params["at"] = at or datetime.now().astimezone()
     if name == "atm_iv_through_day":
