@@ -138,10 +138,14 @@ def bench(args) -> None:
         df = to_pandas(snap)
         ours.append(timed(lake.append, TD, d0, snap)[0])
         base.append(timed(lambda: lib.update(f"d{d0:%Y%m%d}", df, upsert=True))[0])
-    redo_ours = timed(lake.append, TD, d0, snap)[0]
-    redo_base = timed(lambda: lib.update(f"d{d0:%Y%m%d}", df, upsert=True))[0]
+    # a re-delivery replaces the stored snapshot (the same rows): median of 5
+    redo_ours, redo_base = [], []
+    for _ in range(5):
+        redo_ours.append(timed(lake.append, TD, d0, snap)[0])
+        redo_base.append(timed(lambda: lib.update(f"d{d0:%Y%m%d}", df, upsert=True))[0])
+    redo_ours, redo_base = statistics.median(redo_ours), statistics.median(redo_base)
     row("snapshot append, median of 27", statistics.median(ours), statistics.median(base), "s", "<= 1.0x")
-    row("idempotent re-append of snapshot 27", redo_ours, redo_base, "s", "<= 1.0x")
+    row("re-delivered snapshot 27, median of 5", redo_ours, redo_base, "s", "<= 1.0x")
     row("snapshot 27 vs snapshot 1 (lake)", ours[-1], ours[0], "s", "<= 1.2x")
     row("snapshot 27 vs snapshot 1 (arcticdb)", base[-1], base[0], "s")
     compact = timed(lake.compact_day, TD, d0)[0]
