@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import errno
 import os
-import subprocess
-import uuid
 
 import pytest
 from click.testing import CliRunner
 
 from archive_platform.crypto import service
 from archive_platform.crypto.cli import capture
+from archive_platform_tests.mounts import tmpfs
 
 
 class FakeService:
@@ -81,18 +80,8 @@ def test_a_failed_write_check_leaves_no_folder_behind(tmp_path, monkeypatch):
 def read_only_dir(tmp_path):
     """A read-only file system (tmpfs mounted ro), as the hostile test used; root writes through
     permission bits, so only a real read-only mount shows the failure."""
-    ro = tmp_path / "ro"
-    ro.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("mounting a read-only tmpfs needs root")
-    got = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", f"ro-{uuid.uuid4().hex[:8]}", str(ro)],
-                         capture_output=True, text=True)
-    if got.returncode != 0:
-        pytest.skip(f"cannot mount a read-only tmpfs here: {got.stderr.strip()}")
-    try:
+    with tmpfs(tmp_path / "ro", "ro,size=1m") as ro:
         yield ro
-    finally:
-        subprocess.run(["umount", str(ro)], check=True)
 
 
 def test_a_root_on_a_read_only_file_system_is_refused(read_only_dir, monkeypatch):

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import glob
 import os
-import subprocess
 from datetime import timedelta
 
 import duckdb
@@ -17,22 +16,15 @@ import pytest
 
 from archive_platform.lake import Lake, connect
 from archive_platform_tests.lake_helpers import D1, D2, KEY_SQL, OPTIONS, day_table, snapshot
+from archive_platform_tests.mounts import tmpfs
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
 def small_disk(tmp_path):
-    mnt = tmp_path / "mnt"
-    mnt.mkdir()
-    out = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(mnt)],
-                         capture_output=True, text=True)
-    if out.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {out.stderr.strip() or out.returncode}")
-    try:
+    with tmpfs(tmp_path / "mnt", "size=24m") as mnt:
         yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
 def _noisy(table: pa.Table, seed: int) -> pa.Table:
@@ -100,18 +92,10 @@ def test_a_first_write_to_a_read_only_root_names_the_dataset_and_day(tmp_path):
     from archive_platform.store.errors import ArchiveWriteError
     from archive_platform_tests.store_helpers import FULL_DAY, make_table
 
-    mnt = tmp_path / "ro"
-    mnt.mkdir()
-    out = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(mnt)],
-                         capture_output=True, text=True)
-    if out.returncode != 0:
-        pytest.skip(f"cannot mount a read-only tmpfs here: {out.stderr.strip() or out.returncode}")
-    try:
+    with tmpfs(tmp_path / "ro", "ro,size=1m") as mnt:
         store = ArchiveStore(mnt, kind="sim")
         with pytest.raises(ArchiveWriteError, match=r"^.*gex 2025-11-26: write_day failed at .*_archive\.json") as ei:
             store.write_day("gex", FULL_DAY, make_table("gex", FULL_DAY, 3))
         assert ei.value.errno == errno.EROFS
         with pytest.raises(ArchiveWriteError, match=r"gex 2025-11-26: append failed"):
             store.append_snapshot("gex", FULL_DAY, make_table("gex", FULL_DAY, 3))
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
