@@ -42,20 +42,10 @@ def capture_status(settings, parts, instance, now: datetime) -> tuple[list[dict]
     from archive_platform.datasets import DATASETS
     from archive_platform.defs.recovery import LedgerContext
     from archive_platform.status import dataset_status
-    from archive_platform.store import ArchiveStore
 
-    root = settings.root("live")
-
-    class CaptureLedger(LedgerContext):
-        # with capture on, every crypto dataset (captured and derived) is in the live archive
-        def store_for(self, ds):
-            return ArchiveStore(root, kind="live")
-
-        def roots(self):
-            return {"live": root}
-
+    root = settings.root(settings.crypto_kind)  # the live archive, capture being on
     utc = [d for d in DATASETS if d.calendar_name == "utc"]
-    ctx = CaptureLedger(settings, utc, parts)
+    ctx = LedgerContext(settings, utc, parts)  # its store_for follows crypto_kind
     beat = capture_heartbeat(root, now)
     entries = ctx.entries(instance, now)
     first = ctx.first_day()

@@ -154,15 +154,10 @@ def build_crypto_asset(d: CapturedDataset, partitions_def, settings: Settings) -
 
 
 def _first_day(datasets, settings: Settings) -> date | None:
-    from archive_platform.coverage import first_stored_day
-    from archive_platform.store import ArchiveStore
+    from archive_platform.defs.recovery import LedgerContext
 
-    if settings.start_date:
-        return settings.start_date
-
-    kind = settings.crypto_kind  # where the UTC datasets are written (not the NYSE selection's)
-    store = ArchiveStore(settings.root(kind), kind=kind)
-    return first_stored_day(datasets, lambda ds: store)
+    # ARCHIVE_START_DATE, else the first day stored where the UTC datasets live (crypto_kind)
+    return LedgerContext(settings, datasets, {}).first_day()
 
 
 def _recoverable_today(d, day: date, settings: Settings, root) -> bool:

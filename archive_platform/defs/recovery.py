@@ -104,14 +104,19 @@ class LedgerContext:
     datasets: Sequence[Dataset]
     parts: Mapping[str, dg.PartitionsDefinition]
 
+    def kind(self, ds: Dataset) -> str:
+        """The archive ``ds`` lives in: UTC-day datasets follow the capture setting
+        (``Settings.crypto_kind``), the NYSE ones their source selection."""
+        return self.settings.crypto_kind if ds.calendar_name == "utc" else self.settings.sources.store_kind(ds)
+
     def store_for(self, ds: Dataset):
         from archive_platform.store import ArchiveStore
 
-        kind = self.settings.sources.store_kind(ds)
+        kind = self.kind(ds)
         return ArchiveStore(self.settings.root(kind), kind=kind)
 
     def roots(self) -> dict[str, Path]:
-        return {k: self.settings.root(k) for k in {self.settings.sources.store_kind(d) for d in self.datasets}}
+        return {k: self.settings.root(k) for k in {self.kind(d) for d in self.datasets}}
 
     def symbols(self) -> list[str]:
         if self.settings.symbols:
