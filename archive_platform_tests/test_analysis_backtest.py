@@ -157,3 +157,56 @@ def test_sma_cross_backtest_on_equity_session_candles():
     assert res.metrics["sharpe"] == pytest.approx(empyrical.sharpe_ratio(r, annualization=252 * 78))
     with pytest.raises(ValueError, match="one series"):
         sma_cross_backtest(pl.concat([c, c.with_columns(symbol=pl.lit("QQQ"))]), timeframe="5m", calendar="nyse")
+
+
+# -- review fixes: alignment, ruin, time zones, gross return ------------------------------------
+def test_an_array_signal_is_sorted_together_with_its_bars():
+    # bars given newest first with the signal in the same row order: the long decided at 00:00
+    # must earn 100 -> 110 of the bar closing at 01:00 (it was aligned to the wrong bars before)
+    b = bars([100, 100, 110, 121], [100, 110, 121, 121])
+    sig = np.array([1.0, 0.0, 0.0, 0.0])
+    asc = run_backtest(b, sig, periods_per_year=8760, fee=0.0)
+    desc = run_backtest(b.reverse(), sig[::-1].copy(), periods_per_year=8760, fee=0.0)
+    assert asc.equity["equity"].to_list() == pytest.approx([1.0, 1.1, 1.1, 1.1])
+    assert desc.equity["equity"].to_list() == pytest.approx([1.0, 1.1, 1.1, 1.1])
+    assert desc.equity["position"].to_list() == [0.0, 1.0, 0.0, 0.0]
+    with pytest.raises(ValueError, match="duplicate timestamps"):
+        run_backtest(pl.concat([b, b]), np.zeros(8), periods_per_year=8760)
+    with pytest.raises(ValueError, match="positive prices"):
+        run_backtest(bars([100, float("nan")], [100, 101]), [0, 0], periods_per_year=8760)
+
+
+def test_a_ruinous_bar_leaves_the_equity_at_zero_not_negative():
+    # short through a tripling: the bar's return is -200 %; the account is gone, and the
+    # curve must not go negative and then "earn" on the next down moves (-1, -1.5, -2.25 before)
+    from archive_platform.analysis.daily_backtests import consistency
+
+    b = bars([100, 100, 300, 150], [100, 300, 150, 75])
+    res = run_backtest(b, [-1, -1, -1, -1], periods_per_year=8760, fee=0.0)
+    assert res.equity["equity"].to_list() == [1.0, 0.0, 0.0, 0.0]
+    assert res.equity["return"].to_list() == [0.0, -1.0, 0.0, 0.0]
+    assert res.equity["position"].to_list() == [0.0, -1.0, 0.0, 0.0]  # liquidated at the next open
+    assert res.metrics["max_drawdown"] == -1.0 and res.metrics["total_return"] == -1.0
+    assert res.metrics["final_equity"] == 0.0 and res.metrics["trades"] == 1
+    assert res.trades["pnl"].to_list() == [-1.0]  # not -2: a trade loses at most the equity
+    assert consistency(res) == []
+    from archive_platform.analysis.backtest import ruin
+
+    assert ruin(res) == (T0 + timedelta(hours=1), 0.0)
+    assert ruin(run_backtest(b, [0, 0, 0, 0], periods_per_year=8760)) is None
+
+
+def test_trade_times_keep_their_utc_time_zone():
+    res = run_backtest(bars([100, 102, 110, 99], [101, 105, 100, 98]), [1, 1, 0, 0], periods_per_year=8760)
+    assert res.trades.schema["entry_time"] == pl.Datetime("us", "UTC") == res.trades.schema["exit_time"]
+    assert res.trades["entry_time"].to_list() == [T0 + timedelta(hours=1)]
+    assert res.trades["exit_time"].to_list() == [T0 + timedelta(hours=3)]
+
+
+def test_gross_return_is_the_same_positions_without_costs():
+    b = bars([100, 102, 110, 99], [101, 105, 100, 98])
+    res = run_backtest(b, [1, 1, 0, 0], periods_per_year=8760, fee=0.001, slippage_bps=5)
+    assert res.metrics["gross_return"] == pytest.approx((105 / 102) * (110 / 105) * (100 / 110) * (99 / 100) - 1)
+    free = run_backtest(b, [1, 1, 0, 0], periods_per_year=8760, fee=0.0)
+    assert res.metrics["gross_return"] == pytest.approx(free.metrics["total_return"])
+    assert res.metrics["total_return"] == pytest.approx((1 + free.metrics["total_return"]) * (1 - 0.0015) ** 2 - 1)

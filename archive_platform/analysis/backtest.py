@@ -9,9 +9,14 @@ Model (numpy, no loop over bars):
   move from open to close earns the NEW position:
   r[t] = (1 + pos[t-1] (O[t] / C[t-1] - 1)) (1 - cost[t]) (1 + pos[t] (C[t] / O[t] - 1)) - 1.
   The weight is held constant between fills (implicit, uncharged rebalancing of the drift).
+- Ruin: a bar whose factor 1 + r[t] would be <= 0 sets r[t] = -1; the equity stays 0 (never
+  negative) and the signal is 0 from that bar on (nothing is left to trade). ``ruin(result)``
+  finds the first bar at or below 1 % of the starting equity.
 - A trade is a run of bars with one constant non-zero position; its pnl (fraction of the equity at
-  entry) is w (P_exit / P_entry - 1) - 2 |w| fee, with fills at the opens moved against the trade by
-  the slippage; a trade still open at the end is closed at the last close (``open_at_end``).
+  entry, floored at -1) is w (P_exit / P_entry - 1) - 2 |w| fee, with fills at the opens moved
+  against the trade by the slippage; a trade still open at the end is closed at the last close
+  (``open_at_end``). ``metrics["gross_return"]`` is the total return of the same positions
+  without fees and slippage.
 """
 
 from __future__ import annotations
@@ -34,23 +39,50 @@ class BacktestResult:
 
 def run_backtest(bars, signal, *, periods_per_year: float, fee: float = 0.001,
                  slippage_bps: float = 0.0, initial_equity: float = 1.0) -> BacktestResult:
-    """Backtest ``signal`` (a column name of ``bars`` or an array, one value per bar) on ``bars``."""
-    df = to_polars(bars, ("timestamp", "open", "close"), "bars").sort("timestamp")
-    sig = df[signal].to_numpy() if isinstance(signal, str) else np.asarray(signal, dtype=np.float64)
-    sig = np.where(np.isnan(sig.astype(np.float64)), 0.0, sig.astype(np.float64))
-    if len(sig) != df.height:
-        raise ValueError(f"signal has {len(sig)} values for {df.height} bars")
+    """Backtest ``signal`` (a column name of ``bars`` or an array, one value per bar in the order
+    of ``bars``) on ``bars``, the bars of ONE series (timestamps unique)."""
+    df = to_polars(bars, ("timestamp", "open", "close"), "bars")
+    if df.height == 0:
+        raise ValueError("bars: no rows to backtest")
+    raw = df[signal].cast(pl.Float64).to_numpy() if isinstance(signal, str) else np.asarray(signal, dtype=np.float64)
+    if raw.ndim != 1 or len(raw) != df.height:
+        raise ValueError(f"signal has {raw.size} values for {df.height} bars")
+    # an array signal is aligned with the rows as given: sort it WITH the bars, never apart
+    df = df.with_columns(pl.Series("_signal", raw)).sort("timestamp", maintain_order=True)
+    ts_us = df["timestamp"].cast(pl.Int64).to_numpy()
+    if df.height > 1 and np.any(ts_us[1:] == ts_us[:-1]):
+        raise ValueError("bars: duplicate timestamps; a backtest runs on the bars of one series")
+    sig = df["_signal"].to_numpy()
+    sig = np.where(np.isnan(sig), 0.0, sig)
     if np.any(np.abs(sig) > 1):
         raise ValueError("signal must lie in [-1, 1] (a fraction of equity; no leverage)")
     if fee < 0 or slippage_bps < 0:
         raise ValueError("fee and slippage_bps must be >= 0")
-    o, c = df["open"].to_numpy().astype(np.float64), df["close"].to_numpy().astype(np.float64)
-    pos = np.concatenate([[0.0], sig[:-1]])
-    prev = np.concatenate([[0.0], pos[:-1]])
+    o, c = df["open"].cast(pl.Float64).to_numpy(), df["close"].cast(pl.Float64).to_numpy()
+    if not (np.all(np.isfinite(o) & (o > 0)) and np.all(np.isfinite(c) & (c > 0))):
+        raise ValueError("bars: open and close must be positive prices (no null, NaN or zero)")
     prev_close = np.concatenate([[o[0]], c[:-1]])
     unit_cost = fee + slippage_bps / 1e4
-    r = (1 + prev * (o / prev_close - 1)) * (1 - np.abs(pos - prev) * unit_cost) * (1 + pos * (c / o - 1)) - 1
-    equity = initial_equity * np.cumprod(1 + r)
+
+    def factors(s: np.ndarray, cost: float):
+        pos = np.concatenate([[0.0], s[:-1]])
+        prev = np.concatenate([[0.0], pos[:-1]])
+        g = ((1 + prev * (o / prev_close - 1)) * (1 - np.abs(pos - prev) * cost) * (1 + pos * (c / o - 1)))
+        return pos, prev, g
+
+    pos, prev, growth = factors(sig, unit_cost)
+    ruined = np.flatnonzero(growth <= 0)
+    if len(ruined):
+        # Ruin: the bar would take the equity to zero or below (a short through a doubling, costs
+        # above the equity). Nothing is left to trade: the equity stays 0 and the signal is 0 from
+        # that bar on, so the position is closed at the next open (a liquidation, free of cost).
+        k = int(ruined[0])
+        sig = sig.copy()
+        sig[k:] = 0.0
+        pos, prev, growth = factors(sig, unit_cost)
+        growth[k], growth[k + 1:] = 0.0, 1.0
+    r = growth - 1
+    equity = initial_equity * np.cumprod(growth)
     peak = np.maximum.accumulate(np.concatenate([[initial_equity], equity]))[1:]
     curve = pl.DataFrame({"timestamp": df["timestamp"], "signal": sig, "position": pos, "return": r,
                           "equity": equity, "drawdown": equity / peak - 1})
@@ -59,7 +91,17 @@ def run_backtest(bars, signal, *, periods_per_year: float, fee: float = 0.001,
                         trade_pnl=trades["pnl"].to_numpy(), timestamps=df["timestamp"].to_numpy())
     m["fills"] = float(np.count_nonzero(pos != prev))
     m["final_equity"] = float(equity[-1])
+    # the same positions without fees or slippage: what the signal earns before costs
+    _, _, gross = factors(sig, 0.0)
+    m["gross_return"] = float(np.prod(np.maximum(gross, 0.0)) - 1)
     return BacktestResult(curve, trades, m)
+
+
+def ruin(result: BacktestResult, *, level: float = 0.01, initial_equity: float = 1.0):
+    """(timestamp, equity) of the first bar whose equity is at or below ``level`` x the starting
+    equity (default 1 %: a ruined account), or None when the equity never fell that low."""
+    hit = result.equity.filter(pl.col("equity") <= level * initial_equity)
+    return None if hit.height == 0 else (hit["timestamp"][0], float(hit["equity"][0]))
 
 
 def _trades(ts: pl.Series, o, c, pos, prev, fee: float, slip: float) -> pl.DataFrame:
@@ -75,10 +117,9 @@ def _trades(ts: pl.Series, o, c, pos, prev, fee: float, slip: float) -> pl.DataF
     entry_px = o[first] * (1 + side * slip)
     exit_px = np.where(closed, o[exit_i] * (1 - side * slip), c[last])
     pnl = w * (exit_px / entry_px - 1) - np.abs(w) * (fee + np.where(closed, fee, 0.0))
-    tsn = ts.to_numpy()
-    return pl.DataFrame({
-        "entry_time": tsn[first] if len(first) else ts.head(0),
-        "exit_time": np.where(closed, tsn[exit_i], tsn[last]) if len(first) else ts.head(0),
+    pnl = np.maximum(pnl, -1.0)  # a trade cannot lose more than the equity it was entered with
+    return pl.DataFrame({  # gathered from the Series: the times keep their time zone (UTC)
+        "entry_time": ts.gather(first), "exit_time": ts.gather(np.where(closed, exit_i, last)),
         "side": np.where(side > 0, "long", "short").astype(str),
         "weight": w.astype(np.float64), "entry_price": entry_px, "exit_price": exit_px,
         "bars": (last - first + 1).astype(np.int64), "pnl": pnl.astype(np.float64), "open_at_end": ~closed,
