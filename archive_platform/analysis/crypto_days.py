@@ -25,7 +25,7 @@ import polars as pl
 import pyarrow as pa
 
 from archive_platform.analysis.candles import TIMEFRAMES, candles
-from archive_platform.analysis.features import BOOK_COLUMNS, TRADE_COLUMNS, orderbook_features
+from archive_platform.analysis.features import BOOK_COLUMNS, TRADE_COLUMNS, orderbook_features, trade_bar_stats
 from archive_platform.storage import Storage
 
 UTC = timezone.utc
@@ -103,7 +103,7 @@ def derive_crypto_candles(store: Storage, day: date, symbols: Sequence[str] = ()
 # -- order-book features ---------------------------------------------------------------------
 def feature_inputs(store: Storage, day: date) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     """(books, trades) of D with the last WARMUP_S seconds of D-1, and the previous day's volume
-    per series (exchange, symbol, prev_volume)."""
+    and 1 s price-change deviation per series (exchange, symbol, prev_volume, prev_dp_sigma)."""
     lo, _ = bounds(day)
     prev = day - timedelta(days=1)
     warm = lo - timedelta(seconds=WARMUP_S)
@@ -113,6 +113,11 @@ def feature_inputs(store: Storage, day: date) -> tuple[pl.DataFrame, pl.DataFram
     trades = pl.concat([prev_trades.filter(pl.col("event_time") > warm),
                         _read(store, "crypto_trades", day, TRADE_COLUMNS)])
     volume = prev_trades.group_by(SERIES).agg(pl.col("size").sum().alias("prev_volume"))
+    if prev_trades.height:
+        volume = volume.join(trade_bar_stats(prev_trades).select(*SERIES, pl.col("dp_sigma").alias("prev_dp_sigma")),
+                             on=SERIES, how="left")
+    else:
+        volume = volume.with_columns(pl.lit(None, pl.Float64).alias("prev_dp_sigma"))
     return books, trades, volume
 
 
@@ -123,7 +128,9 @@ def day_features(books: pl.DataFrame, trades: pl.DataFrame, day: date,
     Seconds outside what ``orderbook_features`` can compute (before the first book known, after
     the last one) are kept with null features and ``updates`` 0, so every series has 86,400 rows.
     The VPIN bucket is the previous day's volume / VPIN_DIVISOR (the day's own without it),
-    stored in ``vpin_bucket_volume``.
+    stored in ``vpin_bucket_volume``; the bulk-volume classification is scaled by the previous
+    day's deviation of 1 s price changes (``prev_dp_sigma``; the day's own without it). So with a
+    stored previous day, VPIN at t uses nothing after t.
     """
     lo, hi = bounds(day)
     present = books.filter(pl.col("event_time") >= lo).select(SERIES).unique().sort(SERIES)
@@ -133,7 +140,8 @@ def day_features(books: pl.DataFrame, trades: pl.DataFrame, day: date,
         mine = (pl.col("exchange") == exchange) & (pl.col("symbol") == symbol)
         bk, tr = books.filter(mine).sort("event_time"), trades.filter(mine).sort("event_time")
         bucket = _bucket_volume(tr, lo, hi, prev_volume, exchange, symbol)
-        feats = orderbook_features(bk, tr if tr.height else None, vpin_bucket_volume=bucket)
+        feats = orderbook_features(bk, tr if tr.height else None, vpin_bucket_volume=bucket,
+                                   vpin_sigma=_prev_sigma(prev_volume, exchange, symbol))
         full = (pl.DataFrame({"timestamp": grid}).join(feats.drop(SERIES), on="timestamp", how="left")
                 .with_columns(pl.col("updates").fill_null(0), pl.lit(exchange).alias("exchange"),
                               pl.lit(symbol).alias("symbol"), pl.lit(bucket, pl.Float64).alias("vpin_bucket_volume")))
@@ -141,6 +149,15 @@ def day_features(books: pl.DataFrame, trades: pl.DataFrame, day: date,
     if not frames:
         return pl.DataFrame()
     return pl.concat(frames, how="diagonal_relaxed")
+
+
+def _prev_sigma(prev_volume, exchange, symbol) -> float | None:
+    """The previous day's 1 s price-change deviation of the series (None: not known)."""
+    if prev_volume is None or "prev_dp_sigma" not in prev_volume.columns:
+        return None
+    hit = prev_volume.filter((pl.col("exchange") == exchange) & (pl.col("symbol") == symbol))
+    value = hit["prev_dp_sigma"][0] if hit.height else None
+    return float(value) if value is not None and value > 0 else None
 
 
 def _bucket_volume(tr: pl.DataFrame, lo, hi, prev_volume, exchange, symbol) -> float | None:

@@ -163,9 +163,13 @@ def kyle_lambda(dm: np.ndarray, q: np.ndarray, window: int) -> np.ndarray:
 
 
 def vpin(bar_sec: np.ndarray, bar_volume: np.ndarray, bar_dp: np.ndarray, bucket_volume: float,
-         n_buckets: int = 50) -> tuple[np.ndarray, np.ndarray]:
-    """(completion second, VPIN) of every volume bucket from the n-th on (bulk-volume classification)."""
-    sigma = np.std(bar_dp, ddof=1) if len(bar_dp) > 1 else 0.0
+         n_buckets: int = 50, sigma: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(completion second, VPIN) of every volume bucket from the n-th on (bulk-volume classification).
+
+    ``sigma`` is the standard deviation of dP that scales the classification; by default the one of
+    ``bar_dp`` itself, which uses the whole input (pass one from earlier data to stay causal)."""
+    if sigma is None or not sigma > 0:
+        sigma = np.std(bar_dp, ddof=1) if len(bar_dp) > 1 else 0.0
     frac = _normal_cdf(bar_dp / sigma) if sigma > 0 else np.full(len(bar_dp), 0.5)
     cv = np.concatenate([[0.0], np.cumsum(bar_volume)])
     cb = np.concatenate([[0.0], np.cumsum(bar_volume * frac)])
@@ -203,11 +207,15 @@ def _series(bk: pl.DataFrame):
 
 def orderbook_features(books, trades=None, *, levels: int = 20, kyle_window: int = 60,
                        vpin_buckets: int = 50, vpin_bucket_volume: float | None = None,
-                       horizon_s: int = 5, wall_multiple: float = 10.0) -> pl.DataFrame:
+                       vpin_sigma: float | None = None, horizon_s: int = 5,
+                       wall_multiple: float = 10.0) -> pl.DataFrame:
     """The 1-second feature grid of every (exchange, symbol) in ``books`` (see FEATURE_DICTIONARY).
 
     ``vpin_bucket_volume`` defaults to the series' total traded volume / (10 * vpin_buckets), so the
-    50-bucket window spans about a tenth of the input; pass a value from earlier data to stay causal.
+    50-bucket window spans about a tenth of the input, and ``vpin_sigma`` (the standard deviation
+    of the 1 s trade bars' price changes, which scales the bulk-volume classification) to that of
+    the input: both use the whole input. Pass both from earlier data (``trade_bar_stats``) to stay
+    causal.
     """
     bk = to_polars(books, BOOK_COLUMNS, "orderbook_l2")
     tr = None if trades is None else to_polars(trades, TRADE_COLUMNS, "crypto_trades")
@@ -235,7 +243,7 @@ def orderbook_features(books, trades=None, *, levels: int = 20, kyle_window: int
                  - (pa[1:] <= pa[:-1]) * qa[1:] + (pa[1:] >= pa[:-1]) * qa[:-1])
         cols["ofi"] = _per_second(slot, np.nan_to_num(e), n)
         cols.update(_trade_features(tr, exchange, symbol, t, sec, cols["mid"], grid, (pb + pa) / 2,
-                                    kyle_window, vpin_buckets, vpin_bucket_volume, horizon_s))
+                                    kyle_window, vpin_buckets, vpin_bucket_volume, vpin_sigma, horizon_s))
         frame = pl.DataFrame(cols).with_columns(pl.lit(exchange).alias("exchange"), pl.lit(symbol).alias("symbol"))
         frames.append(frame)
     names = ["exchange", "symbol", *FEATURE_DICTIONARY]
@@ -247,8 +255,25 @@ def orderbook_features(books, trades=None, *, levels: int = 20, kyle_window: int
                             *(pl.col(c).fill_nan(None) for c in floats))
 
 
+def trade_bar_stats(trades) -> pl.DataFrame:
+    """Per (exchange, symbol): ``volume`` (the traded size) and ``dp_sigma``, the standard deviation
+    (ddof 1) of the price change between consecutive 1-second trade bars (a bar's price is its last
+    trade, the first bar's change is 0), as ``vpin`` computes it. From earlier data (e.g. the
+    previous day), they make VPIN's bucket size and bulk-volume classification causal."""
+    tr = to_polars(trades, TRADE_COLUMNS, "crypto_trades")
+    sec = (pl.col("event_time").dt.epoch("us") - 1) // US + 1
+    bars = (tr.sort("exchange", "symbol", "event_time", maintain_order=True)
+            .group_by("exchange", "symbol", sec.alias("sec"), maintain_order=True)
+            .agg(pl.col("price").last(), pl.col("size").sum().alias("v"))
+            .filter(pl.col("v") > 0).sort("exchange", "symbol", "sec"))
+    return bars.group_by("exchange", "symbol", maintain_order=True).agg(
+        pl.col("v").sum().cast(pl.Float64).alias("volume"),
+        pl.col("price").diff().fill_null(0.0).std(ddof=1).alias("dp_sigma"))
+
+
 def _trade_features(tr, exchange, symbol, book_t, book_sec, grid_mid, grid, snap_mid,
-                    kyle_window, vpin_buckets, vpin_bucket_volume, horizon_s) -> dict[str, np.ndarray]:
+                    kyle_window, vpin_buckets, vpin_bucket_volume, vpin_sigma,
+                    horizon_s) -> dict[str, np.ndarray]:
     n = len(grid)
     nan = np.full(n, np.nan)
     names = ("volume", "signed_volume", "kyle_lambda", "vpin", "effective_spread_bps", "realized_spread_bps")
@@ -272,7 +297,7 @@ def _trade_features(tr, exchange, symbol, book_t, book_sec, grid_mid, grid, snap
     bar_px = last_px[has]
     bar_dp = np.concatenate([[0.0], np.diff(bar_px)]) if has.any() else np.empty(0)
     size_v = vpin_bucket_volume or volume.sum() / (10 * vpin_buckets)
-    done, values = vpin(grid[has], volume[has], bar_dp, size_v, vpin_buckets)
+    done, values = vpin(grid[has], volume[has], bar_dp, size_v, vpin_buckets, vpin_sigma)
     v = np.full(n, np.nan)
     if len(values):
         pos = np.searchsorted(done, grid, side="right") - 1  # latest bucket completed at or before t
