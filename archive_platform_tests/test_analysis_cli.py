@@ -201,3 +201,57 @@ def test_sim_reads_the_simulated_archive_the_demo_writes(tmp_path, monkeypatch):
     # --root wins over --sim, as in `sql`
     res = CliRunner().invoke(backtest, ["--sim", "--root", str(live), *args])
     assert res.exit_code == 1 and f"under {live / 'crypto_trades'}" in res.output and "add --sim" not in res.output
+
+
+def _flip_books(root, n: int) -> None:
+    """n one-second books at a constant mid of 100 whose best-level imbalance flips sign every
+    second (+0.5, -0.5, ...): ob_imbalance flips between long and short each second."""
+    times = [T0 + timedelta(seconds=i) for i in range(n)]
+    big = np.where(np.arange(n) % 2 == 0, 3.0, 1.0)
+    books = pl.DataFrame({
+        "exchange": "sim", "symbol": "BTCUSDT", "event_time": times, "receive_time": times,
+        "update_id": np.arange(n, dtype=np.int64), "prev_update_id": None,
+        "bid_px": [[99.95]] * n, "bid_sz": [[b] for b in big], "ask_px": [[100.05]] * n,
+        "ask_sz": [[4.0 - b] for b in big], "source": "sim",
+    }).with_columns(pl.col("event_time", "receive_time").cast(pl.Datetime("us", "UTC")))
+    folder = root / "orderbook_l2" / "date=2026-03-01"
+    folder.mkdir(parents=True)
+    books.write_parquet(folder / "part-0.parquet")
+
+
+def test_a_strategy_ruined_by_its_costs_is_reported(tmp_path):
+    n = 3000
+    _flip_books(tmp_path, n)
+    args = ["--strategy", "ob_imbalance", "--symbol", "BTCUSDT", "--root", str(tmp_path)]
+    res = CliRunner().invoke(backtest, [*args, "--out", str(tmp_path / "o")])
+    assert res.exit_code == 0, res.output
+    # one fill of 1 (flat -> long), then a flip (2 x the equity traded) every second at 0.1 %
+    final = 0.999 * 0.998 ** (n - 2)
+    assert final < 0.01
+    assert metric(res.stdout, "final_equity") == pytest.approx(final, abs=1e-4)
+    assert metric(res.stdout, "gross_return") == 0.0  # the mid never moves: no edge at all
+    first = next(t for t in range(1, n) if 0.999 * 0.998 ** (t - 1) <= 0.01)
+    warning = res.stderr
+    assert warning.startswith(f"WARNING: the equity is ruined: it fell to {0.999 * 0.998 ** (first - 1) * 100:.4g}% "
+                              f"of the start (at most 1%) at the bar closing "
+                              f"{T0 + timedelta(seconds=first):%Y-%m-%d %H:%M:%S} UTC")
+    assert f"ends at {final:.3g} (total return {final - 1:.2%})" in warning
+    assert "Before costs the same positions return +0.00%" in warning
+    assert f"costs of its {n - 1:,} fills (0.1000% per side + 0 bps of slippage" in warning
+    assert "WARNING" not in res.stdout
+    # without costs nothing is lost and nothing is reported
+    res = CliRunner().invoke(backtest, [*args, "--fee", "0", "--out", str(tmp_path / "o0")])
+    assert res.exit_code == 0 and metric(res.stdout, "final_equity") == 1.0 and res.stderr == ""
+
+
+def test_a_missing_range_is_named_as_asked_not_with_the_extra_midnight_day(tmp_path):
+    # sma_cross also reads the day after --to (a trade stamped exactly at midnight closes the
+    # last candle); the error named that day as if it had been asked for ("..2025-01-03")
+    write_trades(tmp_path, days=1)
+    res = run(["--from", "2025-01-01", "--to", "2025-01-02", "--root", str(tmp_path), "--out", str(tmp_path / "o")])
+    assert res.exit_code == 1
+    assert f"no crypto_trades Parquet files under {tmp_path / 'crypto_trades'} for 2025-01-01..2025-01-02." \
+        in res.output, res.output
+    res = run(["--symbol", "SOLUSDT", "--from", "2026-03-01", "--to", "2026-03-01", "--root", str(tmp_path),
+               "--out", str(tmp_path / "o")])
+    assert res.exit_code == 1 and "no rows for symbol 'SOLUSDT' in 2026-03-01..2026-03-01" in res.output, res.output

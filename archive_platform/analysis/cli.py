@@ -18,7 +18,7 @@ import click
 import polars as pl
 
 from archive_platform.analysis.backtest import (
-    BacktestResult, feature_bars, imbalance_signal, run_backtest, sma_cross_backtest,
+    BacktestResult, feature_bars, imbalance_signal, ruin, run_backtest, sma_cross_backtest,
 )
 from archive_platform.analysis.candles import TIMEFRAMES, candles
 from archive_platform.analysis.features import orderbook_features
@@ -67,8 +67,9 @@ def _read_days(root: Path, dataset: str, symbol: str, first: date, last: date,
         folder = root / dataset / f"date={day.isoformat()}"
         files += [(day, f) for f in sorted(folder.glob("*.parquet"))]
         day += timedelta(days=1)
+    lo, hi = require or (first, last)  # the days asked for (sma_cross also reads the day after)
     if not files:
-        raise click.ClickException(f"no {dataset} Parquet files under {root / dataset} for {first}..{last}"
+        raise click.ClickException(f"no {dataset} Parquet files under {root / dataset} for {lo}..{hi}."
                                    + _archived_note(root, dataset))
     df = pl.concat([pl.read_parquet(f, hive_partitioning=False).with_columns(pl.lit(d).alias("_day"))
                     for d, f in files], how="diagonal_relaxed")
@@ -77,11 +78,10 @@ def _read_days(root: Path, dataset: str, symbol: str, first: date, last: date,
         df = df.filter(pl.col("exchange") == exchange)
     where = f" on {exchange!r}" if exchange else ""
     if df.height == 0:
-        raise click.ClickException(f"{dataset}: no rows for symbol {symbol!r}{where} in {first}..{last}")
+        raise click.ClickException(f"{dataset}: no rows for symbol {symbol!r}{where} in {lo}..{hi}")
     if df["exchange"].n_unique() > 1:
         raise click.ClickException(f"{symbol} trades on {df['exchange'].unique().to_list()}; pick one with --exchange")
     if require is not None:
-        lo, hi = require
         have = set(df["_day"].unique().to_list())
         missing = [lo + timedelta(days=i) for i in range((hi - lo).days + 1)
                    if lo + timedelta(days=i) not in have]
@@ -149,8 +149,34 @@ def run_backtest_cli(*, strategy: str, symbol: str, timeframe: str, start: date 
     return result, equity_path, trades_path, (start, end)
 
 
+RUIN_LEVEL = 0.01  # an equity at or below 1 % of the start is reported as ruined
+
+
+def ruin_warning(result: BacktestResult, fee: float, slippage_bps: float) -> str | None:
+    """The warning printed when the equity was ruined (fell to RUIN_LEVEL of the start or
+    below), saying whether the costs or the positions themselves did it; None otherwise."""
+    hit = ruin(result, level=RUIN_LEVEL)
+    if hit is None:
+        return None
+    when, low = hit
+    m = result.metrics
+    gross = m.get("gross_return", math.nan)
+    head = (f"WARNING: the equity is ruined: it fell to {low * 100:.4g}% of the start (at most {RUIN_LEVEL:.0%}) "
+            f"at the bar closing {when:%Y-%m-%d %H:%M:%S} UTC and ends at {m['final_equity']:.3g} "
+            f"(total return {m['total_return']:.2%}).")
+    cost = f"{fee:.4%} per side + {slippage_bps:g} bps of slippage"
+    if gross > -1 + RUIN_LEVEL:
+        why = (f" Before costs the same positions return {gross:+.2%}: the costs of its "
+               f"{int(m['fills']):,} fills ({cost}, on each change of position) consumed the equity. "
+               f"This is the strategy's result, not a fault of the backtest: its edge does not pay "
+               f"for its turnover at these costs (see docs/analysis.md).")
+    else:
+        why = f" The positions lose it before costs too (gross return {gross:+.2%}), with {cost}."
+    return head + why
+
+
 def format_metrics(m: dict[str, float]) -> str:
-    pct = {"total_return", "annual_return", "max_drawdown", "win_rate", "exposure"}
+    pct = {"total_return", "annual_return", "max_drawdown", "win_rate", "exposure", "gross_return"}
     lines = []
     for k, v in m.items():
         if k in pct and not math.isnan(v):
@@ -173,14 +199,16 @@ def format_metrics(m: dict[str, float]) -> str:
 @click.option("--sim", is_flag=True,
               help="Read the simulated archive ($ARCHIVE_SIM_ROOT or data/sim/archive, what `demo` writes).")
 @click.option("--root", type=click.Path(path_type=Path), default=None,
-              help="Archive root holding crypto_trades/ (default: $ARCHIVE_ROOT or data/archive; "
-                   "overrides --sim).")
+              help="Archive root holding crypto_trades/ (and orderbook_l2/ for ob_imbalance) "
+                   "(default: $ARCHIVE_ROOT or data/archive; overrides --sim).")
 @click.option("--exchange", default=None, help="binance | hyperliquid | sim, when the symbol is on several.")
 @click.option("--fast", default=20, show_default=True, type=click.IntRange(1))
 @click.option("--slow", default=50, show_default=True, type=click.IntRange(2))
 @click.option("--short/--no-short", "allow_short", default=False, show_default=True)
-@click.option("--threshold", default=0.3, show_default=True, type=click.FloatRange(0, 1))
-@click.option("--fee", default=0.001, show_default=True, type=click.FloatRange(0, 0.1), help="Per side.")
+@click.option("--threshold", default=0.3, show_default=True, type=click.FloatRange(0, 1),
+              help="ob_imbalance: long while imbalance_5 > threshold, short while < -threshold.")
+@click.option("--fee", default=0.001, show_default=True, type=click.FloatRange(0, 0.1),
+              help="Per side, a fraction of the notional traded (0.001 = 0.1 %).")
 @click.option("--slippage-bps", default=0.0, show_default=True, type=click.FloatRange(0))
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("data/backtests"),
               show_default=True, help="Folder for equity.parquet and trades.parquet.")
@@ -213,3 +241,6 @@ def backtest(strategy, symbol, timeframe, start, end, sim, root, exchange, fast,
         click.echo(f"  period: bars closing {ts.min():%Y-%m-%d %H:%M:%S} .. {ts.max():%Y-%m-%d %H:%M:%S} UTC")
     click.echo(format_metrics(result.metrics))
     click.echo(f"equity curve: {equity_path}\ntrades: {trades_path}")
+    warning = ruin_warning(result, fee, slippage_bps)
+    if warning:
+        click.echo(warning, err=True)
