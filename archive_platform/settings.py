@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from archive_platform.config import ConfigError, SourceSelection, parse_symbols, parse_times
 from archive_platform.crypto.config import CaptureSettings, SettingsError, capture_settings_from_env
-from archive_platform.settings_lake import LAKE_SECRETS, LAKE_VARS, lake_config
+from archive_platform.settings_lake import LAKE_SECRETS, LAKE_VARS, check_instance_env, lake_config
 from archive_platform.sources.registry import VENDORS, setting_vars
 
 if TYPE_CHECKING:
@@ -198,6 +198,9 @@ class Settings:
         paths = {var: (env.get(var) or "").strip() or default for var, default in PATHS.items()}
         for var in ROOT_VARS:
             check_root(var, paths[var])
+        # the instance's PostgreSQL settings: the code server and every run load the instance
+        # too, and a half-set DAGSTER_PG_* would otherwise fail there with Dagster's tracebacks
+        check_instance_env(env)
         return cls(
             sources=sources,
             symbols=tuple(parse_symbols(env.get("ARCHIVE_SYMBOLS"), [])),

@@ -43,6 +43,101 @@ def s3_server() -> Iterator[S3Server]:
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     try:
+        # moto's backends are global to the process: without a reset, a server started after
+        # another one (an earlier test module) would already hold that one's buckets
+        import httpx
+
+        httpx.post(f"http://127.0.0.1:{port}/moto-api/reset", timeout=30).raise_for_status()
         yield S3Server(f"http://127.0.0.1:{port}")
     finally:
         server.stop()
+
+
+class S3Proxy:
+    """A TCP proxy on loopback in front of an S3 server, to make the endpoint fail on purpose:
+    ``down()`` drops every open connection and refuses new ones (the endpoint is gone),
+    ``cut_uploads()`` lets requests through but breaks each PUT in the middle of its body (the
+    endpoint dies mid-upload), ``up()`` restores it. Point ``ARCHIVE_S3_ENDPOINT`` at ``url``."""
+
+    def __init__(self, target_port: int) -> None:
+        import socket
+        import threading
+
+        self.target_port = target_port
+        self.mode = "up"
+        self.cut = 0  # PUT requests broken so far
+        self._lock = threading.Lock()
+        self._conns: set = set()
+        self._listener = socket.socket()
+        self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._listener.bind(("127.0.0.1", 0))
+        self._listener.listen(64)
+        self.port = self._listener.getsockname()[1]
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def up(self) -> None:
+        self.mode = "up"
+
+    def down(self) -> None:
+        self.mode = "down"
+        self._close_all()
+
+    def cut_uploads(self) -> None:
+        self.mode = "cut"
+
+    def close(self) -> None:
+        self.mode = "closed"
+        self._listener.close()
+        self._close_all()
+
+    def _close_all(self) -> None:
+        with self._lock:
+            conns, self._conns = list(self._conns), set()
+        for c in conns:
+            with contextlib.suppress(OSError):
+                c.close()
+
+    def _accept(self) -> None:
+        import socket
+        import threading
+
+        while self.mode != "closed":
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            if self.mode == "down":  # refused: closed before a byte is read
+                client.close()
+                continue
+            try:
+                server = socket.create_connection(("127.0.0.1", self.target_port), timeout=10)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._conns.update((client, server))
+            threading.Thread(target=self._pipe, args=(client, server, True), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(server, client, False), daemon=True).start()
+
+    def _pipe(self, src, dst, upstream: bool) -> None:
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data or self.mode == "down":
+                    break
+                if upstream and self.mode == "cut" and data.startswith(b"PUT "):
+                    dst.sendall(data[: max(1, len(data) // 2)])  # half a request, then gone
+                    self.cut += 1
+                    break
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                with contextlib.suppress(OSError):
+                    s.close()

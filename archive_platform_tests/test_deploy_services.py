@@ -20,6 +20,16 @@ def test_s3_server_creates_bucket_and_round_trips_an_object():
         assert body == b"PAR1abc"
 
 
+def test_each_s3_server_starts_empty():
+    """moto keeps its state per process: a second server must not see the first one's buckets
+    (one test module's bucket would otherwise turn up in the next module's listing)."""
+    with s3_server() as s3:
+        s3.client().create_bucket(Bucket="left-behind")
+        assert [b["Name"] for b in s3.client().list_buckets()["Buckets"]] == ["left-behind"]
+    with s3_server() as s3:
+        assert s3.client().list_buckets()["Buckets"] == []
+
+
 @pytest.mark.slow
 def test_postgres_server_accepts_sql_on_loopback():
     with postgres_server("probe") as pg:

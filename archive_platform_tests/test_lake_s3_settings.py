@@ -64,11 +64,27 @@ def test_postgres_from_the_dagster_instance_variables():
     ({**ENV, "ARCHIVE_SIM_S3_URL": "s3://market-archive/live/sim"}, "ARCHIVE_S3_URL", "overlaps"),
     ({"ARCHIVE_LAKE_CATALOG": "postgres"}, "ARCHIVE_LAKE_CATALOG", "DAGSTER_PG_HOST"),
     ({"ARCHIVE_LAKE_CATALOG": "mysql:host=x"}, "ARCHIVE_LAKE_CATALOG", "sqlite, postgres"),
+    # half-set PostgreSQL catalog settings: named, never defaulted to libpq's user/database
+    ({"ARCHIVE_LAKE_CATALOG": "postgres", "DAGSTER_PG_HOST": "db"}, "ARCHIVE_LAKE_CATALOG=postgres",
+     "DAGSTER_PG_USER, ARCHIVE_LAKE_PG_DB (or DAGSTER_PG_DB) and DAGSTER_PG_PASSWORD"),
+    ({"ARCHIVE_LAKE_CATALOG": "postgres", "DAGSTER_PG_HOST": "db", "DAGSTER_PG_USER": "u",
+      "DAGSTER_PG_PASSWORD": ""}, "ARCHIVE_LAKE_PG_DB (or DAGSTER_PG_DB)", "is not set"),
+    ({"ARCHIVE_LAKE_CATALOG": "postgres", "DAGSTER_PG_HOST": "db", "DAGSTER_PG_USER": "u",
+      "DAGSTER_PG_DB": "d", "DAGSTER_PG_PASSWORD": "", "DAGSTER_PG_PORT": "5432x"},
+     "DAGSTER_PG_PORT", "not a port number"),
+    ({"ARCHIVE_LAKE_CATALOG": "postgres:host=db port=x5 dbname=d"}, "ARCHIVE_LAKE_CATALOG", "port='x5'"),
+    # remote-only settings without the setting that makes the archive remote
+    ({"ARCHIVE_LAKE_PG_DB": "lake"}, "ARCHIVE_LAKE_PG_DB", "neither ARCHIVE_LAKE_CATALOG nor ARCHIVE_SIM_LAKE_CATALOG"),
+    ({"ARCHIVE_LAKE_PG_PASSWORD": PG_PW}, "ARCHIVE_LAKE_PG_PASSWORD", "local SQLite"),
+    ({"ARCHIVE_S3_ENDPOINT": "http://minio:9000", "AWS_ACCESS_KEY_ID": KEY, "AWS_SECRET_ACCESS_KEY": SECRET},
+     "ARCHIVE_S3_ENDPOINT", "neither ARCHIVE_S3_URL nor ARCHIVE_SIM_S3_URL"),
 ])
 def test_bad_settings_name_the_variable(env, var, words):
     with pytest.raises(ConfigError) as err:
         lake_config("live", env)
-    assert var in str(err.value) and words in str(err.value)
+    assert var in str(err.value) and words in str(err.value), str(err.value)
+    for secret in (KEY, SECRET, PG_PW):
+        assert secret not in str(err.value)
 
 
 @pytest.mark.parametrize("catalog", ["postgres:host=h password=pg-password-never-shown dbname=x",
@@ -78,6 +94,21 @@ def test_a_password_in_the_catalog_is_refused_without_echoing_it(catalog):
     with pytest.raises(ConfigError) as err:
         lake_config("live", {"ARCHIVE_LAKE_CATALOG": catalog})
     assert "ARCHIVE_LAKE_CATALOG" in str(err.value) and PG_PW not in str(err.value)
+
+
+@pytest.mark.parametrize(("var", "value"), [
+    ("ARCHIVE_S3_URL", f"s3://{KEY}:{SECRET}@market-archive/live"),
+    ("ARCHIVE_SIM_S3_URL", f"s3://{KEY}:{SECRET}@market-archive/sim"),
+    ("ARCHIVE_S3_ENDPOINT", f"http://{KEY}:{SECRET}@minio:9000"),
+])
+def test_credentials_written_into_an_s3_url_are_refused_without_echoing_them(var, value):
+    env = {**ENV, var: value}
+    kind = "sim" if var == "ARCHIVE_SIM_S3_URL" else "live"
+    with pytest.raises(ConfigError) as err:
+        lake_config(kind, env)
+    msg = str(err.value)
+    assert var in msg and "AWS_ACCESS_KEY_ID" in msg, msg
+    assert SECRET not in msg and KEY not in msg
 
 
 def test_the_dagster_resource_gets_credentials_as_env_vars(monkeypatch, tmp_path):

@@ -17,6 +17,7 @@ a PostgreSQL advisory lock, so they may run on several machines) and the data pa
 from __future__ import annotations
 
 import fcntl
+import functools
 import os
 import re
 import sqlite3
@@ -139,13 +140,53 @@ class LakeLocation:
             try:
                 con.execute(self.attach_sql(read_only=read_only, as_of=as_of))
             except duckdb.Error as exc:
-                if not self._moved_here(exc):
-                    raise
-                con.execute(self.attach_sql(read_only=read_only, as_of=as_of))
+                if self._moved_here(exc):
+                    con.execute(self.attach_sql(read_only=read_only, as_of=as_of))
+                else:
+                    clear = self._data_path_refusal(exc) or self._postgres_refusal(exc)
+                    if clear is None:
+                        raise
+                    raise clear from None  # the driver's text, scrubbed, is in the message
         except BaseException:
             con.close()
             raise
         return con
+
+    def _data_path_refusal(self, exc: duckdb.Error) -> Exception | None:
+        """A remote lake (S3 data or a PostgreSQL catalog) whose catalog holds its data at
+        another path than this machine's settings give: one machine's ARCHIVE_S3_URL differs
+        from the writers' (a typo, a prefix, unset). Refused, naming both paths and the setting:
+        overriding it (DuckDB's hint) would split the archive."""
+        found = _STORED_PATH.search(str(exc))
+        if not found or not (self.config.s3 is not None or self.config.postgres):
+            return None
+        kind = {"ARCHIVE_LAKE_CATALOG": "", "ARCHIVE_SIM_LAKE_CATALOG": "SIM_"}.get(self.config.catalog_var)
+        url_var = f"ARCHIVE_{kind}S3_URL" if kind is not None else "ARCHIVE_S3_URL (ARCHIVE_SIM_S3_URL)"
+        here = self.data_path if self.config.s3 is not None else f"{self.data_path} ({url_var} not set)"
+        catalog = (f"{self.config.catalog_var} (PostgreSQL {self.catalog[len('postgres:'):]})"
+                   if self.postgres else self.catalog)
+        return catalog_error(f"the lake catalog {catalog} holds this archive's data at {found.group(1)}, "
+                             f"but the settings here give {here}: set {url_var} as on the machines "
+                             "that write it (refused rather than split the archive)")
+
+    def _postgres_refusal(self, exc: duckdb.Error) -> Exception | None:
+        """What an ATTACH refused by a PostgreSQL catalog means, as one clear exception naming
+        the setting (None: not such a refusal). Read-only and nothing written yet:
+        ``FileNotFoundError``, as for a local root; the server unreachable or refusing the
+        connection (password, database, host): ``catalog_error``. Secrets never appear."""
+        if not self.postgres:
+            return None
+        text = str(exc)
+        where = (f"{self.config.catalog_var} (PostgreSQL {self.catalog[len('postgres:'):]}, "
+                 f"schema {self.config.pg_schema or 'main'})")
+        if "creating a new DuckLake is explicitly disabled" in text:
+            return FileNotFoundError(f"no lake catalog in {where}: nothing has been written to this "
+                                     "archive yet, or the setting names another database")
+        found = re.search(r'Unable to connect to Postgres at "[^"]*":\s*(.*)', text, re.DOTALL)
+        if not found:
+            return None
+        return catalog_error(f"cannot open the lake catalog of {where}: "
+                             f"{self.config.scrub(_one_line(found.group(1)))}{_hint(found.group(1))}")
 
     def _moved_here(self, exc: duckdb.Error) -> bool:
         """Whether an ATTACH refused for a data path mismatch is this archive folder opened at
@@ -209,8 +250,13 @@ class LakeLocation:
     def _advisory_lock(self, name: str) -> Iterator[None]:
         import psycopg2  # installed with dagster-postgres
 
-        conn = psycopg2.connect(connect_timeout=30, application_name="archive_platform lake lock",
-                                **self.config.pg_connect_kwargs())
+        try:
+            conn = psycopg2.connect(connect_timeout=30, application_name="archive_platform lake lock",
+                                    **self.config.pg_connect_kwargs())
+        except psycopg2.OperationalError as exc:  # a write wraps it (OSError) naming its partition
+            raise catalog_error(f"cannot take the writer lock in the lake catalog of "
+                                f"{self.config.catalog_var} (PostgreSQL {self.catalog[len('postgres:'):]}): "
+                                f"{self.config.scrub(_one_line(str(exc)))}{_hint(str(exc))}") from None
         try:
             conn.autocommit = True
             with conn.cursor() as cur:  # two int4 keys: a namespace and the name's hash
@@ -218,6 +264,44 @@ class LakeLocation:
             yield
         finally:
             conn.close()  # closing the session releases the lock
+
+
+@functools.cache
+def _catalog_error_type() -> type:
+    # created on first use: archive_platform.config (ConfigError) imports every dataset
+    from archive_platform.config import ConfigError
+
+    class LakeCatalogError(ConfigError, OSError):
+        """The lake's PostgreSQL catalog cannot be opened (server unreachable, password,
+        database). A ``ConfigError`` (the CLI prints its one line, naming the setting) and an
+        ``OSError`` (a write re-raises it as ``ArchiveWriteError`` naming the partition)."""
+
+    LakeCatalogError.__module__ = __name__
+    return LakeCatalogError
+
+
+def catalog_error(message: str) -> Exception:
+    """A ``LakeCatalogError`` (see ``_catalog_error_type``) with ``message``."""
+    return _catalog_error_type()(message)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _hint(reason: str) -> str:
+    """What to check, for the usual reasons a PostgreSQL server refuses a connection."""
+    low = reason.lower()
+    if "password" in low:
+        return " (check ARCHIVE_LAKE_PG_PASSWORD, or DAGSTER_PG_PASSWORD, which it falls back to)"
+    if "database" in low and "does not exist" in low:
+        return " (create the database, or correct ARCHIVE_LAKE_PG_DB / the catalog's dbname)"
+    if "is the server running" in low:  # libpq said it already
+        return ""
+    if any(w in low for w in ("connection refused", "could not translate", "timeout", "timed out",
+                              "could not connect", "no route", "network is unreachable")):
+        return " (is the server running and reachable at that host and port?)"
+    return ""
 
 
 @contextmanager

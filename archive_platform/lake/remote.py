@@ -37,6 +37,9 @@ class S3Location:
     @classmethod
     def parse_url(cls, url: str) -> tuple[str, str]:
         """``s3://bucket/prefix`` -> (bucket, prefix); ValueError saying what is wrong."""
+        if "@" in url.split("://", 1)[-1].split("/", 1)[0]:  # s3://KEY:SECRET@bucket/...
+            raise ValueError("credentials do not belong in the URL: give them as AWS_ACCESS_KEY_ID and "
+                             "AWS_SECRET_ACCESS_KEY (the value is not shown: it may hold a secret)")
         m = re.fullmatch(r"s3://([^/]+)/?(.*)", url.strip())
         if not m:
             raise ValueError(f"{url!r} is not an s3://bucket/prefix URL")
@@ -104,6 +107,23 @@ class LakeConfig:
     @property
     def postgres(self) -> bool:
         return bool(self.catalog and self.catalog.startswith("postgres:"))
+
+    @property
+    def catalog_var(self) -> str:
+        """The setting that names this catalog, for messages (the schema says which kind)."""
+        return {"archive_live": "ARCHIVE_LAKE_CATALOG",
+                "archive_sim": "ARCHIVE_SIM_LAKE_CATALOG"}.get(self.pg_schema, "the lake catalog")
+
+    def scrub(self, text: str) -> str:
+        """``text`` (a driver's error message) without any secret of this config, nor any
+        ``password=...`` a connection string in it might carry."""
+        text = re.sub(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", r"\1***", text, flags=re.IGNORECASE)
+        text = re.sub(r"(://[^:/@\s]*:)[^@\s]+@", r"\1***@", text)  # scheme://user:password@
+        secrets = [self.pg_password] + ([self.s3.key_id, self.s3.secret] if self.s3 else [])
+        # (a secret of 1-3 characters is not worth garbling every message for)
+        for secret in sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True):
+            text = text.replace(secret, "***")
+        return text
 
     def setup_sql(self, *, ref: Callable[[str], str] | None = None) -> list[str]:
         """Statements every DuckDB connection to this lake runs before attaching it. ``ref``:
