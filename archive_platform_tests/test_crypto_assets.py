@@ -158,7 +158,7 @@ def test_heartbeat_sensor_requests_a_failing_check_when_capture_stops(tmp_path):
     stale = datetime(2025, 11, 29, 12, 0, tzinfo=UTC)
     _heartbeat(live, stale)
     (req,) = sensor.evaluate_tick(dg.build_sensor_context(instance=instance)).run_requests
-    assert req.run_key == f"capture-down:{stale.isoformat()}" and sensor.job_name == "capture_health"
+    assert req.run_key.startswith("capture-down:") and sensor.job_name == "capture_health"
     assert "the service is not running" in req.tags["archive/capture_problem"]
     run = defs.resolve_job_def("capture_health").execute_in_process(instance=instance, run_config=QUIET)
     (ev,) = run.get_asset_check_evaluations()

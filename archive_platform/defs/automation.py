@@ -3,13 +3,13 @@
 Every decision (is this tick a snapshot instant? which partitions are missing?) is a pure
 function of the instant and the calendar, tested without a daemon; the Dagster definitions only
 wrap them. Nothing here ever requests a future session: keys come from the tick's own session or
-from ``partitions.requestable_keys``.
+from the sessions before today's market date (``recovery_candidates``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import date, datetime, time, timedelta
+from datetime import datetime, time, timedelta
 
 import dagster as dg
 
@@ -18,7 +18,6 @@ from archive_platform.archiving import iv_rank_instants
 from archive_platform.defs.assets import TAG_MODE, TAG_SINCE, TAG_SNAPSHOT, TAG_UNTIL
 from archive_platform.defs.recovery import LedgerContext
 from archive_platform.defs.recovery import recovery_requests as ledger_requests
-from archive_platform.partitions import requestable_keys
 from archive_platform.schemas import ArchiveType, spec_for
 
 TZ = "America/New_York"
@@ -63,13 +62,22 @@ def eod_request(tick: datetime) -> str | None:
     return day.isoformat()
 
 
-def flow_poll(now: datetime, cursor: str | None) -> tuple[str, datetime | None, datetime] | None:
+#: "since" of a poll window that starts at the session's open (the run has no since tag)
+OPEN = "open"
+
+
+def flow_poll(
+    now: datetime, cursor: str | None, unfetched: datetime | str | None = None,
+) -> tuple[str, datetime | None, datetime] | None:
     """(partition key, since, until) of the next flow poll, or None outside polling hours.
 
     Polls run from the open to 20:00 ET (after hours included): ETF and index options trade
     until 16:15 ET and the vendor reports alerts after the close, all of the session's market
     date. ``since`` resumes from the cursor (the last poll's ``until``) minus a small overlap,
-    so a restart or a failed poll loses nothing; it is None (the session open) on a new day.
+    so a restart loses nothing; it is None (the session open) on a new day. ``unfetched`` is
+    where the oldest window of today that a failed poll left unfetched starts (``OPEN``: at the
+    open; see ``unfetched_flow_since``): the poll reaches back to it, so an outage longer than
+    the overlap loses nothing either (the end-of-day run only compacts what the polls stored).
     """
     if calendar.market_status(now) not in ("open", "after_hours"):
         return None
@@ -79,7 +87,43 @@ def flow_poll(now: datetime, cursor: str | None) -> tuple[str, datetime | None, 
         last = datetime.fromisoformat(cursor)
         if calendar.market_date(last) == day:
             since = last - FLOW_OVERLAP
+    if unfetched == OPEN:
+        since = None
+    elif isinstance(unfetched, datetime) and since is not None and calendar.market_date(unfetched) == day:
+        since = min(since, unfetched)
     return day.isoformat(), since, now
+
+
+def _window(run) -> tuple[datetime | None, datetime | None]:
+    tags = run.tags
+    since, until = tags.get(TAG_SINCE), tags.get(TAG_UNTIL)
+    return (datetime.fromisoformat(since) if since else None,
+            datetime.fromisoformat(until) if until else None)
+
+
+def unfetched_flow_since(instance, job_name: str, key: str) -> datetime | str | None:
+    """Where the oldest poll window of partition ``key`` starts that a failed or canceled poll
+    run left unfetched, i.e. that no later successful poll covered (``OPEN`` for a window from
+    the open); None when every failed window was fetched again."""
+    tags = {"dagster/partition": key, TAG_MODE: "poll"}
+    failed = instance.get_run_records(dg.RunsFilter(
+        job_name=job_name, statuses=[dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED], tags=tags))
+    if not failed:
+        return None
+    first = min(r.create_timestamp for r in failed)
+    done = [_window(r.dagster_run) for r in instance.get_run_records(dg.RunsFilter(
+        job_name=job_name, statuses=[dg.DagsterRunStatus.SUCCESS], created_after=first, tags=tags))]
+    oldest: datetime | str | None = None
+    for rec in failed:
+        since, until = _window(rec.dagster_run)
+        covered = any((s is None or (since is not None and s <= since)) and u is not None
+                      and until is not None and u >= until for s, u in done)
+        if covered:
+            continue
+        if since is None:
+            return OPEN
+        oldest = since if oldest is None else min(oldest, since)
+    return oldest
 
 
 def missing_partitions(
@@ -207,6 +251,11 @@ def build_automation(
         poll = flow_poll(now, context.cursor)
         if poll is None:
             return dg.SkipReason(f"market is {calendar.market_status(now)}")
+        unfetched = unfetched_flow_since(context.instance, jobs["uw_flow"].name, poll[0])
+        if unfetched is not None:
+            context.log.warning(f"a failed poll left flow alerts of {poll[0]} unfetched from "
+                                f"{unfetched if unfetched == OPEN else unfetched.isoformat()}: this poll reaches back")
+            poll = flow_poll(now, context.cursor, unfetched)
         key, since, until = poll
         tags = {TAG_MODE: "poll", TAG_UNTIL: until.isoformat()}
         if since is not None:
@@ -242,9 +291,15 @@ def build_automation(
 
 
 def recovery_candidates(partitions_def, now: datetime, lookback: int) -> list[str]:
-    """Closed sessions only: today's partition is the intraday runs' and the EOD run's to fill."""
-    today = calendar.market_date(now)
-    return [k for k in requestable_keys(partitions_def, now, lookback) if date.fromisoformat(k) < today]
+    """The last ``lookback`` closed sessions before today's market date, oldest first (as
+    ``archive-platform status`` counts them): today's partition is the intraday runs' and the
+    EOD run's to fill, and it does not shrink the window while its session runs."""
+    if lookback <= 0:
+        return []
+    newest = calendar.previous_trading_day(calendar.market_date(now))
+    keys = [d.isoformat() for d in calendar.last_trading_days(lookback, as_of=newest)]
+    with dg.partition_loading_context(effective_dt=now):
+        return [k for k in keys if partitions_def.has_partition_key(k)]
 
 
 def recovery_requests(instance, partitions_def, asset_keys, now: datetime, lookback: int):

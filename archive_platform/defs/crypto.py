@@ -19,8 +19,11 @@ recovery, and the capture heartbeat sensor (pure work in ``archive_platform.cryp
 """
 
 
+import hashlib
+import json
+import re
 from collections.abc import Sequence
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, time, timedelta, timezone
 
 import dagster as dg
 
@@ -34,8 +37,12 @@ from archive_platform.defs.resources import ArchiveResource, SourcesResource, ca
 from archive_platform.settings import Settings
 
 UTC = timezone.utc
-DAILY_CRON = "30 0 * * *"
+DAILY_TIME = time(0, 30)  # UTC: the previous day's run of archive_utc_daily
+DAILY_CRON = f"{DAILY_TIME.minute} {DAILY_TIME.hour} * * *"
 RECOVERY_INTERVAL_S = 15 * 60
+#: the day just closed is the daily schedule's until this long after its tick: the recovery
+#: sensor must not request it before the schedule does (two runs writing one day)
+SCHEDULE_GRACE = timedelta(minutes=15)
 CHECKS = {
     "schema": "Stored columns and types equal the canonical schema.",
     "unique_key": "No two rows share the dataset's dedup key.",
@@ -79,7 +86,10 @@ def build_crypto_asset(d: CapturedDataset, partitions_def, settings: Settings) -
     minimum = settings.crypto_coverage_min
     key = dg.AssetKey(d.name)
     names = [n for n in CHECKS if n != "coverage" or d.name != "capture_gaps"]
-    specs = [dg.AssetCheckSpec(n, asset=key, description=CHECKS[n]) for n in names]
+    # partitioned like the asset: each UTC day gets its own result of every check (the
+    # Partitions tab of a check shows which days passed), tied to that day's materialization
+    specs = [dg.AssetCheckSpec(n, asset=key, description=CHECKS[n], partitions_def=partitions_def)
+             for n in names]
     deps = [] if d.name == "capture_gaps" else [dg.AssetKey("capture_gaps")]
 
     @dg.asset(
@@ -210,6 +220,16 @@ def build_crypto_automation(datasets: Sequence, partitions_def, job, settings: S
     return schedules, sensors, jobs, checks
 
 
+def utc_recovery_days(now: datetime, lookback: int) -> list[date]:
+    """The closed UTC days the recovery sensor may request, oldest first: the last ``lookback``,
+    except the day just closed while the daily schedule owns it (until ``SCHEDULE_GRACE`` after
+    its 00:30 tick), so the two never launch two runs of one day."""
+    today = now.astimezone(UTC).date()
+    days = [today - timedelta(days=i) for i in range(lookback, 0, -1)]
+    owned_until = datetime.combine(today, DAILY_TIME, tzinfo=UTC) + SCHEDULE_GRACE
+    return [x for x in days if x < today - timedelta(days=1) or now >= owned_until]
+
+
 def utc_recovery_requests(instance, datasets, partitions_def, settings, now: datetime, lookback: int, root):
     """One run per closed UTC day over the datasets missing (or failed) there and fillable,
     from the archive's first day on (``ARCHIVE_START_DATE``, else the first UTC day any UTC
@@ -217,27 +237,52 @@ def utc_recovery_requests(instance, datasets, partitions_def, settings, now: dat
     recovery does: a new archive is never back-filled into days before it began."""
     from archive_platform.datasets import DATASETS
 
+    from archive_platform.defs.recovery import partition_statuses
+
     first = _first_day([d for d in DATASETS if d.calendar_name == "utc"], settings)
     if first is None:
         return []
-    today = now.astimezone(UTC).date()
-    days = [today - timedelta(days=i) for i in range(lookback, 0, -1)]
-    days = [x for x in days if x >= first]
+    days = [x for x in utc_recovery_days(now, lookback) if x >= first]
     with dg.partition_loading_context(effective_dt=now):
         keys = [x.isoformat() for x in days if partitions_def.has_partition_key(x.isoformat())]
+    # IN_PROGRESS only while a live run holds the day; a run that died leaves it LOST (missing)
+    statuses = partition_statuses(instance, datasets, {d.name: keys for d in datasets},
+                                  {d.calendar_name: partitions_def for d in datasets}, now)
     missing: dict[str, list[str]] = {}
     for d in datasets:
-        with dg.partition_loading_context(effective_dt=now):
-            status = instance.get_status_by_partition(dg.AssetKey(d.name), keys, partitions_def) or {}
         for k in keys:
-            st = status.get(k)
-            if (st is None or st.value == "FAILED") and _recoverable_today(d, date.fromisoformat(k), settings, root):
+            day = date.fromisoformat(k)
+            st = statuses.get((d.name, day))
+            # a derived day waits while a live run is still writing an input of that day
+            writing = any(statuses.get((n, day)) == "IN_PROGRESS" for n in d.derived_from)
+            if st in (None, "FAILED", "LOST") and not writing and _recoverable_today(d, day, settings, root):
                 missing.setdefault(k, []).append(d.name)
     hour = now.astimezone(UTC).strftime("%Y%m%d%H")
     return [dg.RunRequest(run_key=f"recover-utc:{k}:{'+'.join(sorted(v))}:{hour}", partition_key=k,
                           asset_selection=[dg.AssetKey(n) for n in sorted(v)],
                           tags={"archive/trigger": "recovery"})
             for k, v in sorted(missing.items())]
+
+
+def _problem_signature(problems: Sequence[str]) -> list[str]:
+    """The problems without their ages (which grow every tick): what identifies an incident."""
+    return sorted({re.sub(r"\d+ s\b", "N s", p) for p in problems})
+
+
+def heartbeat_incident(problems: Sequence[str], cursor: str | None, now: datetime) -> tuple[str | None, str]:
+    """(run key or None, new cursor) of the heartbeat sensor on a tick with ``problems``.
+
+    One ``capture_health`` run per incident: when the problems appear, and again when they
+    change (another stream goes silent, the service restarts and stops again), but not every
+    tick while the same problems last (a silent stream under a live service rewrites the
+    heartbeat every few seconds, so its ``written_at`` cannot identify the incident)."""
+    sig = _problem_signature(problems)
+    prev = json.loads(cursor) if cursor else None
+    if prev is not None and prev.get("problems") == sig:
+        return None, cursor
+    since = now.astimezone(UTC).isoformat()
+    digest = hashlib.sha256("|".join(sig).encode()).hexdigest()[:12]
+    return f"capture-down:{since}:{digest}", json.dumps({"since": since, "problems": sig})
 
 
 def build_heartbeat(live_root):
@@ -266,13 +311,20 @@ def build_heartbeat(live_root):
                description="Reads the capture heartbeat; when capture stops, runs capture_health, "
                "whose capture_alive check fails (once per stale heartbeat).")
     def capture_heartbeat(context: dg.SensorEvaluationContext):
+        now = utcnow()
         beat = read_heartbeat(live_root)
-        problems = capture_problems(beat, utcnow())
+        problems = capture_problems(beat, now)
         if not problems:
+            context.update_cursor(None)  # healthy: the next problem is a new incident
             return dg.SkipReason(f"capture is running ({len((beat or {}).get('streams', {}))} streams)")
-        stamp = (beat or {}).get("written_at", "never")
         context.log.error("capture is down: " + "; ".join(problems))
-        return dg.RunRequest(run_key=f"capture-down:{stamp}",
+        run_key, cursor = heartbeat_incident(problems, context.cursor, now)
+        context.update_cursor(cursor)
+        if run_key is None:
+            since = json.loads(cursor)["since"]
+            return dg.SkipReason(f"capture still has the same problems since {since} (capture_health "
+                                 "already ran for them): " + "; ".join(problems))
+        return dg.RunRequest(run_key=run_key,
                              tags={"archive/trigger": "capture_heartbeat",
                                    "archive/capture_problem": problems[0][:200]})
 

@@ -83,7 +83,9 @@ def build_crypto_derived_asset(d: Dataset, partitions_def, settings: Settings) -
     key = dg.AssetKey(d.name)
     what, reconcile = RECONCILE[d.name]
     descs = {**CHECKS, "matches_inputs": what}
-    specs = [dg.AssetCheckSpec(n, asset=key, description=desc) for n, desc in descs.items()]
+    # partitioned like the asset: one result of every check per UTC day
+    specs = [dg.AssetCheckSpec(n, asset=key, description=desc, partitions_def=partitions_def)
+             for n, desc in descs.items()]
     # Declared on the same day only. Day D also reads the end of day D-1 (candles and features
     # are right-aligned), but a D-1..D mapping made every asset backfill of days A..B also
     # request the derived day B+1, whose own inputs were not in it, so the backfill failed.
@@ -140,11 +142,25 @@ def stale_derived_requests(instance, datasets, partitions_def, now, lookback: in
     """One run per (derived dataset, UTC day) in the last ``lookback`` closed days whose stored
     partition is older than a materialization of an input it reads (the day, and the day before
     for ``READS_PREVIOUS_DAY``): late trades re-archived on D rebuild the candles of D and D+1 and
-    the daily bars of D. Days never built are left to the recovery sensor."""
+    the daily bars of D. Days never built are left to the recovery sensor. A day that a live run
+    is building, or whose inputs a live run is still writing, is left to that run: requesting it
+    now would duplicate the run in flight (and read inputs about to change)."""
     from datetime import timezone
+
+    from archive_platform.defs.recovery import partition_statuses
 
     today = now.astimezone(timezone.utc).date()
     days = [today - timedelta(days=i) for i in range(lookback, 0, -1)]
+    derived = [x for x in datasets if is_crypto_derived(x)]
+    involved = [x for x in datasets if x in derived or any(x.name in d.derived_from for d in derived)]
+    with dg.partition_loading_context(effective_dt=now):
+        keys = [k for x in [days[0] - timedelta(days=1), *days]
+                if partitions_def.has_partition_key(k := x.isoformat())]
+    statuses = partition_statuses(instance, involved, {x.name: keys for x in involved},
+                                  {x.calendar_name: partitions_def for x in involved}, now)
+
+    def busy(name: str, day: date) -> bool:
+        return statuses.get((name, day)) == "IN_PROGRESS"
 
     def latest(name: str, day: date):
         records = instance.fetch_materializations(
@@ -152,7 +168,7 @@ def stale_derived_requests(instance, datasets, partitions_def, now, lookback: in
         return records[0] if records else None
 
     reqs = []
-    for d in (x for x in datasets if is_crypto_derived(x)):
+    for d in derived:
         for day in days:
             with dg.partition_loading_context(effective_dt=now):
                 if not partitions_def.has_partition_key(day.isoformat()):
@@ -161,6 +177,8 @@ def stale_derived_requests(instance, datasets, partitions_def, now, lookback: in
             if built is None:
                 continue
             read = (day - timedelta(days=1), day) if d.name in READS_PREVIOUS_DAY else (day,)
+            if busy(d.name, day) or any(busy(n, x) for n in d.derived_from for x in read):
+                continue
             newer = [r for n in d.derived_from for x in read
                      if (r := latest(n, x)) is not None and r.timestamp > built.timestamp]
             if newer:

@@ -18,6 +18,10 @@ from dataclasses import dataclass
 from datetime import date
 
 import dagster as dg
+# not re-exported at the top level in 1.13; an evaluation names the materialization it checks
+from dagster._core.definitions.asset_checks.asset_check_evaluation import (
+    AssetCheckEvaluationTargetMaterializationData,
+)
 
 from archive_platform.config import SourceSelection
 from archive_platform.datasets import Dataset
@@ -81,37 +85,49 @@ def _meta(v):
     return dg.MetadataValue.json(v) if isinstance(v, (dict, list)) else str(v)
 
 
+def _target(context, key: dg.AssetKey, partition: str):
+    """The materialization of ``partition`` an evaluation checks (None before the first)."""
+    records = context.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=key, asset_partitions=[partition]), limit=1).records
+    if not records:
+        return None
+    r = records[0]
+    return AssetCheckEvaluationTargetMaterializationData(
+        run_id=r.event_log_entry.run_id, storage_id=r.storage_id, timestamp=r.timestamp)
+
+
 def build_reconcile_check(ds: Dataset, partitions_def, selection: SourceSelection,
                           blocking: bool) -> dg.AssetChecksDefinition:
     description, reconcile = RECONCILE[ds.name]
+    key = dg.AssetKey(ds.name)
 
-    @dg.asset_check(asset=dg.AssetKey(ds.name), name=CHECK, description=description,
+    @dg.asset_check(asset=key, name=CHECK, description=description,
                     partitions_def=partitions_def, blocking=blocking,
                     required_resource_keys={"archive"})
-    def _check(context) -> dg.AssetCheckResult:
+    def _check(context):
+        """One evaluation per partition of the run, each naming its day: a backfill chunk runs
+        this check over a range of days, and in Dagster 1.13 an ``AssetCheckResult`` of a range
+        run has no partition (the days' results would stay planned forever)."""
         archive: ArchiveResource = context.resources.archive
 
         def stores(name: str):
             return archive.store(selection.store_kind(name))
 
-        failed, metas = [], {}
-        keys = list(context.partition_keys)
-        for key in keys:
-            problems, meta = reconcile(stores, date.fromisoformat(key))
-            metas[key] = meta
+        for k in context.partition_keys:
+            problems, meta = reconcile(stores, date.fromisoformat(k))
+            meta = dict(meta)
             if problems:
-                failed.append((key, problems))
-        meta = metas[keys[-1]] if len(keys) == 1 else {"failed_days": [k for k, _ in failed]}
-        if failed:
-            meta["problems"] = [f"{k}: {p}" for k, ps in failed for p in ps][:20]
-        meta["partitions"] = ", ".join(keys)
-        return dg.AssetCheckResult(
-            passed=not failed, severity=dg.AssetCheckSeverity.ERROR,
-            description=("agrees with its inputs" if not failed
-                         else f"differs from its inputs on {len(failed)} of {len(keys)} days: "
-                         + "; ".join(failed[0][1])),
-            metadata={k: _meta(v) for k, v in meta.items()},
-        )
+                meta["problems"] = list(problems)[:20]
+            meta["partition"] = k
+            yield dg.AssetCheckEvaluation(
+                asset_key=key, check_name=CHECK, passed=not problems,
+                severity=dg.AssetCheckSeverity.ERROR, blocking=blocking, partition=k,
+                description=("agrees with its inputs" if not problems
+                             else f"differs from its inputs on {k}: " + "; ".join(problems))[:1000],
+                metadata={m: _meta(v) for m, v in meta.items()},
+                target_materialization_data=_target(context, key, k),
+            )
+        yield dg.Output(None)
 
     return _check
 
@@ -127,22 +143,35 @@ def build_backtests_asset(partitions_def, selection: SourceSelection) -> dg.Asse
         backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=backfill_chunk(selection)),
         description="The configured backtests, run after each session over the stored candles "
         "ending on it (fills at the next candle's open, no look-ahead):\n" + listed,
-        check_specs=[dg.AssetCheckSpec("consistent", asset=BACKTESTS_KEY, description=(
+        check_specs=[dg.AssetCheckSpec("consistent", asset=BACKTESTS_KEY, partitions_def=partitions_def, description=(
             "No look-ahead (the position in bar t is the signal of bar t-1), final equity = "
             "prod(1 + r), max drawdown and trade count agree with the equity curve."))],
     )
-    def backtests(context) -> dg.MaterializeResult:
+    def backtests(context):
+        """Each day of the run backtested as of itself (a backfill chunk too): its own outputs,
+        its own metadata and its own ``consistent`` result, as an EOD run of that day gives."""
         archive: ArchiveResource = context.resources.archive
         sources: SourcesResource = context.resources.sources
-        day = date.fromisoformat(context.partition_keys[-1])  # a backfill chunk: as of its last day
         kind = selection.store_kind("candles")
-        runs = run_backtests(archive.store(kind), archive.root(kind) / "_backtests", day,
-                             sources.symbol_list(), BACKTESTS)
-        for name, bt, _, _, _ in runs:
-            context.log.info(f"{name} {bt.symbol} as of {day}: final equity "
-                             f"{bt.result.metrics['final_equity']:.4f}")
-        return dg.MaterializeResult(metadata=backtest_metadata(runs, day),
-                                    check_results=[consistency_result(runs)])
+        store = archive.store(kind)
+        results = {}
+        for k in context.partition_keys:
+            day = date.fromisoformat(k)
+            runs = run_backtests(store, archive.root(kind) / "_backtests", day,
+                                 sources.symbol_list(), BACKTESTS)
+            for name, bt, _, _, _ in runs:
+                context.log.info(f"{name} {bt.symbol} as of {day}: final equity "
+                                 f"{bt.result.metrics['final_equity']:.4f}")
+            context.add_asset_metadata(backtest_metadata(runs, day), partition_key=k)
+            results[k] = consistency_result(runs)
+        yield dg.MaterializeResult()
+        check_key = dg.AssetCheckKey(BACKTESTS_KEY, "consistent")
+        yield dg.Output(None, output_name=context.assets_def.get_output_name_for_asset_check_key(check_key))
+        for k, r in results.items():
+            yield dg.AssetCheckEvaluation(
+                asset_key=BACKTESTS_KEY, check_name="consistent", passed=r.passed,
+                severity=dg.AssetCheckSeverity.ERROR, description=r.description, metadata=r.metadata,
+                partition=k, target_materialization_data=_target(context, BACKTESTS_KEY, k))
 
     return backtests
 
