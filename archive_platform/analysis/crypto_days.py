@@ -18,6 +18,7 @@ its inputs are stored. Definitions: docs/analysis.md (section "Crypto derived da
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from datetime import date, datetime, time, timedelta, timezone
 
@@ -112,13 +113,26 @@ def feature_inputs(store: Storage, day: date) -> tuple[pl.DataFrame, pl.DataFram
     prev_trades = _read(store, "crypto_trades", prev, TRADE_COLUMNS)
     trades = pl.concat([prev_trades.filter(pl.col("event_time") > warm),
                         _read(store, "crypto_trades", day, TRADE_COLUMNS)])
-    volume = prev_trades.group_by(SERIES).agg(pl.col("size").sum().alias("prev_volume"))
+    volume = _series_volume(prev_trades)
     if prev_trades.height:
         volume = volume.join(trade_bar_stats(prev_trades).select(*SERIES, pl.col("dp_sigma").alias("prev_dp_sigma")),
                              on=SERIES, how="left")
     else:
         volume = volume.with_columns(pl.lit(None, pl.Float64).alias("prev_dp_sigma"))
     return books, trades, volume
+
+
+def _series_volume(trades: pl.DataFrame) -> pl.DataFrame:
+    """(exchange, symbol, prev_volume): each series' traded size, correctly rounded (math.fsum).
+
+    polars' group_by sum adds floats in an order that depends on its threads, so the same stored
+    day gave a bucket size that differed in the 14th digit between runs, and with it every VPIN
+    value of the next day: the stored features were not reproducible. fsum's result does not
+    depend on the order (about 30 ms for a day of 600,000 trades)."""
+    rows = [(*key, math.fsum(part["size"].to_list()))
+            for key, part in trades.partition_by(SERIES, as_dict=True, maintain_order=True).items()]
+    return pl.DataFrame(rows, schema={**{c: trades.schema[c] for c in SERIES}, "prev_volume": pl.Float64},
+                        orient="row")
 
 
 def day_features(books: pl.DataFrame, trades: pl.DataFrame, day: date,
@@ -166,7 +180,7 @@ def _bucket_volume(tr: pl.DataFrame, lo, hi, prev_volume, exchange, symbol) -> f
         hit = prev_volume.filter((pl.col("exchange") == exchange) & (pl.col("symbol") == symbol))
         prev = float(hit["prev_volume"][0]) if hit.height else None
     if not prev:
-        prev = float(tr.filter((pl.col("event_time") >= lo) & (pl.col("event_time") < hi))["size"].sum())
+        prev = math.fsum(tr.filter((pl.col("event_time") >= lo) & (pl.col("event_time") < hi))["size"].to_list())
     return prev / VPIN_DIVISOR if prev else None
 
 
