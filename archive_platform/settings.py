@@ -153,6 +153,11 @@ class Settings:
         service feeds them (``ARCHIVE_CRYPTO_CAPTURE``), else the simulated one."""
         return "live" if self.crypto_capture else "sim"
 
+    def dataset_kind(self, ds) -> str:
+        """The archive a dataset lives in: UTC-day datasets follow the capture setting
+        (``crypto_kind``), the NYSE ones their source selection."""
+        return self.crypto_kind if ds.calendar_name == "utc" else self.sources.store_kind(ds)
+
     def root(self, kind: str) -> Path:
         return self.path("ARCHIVE_SIM_ROOT" if kind == "sim" else "ARCHIVE_ROOT")
 

@@ -6,6 +6,7 @@ Group, description, freshness, calendar and dependencies come from the declarati
 """
 
 
+from collections.abc import Callable
 from datetime import date, datetime
 
 import dagster as dg
@@ -19,7 +20,7 @@ from archive_platform.archiving import Request, archive_partition, planned_insta
 from archive_platform.config import SourceSelection
 from archive_platform.defs.resources import ArchiveResource, SourcesResource
 from archive_platform.defs.vendor_resources import resource_key
-from archive_platform.datasets import DATASETS
+from archive_platform.datasets import DATASETS, Dataset
 from archive_platform.schemas import spec_for
 from archive_platform.store.errors import EmptyReplacementRefused
 from archive_platform.summary import summarize_partition
@@ -268,7 +269,10 @@ def build_archive_asset(
     return _archive_asset
 
 
-def build_views_asset(selection: SourceSelection, datasets=DATASETS) -> dg.AssetsDefinition:
+def build_views_asset(kind_of: Callable[[Dataset], str], datasets=DATASETS) -> dg.AssetsDefinition:
+    """``kind_of``: the archive (sim or live) each dataset lives in (``Settings.dataset_kind``):
+    with the crypto capture on, the UTC-day datasets are live while the NYSE ones may all be
+    simulated, and both archives need their snapshots expired and their views rebuilt."""
     @dg.asset(
         name="duckdb_views",
         group_name="serving",
@@ -283,7 +287,7 @@ def build_views_asset(selection: SourceSelection, datasets=DATASETS) -> dg.Asset
         from archive_platform.views import refresh_views
 
         meta = {}
-        for kind in sorted({selection.store_kind(d) for d in datasets}):
+        for kind in sorted({kind_of(d) for d in datasets}):
             store = archive.store(kind)
             if (store.root / "_lake").is_dir():  # nothing written yet: nothing to expire
                 gone = store.lake.expire()  # retention: archive_platform.lake.DEFAULT_RETENTION

@@ -107,7 +107,7 @@ class LedgerContext:
     def kind(self, ds: Dataset) -> str:
         """The archive ``ds`` lives in: UTC-day datasets follow the capture setting
         (``Settings.crypto_kind``), the NYSE ones their source selection."""
-        return self.settings.crypto_kind if ds.calendar_name == "utc" else self.settings.sources.store_kind(ds)
+        return self.settings.dataset_kind(ds)
 
     def store_for(self, ds: Dataset):
         from archive_platform.store import ArchiveStore
