@@ -40,6 +40,9 @@ from archive_platform.crypto.sessions import Session, WebSocketSessions
 
 log = logging.getLogger(__name__)
 NORMALISERS = {"binance": normalise_binance, "hyperliquid": normalise_hyperliquid}
+#: a session lost after this long counts as having worked even without data (a quiet aggTrade
+#: connection): the reconnect backoff starts again from ``backoff_initial``
+HEALTHY_SESSION_S = 60.0
 
 
 def now_us() -> int:
@@ -168,6 +171,7 @@ class CaptureService(WebSocketSessions):
 
     async def _supervise(self, group: StreamGroup, live: list[Session]) -> None:
         session = await self._session(group, live)
+        dropped = 0  # consecutive sessions lost before they delivered anything
         while True:
             waits = {session.task}
             timer = None
@@ -201,7 +205,13 @@ class CaptureService(WebSocketSessions):
                 timer.cancel()
             log.warning("%s: session lost (%s); reconnecting", group.name, session.cause)
             self.open_gap(group, session.cause or "disconnect")
-            await asyncio.sleep(random.uniform(0, self.settings.backoff_initial))
+            # a server that accepts and drops us at once (over its limits, say) must not be
+            # hammered: Binance may ban an IP that is disconnected again and again. Back off
+            # across such sessions; one that delivered data (or lived a while) resets it.
+            worked = session.first_data.is_set() or time.monotonic() - session.opened >= HEALTHY_SESSION_S
+            dropped = 0 if worked else dropped + 1
+            cap = min(self.settings.backoff_max, self.settings.backoff_initial * 2 ** min(max(0, dropped - 1), 20))
+            await asyncio.sleep(random.uniform(0, cap))
             session = await self._session(group, live)
             self.reconnects += 1
 

@@ -90,7 +90,10 @@ class WebSocketSessions:
                 return await self._open(group)
             except Exception as exc:
                 attempt += 1
-                delay = random.uniform(0, min(self.settings.backoff_max, self.settings.backoff_initial * 2 ** attempt))
+                # the exponent is bounded: 2 ** 1024 no longer converts to a float, and a night of
+                # failed connects must not end the retries with an OverflowError
+                cap = min(self.settings.backoff_max, self.settings.backoff_initial * 2 ** min(attempt, 20))
+                delay = random.uniform(0, cap)
                 log.warning("%s: connect failed (%s); retry %d in %.1f s", group.name, exc, attempt, delay)
                 await asyncio.sleep(delay)
 

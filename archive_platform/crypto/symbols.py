@@ -11,6 +11,8 @@ Naming (ARCHIVE_CRYPTO_SYMBOLS, ``capture --symbols``): each entry is either
 
 A bare name that ends in USDT/USDC goes to Binance, any other bare coin to Hyperliquid. Anything
 with path or URL characters (``/ \\ ? # % .`` whitespace) is refused: symbols become URL paths.
+A list of more than 500 Hyperliquid coins is refused too: two subscriptions per coin, and
+Hyperliquid allows 1000 per IP address.
 """
 
 from __future__ import annotations
@@ -22,6 +24,11 @@ EXCHANGES = ("binance", "hyperliquid")
 _BINANCE = re.compile(r"^[A-Z0-9]{1,20}(USDT|USDC)(_\d{6})?$")
 _HYPERLIQUID = re.compile(r"^[A-Za-z0-9]{1,20}$")
 _PATHY = re.compile(r"[/\\?#%.&=:\s]")
+#: Hyperliquid allows at most 1000 WebSocket subscriptions per IP address
+#: (https://hyperliquid.gitbook.io/hyperliquid-docs/for-developers/api/rate-limits); the service
+#: takes two per coin (l2Book and trades)
+HYPERLIQUID_MAX_SUBSCRIPTIONS = 1000
+HYPERLIQUID_SUBSCRIPTIONS_PER_COIN = 2
 
 
 class SymbolError(ValueError):
@@ -75,6 +82,13 @@ def parse_symbols(value: str, setting: str = "ARCHIVE_CRYPTO_SYMBOLS") -> tuple[
                 out.append(sym)
     if not out:
         raise SymbolError(f"{setting}: no symbols given")
+    coins = sum(s.exchange == "hyperliquid" for s in out)
+    subs, most = coins * HYPERLIQUID_SUBSCRIPTIONS_PER_COIN, HYPERLIQUID_MAX_SUBSCRIPTIONS
+    if subs > most:
+        raise SymbolError(
+            f"{setting}: {coins} Hyperliquid coins need {subs} subscriptions (l2Book and trades each); "
+            f"Hyperliquid allows at most {most} WebSocket subscriptions per IP address, so at most "
+            f"{most // HYPERLIQUID_SUBSCRIPTIONS_PER_COIN} coins")
     return tuple(out)
 
 
