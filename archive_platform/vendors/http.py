@@ -7,7 +7,8 @@ One ``VendorHttpClient`` per source instance. Per request:
    the redacted URL (headers are never logged);
 3. 429, 5xx, timeouts, connection errors and the client's extra ``retry_statuses`` are retried
    with exponential backoff and jitter (tenacity), honouring ``Retry-After`` (capped), or for a
-   429 without it the vendor's rate-window reset header (``rate_reset_header``). The time
+   429 without it the vendor's rate-window reset header (``rate_reset_header``), read from the
+   429 itself or else remembered from the last successful response. The time
    spent waiting for answers is bounded by ``deadline`` (default: one ``timeout``): each
    attempt gets at most what is left of it, so a vendor that answers slowly costs one timeout,
    not ``max_attempts`` of them;
@@ -135,6 +136,9 @@ class VendorHttpClient(AttemptPolicy):
         #: (header, seconds per unit): the vendor's own "rate window resets in" header, used
         #: after a 429 without Retry-After (UW: x-uw-req-per-minute-reset, in ms)
         self.rate_reset_header = rate_reset_header
+        #: monotonic instant the vendor's rate window resets, as the last successful response
+        #: said (UW sends its usage headers on successful responses only); None until known
+        self._rate_reset_at: float | None = None
         self._client = httpx.Client(
             headers=dict(headers or {}),
             timeout=httpx.Timeout(timeout),

@@ -10,6 +10,7 @@ tenacity loop), anything else is a refused ``VendorError``. ``_wait`` honours ``
 from __future__ import annotations
 
 import logging
+import time
 
 import httpx
 from tenacity import RetryCallState
@@ -37,7 +38,7 @@ class _Transient(Exception):
 class AttemptPolicy:
     """The per-attempt half of ``VendorHttpClient`` (uses its ``vendor``, ``_client``,
     ``empty_statuses``, ``retry_statuses``, ``key_env_var``, ``redact``, ``_backoff``,
-    ``rate_reset_header`` and ``_retry_after_max``)."""
+    ``rate_reset_header``, ``_rate_reset_at`` and ``_retry_after_max``)."""
 
     def _attempt(self, url: httpx.URL, endpoint: str, timeout: float) -> httpx.Response:
         log.debug("%s GET %s", self.vendor, endpoint)
@@ -53,6 +54,7 @@ class AttemptPolicy:
             ) from None
         status = response.status_code
         if 200 <= status < 300 or status in self.empty_statuses:
+            self._note_rate_reset(response)
             return response
         body = self.redact(truncate(response.text))
         detail = f"HTTP {status}: {body}" if body else f"HTTP {status}"
@@ -61,7 +63,14 @@ class AttemptPolicy:
             if retry_after is None and status == 429 and self.rate_reset_header is not None:
                 header, unit = self.rate_reset_header
                 reset = parse_retry_after(response.headers.get(header))
-                retry_after = None if reset is None else reset * unit
+                if reset is not None:
+                    retry_after = reset * unit
+                elif self._rate_reset_at is not None:
+                    # the vendor sends its usage headers on successful responses only (UW:
+                    # "Usage Details Are In The Header Of Successful Responses"): wait for the
+                    # window reset the last one announced, if it is still ahead
+                    left = self._rate_reset_at - time.monotonic()
+                    retry_after = left if left > 0 else None
             raise _Transient(f"{detail} ({_hint(status, self.key_env_var)})", status, retry_after)
         raise VendorError(
             f"{self.vendor}: GET {endpoint} failed with {detail}; "
@@ -71,6 +80,15 @@ class AttemptPolicy:
             status=status,
             refused=True,
         )
+
+    def _note_rate_reset(self, response: httpx.Response) -> None:
+        """Remember when the vendor's rate window resets, from a successful response's header."""
+        if self.rate_reset_header is None:
+            return
+        header, unit = self.rate_reset_header
+        reset = parse_retry_after(response.headers.get(header))
+        if reset is not None:
+            self._rate_reset_at = time.monotonic() + reset * unit
 
     def _wait(self, retry_state: RetryCallState) -> float:
         exc = retry_state.outcome.exception() if retry_state.outcome else None

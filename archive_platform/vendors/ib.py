@@ -59,8 +59,9 @@ DEFAULT_INDEX_SYMBOLS = frozenset({"SPX", "NDX", "RUT", "VIX", "XSP", "DJX"})
 #: the listing exchange IB qualifies each index on (CBOE for the rest): Nasdaq's NDX is on
 #: NASDAQ and FTSE Russell's RUT on RUSSELL, not on CBOE where their options trade
 INDEX_EXCHANGES = {"NDX": "NASDAQ", "RUT": "RUSSELL"}
-# 2100-2199 are data-farm status messages and 10167 says "showing delayed data": not failures
-_INFO_CODES = set(range(2100, 2200)) | {10167}
+# 2100-2199 are data-farm status messages, 10167 says "showing delayed data" and 1102 says
+# "connectivity restored, data maintained" (ib_async special-cases it too): not failures
+_INFO_CODES = set(range(2100, 2200)) | {10167, 1102}
 
 
 class _NotOk(Exception):

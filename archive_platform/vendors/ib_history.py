@@ -18,6 +18,12 @@ from archive_platform.vendors.ib_seam import IBErrorEvent
 log = logging.getLogger("archive_platform.vendors.ib")
 
 
+#: IB's historical-data limitations: "making identical historical data requests within 15
+#: seconds" is a pacing violation (https://interactivebrokers.github.io/tws-api/historical_limitations.html),
+#: so re-asking after an empty (timed-out) answer waits this long first
+IDENTICAL_REQUEST_GAP = 15.0
+
+
 class _Pacing(Exception):
     """TWS refused a historical request with error 162 "pacing violation"."""
 
@@ -39,7 +45,8 @@ class HistoricalBars:
 
     def _historical_day(self, contract: Any, symbol: str, end: datetime) -> list[Any]:
         """One day of bars. Error 162 "pacing violation" backs off ``pacing_backoff`` x n seconds
-        (at most ``pacing_retries`` times); an empty list without an error is retried once."""
+        (at most ``pacing_retries`` times); an empty list without an error is retried once, after
+        ``IDENTICAL_REQUEST_GAP`` seconds (the same request sooner is itself a pacing violation)."""
         label = f"reqHistoricalData {symbol} {end:%Y-%m-%d}"
         seen = {"pacing": 0, "empty": 0}
         ok = lambda bars, errs: bool(bars) or any(_is_no_data(e) for e in errs)  # noqa: E731
@@ -65,7 +72,8 @@ class HistoricalBars:
         retrying = Retrying(
             retry=retry_if_exception_type((_Pacing, _NoBars)),
             stop=lambda rs: seen["pacing"] > self.pacing_retries or seen["empty"] > 1,
-            wait=lambda rs: self.pacing_backoff * seen["pacing"] if isinstance(rs.outcome.exception(), _Pacing) else 0.0,
+            wait=lambda rs: (self.pacing_backoff * seen["pacing"] if isinstance(rs.outcome.exception(), _Pacing)
+                             else IDENTICAL_REQUEST_GAP),
             sleep=lambda s: self._sleep(s) if s > 0 else None,
             reraise=True,
         )

@@ -44,6 +44,11 @@ INDEX_UNDERLYINGS = frozenset({"SPX", "NDX", "RUT", "VIX", "XSP", "DJX", "OEX", 
 KEY_ENV_VAR = "POLYGON_API_KEY"
 OK_STATUSES = {"OK", "DELAYED"}  # DELAYED: plans without real-time data; the shape is the same
 MAX_PAGES = 1000  # a cursor chain longer than this is a vendor bug, not a big day
+#: retried besides the shared 429/500/502/503/504: Polygon's own Python client
+#: (github.com/polygon-io/client-python, ``polygon/rest/base.py``, now ``massive/rest/base.py``:
+#: urllib3 ``Retry(status_forcelist=[413, 429, 499, 500, 502, 503, 504])``) also retries 413 and
+#: 499, so Polygon answers them transiently; refusing them at once failed a whole fetch
+RETRY_STATUSES = frozenset({413, 499})
 
 
 def _ns(value: int | None) -> datetime | None:
@@ -56,7 +61,11 @@ def build_http(api_key: str, base_url: str = "https://api.polygon.io", **overrid
     No default rate limit (paid plans are unmetered, ~100 req/s soft); the free tier needs
     ``limiter=limiter_for("polygon", 5 / 60)``.
     """
-    options: dict[str, Any] = {"secret_params": {"apiKey": api_key}, "key_env_var": KEY_ENV_VAR}
+    options: dict[str, Any] = {
+        "secret_params": {"apiKey": api_key},
+        "key_env_var": KEY_ENV_VAR,
+        "retry_statuses": RETRY_STATUSES,
+    }
     return VendorHttpClient(NAME, base_url, **{**options, **overrides})
 
 

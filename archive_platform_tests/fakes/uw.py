@@ -89,7 +89,9 @@ def _parse_bound(value: str) -> datetime:
     if re.fullmatch(r"\d+", value):
         n = int(value)
         return datetime.fromtimestamp(n / 1000 if n > 10**11 else n, tz=timezone.utc)
-    return datetime.fromisoformat(value).replace(tzinfo=timezone.utc)
+    # an ISO date or RFC 3339 datetime; one with an offset means that instant, a bare one UTC
+    ts = datetime.fromisoformat(value)
+    return ts.replace(tzinfo=timezone.utc) if ts.tzinfo is None else ts.astimezone(timezone.utc)
 
 
 def _created(row: dict[str, Any]) -> datetime:
