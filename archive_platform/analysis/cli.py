@@ -176,14 +176,25 @@ def ruin_warning(result: BacktestResult, fee: float, slippage_bps: float) -> str
 
 
 def format_metrics(m: dict[str, float]) -> str:
+    """One metric a line; a value that is not a number says why (``inf``/``nan`` alone would
+    read as a fault: a profit factor is infinite when no trade lost, undefined without trades)."""
     pct = {"total_return", "annual_return", "max_drawdown", "win_rate", "exposure", "gross_return"}
+    no_trades = m.get("trades") == 0
     lines = []
     for k, v in m.items():
-        if k in pct and not math.isnan(v):
+        if math.isinf(v) and k == "profit_factor":
+            lines.append(f"  {k:<24} {'inf':>13} (no losing trade)")
+        elif math.isnan(v):
+            lines.append(f"  {k:<24} {'n/a':>13}" + (" (no trades)" if no_trades and k in _PER_TRADE else ""))
+        elif k in pct:
             lines.append(f"  {k:<24} {v * 100:10.2f} %")
         else:
             lines.append(f"  {k:<24} {v:13.4f}")
     return "\n".join(lines)
+
+
+#: metrics computed over closed trades: undefined (NaN) when there was none
+_PER_TRADE = {"win_rate", "profit_factor"}
 
 
 @click.command("backtest")

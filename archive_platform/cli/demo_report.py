@@ -7,6 +7,7 @@ and prints it, so the numbers on screen are the ones stored.
 
 from __future__ import annotations
 
+import math
 from datetime import date
 
 import click
@@ -27,6 +28,11 @@ def backtest_metrics(instance, day: date) -> tuple[dict, dict[str, dict[str, flo
     for r in meta["metrics"].value.records:
         v = r.data["value"]
         out.setdefault(r.data["backtest"], {})[r.data["metric"]] = float("nan") if v is None else v
+    for m in out.values():
+        # the table stores non-finite values as null (JSON has no inf); a null profit factor
+        # with winning trades can only be +inf: some trades won and none lost
+        if math.isnan(m.get("profit_factor", 0.0)) and m.get("win_rate", 0.0) > 0:
+            m["profit_factor"] = math.inf
     return {k: v.value for k, v in meta.items()}, out
 
 
