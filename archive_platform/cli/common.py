@@ -4,6 +4,7 @@ progress, byte sizes, and option types that turn bad input into usage errors."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import warnings
 from collections.abc import Iterator, Sequence
@@ -45,7 +46,43 @@ def instance():
             script = Path(__file__).resolve().parents[2] / "deploy" / "instance" / "install-config"
             subprocess.run([str(script), str(home)], check=True)
         os.environ["DAGSTER_HOME"] = str(home)
-    return dg.DagsterInstance.get()
+    try:
+        return dg.DagsterInstance.get()
+    except Exception as exc:  # a traceback of storage internals tells a user nothing
+        raise click.ClickException(instance_error(exc, os.environ["DAGSTER_HOME"])) from None
+
+
+def instance_error(exc: BaseException, home: str) -> str:
+    """One line for an instance that does not load: the root cause (the driver's own words, say
+    "connection refused"), never a password, and what to check."""
+    from archive_platform.vendors.redact import redact
+
+    chain = [exc]
+    while chain[-1].__cause__ is not None and len(chain) < 20:
+        chain.append(chain[-1].__cause__)
+    config_errors = [e for x in chain for e in (getattr(x, "errors", None) or [])]
+    if config_errors:  # DagsterInvalidConfigError: the first line of each error, not its stack
+        root = "; ".join(_first_line(getattr(getattr(e, "error_data", None), "message", None)
+                                     or getattr(e, "message", str(e))) for e in config_errors)
+    else:
+        root = next((_first_line(str(e)) for e in reversed(chain) if str(e).strip()), type(exc).__name__)
+    secrets = [os.environ.get("DAGSTER_PG_PASSWORD", "")]
+    url = os.environ.get("DAGSTER_PG_URL", "")
+    if "@" in url and ":" in url.split("@", 1)[0].rsplit("/", 1)[-1]:
+        secrets.append(url.split("@", 1)[0].rsplit(":", 1)[-1])  # the password of user:password@
+    hint = ""
+    if "environment variable" in root:
+        hint = " Set it as for the other processes of this deployment (docs/deployment.md)."
+    elif any("postgres" in type(e).__module__ or "psycopg" in type(e).__module__ for e in chain):
+        hint = (" Is the PostgreSQL server up and reachable, and are the DAGSTER_PG_* variables "
+                "those of the other processes of this deployment (docs/deployment.md)?")
+    return redact(f"cannot load the Dagster instance in {home} (dagster.yaml): {root}.{hint}", secrets)
+
+
+def _first_line(text: str) -> str:
+    """The first non-empty line, without a leading ``package.module.ErrorClass: ``."""
+    line = next((x.strip() for x in text.splitlines() if x.strip()), "")
+    return re.sub(r"^(\w+\.)+\w+(Error|Exception): ", "", line).rstrip(".")
 
 
 def dagster_home() -> str:
