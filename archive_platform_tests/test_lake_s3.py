@@ -259,6 +259,8 @@ def test_the_sql_shell_reads_the_archive_on_s3_without_writing_a_secret(servers,
     assert out.returncode == 0, out.stderr
     row = [c.strip() for c in out.stdout.strip().splitlines()[-2].split("│")[1:-1]]
     assert row == ["5", "2025-11-26"], out.stdout
+    # the init script's own statements print nothing (CREATE SECRET printed a "Success" table)
+    assert out.stdout.count("┌") == 1 and "Success" not in out.stdout, out.stdout
     assert not list(scratch.glob("archive-sql-*"))  # the init script and its folder are gone
     for secret in (SECRET, PG_PW):
         assert secret not in out.stdout + out.stderr

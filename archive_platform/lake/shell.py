@@ -34,6 +34,9 @@ def init_sql(root: str | Path, tables: list[str], *, as_of: datetime | None = No
     if as_of is not None:
         stamp = (as_of if as_of.tzinfo else as_of.replace(tzinfo=timezone.utc)).astimezone(timezone.utc).isoformat()
     lines = [
+        # statements print their result (CREATE SECRET a "Success" table): the script's go
+        # nowhere, so the user sees only what they ask; errors still reach stderr
+        ".output /dev/null",
         "SET autoinstall_known_extensions = false;",
         "SET autoload_known_extensions = false;",
         f"SET extension_directory = {_lit(str(extension_directory()))};",
@@ -43,6 +46,7 @@ def init_sql(root: str | Path, tables: list[str], *, as_of: datetime | None = No
         loc.attach_sql(read_only=True, as_of=stamp) + ";",
         *[f"CREATE VIEW memory.main.{ident(t)} AS SELECT * FROM {ALIAS}.main.{ident(t)};" for t in tables],
         *[s.strip().rstrip(";") + ";" for s in extra],
+        ".output",
     ]
     if cleanup:  # the shell has read the script and built what it needs from these files
         lines.append(".shell rm -rf " + " ".join(_lit(str(p)) for p in cleanup))
