@@ -100,12 +100,13 @@ EXAMPLES = {
 }
 
 
-def run_query(root: Path, sql: str, params: dict | None = None):
-    """Run ``sql`` on ``archive_platform.connect()`` of the archive at ``root`` (read-only);
+def run_query(root: Path, sql: str, params: dict | None = None, *, kind: str = "sim"):
+    """Run ``sql`` on ``archive_platform.connect()`` of the archive at ``root`` (read-only),
+    whose catalog and data path are those set for ``kind`` (``ARCHIVE_SIM_S3_URL``, ...);
     returns (columns, rows)."""
     from archive_platform import connect
 
-    con = connect(root=root)
+    con = connect(root=root, kind=kind)
     try:
         cur = con.execute(sql, params or {})
         cols = [d[0] for d in cur.description]

@@ -17,9 +17,11 @@ from archive_platform.cli.common import AwareInstant, IsoDate, print_table
               help="Instant for latest_chain, ISO 8601 with its UTC offset (e.g. 2025-11-26T15:30:00-05:00 "
                    "or ...Z); default: now.")
 @click.option("--day", default=None, type=IsoDate(), help="Day for atm_iv_through_day (YYYY-MM-DD).")
+@click.option("--live", is_flag=True,
+              help="Read the live archive ($ARCHIVE_ROOT and its lake settings) instead of the simulated one.")
 @click.option("--root", type=click.Path(path_type=Path), default=None,
-              help="Archive root (default: the sim one, $ARCHIVE_SIM_ROOT).")
-def query(name: str, symbol: str, at: datetime | None, day: date | None, root: Path | None) -> None:
+              help="Archive root (default: $ARCHIVE_SIM_ROOT, or $ARCHIVE_ROOT with --live).")
+def query(name: str, symbol: str, at: datetime | None, day: date | None, live: bool, root: Path | None) -> None:
     """Run one of the example queries against the archive (archive_platform.connect())."""
     from archive_platform.queries import EXAMPLES, run_query
 
@@ -43,9 +45,10 @@ def query(name: str, symbol: str, at: datetime | None, day: date | None, root: P
         params["day"] = day
     from archive_platform.store import default_root
 
-    path = root or default_root("sim")
+    kind = "live" if live else "sim"
+    path = root or default_root(kind)
     try:
-        cols, rows = run_query(path, EXAMPLES[name], params)
+        cols, rows = run_query(path, EXAMPLES[name], params, kind=kind)
     except FileNotFoundError as exc:
         raise click.UsageError(f"{exc}; run `./run demo` first") from None
     print_table(cols, rows)

@@ -1,0 +1,63 @@
+"""``archive-platform query`` opens the archive it reads with that archive's own lake settings:
+the simulated one by default, the live one with ``--live``. It opened the simulated root with the
+live archive's settings, so a live archive on PostgreSQL/S3 broke the queries of the simulated one."""
+
+from __future__ import annotations
+
+import socket
+from datetime import date
+
+import pyarrow as pa
+from click.testing import CliRunner
+
+from archive_platform.cli import main
+from archive_platform.store import ArchiveStore
+from archive_platform_tests.store_helpers import make_table
+
+DAY = date(2025, 11, 26)
+AT = "2025-11-26T21:00:00Z"
+
+
+def _archives(tmp_path) -> str:
+    """A simulated archive with 4 option rows and a live one with 6; the symbol they share."""
+    for root, kind, table in ((tmp_path / "sim", "sim", make_table("options", DAY, 4)),
+                              (tmp_path / "live", "live", make_table("options", DAY, 6, source="thetadata"))):
+        # one chain: every row of one symbol (strikes keep the keys apart)
+        i = table.schema.get_field_index("symbol")
+        table = table.set_column(i, "symbol", pa.array(["SPY"] * len(table), table.schema.field(i).type))
+        store = ArchiveStore(root, kind=kind)
+        store.write_day("options", DAY, table)
+        store.close()
+    return "SPY"
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _rows(output: str) -> int:
+    return sum(1 for line in output.splitlines() if DAY.isoformat() in line)
+
+
+def test_query_reads_the_simulated_archive_with_its_own_settings_and_the_live_one_with_live(tmp_path):
+    symbol = _archives(tmp_path)
+    env = {"ARCHIVE_SIM_ROOT": str(tmp_path / "sim"), "ARCHIVE_ROOT": str(tmp_path / "live")}
+    sim = CliRunner().invoke(main, ["query", "latest_chain", "--symbol", symbol, "--at", AT], env=env)
+    live = CliRunner().invoke(main, ["query", "latest_chain", "--symbol", symbol, "--at", AT, "--live"], env=env)
+    assert sim.exit_code == 0 and live.exit_code == 0, sim.output + live.output
+    assert (_rows(sim.output), _rows(live.output)) == (4, 6), sim.output + live.output
+
+
+def test_the_live_archives_catalog_settings_do_not_reach_the_simulated_one(tmp_path):
+    symbol = _archives(tmp_path)
+    # the live archive's catalog is on a PostgreSQL server that is not there
+    env = {"ARCHIVE_SIM_ROOT": str(tmp_path / "sim"), "ARCHIVE_ROOT": str(tmp_path / "live"),
+           "ARCHIVE_LAKE_CATALOG": f"postgres:host=127.0.0.1 port={_closed_port()} dbname=lake user=archive",
+           "ARCHIVE_LAKE_PG_PASSWORD": "pw-not-used"}
+    sim = CliRunner().invoke(main, ["query", "latest_chain", "--symbol", symbol, "--at", AT], env=env)
+    assert sim.exit_code == 0, sim.output
+    assert _rows(sim.output) == 4, sim.output
+    live = CliRunner().invoke(main, ["query", "latest_chain", "--symbol", symbol, "--at", AT, "--live"], env=env)
+    assert live.exit_code != 0 and "pw-not-used" not in live.output
