@@ -257,7 +257,10 @@ class Lake:
         crash_point(f"{step}:commit")
         path = None
         if whole_day:
-            path = publish.publish(self.location, td, day, str(final))
+            try:
+                path = publish.publish(self.location, td, day, str(final))
+            except OSError as exc:  # committed: the error must not claim that nothing changed
+                raise publish.PublishFailed(exc, publish.plain_file(self.location, td, day)) from exc
             crash_point(f"{step}:publish")
         return LakeWrite(td.name, day, n, path, size)
 

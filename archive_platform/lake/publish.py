@@ -165,6 +165,16 @@ def delete_file(path: Path | RemoteFile) -> None:
     path.unlink(missing_ok=True)
 
 
+class PublishFailed(OSError):
+    """The day's rows are committed to the lake (every lake reader sees them), but its plain-layout
+    file could not be refreshed: it is missing or still the previous content. Publishing again
+    (``compact_day``, or the day's next whole write) repairs it; nothing else is needed."""
+
+    def __init__(self, cause: OSError, target: object) -> None:
+        super().__init__(cause.errno, cause.strerror or str(cause))
+        self.target = target
+
+
 def publish(loc: LakeLocation, td: TableDef, day: date, versioned: str) -> Path | RemoteFile:
     """Make the plain-layout path a hard link to ``versioned`` (idempotent, atomic); on S3 a
     server-side copy of it (CopyObject replaces the target whole)."""

@@ -7,6 +7,7 @@
 from archive_platform.store.archive import ArchiveStore, WriteResult, default_root
 from archive_platform.store.errors import (
     ArchiveKindError,
+    ArchivePublishError,
     ArchiveValidationError,
     ArchiveWriteError,
     EmptyReplacementRefused,
@@ -15,6 +16,7 @@ from archive_platform.store.errors import (
 
 __all__ = [
     "ArchiveKindError",
+    "ArchivePublishError",
     "ArchiveStore",
     "ArchiveValidationError",
     "ArchiveWriteError",

@@ -23,12 +23,14 @@ import pyarrow as pa
 
 from archive_platform.lake import Lake, LakeWrite, TableDef
 from archive_platform.lake import publish
+from archive_platform.lake.publish import PublishFailed
 from archive_platform.lake.catalog import LakeLocation
 from archive_platform.lake.remote import LakeConfig
 from archive_platform.schemas import ArchiveSpec, ArchiveType, spec_for
 from archive_platform.store import layout
 from archive_platform.store.errors import (
     ArchiveKindError,
+    ArchivePublishError,
     ArchiveValidationError,
     ArchiveWriteError,
     EmptyReplacementRefused,
@@ -265,6 +267,13 @@ class ArchiveStore:
         partition and the file or folder concerned (the write itself has had no effect)."""
         try:
             return write()
+        except PublishFailed as exc:
+            raise ArchivePublishError(
+                exc.errno or errno.EIO,
+                f"{spec.name} {day.isoformat()}: {what} committed its rows (the lake and every "
+                f"DuckDB reader have them) but could not refresh the plain-Parquet copy "
+                f"{exc.target}: {exc.strerror or exc}; that copy is missing or stale until the "
+                f"day is published again (compact_day, or the partition's next run)") from exc
         except OSError as exc:
             where = exc.filename or self._data_dir(spec, day)
             raise ArchiveWriteError(
