@@ -201,3 +201,23 @@ def test_a_url_whose_password_holds_slash_hash_or_question_mark_is_accepted(tmp_
     assert yaml.safe_load((tmp_path / "home" / "dagster.yaml").read_text())["storage"]["postgres"] == {
         "postgres_url": {"env": "DAGSTER_PG_URL"}}
     assert Settings.from_env({**sim_env(tmp_path), "DAGSTER_PG_URL": url}).secrets_set == frozenset()
+
+
+def test_the_run_wrapper_checks_a_users_own_instance_config_against_the_environment(tmp_path):
+    """`./run` with DAGSTER_HOME set keeps that config, but checks it first: a PostgreSQL config
+    without its DAGSTER_PG_URL stops with check-env's line and the command never runs (it ran,
+    and every Dagster process failed with a traceback). `./run test` is not held to it."""
+    home, marker = tmp_path / "home", tmp_path / "ran"
+    assert _install(home, "postgres-url").returncode == 0
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DAGSTER_")}
+    env["DAGSTER_HOME"] = str(home)
+    result = subprocess.run([str(REPO / "run"), "touch", str(marker)], env=env, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("error: DAGSTER_PG_URL is not set"), result.stderr
+    assert not marker.exists()
+    env["DAGSTER_PG_URL"] = "postgresql+psycopg2://u:s3cr3t-pw@127.0.0.1:5432/d"
+    ok = subprocess.run([str(REPO / "run"), "touch", str(marker)], env=env, capture_output=True,
+                        text=True, timeout=300)
+    assert ok.returncode == 0 and marker.exists(), ok.stderr
+    assert "s3cr3t-pw" not in result.stderr + ok.stdout + ok.stderr
