@@ -162,6 +162,16 @@ def test_error_354_suggests_delayed_data():
     assert gw.market_data_type == 3
 
 
+def test_error_10197_names_the_competing_session_instead_of_a_missing_price():
+    """IB delivers no market data while the username is logged in elsewhere: the fetch said
+    "no price for underlying SPY (bid/ask/last/close all missing)", which sends a user hunting
+    for a data problem."""
+    gw = make_gateway(market_data_errors=[(10197, "No market data during competing live session")])
+    src, _ = make_source(gw)
+    with pytest.raises(VendorError, match=r"another session of this IB username is live \(error 10197"):
+        src.fetch_options(DAY, ["SPY"], [SNAP])
+
+
 def test_error_200_on_the_underlying_is_an_error():
     src, _ = make_source(make_gateway())
     with pytest.raises(VendorError, match=r"cannot qualify underlying QQQQ \(error 200: No security definition"):

@@ -178,6 +178,13 @@ class IBSource(IBVix, HistoricalBars, MarketSource):
                     "reqMarketDataType(3)",
                     "reqMktData",
                 )
+            if e.code == 10197:  # the same username is logged in elsewhere (TWS, IBKR Mobile...)
+                raise self._fail(
+                    f"no market data for {what}: another session of this IB username is live "
+                    f"(error 10197: {e.message}); log out of the other session (TWS, IBKR Mobile, "
+                    "the Client Portal) or give the gateway a username of its own",
+                    "reqMktData",
+                )
 
     def _underlying(self, symbol: str, *, index: bool = False) -> Any:
         from ib_async.contract import Index, Stock  # lazy: see module docstring of ib_seam
