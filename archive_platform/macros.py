@@ -58,6 +58,7 @@ CREATE OR REPLACE MACRO _tg_session(fn, d) AS CASE
 CREATE OR REPLACE MACRO _tg_count(fn, name, n) AS CASE
     WHEN n IS NULL THEN error(fn || ': ' || name || ' is NULL')
     WHEN n < 0 THEN error(fn || ': ' || name || ' must be >= 0, got ' || n)
+    WHEN n <> trunc(n) THEN error(fn || ': ' || name || ' must be a whole number, got ' || n)
     ELSE true END;
 CREATE OR REPLACE MACRO _tg_add_raw(d, n) AS CASE
     WHEN n = 0 THEN _tg_day(_tg_idx(d))
@@ -67,6 +68,7 @@ CREATE OR REPLACE MACRO trading_day_add(d, n) AS CASE
     WHEN d IS NULL OR n IS NULL
         THEN error('trading_day_add: NULL argument (day=' || {_q('d')} || ', n=' || {_q('n')} || ')')
     WHEN NOT _tg_in_range(d) THEN error('trading_day_add: ' || d || ' is outside the installed calendar')
+    WHEN n <> trunc(n) THEN error('trading_day_add: n must be a whole number of sessions, got ' || n)
     WHEN n = 0 AND _tg_idx(d) IS NULL
         THEN error('trading_day_add: ' || d || ' is not an NYSE session (n = 0 needs one)')
     WHEN _tg_add_raw(d, n) IS NULL
@@ -142,6 +144,7 @@ ORDER BY o.expiry, o.strike, o."right";
 CREATE OR REPLACE MACRO iv_history(sym, days) AS TABLE
 WITH chk AS (SELECT CASE {_symbol_check('iv_history', 'daily_iv')}
     WHEN days IS NULL OR days < 1 THEN error('iv_history: days must be >= 1, got ' || {_q('days')})
+    WHEN days <> trunc(days) THEN error('iv_history: days must be a whole number, got ' || days)
     ELSE true END AS ok),
 last AS (SELECT max(t.idx) AS li FROM daily_iv d JOIN trading_days t ON t.day = d.date WHERE d.symbol = sym),
 grid AS (SELECT t.day FROM trading_days t, last WHERE t.idx > last.li - days AND t.idx <= last.li)

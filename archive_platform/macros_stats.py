@@ -21,7 +21,7 @@ def _symbol_check(fn: str, table: str) -> str:
 _CHANGE_AFTER_WEEKDAY = f"""
 CREATE OR REPLACE MACRO change_after_weekday(sym, wd, n) AS TABLE
 WITH chk AS (SELECT CASE {_symbol_check('change_after_weekday', 'daily_bars')}
-    WHEN wd IS NULL OR wd NOT BETWEEN 1 AND 7
+    WHEN wd IS NULL OR wd NOT BETWEEN 1 AND 7 OR wd <> trunc(wd)
         THEN error('change_after_weekday: weekday must be an ISO day number 1..7 (5 = Friday), got ' || {_q('wd')})
     WHEN NOT _tg_count('change_after_weekday', 'n', n) THEN NULL ELSE true END AS ok),
 span AS (SELECT min(date) AS a, max(date) AS b FROM daily_bars WHERE symbol = sym),
@@ -52,6 +52,8 @@ CREATE OR REPLACE MACRO finish_probability(sym, horizon, m, snapshot_at := NULL)
 WITH chk AS (SELECT CASE {_symbol_check('finish_probability', 'daily_bars')}
     WHEN horizon IS NULL OR horizon < 1
         THEN error('finish_probability: horizon must be >= 1 session, got ' || {_q('horizon')})
+    WHEN horizon <> trunc(horizon)
+        THEN error('finish_probability: horizon must be a whole number of sessions, got ' || horizon)
     WHEN m IS NULL OR m <= 0 THEN error('finish_probability: moneyness must be > 0, got ' || {_q('m')})
     WHEN snapshot_at IS NOT NULL AND typeof(snapshot_at) <> 'TIMESTAMP WITH TIME ZONE'
         THEN error('finish_probability: snapshot_at must be a TIMESTAMPTZ (an instant), got ' || typeof(snapshot_at))
@@ -76,11 +78,15 @@ pc AS (SELECT strike, max(mid) FILTER (WHERE "right" = 'C') AS c, max(mid) FILTE
        HAVING c IS NOT NULL AND p IS NOT NULL),
 k1 AS (SELECT pc.* FROM pc, tgt WHERE pc.strike <= tgt.k ORDER BY pc.strike DESC LIMIT 1),
 k2 AS (SELECT pc.* FROM pc, tgt WHERE pc.strike > tgt.k ORDER BY pc.strike LIMIT 1),
-rn AS (SELECT (SELECT t FROM snap) AS rn_snapshot, (SELECT expiry FROM ex) AS rn_expiry,
+rn0 AS (SELECT (SELECT t FROM snap) AS rn_snapshot, (SELECT expiry FROM ex) AS rn_expiry,
               (SELECT target FROM tgt) AS rn_target_day, (SELECT spot FROM tgt) AS rn_spot,
               (SELECT strike FROM k1) AS rn_strike_lo, (SELECT strike FROM k2) AS rn_strike_hi,
-              ((SELECT c FROM k1) - (SELECT c FROM k2))
-              / (((SELECT c FROM k1) - (SELECT p FROM k1)) - ((SELECT c FROM k2) - (SELECT p FROM k2))) AS p_above),
+              (SELECT c FROM k1) - (SELECT c FROM k2) AS rn_spread,
+              ((SELECT c FROM k1) - (SELECT p FROM k1)) - ((SELECT c FROM k2) - (SELECT p FROM k2)) AS rn_disc),
+-- DuckDB divides by zero to inf/NaN: quotes whose discount factor is not positive, or whose ratio
+-- is not a probability (stale or crossed quotes), give NULL and a note (rn_note)
+rn AS (SELECT *, CASE WHEN rn_disc > 0 AND rn_spread / rn_disc BETWEEN 0 AND 1 THEN rn_spread / rn_disc END
+              AS p_above FROM rn0),
 sides AS (SELECT 'above' AS side, above AS hits, rn.p_above AS rn_probability FROM emp, rn
           UNION ALL SELECT 'below', below, 1 - rn.p_above FROM emp, rn)
 SELECT sides.side, CAST(m AS DOUBLE) AS moneyness, horizon AS horizon_sessions, emp.n AS sample_size, sides.hits,
@@ -94,6 +100,10 @@ SELECT sides.side, CAST(m AS DOUBLE) AS moneyness, horizon AS horizon_sessions, 
             WHEN rn.rn_snapshot IS NULL THEN 'no options snapshot of ' || sym || ' at or before ' || snapshot_at
             WHEN rn.rn_strike_lo IS NULL OR rn.rn_strike_hi IS NULL
                 THEN 'strike ' || round(rn.rn_spot * m, 2) || ' is not inside the listed strikes of ' || rn.rn_expiry
+            WHEN rn.p_above IS NULL
+                THEN 'the quotes at strikes ' || rn.rn_strike_lo || ' and ' || rn.rn_strike_hi || ' of ' || rn.rn_expiry
+                     || ' imply no probability: call spread ' || round(rn.rn_spread, 4)
+                     || ', (C1 - P1) - (C2 - P2) = ' || round(rn.rn_disc, 4)
        END AS rn_note
 FROM sides, emp, rn, chk WHERE chk.ok ORDER BY sides.side;
 """

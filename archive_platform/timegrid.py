@@ -37,8 +37,10 @@ def trading_day_add(day: date, n: int) -> date:
     """The session ``n`` sessions after (n > 0) or before (n < 0) ``day`` (calendar.add_trading_days)."""
     _need("day", day)
     _need("n", n)
+    if isinstance(n, bool) or not hasattr(n, "__index__"):
+        raise TimeGridError(f"trading_day_add: n must be a whole number of sessions, got {n!r}")
     try:
-        return calendar.add_trading_days(day, n)
+        return calendar.add_trading_days(day, int(n))
     except (ValueError, TypeError) as e:
         raise TimeGridError(f"trading_day_add: {e}") from e
 
@@ -55,6 +57,16 @@ def trading_days_between(a: date, b: date) -> int:
         return -len(calendar.trading_days(b, a)) + own
     except (ValueError, TypeError) as e:
         raise TimeGridError(f"trading_days_between: {e}") from e
+
+
+def _instant(fn: str, at) -> datetime:
+    """``at`` as a UTC instant; a date, a string or a naive datetime is refused by name."""
+    if not isinstance(at, datetime):
+        raise TimeGridError(f"{fn}: at must be a timezone-aware datetime (an instant), got "
+                            f"{type(at).__name__} {at!r}")
+    if at.tzinfo is None or at.utcoffset() is None:
+        raise TimeGridError(f"{fn}: naive datetime {at!r}; pass an aware instant")
+    return at.astimezone(timezone.utc)
 
 
 def _arrow(data, schema: pa.Schema) -> pa.Table:
@@ -119,9 +131,7 @@ class TimeGrid:
         self, symbol: str, horizon_sessions: int, moneyness: float, at: datetime | None = None
     ) -> pa.Table:
         if at is not None:
-            if at.tzinfo is None or at.utcoffset() is None:
-                raise TimeGridError(f"finish_probability: naive datetime {at!r}; pass an aware instant")
-            at = at.astimezone(timezone.utc)
+            at = _instant("finish_probability", at)
             return self._run(
                 "SELECT * FROM finish_probability(?, ?, ?, snapshot_at := CAST(? AS TIMESTAMPTZ))",
                 [symbol, horizon_sessions, moneyness, at.isoformat()])
@@ -130,10 +140,8 @@ class TimeGrid:
 
     def latest_chain(self, symbol: str, at: datetime) -> pa.Table:
         _need("at", at)
-        if at.tzinfo is None or at.utcoffset() is None:
-            raise TimeGridError(f"latest_chain: naive datetime {at!r}; pass an aware instant")
         return self._run("SELECT * FROM latest_chain(?, CAST(? AS TIMESTAMPTZ))",
-                         [symbol, at.astimezone(timezone.utc).isoformat()])
+                         [symbol, _instant("latest_chain", at).isoformat()])
 
     def iv_history(self, symbol: str, days: int) -> pa.Table:
         return self._run("SELECT * FROM iv_history(?, ?)", [symbol, days])

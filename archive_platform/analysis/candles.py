@@ -48,7 +48,7 @@ CANDLES_SCHEMA = pa.schema(
 )
 CALENDARS = ("crypto", "nyse")
 TRADE_COLUMNS = ("exchange", "symbol", "event_time", "price", "size")
-BAR_COLUMNS = ("timestamp", "symbol", "open", "high", "low", "close", "volume")
+BAR_COLUMNS = ("timestamp", "symbol", "open", "high", "low", "close", "volume", "vwap")  # trade_count: optional
 
 
 def to_polars(data, required: tuple[str, ...], what: str) -> pl.DataFrame:
@@ -66,6 +66,14 @@ def timeframe_us(timeframe: str) -> int:
     if timeframe not in TIMEFRAMES:
         raise ValueError(f"unknown timeframe {timeframe!r}; expected one of {list(TIMEFRAMES)}")
     return TIMEFRAMES[timeframe] * US
+
+
+def _bounds(start: datetime | None, end: datetime | None) -> tuple[int | None, int | None]:
+    """``start``/``end`` in epoch us; an end before the start is a mistake, not an empty range."""
+    lo, hi = _us(start), _us(end)
+    if lo is not None and hi is not None and hi < lo:
+        raise ValueError(f"end {end.isoformat()} is before start {start.isoformat()}")
+    return lo, hi
 
 
 def _us(ts: datetime | None) -> int | None:
@@ -91,7 +99,7 @@ def candles(trades, timeframe: str, calendar: str = "crypto", *, start: datetime
     df = to_polars(trades, TRADE_COLUMNS, "crypto_trades")
     t = pl.col("event_time").dt.epoch("us")
     df = df.with_columns(t.alias("t")).with_columns((((pl.col("t") - 1) // tf + 1) * tf).alias("ts"))
-    lo, hi = _us(start), _us(end)
+    lo, hi = _bounds(start, end)
     if lo is not None:
         df = df.filter(pl.col("ts") > lo)
     if hi is not None:
@@ -259,14 +267,15 @@ def candles_from_bars(bars, timeframe: str, *, exchange: str = "nyse", start: da
     df = df.with_columns(pl.lit(exchange).alias("exchange"),
                          (pl.col("timestamp").dt.epoch("us") + 60 * US).alias("t"),
                          pl.col("timestamp").dt.convert_time_zone("America/New_York").dt.date().alias("day"))
-    days = df["day"].unique().sort().to_list()
+    # a bar on a day without a session (a holiday, a weekend) is outside every session: dropped
+    days = [d for d in df["day"].unique().sort().to_list() if cal.is_trading_day(d)]
     sess = pl.DataFrame({"day": days, "o": [_us(cal.session(d).open_utc) for d in days],
                          "c": [_us(cal.session(d).close_utc) for d in days]},
                         schema={"day": pl.Date, "o": pl.Int64, "c": pl.Int64})
     df = (df.join(sess, on="day", how="left").filter(pl.col("t") > pl.col("o"), pl.col("t") <= pl.col("c"))
           .with_columns(pl.min_horizontal(pl.col("o") + ((pl.col("t") - pl.col("o") - 1) // tf + 1) * tf,
                                           pl.col("c")).alias("ts")))
-    lo, hi = _us(start), _us(end)
+    lo, hi = _bounds(start, end)
     if lo is not None:
         df = df.filter(pl.col("ts") > lo)
     if hi is not None:

@@ -35,7 +35,10 @@ def expected_per_day(day: date, timeframe: str) -> int:
 def _seed(store: Storage, day: date) -> pl.DataFrame | None:
     """(exchange, symbol, close): the last one-minute close of the previous stored session."""
     prev = calendar.previous_trading_day(day)
-    bars = pl.from_arrow(store.read_day("stocks_1m", prev, columns=["symbol", "timestamp", "close"]))
+    s = calendar.session(prev)
+    # the session's bars only: an extended-hours bar after the close is not the session's close
+    bars = pl.from_arrow(store.read_day("stocks_1m", prev, columns=["symbol", "timestamp", "close"])).filter(
+        (pl.col("timestamp") >= s.open_utc) & (pl.col("timestamp") < s.close_utc))
     if bars.height == 0:
         return None
     last = bars.sort("timestamp").group_by("symbol").agg(pl.col("close").last())

@@ -142,6 +142,8 @@ def _normal_cdf(x: np.ndarray) -> np.ndarray:
 
 def kyle_lambda(dm: np.ndarray, q: np.ndarray, window: int) -> np.ndarray:
     """Rolling OLS slope of dm on q over ``window`` points (rolling sums; NaN when undefined)."""
+    if window < 1:
+        raise ValueError(f"kyle_lambda: window must be >= 1 grid second, got {window}")
     out = np.full(len(dm), np.nan)
     ok = ~(np.isnan(dm) | np.isnan(q))
     dm, q = np.where(ok, dm, 0.0), np.where(ok, q, 0.0)
@@ -168,6 +170,8 @@ def vpin(bar_sec: np.ndarray, bar_volume: np.ndarray, bar_dp: np.ndarray, bucket
 
     ``sigma`` is the standard deviation of dP that scales the classification; by default the one of
     ``bar_dp`` itself, which uses the whole input (pass one from earlier data to stay causal)."""
+    if n_buckets < 1:
+        raise ValueError(f"vpin: n_buckets must be >= 1, got {n_buckets}")
     if sigma is None or not sigma > 0:
         sigma = np.std(bar_dp, ddof=1) if len(bar_dp) > 1 else 0.0
     frac = _normal_cdf(bar_dp / sigma) if sigma > 0 else np.full(len(bar_dp), 0.5)
@@ -217,9 +221,13 @@ def orderbook_features(books, trades=None, *, levels: int = 20, kyle_window: int
     the input: both use the whole input. Pass both from earlier data (``trade_bar_stats``) to stay
     causal.
     """
+    for name, value in (("levels", levels), ("kyle_window", kyle_window), ("vpin_buckets", vpin_buckets)):
+        if value < 1:
+            raise ValueError(f"orderbook_features: {name} must be >= 1, got {value}")
     bk = to_polars(books, BOOK_COLUMNS, "orderbook_l2")
     tr = None if trades is None else to_polars(trades, TRADE_COLUMNS, "crypto_trades")
-    bad = tr.filter(~pl.col("side").is_in(["buy", "sell"])) if tr is not None else None
+    # a null side is not a side either (is_in gives null for it, which a filter drops)
+    bad = tr.filter(~pl.col("side").is_in(["buy", "sell"]).fill_null(False)) if tr is not None else None
     if bad is not None and bad.height:
         raise ValueError(f"crypto_trades: side must be 'buy' or 'sell', got {bad['side'].unique().to_list()}")
     frames = []

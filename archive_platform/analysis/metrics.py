@@ -57,12 +57,16 @@ def _longest_run(mask: np.ndarray) -> tuple[int, int]:
 
 def metrics(returns, *, periods_per_year: float, positions=None, trade_pnl=None,
             timestamps=None) -> dict[str, float]:
+    if not periods_per_year > 0:
+        raise ValueError(f"metrics: periods_per_year must be > 0, got {periods_per_year}")
     r = np.asarray(returns, dtype=np.float64)
     r = np.where(np.isnan(r), 0.0, r)
     n = len(r)
     out: dict[str, float] = {"bars": float(n)}
     if n == 0:
         raise ValueError("metrics: the return series is empty")
+    if np.isinf(r).any():
+        raise ValueError(f"metrics: returns are not finite at bar(s) {np.flatnonzero(np.isinf(r))[:10].tolist()}")
     total = float(np.prod(1.0 + r) - 1.0)
     out["total_return"] = total
     out["annual_return"] = (1.0 + total) ** (periods_per_year / n) - 1.0 if total > -1 else -1.0
