@@ -2,15 +2,18 @@
 
 Per symbol and day the *ATM IV* is the mean IV of the call and put at the strike nearest the
 underlying, on the expiry nearest 30 calendar days out, in the latest snapshot at or before the
-instant. IV rank over the last 60 sessions is ``(iv - min) / (max - min) * 100`` and the IV
-percentile the share of those sessions whose ATM IV was below today's. With fewer than 30
-sessions of history, or a flat history, the rank is 50 (the IB option-snapshot collector's rule) and the percentile null.
+instant (quotes with a positive IV only: an IV of 0 is a quote without one). IV rank over the
+closing ATM IVs of the previous 60 sessions plus the current one (the simulated market's rule:
+61 values, unlike market_regime's 60 sessions ending on the day) is
+``(iv - min) / (max - min) * 100`` and the IV percentile the share of those values below the
+current one. With fewer than 30 such values (the current one included), or a flat history, the
+rank is 50 (the IB option-snapshot collector's rule) and the percentile null.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import date, datetime
+from datetime import date, datetime, timezone
 
 import polars as pl
 import pyarrow as pa
@@ -27,9 +30,12 @@ _COLS = ["snapshot_time", "symbol", "expiry", "strike", "right", "iv", "underlyi
 
 def atm_iv(options: pl.DataFrame, at: datetime | None = None) -> pl.DataFrame:
     """Per symbol: the ATM IV of the latest snapshot at or before ``at`` (None: the last one)."""
-    df = options.filter(pl.col("iv").is_not_null())
+    # an IV of 0 is a quote without an IV (the options rules flag it), not a 0 % volatility:
+    # left out, as daily_iv does, so it cannot halve the call/put mean
+    df = options.filter(pl.col("iv").is_not_null() & (pl.col("iv") > 0))
     if at is not None:
-        df = df.filter(pl.col("snapshot_time") <= at)
+        # any aware instant (an ET one too): compared in UTC, the column's time zone
+        df = df.filter(pl.col("snapshot_time") <= at.astimezone(timezone.utc))
     if df.height == 0:
         return pl.DataFrame(schema={"symbol": pl.String, "atm_iv": pl.Float64})
     last = df.group_by("symbol").agg(pl.col("snapshot_time").max().alias("_t"))

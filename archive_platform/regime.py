@@ -30,7 +30,7 @@ VIX and an SMA trend):
   sessions has a bar. Trend: uptrend close > SMA20 > SMA50, downtrend close < SMA20 < SMA50, else
   neutral; null when an SMA is null.
 * rv20: sample standard deviation (ddof 1) of the 20 log close-to-close returns ending on the day,
-  times sqrt(252); needs the 21 sessions' closes, else null.
+  times sqrt(252); needs the 21 sessions' closes, all positive, else null.
 """
 
 from __future__ import annotations
@@ -236,7 +236,10 @@ def market_regime(daily_bars_t, daily_iv_t, vix_daily_t) -> pa.Table:
     """Per symbol per session with a bar or an IV: SMA trend, rv20, IV rank/percentile, VIX."""
     bars = _frame(daily_bars_t).select("symbol", "date", "close")
     ivs = _frame(daily_iv_t).select("symbol", "date", pl.col("iv30_close").alias("iv"))
-    vix = _frame(vix_daily_t).select("date", pl.col("close").alias("vix_close"))
+    # the VIX index only: another symbol in the vix dataset (its "symbol is VIX" rule is soft)
+    # would duplicate every row of its date, two rows on one (symbol, timestamp) key
+    vix = (_frame(vix_daily_t).filter(pl.col("symbol") == "VIX")
+           .select("date", pl.col("close").alias("vix_close")))
     have = pl.concat([bars.select("symbol", "date"), ivs.select("symbol", "date")]).unique()
     if have.height == 0:
         return MARKET_REGIME_SCHEMA.empty_table()
@@ -253,7 +256,10 @@ def market_regime(daily_bars_t, daily_iv_t, vix_daily_t) -> pa.Table:
     g = g.with_columns(first_of(SMA_SHORT), first_of(SMA_LONG), first_of(RV_WINDOW + 1),
                        first_of(IV_WINDOW))
     close, iv = pl.col("close"), pl.col("iv")
-    ret = (close / lag(close, 1)).log()
+    # a non-positive close (a zero print daily_bars stores with a warning) has no log return:
+    # null, so rv20 is null over it rather than -inf/NaN, which would refuse the whole day
+    prev = lag(close, 1)
+    ret = pl.when((close > 0) & (prev > 0)).then((close / prev).log())
     lags = [lag(iv, k) for k in range(IV_WINDOW)]
     dlags = [lag(pl.when(iv.is_not_null()).then(pl.col("date")), k) for k in range(IV_WINDOW)]
     g = g.with_columns(

@@ -63,25 +63,30 @@ def reconcile_daily_bars(rows: pa.Table, stocks_1m: pa.Table, day: date) -> tupl
     for (sym,), g in bars.group_by(["symbol"]):
         want[sym] = {"open": g["open"][0], "high": g["high"].max(), "low": g["low"].min(),
                      "close": g["close"][-1], "volume": int(g["volume"].sum()),
-                     "trade_count": int(g["trade_count"].sum()), "bars": g.height,
+                     # no minute with a trade count (a vendor without one): null, not 0
+                     "trade_count": (int(g["trade_count"].sum())
+                                     if g["trade_count"].null_count() < g.height else None),
+                     "bars": g.height,
                      "session_minutes": s.minutes}
     return _compare(_by_symbol(rows), want, "stocks_1m")
 
 
 def reconcile_daily_iv(rows: pa.Table, options: pa.Table, day: date) -> tuple[list[str], dict]:
-    """Per symbol: the snapshot count, and the close = the front ATM IV of the last snapshot
-    (nearest expiry >= 7 days out, the strike(s) nearest the underlying, calls and puts averaged)."""
+    """Per symbol: the snapshot count, and the close = the front ATM IV of the last snapshot that
+    has one (nearest expiry >= 7 days out, the strike(s) nearest the underlying, calls and puts
+    averaged), as an OHLC close over the snapshots with a value."""
     df = pl.from_arrow(options).filter(pl.col("iv").is_not_null() & (pl.col("iv") > 0)).with_columns(
         tau=(pl.col("expiry") - pl.lit(day)).dt.total_days()).filter(pl.col("tau") >= 1)
     want = {}
     for (sym,), g in df.group_by(["symbol"]):
-        last = g.filter(pl.col("snapshot_time") == g["snapshot_time"].max())
-        front = last.filter(pl.col("tau") >= regime.FRONT_MIN_DAYS)
         close = None
-        if front.height:
-            front = front.filter(pl.col("expiry") == front["expiry"].min())
-            dist = (front["strike"] - front["underlying_price"]).abs()
-            close = float(front.filter(dist == dist.min())["iv"].mean())
+        for t in sorted(g["snapshot_time"].unique().to_list(), reverse=True):
+            front = g.filter((pl.col("snapshot_time") == t) & (pl.col("tau") >= regime.FRONT_MIN_DAYS))
+            if front.height:
+                front = front.filter(pl.col("expiry") == front["expiry"].min())
+                dist = (front["strike"] - front["underlying_price"]).abs()
+                close = float(front.filter(dist == dist.min())["iv"].mean())
+                break
         want[sym] = {"snapshots": g["snapshot_time"].n_unique(), "front_close": close}
     return _compare(_by_symbol(rows), want, "options")
 
@@ -94,7 +99,7 @@ def reconcile_market_regime(rows, daily_bars, daily_iv, vix: pa.Table, day: date
     """
     window = calendar.trading_days(calendar.add_trading_days(day, -(regime.IV_WINDOW - 1)), day)
     last20 = window[-regime.SMA_SHORT:]
-    v = pl.from_arrow(vix).sort("snapshot_time")
+    v = pl.from_arrow(vix).filter(pl.col("symbol") == "VIX").sort("snapshot_time")
     vix_close = float(v["level"][-1]) if v.height else None
     ivs = daily_iv.filter(pl.col("date").is_in(window) & pl.col("iv30_close").is_not_null())
     want = {}

@@ -92,7 +92,7 @@ UNITS: dict[str, dict[str, tuple[str, str]]] = {
         "symbol": ("", "underlying"), "date": ("date", "NYSE session"),
         **{f"front_{c}": ("annualised IV, 0.25 = 25 %", f"{c} of the front ATM IV over the "
                           "session's snapshots") for c in _OHLC + ["mean"]},
-        "front_expiry": ("date", "front expiry of the last snapshot"),
+        "front_expiry": ("date", "front expiry of the last snapshot with a front ATM IV"),
         "front_snapshots": ("snapshots", "snapshots with a front ATM IV"),
         **{f"iv30_{c}": ("annualised IV, 0.25 = 25 %", f"{c} of the 30-day constant-maturity "
                          "ATM IV over the session's snapshots") for c in _OHLC + ["mean"]},

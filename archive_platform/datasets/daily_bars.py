@@ -45,7 +45,10 @@ DATASET = Dataset(
         Rule("low <= open,close <= high", "high",
              (pl.col("low") <= pl.min_horizontal("open", "close"))
              & (pl.max_horizontal("open", "close") <= pl.col("high")), hard=True),
-        Rule("low > 0", "low", pl.col("low") > 0, hard=True),
+        # as in stocks_1m: a zero low is suspicious (soft) but storable there, so refusing it
+        # here would block the whole day's bars, every symbol's, for one bad print
+        Rule("low >= 0", "low", pl.col("low") >= 0, hard=True),
+        Rule("low > 0", "low", pl.col("low") > 0),
         Rule("volume >= 0", "volume", nonneg("volume"), hard=True),
         Rule("1 <= bars <= session_minutes", "bars",
              (pl.col("bars") >= 1) & (pl.col("bars") <= pl.col("session_minutes")), hard=True),
