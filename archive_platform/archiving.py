@@ -192,6 +192,8 @@ def archive_partition(
 
     # mode "day" (or "eod" with nothing collected intraday): the whole partition
     if derived:
+        if not ds.incremental:  # a whole-day derivation (daily bars, IV, regime, candles...)
+            _require_closed(ds, day, now)
         # derived gex takes every stored options snapshot; other snapshots follow the plan
         instants = None if ds.derive_under_sim else planned_instants(ds, day, settings, now)
         return store.write_day(ds, day, derive(instants))
