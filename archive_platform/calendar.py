@@ -161,6 +161,9 @@ def add_trading_days(day: date, n: int) -> date:
     ``day`` itself need not be a session: from a Saturday, +1 is the next Monday's session and
     -1 the Friday before. ``n == 0`` returns ``day`` when it is a session, else raises.
     """
+    if isinstance(n, bool) or not hasattr(n, "__index__"):  # 1.5 sessions is no session
+        raise TypeError(f"add_trading_days: n must be a whole number of sessions, got {n!r}")
+    n = int(n)
     _check_range(day)
     days = _schedule()[0]
     if n == 0:

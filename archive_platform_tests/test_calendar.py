@@ -386,3 +386,16 @@ def test_windows_nest_and_status_agrees(day: date) -> None:
     assert cal.market_status(e_lo) == "pre_market"
     assert cal.market_status(e_hi) == "closed"
     assert cal.market_status(s_lo - timedelta(microseconds=1)) == "pre_market"
+
+
+@pytest.mark.parametrize("n", [1.5, 2.0, "1", True])
+def test_add_trading_days_names_a_count_that_is_not_a_whole_number(n):
+    """It said "tuple indices must be integers or slices, not float" from deep inside."""
+    with pytest.raises(TypeError, match=r"add_trading_days: n must be a whole number of sessions, got "):
+        cal.add_trading_days(date(2025, 11, 26), n)
+
+
+def test_add_trading_days_takes_numpy_integers():
+    import numpy as np
+
+    assert cal.add_trading_days(date(2025, 11, 26), np.int64(2)) == date(2025, 12, 1)
