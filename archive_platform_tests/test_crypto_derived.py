@@ -171,6 +171,22 @@ def test_daily_bars_of_a_utc_day(store):
     assert problems == ["bars differ from the trades' aggregation: {'close': 1}"]
 
 
+def test_the_daily_bars_check_agrees_on_a_day_of_zero_size_trades(tmp_path):
+    """Zero-size trades are stored (size > 0 is a soft rule) and give a null vwap; the check
+    computed 0/0 (NaN) for it and reported the correct bar as differing."""
+    day = D + timedelta(days=3)
+    s = ArchiveStore(tmp_path / "zero", kind="sim")
+    s.write_day("crypto_trades", day, trades([("ETH", 1, at(day, 1, 0), 50.0, 0.0, "buy"),
+                                              ("ETH", 2, at(day, 2, 0), 51.0, 0.0, "sell")]))
+    df = pl.from_arrow(cd.derive_crypto_daily_bars(s, day))
+    assert df["vwap"].to_list() == [None] and df["volume"].to_list() == [0.0]
+    assert chk.reconcile_crypto_daily_bars(df, s.read_day("crypto_trades", day), day)[0] == []
+    # a null where a value is due still differs
+    wrong = df.with_columns(pl.lit(None, pl.Float64).alias("close"))
+    assert chk.reconcile_crypto_daily_bars(wrong, s.read_day("crypto_trades", day), day)[0] == [
+        "bars differ from the trades' aggregation: {'close': 1}"]
+
+
 BOOKS_PREV = [(at(PREV, 23, 59, 59, 500_000), [100.0], [1.0], [101.0], [1.0])]
 BOOKS_DAY = [
     (at(D, 0, 0), [100.0, 99.9], [3.0, 1.0], [101.0, 101.1], [1.0, 1.0]),  # exactly midnight: t = 00:00:00

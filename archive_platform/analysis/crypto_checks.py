@@ -173,14 +173,16 @@ def reconcile_crypto_daily_bars(rows, trades, day: date) -> tuple[list[str], dic
         SELECT exchange, symbol,
                first(price ORDER BY event_time, trade_id) AS open_x, max(price) AS high_x,
                min(price) AS low_x, last(price ORDER BY event_time, trade_id) AS close_x,
-               sum(size) AS volume_x, sum(price * size) / sum(size) AS vwap_x, count(*) AS trade_count_x
+               sum(size) AS volume_x, sum(price * size) / nullif(sum(size), 0) AS vwap_x, count(*) AS trade_count_x
         FROM t GROUP BY exchange, symbol""").pl()
     con.close()
     j = want.join(df, on=SERIES, how="full", coalesce=True)
     diffs = {}
     for col in ("open", "high", "low", "close", "volume", "vwap", "trade_count"):
         a, b = pl.col(col).cast(pl.Float64), pl.col(f"{col}_x").cast(pl.Float64)
-        n = j.filter(~((a - b).abs() <= 1e-9 * b.abs().clip(1.0)).fill_null(False)).height
+        # both null agree (no size traded: no vwap); one null, or any difference, does not
+        same = ((a - b).abs() <= 1e-9 * b.abs().clip(1.0)).fill_null(a.is_null() & b.is_null())
+        n = j.filter(~same).height
         if n:
             diffs[col] = n
     if diffs:
