@@ -39,6 +39,9 @@ def test_two_state_chain_by_hand():
     assert table.rows() == [(1, 0, pytest.approx(-0.005)), (1, 1, pytest.approx(0.005))]
     micro = apply_micro_price(f.head(3), table, tick=0.01, imbalance_bins=2)
     assert micro.to_list() == pytest.approx([100 - 0.005, 100 - 0.005, 99.995 + 0.005])
+    # the default of 10 bins on a 2-bin table read the wrong rows of g (or none): refused
+    with pytest.raises(ValueError, match=r"fitted with imbalance_bins=2, got imbalance_bins=10"):
+        apply_micro_price(f.head(3), table, tick=0.01)
 
 
 def test_estimate_is_antisymmetric_in_the_imbalance():

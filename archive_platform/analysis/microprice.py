@@ -73,6 +73,10 @@ def apply_micro_price(features, table: pl.DataFrame, *, tick: float, imbalance_b
     """mid + g*(state) per row of ``features``; null where the state is not in ``table``."""
     df = to_polars(features, COLUMNS, "features")
     max_spread = int(table["spread_ticks"].max())
+    fitted = int(table["imbalance_bin"].max()) + 1
+    if imbalance_bins != fitted:  # states would index the wrong rows of g: wrong prices, no error
+        raise ValueError(f"apply_micro_price: the table was fitted with imbalance_bins={fitted}, "
+                         f"got imbalance_bins={imbalance_bins}")
     x, ok = _states(df, tick, imbalance_bins, max_spread)
     g = table.sort("spread_ticks", "imbalance_bin")["g"].fill_null(np.nan).to_numpy()
     adj = np.where(ok, g[np.maximum(x, 0)], np.nan)
