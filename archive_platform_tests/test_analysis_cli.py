@@ -255,3 +255,16 @@ def test_a_missing_range_is_named_as_asked_not_with_the_extra_midnight_day(tmp_p
     res = run(["--symbol", "SOLUSDT", "--from", "2026-03-01", "--to", "2026-03-01", "--root", str(tmp_path),
                "--out", str(tmp_path / "o")])
     assert res.exit_code == 1 and "no rows for symbol 'SOLUSDT' in 2026-03-01..2026-03-01" in res.output, res.output
+
+
+def test_an_sma_whose_slow_average_never_forms_is_warned_about(tmp_path):
+    """72 hourly candles for SMA(100): no position is ever taken; the metrics alone (0 trades,
+    0 % return) read like a strategy without an edge."""
+    write_trades(tmp_path)
+    args = ["--strategy", "sma_cross", "--symbol", "BTCUSDT", "--timeframe", "1h", "--from", "2026-03-01",
+            "--to", "2026-03-03", "--root", str(tmp_path), "--fast", "3", "--out", str(tmp_path / "out")]
+    res = CliRunner().invoke(backtest, [*args, "--slow", "100"])
+    assert res.exit_code == 0, res.output
+    assert "WARNING: only 72 1h candles for SMA(100): the slow average never forms" in res.stderr
+    ok = CliRunner().invoke(backtest, [*args, "--slow", "8"])
+    assert ok.exit_code == 0 and "never forms" not in ok.stderr

@@ -255,3 +255,9 @@ def backtest(strategy, symbol, timeframe, start, end, sim, root, exchange, fast,
     warning = ruin_warning(result, fee, slippage_bps)
     if warning:
         click.echo(warning, err=True)
+    bars = int(result.metrics.get("bars", 0))
+    if strategy == "sma_cross" and bars < slow:
+        # the slow average never forms: flat all along, which must not read as "no edge"
+        click.echo(f"WARNING: only {bars} {timeframe} candles for SMA({slow}): the slow average never "
+                   f"forms, so the strategy never takes a position; widen --from/--to or lower --slow.",
+                   err=True)
