@@ -9,15 +9,24 @@ reads that layout itself so it keeps working after the store moves to the lake.
 
 In place (``new_root`` = ``old_root``): each day is written to the lake, which publishes its
 compacted file over the old daily file (an atomic rename), then the day's parts, lock and temp
-files are removed. A crash in between leaves parts whose rows are already in the lake; the
-next run folds them in again with the same result.
+files are removed. A crash in between leaves parts whose rows are already in the lake: once
+the plain file is the lake's own (a hard link to a live data file of the day), the next run
+only removes them (folding them in again would resurrect parts the old daily file had
+superseded, since its ``compacted_through`` is gone with it).
+
+A day the lake already holds is never replaced by the old layout's rows: old rows whose key
+the lake lacks are added, the lake's row wins for every key both have (the lake is the newer
+write), so re-running after a writer continued in the lake loses nothing.
+
+A file that cannot be read or converted fails its day only (``MigrationFailed`` after every
+other day was migrated, naming the file); nothing of a failed day is deleted.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -40,26 +49,82 @@ class Migrated:
     rows_before: int  # distinct keys in the old layout (what a reader of it saw)
     rows_after: int  # rows in the lake afterwards
     skipped: bool
+    duplicates: int = 0  # rows read but superseded by a later row of the same key (dropped)
+    missing: int = 0  # keys of the old layout absent from the lake afterwards (must be 0)
+    lake_rows: int | None = None  # rows the lake already held for the day (None: none)
+    notes: tuple[str, ...] = ()  # what the conversion dropped or changed (extra columns...)
 
 
-def old_partition(folder: Path, td: TableDef, day: date) -> tuple[pa.Table | None, list[Path]]:
-    """The deduplicated rows of one old-layout partition, and every file it consists of."""
+class MigrationFailed(Exception):
+    """Some days could not be migrated (each named with its file); the others were."""
+
+    def __init__(self, errors: list[str], done: list[Migrated]) -> None:
+        super().__init__("; ".join(errors))
+        self.errors, self.done = errors, done
+
+
+def _conform(t: pa.Table, td: TableDef, path: Path, notes: list[str]) -> pa.Table:
+    """An old file's table in the table's schema: missing nullable columns become nulls, extra
+    columns are dropped (noted), types are cast without loss; anything else names the file."""
+    extra = [c for c in t.column_names if c not in td.schema.names]
+    if extra:
+        notes.append(f"{path.name}: dropped columns not in the schema: {', '.join(extra)}")
+    cols = []
+    for f in td.schema:
+        if f.name not in t.column_names:
+            if not f.nullable:
+                raise ValueError(f"{path}: column {f.name!r} is missing and not nullable")
+            notes.append(f"{path.name}: column {f.name!r} missing, filled with nulls")
+            cols.append(pa.nulls(t.num_rows, f.type))
+            continue
+        try:
+            src = t[f.name]  # KeyError: the file has the column twice
+            col = src.cast(f.type, safe=True)
+        except (KeyError, pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
+            raise ValueError(f"{path}: column {f.name!r} (-> {f.type}): {exc}") from None
+        if not f.nullable and col.null_count:
+            raise ValueError(f"{path}: column {f.name!r} is not nullable but has {col.null_count} null(s)")
+        cols.append(col)
+    return pa.Table.from_arrays(cols, schema=td.schema)
+
+
+def old_partition(folder: Path, td: TableDef, day: date,
+                  notes: list[str] | None = None) -> tuple[pa.Table | None, list[Path], int]:
+    """The deduplicated rows of one old-layout partition, every file it consists of, and the
+    rows read before deduplication. Raises ``ValueError`` naming the file when one cannot be
+    read or converted; ``notes`` collects what the conversion changed."""
+    notes = [] if notes is None else notes
     daily = folder / f"{td.file_stem}_{day:%Y%m%d}.parquet"
     through, files, parts = 0, [], []
     if daily.exists():
-        raw = (pq.read_schema(daily).metadata or {}).get(_THROUGH)
-        through = int(raw) if raw else 0
+        try:
+            raw = (pq.read_schema(daily).metadata or {}).get(_THROUGH)
+            through = int(raw) if raw else 0
+        except (OSError, pa.ArrowException, ValueError) as exc:
+            raise ValueError(f"{daily}: unreadable Parquet file ({exc})") from None
         files.append(daily)
+    own = f"{td.file_stem}_{day:%Y%m%d}.part-"
     for e in os.scandir(folder):
+        if e.name.startswith(".") or not e.name.endswith(".parquet") or e.name == daily.name:
+            continue
         m = _PART.search(e.name)
-        if m and not e.name.startswith("."):
-            parts.append((int(m.group(1)), Path(e.path)))
+        if not (m and e.name.startswith(own)):  # another day's or dataset's file: whose rows?
+            raise ValueError(f"{e.path}: not a file of {td.name} {day} (expected {daily.name} or "
+                             f"its parts): move it away; nothing of this day was migrated")
+        parts.append((int(m.group(1)), Path(e.path)))
     live = [p for s, p in sorted(parts) if s > through]
-    tables = [pq.ParquetFile(p).read().select(td.schema.names).cast(td.schema) for p in files + live]
+    tables = []
+    for p in files + live:
+        try:
+            raw = pq.ParquetFile(p).read()
+        except (OSError, pa.ArrowException) as exc:
+            raise ValueError(f"{p}: unreadable Parquet file ({exc})") from None
+        tables.append(_conform(raw, td, p, notes))
     every = files + [p for _, p in parts]
     if not tables:
-        return None, every
-    return dedup_last_wins(pa.concat_tables(tables), td), every
+        return None, every, 0
+    whole = pa.concat_tables(tables)
+    return dedup_last_wins(whole, td), every, whole.num_rows
 
 
 def dedup_last_wins(table: pa.Table, td: TableDef) -> pa.Table:
@@ -71,12 +136,15 @@ def dedup_last_wins(table: pa.Table, td: TableDef) -> pa.Table:
 
 
 def migrate(old_root: str | Path, tables: Iterable[TableDef], new_root: str | Path | None = None,
-            **lake_kwargs) -> list[Migrated]:
+            progress: Callable[[Migrated], None] | None = None, **lake_kwargs) -> list[Migrated]:
     """Migrate every ``date=`` partition of ``tables`` from ``old_root`` into the lake at
-    ``new_root`` (default: in place). Returns one record per day."""
+    ``new_root`` (default: in place). Returns one record per day (``progress`` gets each as it
+    is done). Raises ``MigrationFailed`` at the end if some days failed (the others migrated)."""
     old_root = Path(old_root).absolute()
-    in_place = new_root is None or Path(new_root).absolute() == old_root
+    # the same folder under another name (a symlink) is in place too: never treat it as new
+    in_place = new_root is None or (Path(new_root).exists() and os.path.samefile(new_root, old_root))
     out: list[Migrated] = []
+    errors: list[str] = []
     with Lake(old_root if in_place else new_root, **lake_kwargs) as lake:
         for td in tables:
             base = old_root / td.directory
@@ -85,28 +153,102 @@ def migrate(old_root: str | Path, tables: Iterable[TableDef], new_root: str | Pa
             for entry in sorted(os.scandir(base), key=lambda e: e.name):
                 if not (entry.is_dir() and entry.name.startswith("date=")):
                     continue
-                day = date.fromisoformat(entry.name[5:])
-                out.append(_migrate_day(lake, td, day, Path(entry.path), in_place))
+                try:
+                    day = date.fromisoformat(entry.name[5:])
+                except ValueError:
+                    if any(os.scandir(entry.path)):  # an empty stray folder holds nothing
+                        errors.append(f"{entry.path}: not a date folder, not migrated")
+                    continue
+                try:
+                    m = _migrate_day(lake, td, day, Path(entry.path), in_place)
+                except ValueError as exc:
+                    errors.append(f"{td.name} {day}: {exc}")
+                    continue
+                if m is None:  # an empty folder: nothing to migrate
+                    continue
+                out.append(m)
+                if progress is not None:
+                    progress(m)
+    if errors:
+        raise MigrationFailed(errors, out)
     return out
 
 
-def _migrate_day(lake: Lake, td: TableDef, day: date, folder: Path, in_place: bool) -> Migrated:
-    table, files = old_partition(folder, td, day)
+def _keys(t: pa.Table, td: TableDef) -> pa.Table:
+    return t.select(list(td.dedup_key))
+
+
+def _absent(old: pa.Table, lake_keys: pa.Table, td: TableDef) -> int:
+    """How many keys of ``old`` are not in ``lake_keys``."""
+    if old.num_rows == 0:
+        return 0
+    if lake_keys.num_rows == 0:
+        return old.num_rows
+    # grouped, not joined: a join never matches a null key part (orderbook_l2's update_id)
+    flag = lambda t, v: t.select(list(td.dedup_key)).append_column(  # noqa: E731
+        "__f", pa.array(np.full(t.num_rows, v, dtype=np.int8)))
+    both = pa.concat_tables([flag(old, 0), flag(lake_keys, 1)])
+    seen = both.group_by(list(td.dedup_key), use_threads=False).aggregate([("__f", "max")])
+    return int(np.count_nonzero(seen["__f_max"].to_numpy() == 0))
+
+
+def _is_published(lake: Lake, td: TableDef, day: date, plain: Path) -> bool:
+    """Whether the plain-layout file is the lake's own (a hard link to a live data file)."""
+    if not plain.exists():
+        return False
+    for f in lake.files(td, day):
+        try:
+            if isinstance(f, Path) and os.path.samefile(plain, f):
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def _migrate_day(lake: Lake, td: TableDef, day: date, folder: Path, in_place: bool) -> Migrated | None:
+    plain = td.plain_path(lake.root, day)
+    in_lake = day in set(lake.days(td))
+    keys = list(td.dedup_key)
+    notes: list[str] = []
+    if in_place and in_lake and _is_published(lake, td, day, plain):
+        # the lake's write committed and published over the old daily file: what remains of the
+        # old layout (parts, lock) is already in the lake, or was superseded by later writes
+        parts = [Path(e.path) for e in os.scandir(folder) if _PART.search(e.name)]
+        _clean(folder, parts)
+        n = lake.read_day(td, day, columns=keys).num_rows
+        return Migrated(td.name, day, n, n, skipped=True, lake_rows=n)
+    table, files, read = old_partition(folder, td, day, notes)
+    if table is None and not files:
+        return None
     parts = [p for p in files if _PART.search(p.name)]
     before = table.num_rows if table is not None else 0
-    current = lake.read_day(td, day, columns=list(td.dedup_key)).num_rows if day in set(lake.days(td)) else None
-    plain = td.plain_path(lake.root, day)
-    # a day archived with no rows has no data file in the catalog (current None), only its
-    # empty published file: that is done too, or every run would count it migrated again
-    same = current == before or (current is None and before == 0)
-    done = same and plain.exists() and (not in_place or not parts)
-    if not done and table is not None:
-        lake.write_day(td, day, table)
+    held = lake.read_day(td, day) if in_lake else None
+    if held is None:
+        # a day archived with no rows has no data file in the catalog, only its empty
+        # published file: that is done too, or every run would count it migrated again
+        done = before == 0 and plain.exists()
+        if not done and table is not None:
+            lake.write_day(td, day, table)
+    else:
+        # the lake holds the day: its rows are newer than the old layout's and win per key;
+        # old rows whose key it lacks are added, so nothing of either side is lost
+        done = table is None or _absent(table, _keys(held, td), td) == 0
+        if not done:
+            lake.write_day(td, day, dedup_last_wins(pa.concat_tables([table, held]), td))
+        elif not _is_published(lake, td, day, plain):
+            lake.compact_day(td, day)  # a crash before publishing: publish the lake's file
     if in_place:  # the day is in the lake and published over the daily file: drop the rest
-        for p in parts:
-            p.unlink(missing_ok=True)
-        for e in os.scandir(folder):
-            if e.name == ".lock" or (e.name.startswith(".") and e.name.endswith(".tmp")):
-                os.unlink(e.path)
-    after = lake.read_day(td, day, columns=list(td.dedup_key)).num_rows
-    return Migrated(td.name, day, before, after, skipped=done)
+        _clean(folder, parts)
+    after = lake.read_day(td, day, columns=keys)
+    missing = _absent(table, after, td) if table is not None else 0
+    return Migrated(td.name, day, before, after.num_rows, skipped=done, duplicates=read - before,
+                    missing=missing, lake_rows=None if held is None else held.num_rows,
+                    notes=tuple(notes))
+
+
+def _clean(folder: Path, parts: list[Path]) -> None:
+    for p in parts:
+        p.unlink(missing_ok=True)
+    for e in os.scandir(folder):
+        if e.name == ".lock" or (e.name.startswith(".") and e.name.endswith(".tmp")):
+            os.unlink(e.path)
