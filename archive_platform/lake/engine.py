@@ -168,7 +168,11 @@ class Lake:
             delete = (f"DELETE FROM {name} WHERE date = ? AND snapshot_time IN "
                       f"({', '.join('?' * len(times))})", [day, *times])
         else:
-            match = " AND ".join(f"b.{ident(k)} = t.{ident(k)}" for k in td.dedup_key)
+            # a nullable key part (orderbook_l2's update_id) matches NULL to NULL: with "=" a
+            # re-appended row whose part is NULL was never replaced but stored twice
+            match = " AND ".join(
+                f"b.{ident(k)} IS NOT DISTINCT FROM t.{ident(k)}" if td.schema.field(k).nullable
+                else f"b.{ident(k)} = t.{ident(k)}" for k in td.dedup_key)
             delete = (f"DELETE FROM {name} AS t WHERE t.date = ? AND EXISTS "
                       f"(SELECT 1 FROM __batch AS b WHERE {match})", [day],
                       batch.select(list(td.dedup_key)))
