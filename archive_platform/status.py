@@ -1,8 +1,10 @@
 """Per-dataset health of the archive from the coverage ledger: pure, no Dagster.
 
 ``archive-platform status`` prints it and the ``coverage`` asset shows it as a table. A dataset
-is healthy when its latest day due by its freshness deadline is stored, nothing in the lookback
-is missing or failed, and (capture datasets) its capture heartbeat is fresh.
+is healthy when its latest day due by its freshness deadline is stored, no day from the archive's
+first day to the due day is missing or failed (in the lookback, which the recovery sensor
+retries, or before it, which only a backfill can fix), and (capture datasets) its capture
+heartbeat is fresh. Degraded days are listed but do not make it unhealthy.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from archive_platform.datasets.base import Dataset
 
 COLUMNS = ("dataset", "healthy", "days_stored", "first_day", "last_day", "rows", "bytes",
            "last_day_rows", "last_day_bytes", "last_write", "due_day", "fresh",
-           "missing", "failed", "degraded", "heartbeat", "problems")
+           "missing", "failed", "degraded", "missing_older", "heartbeat", "problems")
 
 
 def due_day(ds: Dataset, now: datetime) -> date | None:
@@ -47,6 +49,14 @@ def lookback_days(ds: Dataset, now: datetime, lookback: int, first: date | None)
     return [d for d in days if first is None or d >= first]
 
 
+def name_days(days: Sequence[str], most: int = 6) -> str:
+    """The days, or the first and last few of a long list with how many are left out."""
+    if len(days) <= most:
+        return ", ".join(days)
+    half = most // 2
+    return f"{', '.join(days[:half])} ... {', '.join(days[-half:])} ({len(days) - 2 * half} more between)"
+
+
 def dataset_status(ds: Dataset, entries: Sequence[Entry], now: datetime, *, lookback: int,
                    first: date | None, heartbeat: list[str] | None = None) -> dict:
     """One dataset's line of the status (see ``COLUMNS``)."""
@@ -56,20 +66,30 @@ def dataset_status(ds: Dataset, entries: Sequence[Entry], now: datetime, *, look
     # closed days whose deadline has not passed yet (a UTC day just after midnight) are not late
     window = {d for d in lookback_days(ds, now, lookback, first) if due is None or d <= due}
     recent = [e for e in entries if e.day in window]
-    fresh = bool(due is None or (first is not None and due < first)
-                 or any(e.day >= due for e in stored))
+    # due before the archive's first day (or nothing due yet): nothing can be late
+    nothing_due = due is None or (first is not None and due < first)
+    fresh = bool(nothing_due or any(e.day == due for e in stored))
     missing = sorted(str(e.day) for e in recent if e.state == "missing")
     failed = sorted(str(e.day) for e in recent if e.state == "failed")
     degraded = sorted(str(e.day) for e in recent if e.state == "degraded")
+    # days not stored before the lookback: the recovery sensor no longer asks for them, so
+    # only a backfill brings them back; they are as lost as a missing day of the lookback
+    start = min(window) if window else None
+    older = sorted(str(e.day) for e in entries if e.state in ("missing", "failed")
+                   and e.day not in window and (start is None or e.day < start)
+                   and (due is None or e.day <= due))
     problems = []
-    if not stored:
+    if not stored and not nothing_due:
         problems.append("nothing stored")
     elif not fresh:
         problems.append(f"stale: {due} was due by its deadline and is not stored")
     if missing:
-        problems.append(f"{len(missing)} missing in the last {lookback} days")
+        problems.append(f"{len(missing)} missing in the last {lookback} days: {name_days(missing)}")
     if failed:
-        problems.append(f"{len(failed)} failed in the last {lookback} days")
+        problems.append(f"{len(failed)} failed in the last {lookback} days: {name_days(failed)}")
+    if older:
+        problems.append(f"{len(older)} not stored before the last {lookback} days (recovery no longer "
+                        f"retries them; backfill them): {name_days(older)}")
     problems += heartbeat or []
     return {
         "dataset": ds.name,
@@ -88,6 +108,7 @@ def dataset_status(ds: Dataset, entries: Sequence[Entry], now: datetime, *, look
         "missing": missing,
         "failed": failed,
         "degraded": degraded,
+        "missing_older": older,
         "heartbeat": "; ".join(heartbeat) if heartbeat else ("ok" if heartbeat is not None else None),
         "problems": problems,
     }
@@ -114,7 +135,10 @@ def render_text(status: dict) -> str:
         out.append(
             f"{x['dataset']:<12} {'yes' if x['healthy'] else 'NO':<3} {x['days_stored']:>5} "
             f"{x['first_day'] or '-':<10} {x['last_day'] or '-':<10} {x['rows']:>12,} "
-            f"{x['bytes']:>13,} {(x['last_write'] or '-')[:19]:<20} {'; '.join(x['problems']) or '-'}")
+            f"{x['bytes']:>13,} {(x['last_write'] or '-')[:19]:<20} {'; '.join(x['problems']) or '-'}"
+            # degraded days do not make a dataset unhealthy, but the text must not hide them
+            + (f" (degraded, not counted against health: {name_days(x['degraded'])})"
+               if x.get("degraded") else ""))
     out.append("healthy" if status["healthy"] else "UNHEALTHY")
     return "\n".join(out)
 

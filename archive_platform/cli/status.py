@@ -1,6 +1,8 @@
 """``archive-platform status [--json]``: per dataset, what is stored and whether it is healthy.
 
-Exit code 0 when every dataset is healthy, 1 otherwise, so a monitoring probe can run it.
+Exit code 0 when every dataset is healthy, 1 otherwise, so a monitoring probe can run it; 2 when
+status cannot tell because of a bad setting or an archive it cannot read (one line on stderr, no
+traceback). An instance that does not load is one ``Error:`` line and exit 1.
 Reads the store, the declarations and the Dagster instance (``$DAGSTER_HOME``); writes nothing.
 
 The NYSE datasets are judged by the coverage ledger. With ``ARCHIVE_CRYPTO_CAPTURE`` on, the
@@ -17,6 +19,8 @@ import sys
 from datetime import datetime
 
 import click
+import duckdb
+import pyarrow as pa
 
 
 def capture_heartbeat(root, now: datetime) -> dict:
@@ -76,12 +80,19 @@ def status(as_json: bool) -> None:
     ctx = LedgerContext(settings, [d for d in DATASETS if d.calendar_name == "nyse"], parts)
     now = automation.utcnow()
     beat = None
-    with instance() as inst:
-        _, report = ledger_status(ctx, inst, now)
-        if settings.crypto_capture:
-            lines, beat = capture_status(settings, parts, inst, now)
-            report["datasets"] += lines
-            report["healthy"] = all(x["healthy"] for x in report["datasets"])
+    try:
+        with instance() as inst:
+            _, report = ledger_status(ctx, inst, now)
+            if settings.crypto_capture:
+                lines, beat = capture_status(settings, parts, inst, now)
+                report["datasets"] += lines
+                report["healthy"] = all(x["healthy"] for x in report["datasets"])
+    except (OSError, duckdb.Error, pa.ArrowException) as exc:
+        # a corrupt catalog, an unreadable root or file: one line, exit 2 (status unknown)
+        roots = ", ".join(sorted({str(settings.root(k)) for k in ("sim", "live")}))
+        first = (str(exc).strip().splitlines() or [""])[0]
+        click.echo(f"error: cannot read the archive ({roots}): {type(exc).__name__}: {first}", err=True)
+        sys.exit(2)
     report["capture"] = beat
     if as_json:
         click.echo(json.dumps(report, indent=2))

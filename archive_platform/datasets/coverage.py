@@ -59,8 +59,18 @@ def read_ledger(root: Path, days: Iterable[date] | None = None) -> dict[tuple[st
         return {}
     paths = (sorted(base.glob("date=*/*.parquet")) if days is None
              else [p for p in (ledger_path(root, d) for d in days) if p.exists()])
-    tables = [pq.read_table(p).cast(LEDGER_SCHEMA) for p in paths if layout.is_data_file(p.name)]
+    tables = [t for p in paths if layout.is_data_file(p.name) and (t := _read(p)) is not None]
     return entries_from_table(pa.concat_tables(tables)) if tables else {}
+
+
+def _read(path: Path) -> pa.Table | None:
+    """A stored ledger file with ``LEDGER_SCHEMA``, or None when it cannot be read (truncated,
+    not Parquet, an older schema): the ledger is recomputed from the store, so such a file only
+    costs a re-read of its day and is rewritten by the next ``coverage`` run."""
+    try:
+        return pq.read_table(path).cast(LEDGER_SCHEMA)
+    except (OSError, ValueError, pa.ArrowException):
+        return None
 
 
 def _same(stored: pa.Table, rows: pa.Table) -> bool:
@@ -77,7 +87,7 @@ def write_ledger(root: Path, entries: Iterable[Entry]) -> list[Path]:
     for day in sorted(set(table["day"].to_pylist())):
         rows = table.filter(pc.equal(table["day"], pa.scalar(day, pa.date32())))
         path = ledger_path(root, day)
-        if path.exists() and _same(pq.read_table(path), rows):
+        if path.exists() and (stored := _read(path)) is not None and _same(stored, rows):
             continue
         path.parent.mkdir(parents=True, exist_ok=True)
         write_table_atomic(path, rows)
