@@ -48,9 +48,9 @@ def test_an_unreachable_postgresql_instance_is_one_line_naming_the_cause_without
     env = {"ARCHIVE_ROOT": str(tmp_path / "live"), "ARCHIVE_SIM_ROOT": str(tmp_path / "sim"),
            "DAGSTER_HOME": str(home), "DAGSTER_PG_URL": url}
     result = CliRunner().invoke(main, ["status"], env=env)
-    assert result.exit_code == 1, result.output
+    assert result.exit_code == 2, result.output  # not a verdict: status's "unhealthy" is 1
     last = result.output.strip().splitlines()[-1]
-    assert last.startswith(f"Error: cannot load the Dagster instance in {home} (dagster.yaml): ")
+    assert last.startswith(f"error: cannot load the Dagster instance in {home} (dagster.yaml): ")
     assert f'port {port} failed: Connection refused' in last and "Is the PostgreSQL server up" in last
     assert "Traceback" not in result.output and "s3cr3t-pw" not in result.output
 
@@ -60,7 +60,7 @@ def test_an_instance_needing_an_unset_variable_names_it(tmp_path):
     env = {"ARCHIVE_ROOT": str(tmp_path / "live"), "ARCHIVE_SIM_ROOT": str(tmp_path / "sim"),
            "DAGSTER_HOME": str(home), "DAGSTER_PG_URL": None}
     result = CliRunner().invoke(main, ["status"], env=env)
-    assert result.exit_code == 1, result.output
+    assert result.exit_code == 2, result.output
     last = result.output.strip().splitlines()[-1]
     assert 'the environment variable "DAGSTER_PG_URL" which is not set' in last
     assert last.endswith("Set it as for the other processes of this deployment (docs/deployment.md).")

@@ -53,12 +53,13 @@ class LazyGroup(click.Group):
     def invoke(self, ctx: click.Context):
         # a bad setting is the user's to fix: one line naming it, exit 2 (as click's usage
         # errors), never a traceback, and distinct from status's "unhealthy" exit 1
+        from archive_platform.cli.common import InstanceUnavailable
         from archive_platform.config import ConfigError
         from archive_platform.crypto.config import SettingsError
 
         try:
             return super().invoke(ctx)
-        except (ConfigError, SettingsError) as exc:
+        except (ConfigError, SettingsError, InstanceUnavailable) as exc:
             click.echo(f"error: {exc}", err=True)
             ctx.exit(2)
 

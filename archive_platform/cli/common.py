@@ -49,7 +49,12 @@ def instance():
     try:
         return dg.DagsterInstance.get()
     except Exception as exc:  # a traceback of storage internals tells a user nothing
-        raise click.ClickException(instance_error(exc, os.environ["DAGSTER_HOME"])) from None
+        raise InstanceUnavailable(instance_error(exc, os.environ["DAGSTER_HOME"])) from None
+
+
+class InstanceUnavailable(Exception):
+    """The Dagster instance does not load (its server is down, a variable it reads is unset):
+    the command cannot run, which is not a verdict (``status`` exits 2 for it, not 1)."""
 
 
 def instance_error(exc: BaseException, home: str) -> str:

@@ -2,7 +2,7 @@
 
 Exit code 0 when every dataset is healthy, 1 otherwise, so a monitoring probe can run it; 2 when
 status cannot tell because of a bad setting or an archive it cannot read (one line on stderr, no
-traceback). An instance that does not load is one ``Error:`` line and exit 1.
+traceback), an instance that does not load included.
 Reads the store, the declarations and the Dagster instance (``$DAGSTER_HOME``); writes nothing.
 
 The NYSE datasets are judged by the coverage ledger. With ``ARCHIVE_CRYPTO_CAPTURE`` on, the
