@@ -32,10 +32,11 @@ mutation Launch($params: LaunchBackfillParams!) {
   launchPartitionBackfill(backfillParams: $params) {
     __typename
     ... on LaunchBackfillSuccess { backfillId }
-    ... on PythonError { message }
-    ... on PartitionKeysNotFoundError { message partitionKeys }
-    ... on InvalidSubsetError { message }
-    ... on UnauthorizedError { message }
+    ... on Error { message }
+    ... on PartitionKeysNotFoundError { partitionKeys }
+    ... on RunConfigValidationInvalid { errors { message } }
+    ... on InvalidStepError { invalidStepKey }
+    ... on InvalidOutputError { stepKey invalidOutputName }
   }
 }
 """
@@ -103,23 +104,71 @@ class BackfillStatus:
                 f"materialized, {running} in progress, {failed} failed")
 
 
+def _one_line(text: str, url: str = "") -> str:
+    """``text`` on one line, without the password or query of ``url`` (they may hold a secret)."""
+    try:
+        u = httpx.URL(url)
+        secrets = [u.password or "", u.query.decode("ascii", "replace")]
+    except (httpx.InvalidURL, TypeError):
+        secrets = []
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return " ".join(str(text).split())
+
+
+def shown_url(url: str) -> str:
+    """``url`` as it may be printed: without user, password, query and fragment."""
+    try:
+        return str(httpx.URL(url).copy_with(username=None, password=None, query=None, fragment=None))
+    except httpx.InvalidURL:
+        return "the given --url"
+
+
 def _graphql(url: str, query: str, variables: dict, client: httpx.Client | None) -> dict:
-    endpoint = url.rstrip("/") + "/graphql"
+    try:
+        base = httpx.URL(url)
+    except httpx.InvalidURL as exc:
+        raise BackfillError(f"the Dagster webserver URL is not valid: {_one_line(str(exc))}") from None
+    endpoint = base.copy_with(path=base.path.rstrip("/") + "/graphql")
+    shown = shown_url(str(endpoint))
     own = client is None
     client = client or httpx.Client(timeout=120)
     try:
         resp = client.post(endpoint, json={"query": query, "variables": variables})
     except httpx.HTTPError as exc:
-        raise BackfillError(f"cannot reach the Dagster webserver at {url}: {exc}") from exc
+        raise BackfillError(f"cannot reach the Dagster webserver at {shown_url(url)}: "
+                            f"{_one_line(str(exc) or type(exc).__name__, url)}") from None
     finally:
         if own:
             client.close()
     if resp.status_code != 200:
-        raise BackfillError(f"{endpoint} answered HTTP {resp.status_code}: {resp.text[:300]}")
-    body = resp.json()
+        raise BackfillError(f"{shown} answered HTTP {resp.status_code}: {_one_line(resp.text, url)[:300]}")
+    try:
+        body = resp.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        raise BackfillError(f"{shown} answered HTTP 200 without a GraphQL JSON body (is --url the Dagster "
+                            f"webserver?): {_one_line(resp.text, url)[:300]}")
     if body.get("errors"):
-        raise BackfillError(f"GraphQL error from {endpoint}: {body['errors'][0].get('message')}")
+        first = body["errors"][0]
+        message = first.get("message") if isinstance(first, dict) else first
+        raise BackfillError(f"GraphQL error from {shown}: {_one_line(str(message), url)}")
+    if not isinstance(body.get("data"), dict):
+        raise BackfillError(f"{shown} answered a GraphQL body without data: {_one_line(resp.text, url)[:300]}")
     return body["data"]
+
+
+def _refusal(result: dict) -> str:
+    """Every message the webserver gave with a refusal (some error types carry none in ``message``)."""
+    why = [result.get("message") or ""]
+    why += [e.get("message") or "" for e in result.get("errors") or []]
+    if result.get("invalidStepKey"):
+        why.append(f"invalid step {result['invalidStepKey']}")
+    if result.get("invalidOutputName"):
+        why.append(f"invalid output {result['invalidOutputName']} of step {result.get('stepKey')}")
+    return _one_line("; ".join(w for w in why if w)) or "no message given"
 
 
 #: run config that executes all steps of a run in the run worker's own process. The default
@@ -152,14 +201,14 @@ def launch_asset_backfill(
         params["runConfigData"] = run_config
     result = _graphql(url, LAUNCH, {"params": params}, client)["launchPartitionBackfill"]
     if result["__typename"] != "LaunchBackfillSuccess":
-        raise BackfillError(f"backfill refused ({result['__typename']}): {result.get('message', '')}")
+        raise BackfillError(f"backfill refused ({result['__typename']}): {_refusal(result)}")
     return result["backfillId"]
 
 
 def backfill_status(url: str, backfill_id: str, *, client: httpx.Client | None = None) -> BackfillStatus:
     result = _graphql(url, STATUS, {"id": backfill_id}, client)["partitionBackfillOrError"]
     if result["__typename"] != "PartitionBackfill":
-        raise BackfillError(f"backfill {backfill_id}: {result['__typename']}: {result.get('message', '')}")
+        raise BackfillError(f"backfill {backfill_id}: {result['__typename']}: {_refusal(result)}")
     counts = ((result.get("assetBackfillData") or {}).get("assetBackfillStatuses")) or []
     assets = tuple(
         AssetProgress("/".join(c["assetKey"]["path"]), c["numPartitionsTargeted"],
@@ -301,6 +350,18 @@ def plan_backfill(start: date, end: date, assets: Sequence[str], *, now: datetim
     return plans
 
 
+def _check_url(ctx, param, value: str) -> str:
+    """The webserver URL must be http(s) with a host; said without echoing it (it may hold a password)."""
+    try:
+        u = httpx.URL(value)
+        ok = u.scheme in ("http", "https") and bool(u.host)
+    except httpx.InvalidURL:
+        ok = False
+    if not ok:
+        raise click.BadParameter(f"not an http:// or https:// URL with a host, such as {DEFAULT_URL}")
+    return value
+
+
 @click.command("backfill")
 @click.option("--from", "start", type=click.DateTime(["%Y-%m-%d"]), required=True, help="First day (YYYY-MM-DD).")
 @click.option("--to", "end", type=click.DateTime(["%Y-%m-%d"]), required=True, help="Last day, inclusive.")
@@ -308,7 +369,7 @@ def plan_backfill(start: date, end: date, assets: Sequence[str], *, now: datetim
               help="Dataset to backfill (repeatable; default: every archived NYSE dataset). NYSE "
               "datasets get the NYSE sessions of the range, crypto datasets every UTC day of it.")
 @click.option("--url", default=DEFAULT_URL, envvar="ARCHIVE_DAGSTER_URL", show_default=True,
-              help="The running Dagster webserver (./run dev, or dagster-webserver).")
+              callback=_check_url, help="The running Dagster webserver (./run dev, or dagster-webserver).")
 @click.option("--executor", type=click.Choice(["in_process", "multiprocess"]), default="in_process",
               show_default=True, help="Run each run's steps in its own process (in_process) or one "
               "subprocess per step (multiprocess: Dagster's default).")
@@ -334,7 +395,7 @@ def backfill(start, end, assets, url, executor, wait, timeout):
         except BackfillError as exc:
             raise click.ClickException(str(exc)) from exc
         launched.append(backfill_id)
-        click.echo(f"backfill {backfill_id}: {plan.summary()}; {url.rstrip('/')}/runs/b/{backfill_id}")
+        click.echo(f"backfill {backfill_id}: {plan.summary()}; {shown_url(url).rstrip('/')}/runs/b/{backfill_id}")
     if not wait:
         return
     failed = []
@@ -345,6 +406,6 @@ def backfill(start, end, assets, url, executor, wait, timeout):
         except BackfillError as exc:
             raise click.ClickException(str(exc)) from exc
         if not final.succeeded:
-            failed.append(f"backfill {backfill_id} ended {final.status}" + (f": {final.error}" if final.error else ""))
+            failed.append(f"backfill {backfill_id} ended {final.status}" + (f": {_one_line(final.error)}" if final.error else ""))
     if failed:
         raise click.ClickException("; ".join(failed))
