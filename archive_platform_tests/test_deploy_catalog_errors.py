@@ -116,10 +116,14 @@ def test_a_catalog_that_refuses_the_connection_is_one_clear_error(pg, tmp_path, 
     assert PW not in msg and WRONG not in msg
     _one_line(_cli(env, "sql", "--sim", "-c", "SELECT count(*) FROM options"),
               "cannot open the lake catalog of ARCHIVE_SIM_LAKE_CATALOG")
-    # `query` opens the archive through connect() with the live archive's settings
-    live = {**env, "ARCHIVE_LAKE_CATALOG": env.pop("ARCHIVE_SIM_LAKE_CATALOG")}
-    _one_line(_cli(live, "query", "latest_chain", "--root", str(tmp_path / "live")),
+    # `query --live` opens the archive through connect() with the live archive's settings
+    live = {k: v for k, v in env.items() if k != "ARCHIVE_SIM_LAKE_CATALOG"}
+    live["ARCHIVE_LAKE_CATALOG"] = env["ARCHIVE_SIM_LAKE_CATALOG"]
+    _one_line(_cli(live, "query", "latest_chain", "--live", "--root", str(tmp_path / "live")),
               "cannot open the lake catalog of ARCHIVE_LAKE_CATALOG")
+    # and `query` (the simulated archive) with the simulated one's
+    _one_line(_cli(env, "query", "latest_chain", "--root", str(tmp_path / "sim")),
+              "cannot open the lake catalog of ARCHIVE_SIM_LAKE_CATALOG")
     # the right settings still read the day
     store = ArchiveStore(tmp_path / "sim", kind="sim", lake=lake_config("sim", _env(tmp_path, pg.port, db)))
     assert store.read_day("options", FULL_DAY).num_rows == 12
