@@ -32,6 +32,8 @@ def connect(read_only: bool = True, as_of: "datetime | None" = None, *, kind: st
     from archive_platform.serving import prepare
     from archive_platform.settings import lake_config
 
+    if kind not in ("live", "sim"):  # before the environment is read for it
+        raise ValueError(f"kind must be 'live' or 'sim', got {kind!r}")
     if root is None:
         from archive_platform.store import default_root
 

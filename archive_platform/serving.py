@@ -9,7 +9,7 @@ from pathlib import Path
 
 import duckdb
 
-from archive_platform.lake.catalog import ident
+from archive_platform.lake.catalog import ALIAS, ident
 from archive_platform.calendar import CALENDAR_END
 from archive_platform.lake.connect import table_names
 
@@ -31,6 +31,10 @@ def prepare(con: duckdb.DuckDBPyConnection, root: Path | None = None) -> None:
     from archive_platform.datasets import DATASETS
 
     have = set(table_names(con))
+    viewed = {r[0] for r in con.execute("SELECT view_name FROM duckdb_views() WHERE database_name = "
+                                        "'memory' AND schema_name = 'main' AND NOT internal").fetchall()}
+    for name in sorted(have - viewed):  # first written since lake.connect listed the tables
+        con.execute(f"CREATE VIEW memory.main.{ident(name)} AS SELECT * FROM {ALIAS}.main.{ident(name)}")
     for sql in plain_views(root, have):
         con.execute(sql)
     for ds in DATASETS:

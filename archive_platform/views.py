@@ -92,11 +92,19 @@ def parquet_glob(root: Path, spec: ArchiveSpec) -> str:
     return plain_glob(root, spec.directory)
 
 
-def view_sql(root: Path, spec: ArchiveSpec, *, has_files: bool) -> str:
+def _source(root: Path, spec: ArchiveSpec) -> str:
+    """The ``read_parquet`` of a type's compacted days (all files' columns, by name)."""
+    return (f"read_parquet({quote_literal(parquet_glob(root, spec))}, hive_partitioning = true, "
+            "hive_types = {'date': DATE}, union_by_name = true)")
+
+
+def view_sql(root: Path, spec: ArchiveSpec, *, has_files: bool,
+             present: frozenset[str] | None = None) -> str:
     """``CREATE VIEW`` for one type: canonical columns cast to canonical types, plus ``date``.
 
     Without files the view is an empty typed SELECT, since ``read_parquet`` fails on an empty
-    glob; refresh the views once a first day of the type is compacted.
+    glob; refresh the views once a first day of the type is compacted. ``present``: the columns
+    the files have (None: all); a column no file has yet (the schema gained it) is a typed NULL.
     """
     # never build SQL from anything but registered names or plain identifiers
     if spec.name not in VIEW_NAMES and not spec.name.isidentifier():
@@ -104,15 +112,12 @@ def view_sql(root: Path, spec: ArchiveSpec, *, has_files: bool) -> str:
     name = quote_ident(spec.name)
     if has_files:
         cols = [
-            f"CAST({quote_ident(f.name)} AS {duckdb_type(f.type)}) AS {quote_ident(f.name)}"
+            f"CAST({quote_ident(f.name) if present is None or f.name in present else 'NULL'} "
+            f"AS {duckdb_type(f.type)}) AS {quote_ident(f.name)}"
             for f in spec.schema
         ]
         cols.append('CAST("date" AS DATE) AS "date"')
-        src = (
-            f"read_parquet({quote_literal(parquet_glob(root, spec))}, hive_partitioning = true, "
-            "hive_types = {'date': DATE}, union_by_name = true)"
-        )
-        return f"CREATE VIEW {name} AS SELECT {', '.join(cols)} FROM {src}"
+        return f"CREATE VIEW {name} AS SELECT {', '.join(cols)} FROM {_source(root, spec)}"
     cols = [f"CAST(NULL AS {duckdb_type(f.type)}) AS {quote_ident(f.name)}" for f in spec.schema]
     cols.append('CAST(NULL AS DATE) AS "date"')
     return f"CREATE VIEW {name} AS SELECT {', '.join(cols)} WHERE false"
@@ -166,7 +171,10 @@ def refresh_views(root: Path, db_path: Path, datasets=DATASETS) -> list[str]:
         con = duckdb.connect(str(tmp))
         try:
             for spec in datasets:
-                con.execute(view_sql(root, spec, has_files=_has_files(root, spec)))
+                has = _has_files(root, spec)
+                present = frozenset(r[0] for r in con.execute(
+                    f"DESCRIBE SELECT * FROM {_source(root, spec)}").fetchall()) if has else None
+                con.execute(view_sql(root, spec, has_files=has, present=present))
                 names.append(spec.name)
             from archive_platform import macros
 

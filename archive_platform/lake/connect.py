@@ -39,6 +39,11 @@ def connect(root: str | Path, read_only: bool = True, as_of: datetime | None = N
     try:
         con = loc.open(read_only=read_only, as_of=stamp)
     except duckdb.Error as exc:
+        if read_only and not loc.postgres and "creating a new DuckLake is explicitly disabled" in str(exc):
+            # the catalog file exists but holds no lake yet (a writer is creating it, or died
+            # doing so): as for a root without a catalog
+            raise FileNotFoundError(f"no lake in the catalog {loc.catalog[len('sqlite:'):]}: nothing has "
+                                    f"been written to {loc.root} yet (or migrate it)") from None
         if stamp is None or "No snapshot found" not in str(exc):
             raise
         raise ValueError(f"the archive at {loc.root} has no snapshot at or before {stamp}: that is "
