@@ -37,10 +37,8 @@ def trading_day_add(day: date, n: int) -> date:
     """The session ``n`` sessions after (n > 0) or before (n < 0) ``day`` (calendar.add_trading_days)."""
     _need("day", day)
     _need("n", n)
-    if isinstance(n, bool) or not hasattr(n, "__index__"):
-        raise TimeGridError(f"trading_day_add: n must be a whole number of sessions, got {n!r}")
-    try:
-        return calendar.add_trading_days(day, int(n))
+    try:  # a count that is not a whole number: calendar.add_trading_days names it
+        return calendar.add_trading_days(day, n)
     except (ValueError, TypeError) as e:
         raise TimeGridError(f"trading_day_add: {e}") from e
 
