@@ -29,7 +29,7 @@ _HELP = {
     "views": "Rebuild the DuckDB views over the archive.",
     "query": "Run one of the example queries against the archive.",
     "capture": "Capture crypto books and trades into the spool (long-running).",
-    "backtest": "Backtest a strategy on archived candles and print its metrics.",
+    "backtest": "Backtest a strategy on archived crypto data; print its metrics, save its curve.",
     "backfill": "Launch a Dagster asset backfill through the running webserver.",
     "status": "Per-dataset health of the archive (exit 1 when unhealthy); --json.",
     "sql": "Open the archive in the DuckDB shell (or run one statement with -c).",

@@ -1,11 +1,13 @@
 """The demo's crypto part: the UTC days around the NYSE sessions the demo archived, offline.
 
-Crypto trades around the clock, so the demo archives every UTC day from the day after the
+Crypto trades around the clock. ``crypto_days`` spans the sessions from the day after the
 session before the first one to the day before the session after the last one (weekends and
-holidays included), up to the last closed UTC day, through the ``archive_all_utc`` job of the
-simulated venue: the books and trades, then the datasets derived from them (``crypto_daily_bars``,
-``crypto_candles``, ``orderbook_features``), day after day so each day finds the previous one's
-tail. ``cli/demo.py`` calls ``archive_crypto`` once.
+holidays included), up to the last closed UTC day; ``archive_crypto`` keeps those that are
+partitions, and since the demo's definitions start where its data starts (the UTC partitions
+too), that is every UTC day from the first session on. It runs the ``archive_all_utc`` job of
+the simulated venue for each: the books and trades, then the datasets derived from them
+(``crypto_daily_bars``, ``crypto_candles``, ``orderbook_features``), day after day so each day
+finds the previous one's tail. ``cli/demo.py`` calls ``archive_crypto`` once.
 """
 
 from __future__ import annotations

@@ -44,7 +44,11 @@ def migrate(sim: bool, root: Path | None, new_root: Path | None) -> None:
             ensure_marker(new_root.absolute(), kind)
         except ArchiveKindError as exc:
             raise click.UsageError(str(exc)) from None
-    known = {s.directory for s in SPECS.values()}
+    from archive_platform.datasets.coverage import DATASET as COVERAGE
+
+    # the coverage ledger's folder is the archive's own (written by the `coverage` asset, read
+    # in place, never in the lake): nothing to migrate and nothing to warn about
+    known = {s.directory for s in SPECS.values()} | {COVERAGE.directory}
     for e in sorted(old.iterdir()):
         if e.is_dir() and e.name not in known and not e.name.startswith(("_", ".")):
             click.echo(f"warning: {e.name}/ is not a dataset of this version: not migrated", err=True)

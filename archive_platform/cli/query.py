@@ -50,7 +50,11 @@ def query(name: str, symbol: str, at: datetime | None, day: date | None, live: b
     try:
         cols, rows = run_query(path, EXAMPLES[name], params, kind=kind)
     except FileNotFoundError as exc:
-        raise click.UsageError(f"{exc}; run `./run demo` first") from None
+        # `./run demo` writes the simulated archive only: it is no remedy for an empty live one
+        hint = ("run `./run demo` first" if kind == "sim" else
+                "the live archive is written by vendor-backed runs (`./run dev`, a backfill); "
+                "drop --live to read the simulated archive `./run demo` writes")
+        raise click.UsageError(f"{exc}; {hint}") from None
     print_table(cols, rows)
     if not rows:
         click.echo(f"(no rows: the archive at {path} holds nothing for {params['symbol']} there)", err=True)

@@ -45,7 +45,9 @@ def sql(command: str | None, sim: bool, root: Path | None, as_of: str | None) ->
     try:
         from archive_platform.lake.connect import connect, table_names
 
-        con = connect(path, config=config)
+        # with --as-of, the tables as they stood then; an instant before the first write or
+        # older than the retention is refused here, in one line, as connect(as_of=...) refuses it
+        con = connect(path, config=config, as_of=stamp)
         try:
             have = table_names(con)
         finally:
@@ -57,6 +59,12 @@ def sql(command: str | None, sim: bool, root: Path | None, as_of: str | None) ->
     except FileNotFoundError as exc:
         shutil.rmtree(workdir, ignore_errors=True)
         raise click.UsageError(str(exc)) from None
+    except ValueError as exc:
+        shutil.rmtree(workdir, ignore_errors=True)
+        if stamp is None or "no snapshot at or before" not in str(exc):
+            raise  # a setting's ConfigError (a ValueError too): the group prints it as one line
+        # --as-of before the archive's first write, or older than the retention
+        raise click.BadParameter(str(exc), param_hint="--as-of") from None
     except BaseException:  # nothing of ours is left in /tmp by a call that failed here
         shutil.rmtree(workdir, ignore_errors=True)
         raise
