@@ -128,12 +128,14 @@ def archive_status(datasets: Sequence[Dataset], entries: Sequence[Entry], now: d
 
 def render_text(status: dict) -> str:
     """A plain-text table of the status, one line per dataset."""
-    head = f"{'dataset':<12} {'ok':<3} {'days':>5} {'first':<10} {'last':<10} {'rows':>12} " \
+    # as wide as the longest name (market_regime, orderbook_features), so the columns align
+    w = max([len("dataset")] + [len(x["dataset"]) for x in status["datasets"]])
+    head = f"{'dataset':<{w}} {'ok':<3} {'days':>5} {'first':<10} {'last':<10} {'rows':>12} " \
            f"{'bytes':>13} {'last write':<20} problems"
     out = [head]
     for x in status["datasets"]:
         out.append(
-            f"{x['dataset']:<12} {'yes' if x['healthy'] else 'NO':<3} {x['days_stored']:>5} "
+            f"{x['dataset']:<{w}} {'yes' if x['healthy'] else 'NO':<3} {x['days_stored']:>5} "
             f"{x['first_day'] or '-':<10} {x['last_day'] or '-':<10} {x['rows']:>12,} "
             f"{x['bytes']:>13,} {(x['last_write'] or '-')[:19]:<20} {'; '.join(x['problems']) or '-'}"
             # degraded days do not make a dataset unhealthy, but the text must not hide them

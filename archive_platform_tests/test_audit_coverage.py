@@ -161,3 +161,16 @@ def test_status_on_a_corrupt_catalog_says_so_in_one_line_and_exits_2(tmp_path, m
     assert res.exit_code == 2, res.output
     assert "cannot read the archive" in res.output and str(tmp_path / "sim") in res.output
     assert "Traceback" not in res.output
+
+
+def test_the_text_columns_stay_aligned_for_long_dataset_names():
+    """`market_regime` (13) and `orderbook_features` (18) are longer than the 12 characters
+    the name column had: their rows were pushed out of line with the header."""
+    report = {"healthy": True, "datasets": [
+        {"dataset": name, "healthy": True, "days_stored": 3, "first_day": "2025-11-24",
+         "last_day": "2025-11-26", "rows": 10, "bytes": 2048, "last_write": None, "problems": []}
+        for name in ("gex", "market_regime", "orderbook_features")]}
+    lines = render_text(report).splitlines()
+    starts = {line.index(" 3 ") for line in lines[1:4]}  # the `days` column of each row
+    assert len(starts) == 1 and lines[0].index("days") + 3 == starts.pop() + 1
+    assert all(line.split()[0] in ("gex", "market_regime", "orderbook_features") for line in lines[1:4])
