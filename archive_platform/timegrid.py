@@ -72,8 +72,13 @@ def _arrow(data, schema: pa.Schema) -> pa.Table:
         return schema.empty_table()
     if isinstance(data, pa.Table):
         return data
+    if isinstance(data, pa.RecordBatchReader):  # what DuckDB 1.5's ``.arrow()`` returns
+        return data.read_all()
     if hasattr(data, "to_arrow"):  # polars
         return data.to_arrow()
+    if not hasattr(data, "columns"):  # pyarrow's pandas conversion fails deep inside on these
+        raise TimeGridError(f"expected an Arrow table, a polars or pandas frame (or an Arrow "
+                            f"record batch reader), got {type(data).__name__}")
     return pa.Table.from_pandas(data, preserve_index=False)
 
 

@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 import duckdb
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from archive_platform import calendar as cal
@@ -280,6 +281,18 @@ def test_python_helpers_return_what_the_sql_returns():
                 call()
     with pytest.raises(timegrid.TimeGridError, match="n is None"):
         timegrid.trading_day_add(date(2025, 1, 2), None)
+
+
+def test_time_grid_takes_a_record_batch_reader_and_names_what_it_cannot_take():
+    """DuckDB 1.5's ``.arrow()`` returns a RecordBatchReader: it crashed deep inside
+    pyarrow's pandas conversion (AttributeError: no attribute 'columns')."""
+    d = derived()
+    reader = d["daily_bars"].to_reader()
+    assert isinstance(reader, pa.RecordBatchReader)
+    with timegrid.TimeGrid(reader, None, None) as tg:
+        assert tg.bars_forward("SPY", date(2025, 10, 20), 29, start_at=28).column("date").to_pylist() == [date(2025, 11, 28)]
+    with pytest.raises(timegrid.TimeGridError, match="got list"):
+        timegrid.TimeGrid([1, 2], None, None)
 
 
 def test_install_refuses_a_connection_without_the_tables():
