@@ -68,15 +68,34 @@ def _parse_ts(value: str | None, tag: str) -> datetime | None:
     return ts
 
 
-def request_from_tags(day: date, tags: dict[str, str]) -> Request:
-    """The archive request a run's tags describe (no tags: the whole day)."""
-    return Request(
+def request_from_tags(day: date, tags: dict[str, str],
+                      market_date: Callable[[datetime], date] | None = None) -> Request:
+    """The archive request a run's tags describe (no tags: the whole day).
+
+    With ``market_date`` (the dataset's calendar), the instants the tags name must belong to
+    the partition's day: a snapshot of another day, or a poll window ending on another day (a
+    mistyped manual run), fails naming the tag instead of storing nothing and passing its checks.
+    """
+    req = Request(
         day=day,
         mode=tags.get(TAG_MODE, "day"),
         snapshot_time=_parse_ts(tags.get(TAG_SNAPSHOT), TAG_SNAPSHOT),
         since=_parse_ts(tags.get(TAG_SINCE), TAG_SINCE),
         until=_parse_ts(tags.get(TAG_UNTIL), TAG_UNTIL),
     )
+    if market_date is None:
+        return req
+    if req.mode == "snapshot" and market_date(req.snapshot_time) != day:
+        raise ValueError(f"run tag {TAG_SNAPSHOT}={tags[TAG_SNAPSHOT]!r} is an instant of "
+                         f"{market_date(req.snapshot_time)}, not of partition {day}")
+    if req.mode == "poll":
+        if req.until is not None and market_date(req.until) != day:
+            raise ValueError(f"run tag {TAG_UNTIL}={tags[TAG_UNTIL]!r} is an instant of "
+                             f"{market_date(req.until)}, not of partition {day}")
+        if req.since is not None and req.until is not None and req.since >= req.until:
+            raise ValueError(f"run tags {TAG_SINCE}={tags[TAG_SINCE]!r} and {TAG_UNTIL}="
+                             f"{tags[TAG_UNTIL]!r} make an empty poll window")
+    return req
 
 
 def _day_outcomes(t, table, day: date, sources: SourcesResource, now) -> dict[str, quality.CheckOutcome]:
@@ -242,7 +261,7 @@ def build_archive_asset(
         tags = dict(context.run.tags)
         outcomes = {}
         for i, day in enumerate(days, 1):
-            req = request_from_tags(day, tags)
+            req = request_from_tags(day, tags, spec.calendar.market_date)
             try:
                 result = archive_partition(
                     t, req, store=store, source=source, settings=sources.settings(),

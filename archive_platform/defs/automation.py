@@ -66,6 +66,18 @@ def eod_request(tick: datetime) -> str | None:
 OPEN = "open"
 
 
+def parse_flow_cursor(cursor: str | None) -> datetime | None:
+    """The flow sensor's cursor as an aware instant, or None when it is unset or unusable (not
+    an ISO instant, or without a UTC offset): a corrupted cursor must not stop the polls."""
+    if not cursor:
+        return None
+    try:
+        last = datetime.fromisoformat(cursor)
+    except (TypeError, ValueError):
+        return None
+    return last if last.tzinfo is not None else None
+
+
 def flow_poll(
     now: datetime, cursor: str | None, unfetched: datetime | str | None = None,
 ) -> tuple[str, datetime | None, datetime] | None:
@@ -78,20 +90,32 @@ def flow_poll(
     where the oldest window of today that a failed poll left unfetched starts (``OPEN``: at the
     open; see ``unfetched_flow_since``): the poll reaches back to it, so an outage longer than
     the overlap loses nothing either (the end-of-day run only compacts what the polls stored).
+
+    The first tick after 20:00 ET makes one last poll of the day, up to 20:00 exactly, when
+    the cursor is that day's and ends before 20:00: the alerts between the last poll inside the
+    hours and 20:00 are fetched too. A cursor that cannot be read, or that lies after ``now``
+    (a clock set back), is not trusted: the poll starts at the open (dedup makes it free).
     """
-    if calendar.market_status(now) not in ("open", "after_hours"):
-        return None
+    last = parse_flow_cursor(cursor)
+    if last is not None and last > now:
+        last = None
     day = calendar.market_date(now)
+    until = now
+    if calendar.market_status(now) not in ("open", "after_hours"):
+        if last is None or not calendar.is_trading_day(day):
+            return None
+        end = datetime.combine(day, calendar.AFTER_HOURS_CLOSE, tzinfo=calendar.ET).astimezone(calendar.UTC)
+        if not (calendar.market_date(last) == day and last < end <= now):
+            return None
+        until = end
     since = None
-    if cursor:
-        last = datetime.fromisoformat(cursor)
-        if calendar.market_date(last) == day:
-            since = last - FLOW_OVERLAP
+    if last is not None and calendar.market_date(last) == day:
+        since = last - FLOW_OVERLAP
     if unfetched == OPEN:
         since = None
     elif isinstance(unfetched, datetime) and since is not None and calendar.market_date(unfetched) == day:
         since = min(since, unfetched)
-    return day.isoformat(), since, now
+    return day.isoformat(), since, until
 
 
 def _window(run) -> tuple[datetime | None, datetime | None]:
@@ -248,6 +272,9 @@ def build_automation(
     )
     def uw_flow_poll(context: dg.SensorEvaluationContext):
         now = utcnow()
+        if context.cursor and parse_flow_cursor(context.cursor) is None:
+            context.log.warning(f"uw_flow_poll: cursor {context.cursor!r} is not an ISO instant with a "
+                                "UTC offset; ignoring it (this poll starts at the session open)")
         poll = flow_poll(now, context.cursor)
         if poll is None:
             return dg.SkipReason(f"market is {calendar.market_status(now)}")

@@ -185,11 +185,23 @@ def recovery_requests(ctx: LedgerContext, instance, keys: Sequence[str], now: da
         if not todo:
             continue
         names = _with_dependents({e.dataset for e in todo}, ctx.datasets)
-        if any(e.state != "degraded" for e in todo):
-            # one attempt per day and hour at most: a vendor outage does not become a run storm
+        # a degraded day has files, so the ledger says "degraded" even while a live run (the
+        # previous recovery run of a slow vendor, a manual run) is rewriting it: leave the day
+        # to that run rather than start a second one over the same partitions
+        held = sorted({e.dataset for e in group if e.dagster_status == "IN_PROGRESS"} & set(names))
+        if held:
+            if log:
+                log.info(f"recovery leaves {day} to the live run writing {', '.join(held)}")
+            continue
+        if any(e.state != "degraded" or e.dagster_status in ("FAILED", "LOST") for e in todo):
+            # one attempt per day and hour at most: a vendor outage does not become a run storm.
+            # A degraded day whose latest run failed or died was not fetched again (its files
+            # are unchanged), so it is retried like a failed day, not given up on.
             key = f"recover:{day}:{'+'.join(names)}:{hour}"
-        else:  # a degraded day is retried once per distinct state of its files
-            digest = hashlib.sha256("|".join(f"{e.dataset}:{e.fingerprint}" for e in todo).encode())
+        else:  # a degraded day is retried once per distinct state of its files' content
+            # (rows and findings, not the files' fingerprint: a re-fetch that returns the same
+            # degraded data rewrites the files with new mtimes, which must not ask again)
+            digest = hashlib.sha256("|".join(f"{e.dataset}:{e.rows}:{e.reason}" for e in todo).encode())
             key = f"recover:{day}:{'+'.join(names)}:degraded:{digest.hexdigest()[:12]}"
         if log:
             log.info(f"recovery requests {day} for " + ", ".join(
