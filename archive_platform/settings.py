@@ -12,12 +12,19 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import date, datetime, time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from archive_platform.config import ConfigError, SourceSelection, parse_symbols, parse_times
+from archive_platform.config import (
+    ALLOWED_SOURCES,
+    ConfigError,
+    SourceSelection,
+    parse_symbols,
+    parse_times,
+    source_env_var,
+)
 from archive_platform.crypto.config import CaptureSettings, SettingsError, capture_settings_from_env
 from archive_platform.settings_lake import LAKE_SECRETS, LAKE_VARS, check_instance_env, lake_config
 from archive_platform.sources.registry import VENDORS, setting_vars
@@ -54,10 +61,10 @@ def parse_int(env: Mapping[str, str], var: str, default: int, lo: int, hi: int) 
     raw = (env.get(var) or "").strip()
     if not raw:
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{var}={raw!r} is not an integer") from None
+    # int() alone would also take "1_000" and non-ASCII digits ("\u0663" is 3)
+    if not re.fullmatch(r"[+-]?[0-9]+", raw):
+        raise ConfigError(f"{var}={raw!r} is not an integer")
+    value = int(raw)
     if not lo <= value <= hi:
         raise ConfigError(f"{var}={value} is out of range; allowed: {lo}..{hi}")
     return value
@@ -120,6 +127,90 @@ def check_root(var: str, value: str) -> None:
             f"{var}={value!r}: {probe} is not writable by this process, so nothing could be archived there")
 
 
+#: the variables naming one file each (a views file is rebuilt whole: two kinds never share one)
+DUCKDB_VARS = ("ARCHIVE_DUCKDB", "ARCHIVE_SIM_DUCKDB")
+SOURCE_PREFIX = "ARCHIVE_SOURCE_"
+
+
+def check_roots_apart(paths: Mapping[str, str]) -> None:
+    """Refuse a live and a simulated root that are one folder or one inside the other, and one
+    views file for both kinds: simulated and live data never mix (README, "Where things are")."""
+    def where(var: str) -> Path:
+        return Path(paths[var]).expanduser().absolute().resolve()
+
+    live, sim = (where(v) for v in ROOT_VARS)
+    if live == sim or live.is_relative_to(sim) or sim.is_relative_to(live):
+        how = "the same folder" if live == sim else "one inside the other"
+        raise ConfigError(
+            f"ARCHIVE_ROOT={paths['ARCHIVE_ROOT']!r} and ARCHIVE_SIM_ROOT={paths['ARCHIVE_SIM_ROOT']!r} "
+            f"are {how}; the live and the simulated archive never share a folder: give each its own")
+    a, b = (where(v) for v in DUCKDB_VARS)
+    if a == b:
+        raise ConfigError(
+            f"ARCHIVE_DUCKDB and ARCHIVE_SIM_DUCKDB are both {paths['ARCHIVE_DUCKDB']!r}; "
+            "each kind's views file is rebuilt whole: give each its own file")
+
+
+def check_source_vars(env: Mapping[str, str]) -> None:
+    """Refuse an ``ARCHIVE_SOURCE_*`` variable naming no dataset (``ARCHIVE_SOURCE_STOCKS1M``):
+    ignored, it would quietly leave the dataset on its default source."""
+    known = {source_env_var(t) for t in ALLOWED_SOURCES}
+    stray = sorted(v for v in env if v.startswith(SOURCE_PREFIX) and v not in known
+                   and (env.get(v) or "").strip())
+    if stray:
+        raise ConfigError(
+            f"{stray[0]} names no dataset ({stray[0][len(SOURCE_PREFIX):].lower()!r} is unknown), so "
+            f"it would be ignored; the source variables are: {', '.join(sorted(known))}")
+
+
+def hide_userinfo(url: str) -> str:
+    """``url`` with its ``user:password@`` part (if any) shown as ``***@``."""
+    return re.sub(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^@/?#]*@", r"\1***@", url)
+
+
+def _key_var(var: str) -> str:
+    """The key variable of the vendor whose setting ``var`` is (for messages)."""
+    for info in VENDORS.values():
+        if info.key_env and any(v == var for v, _ in info.settings.values()):
+            return info.key_env
+    return "the vendor's key variable"
+
+
+def check_host(var: str, raw: str) -> str:
+    """A host name or IP address alone (no scheme, port or path: the port is its own setting)."""
+    value = raw.strip()
+    if not re.fullmatch(r"[A-Za-z0-9_](?:[A-Za-z0-9._-]*[A-Za-z0-9_])?|[0-9A-Fa-f:]*:[0-9A-Fa-f:.]*", value):
+        raise ConfigError(f"{var}={value!r} is not a host name or IP address (like 127.0.0.1 or "
+                          "gateway.local; no scheme, port or path)")
+    return value
+
+
+def check_http_url(var: str, raw: str) -> str:
+    """A vendor's base URL: ``http(s)://host[:port][/path]``. Credentials (``user:pass@``) and
+    query strings (``?apiKey=...``) are refused without repeating the value: the URL is plain
+    configuration (shown in the Dagster UI, in run config and logs), never a place for a key."""
+    from urllib.parse import urlsplit
+
+    value = raw.strip()
+    example = "http(s)://host[:port][/path]"
+    netloc = value.split("://", 1)[-1].split("/", 1)[0].split("?", 1)[0].split("#", 1)[0]
+    if "@" in netloc:
+        raise ConfigError(f"{var} holds credentials (user:password@host): give the key as "
+                          f"{_key_var(var)}; the value is not shown: it may hold a secret")
+    if "?" in value or "#" in value:
+        raise ConfigError(f"{var} has a query string or fragment: a base URL is {example}, and a key "
+                          f"goes in {_key_var(var)}; the value is not shown: it may hold a secret")
+    try:
+        parts = urlsplit(value)
+        host, _port = parts.hostname, parts.port  # .port raises on a bad or out-of-range port
+    except ValueError:
+        raise ConfigError(f"{var}={value!r} is not an http(s) URL: its port is not a number "
+                          "from 1 to 65535") from None
+    if parts.scheme not in ("http", "https") or not host or any(c.isspace() for c in value):
+        raise ConfigError(f"{var}={value!r} is not an http(s) URL like {example}")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     """Every setting of the archive, validated (see README "Configuration")."""
@@ -143,6 +234,18 @@ class Settings:
     #: where each kind's lake lives (catalog, S3 data path) when not the local default; secrets
     #: left out (``lake_config(kind)`` adds them where a lake is opened)
     lakes: Mapping[str, "LakeConfig"] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        """The dataclass repr, except that ``REDIS_URL``'s password (``redis://:pw@host``, in
+        ``crypto``) is not shown: a repr lands in logs and tracebacks."""
+        parts = []
+        for f in fields(self):
+            text = repr(getattr(self, f.name))
+            url = getattr(self.crypto, "redis_url", None) if f.name == "crypto" else None
+            if url:
+                text = text.replace(repr(url), repr(hide_userinfo(url)))
+            parts.append(f"{f.name}={text}")
+        return f"{type(self).__name__}({', '.join(parts)})"
 
     def path(self, var: str) -> Path:
         return Path(self.paths[var])
@@ -171,6 +274,7 @@ class Settings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = dict(environment() if env is None else env)
+        check_source_vars(env)
         sources = SourceSelection.from_env(env)
         start = (env.get("ARCHIVE_START_DATE") or "").strip() or None
         start_date = None
@@ -190,8 +294,10 @@ class Settings:
                 continue
             if kind in RANGES:
                 vendor[var] = str(parse_int(env, var, 0, *RANGES[kind]))
-            elif kind == "str" and var.endswith("_URL") and not env[var].strip().startswith(("http://", "https://")):
-                raise ConfigError(f"{var}={env[var].strip()!r} is not an http(s) URL")
+            elif kind == "str" and var.endswith("_URL"):
+                vendor[var] = check_http_url(var, env[var])
+            elif kind == "str" and var.endswith("_HOST"):
+                vendor[var] = check_host(var, env[var])
             else:
                 vendor[var] = env[var].strip()
         api = (env.get(THETADATA_API) or "").strip()
@@ -203,6 +309,7 @@ class Settings:
         paths = {var: (env.get(var) or "").strip() or default for var, default in PATHS.items()}
         for var in ROOT_VARS:
             check_root(var, paths[var])
+        check_roots_apart(paths)
         # the instance's PostgreSQL settings: the code server and every run load the instance
         # too, and a half-set DAGSTER_PG_* would otherwise fail there with Dagster's tracebacks
         check_instance_env(env)

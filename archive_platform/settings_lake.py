@@ -192,9 +192,11 @@ def _s3_endpoint(raw: str) -> tuple[str, bool | None]:
     if "@" in raw.split("://", 1)[-1].split("/", 1)[0]:  # http://KEY:SECRET@minio:9000
         raise ConfigError("ARCHIVE_S3_ENDPOINT holds credentials: give them as AWS_ACCESS_KEY_ID and "
                           "AWS_SECRET_ACCESS_KEY (the value is not shown: it may hold a secret)")
-    m = re.fullmatch(r"(?:(https?)://)?([A-Za-z0-9.-]+(?::\d{1,5})?)/?", raw)
+    m = re.fullmatch(r"(?:(https?)://)?([A-Za-z0-9.-]+(?::(\d{1,5}))?)/?", raw)
     if not m:
         raise ConfigError(f"ARCHIVE_S3_ENDPOINT={raw!r} is not host[:port] or http(s)://host[:port]")
+    if m.group(3) is not None and not 1 <= int(m.group(3)) <= 65535:
+        raise ConfigError(f"ARCHIVE_S3_ENDPOINT={raw!r}: port {m.group(3)} is not a port number (1-65535)")
     return m.group(2), (m.group(1) == "https") if m.group(1) else None
 
 

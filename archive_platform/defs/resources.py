@@ -58,6 +58,12 @@ class ArchiveResource(dg.ConfigurableResource):
     aws_secret_access_key: str = ""
     lake_pg_password: str = ""
 
+    def __repr_args__(self):  # the resolved credentials never show in repr() / str()
+        from archive_platform.defs.vendor_resources.base import hide_secrets
+
+        return hide_secrets(super().__repr_args__(),
+                            ("aws_access_key_id", "aws_secret_access_key", "lake_pg_password"))
+
     def root(self, kind: str) -> Path:
         return Path(self.sim_root if kind == "sim" else self.live_root).absolute()
 

@@ -72,7 +72,9 @@ def default_root(kind: Kind, env: Mapping[str, str] | None = None) -> Path:
         from archive_platform.settings import environment
 
         env = environment()
-    value = env.get(ROOT_ENV[kind])
+    # stripped and defaulted as ``Settings.from_env`` does, so ``connect()`` and the CLI open
+    # the root the Dagster runs write ("/data/archive " from an .env file is "/data/archive")
+    value = (env.get(ROOT_ENV[kind]) or "").strip()
     return Path(value) if value else Path(DEFAULT_ROOTS[kind])
 
 
@@ -272,17 +274,32 @@ class ArchiveStore:
                 exc.errno or errno.EIO,
                 f"{spec.name} {day.isoformat()}: {what} committed its rows (the lake and every "
                 f"DuckDB reader have them) but could not refresh the plain-Parquet copy "
-                f"{exc.target}: {exc.strerror or exc}; that copy is missing or stale until the "
-                f"day is published again (compact_day, or the partition's next run)") from exc
+                f"{exc.target}: {self._scrub(exc.strerror or exc)}; that copy is missing or stale "
+                f"until the day is published again (compact_day, or the partition's next run)"
+            ) from self._cause(exc)
         except OSError as exc:
             where = exc.filename or self._data_dir(spec, day)
+            why = str(exc.strerror or exc)
             raise ArchiveWriteError(
                 exc.errno or errno.EIO,
                 f"{spec.name} {day.isoformat()}: {what} failed at {where}: "
-                f"{exc.strerror or exc}; nothing was changed, retry once resolved") from exc
+                f"{self._scrub(why)}; nothing was changed, retry once resolved"
+            ) from self._cause(exc)
         except duckdb.Error as exc:
             code = errno.ENOSPC if "No space left" in str(exc) else errno.EIO
+            # the location this store was opened with: ``self.lake`` would attach again (and may
+            # be the very thing that failed)
             raise ArchiveWriteError(
                 code, f"{spec.name} {day.isoformat()}: {what} failed in the lake catalog "
-                f"{self.lake.location.catalog} / data folder {self._data_dir(spec, day)}: "
-                f"{exc}; nothing was changed, retry once resolved") from exc
+                f"{self._location.catalog} / data folder {self._data_dir(spec, day)}: "
+                f"{self._scrub(exc)}; nothing was changed, retry once resolved") from self._cause(exc)
+
+    def _cause(self, exc: BaseException) -> BaseException | None:
+        """``exc`` as the cause to chain, or None when its text holds a secret (a traceback
+        prints the whole chain: Dagster's run log, the CLI)."""
+        return exc if self._scrub(exc) == str(exc) else None
+
+    def _scrub(self, error: object) -> str:
+        """A driver's or file system's message without any secret of this store's lake (S3
+        keys, catalog password) nor a ``password=`` / ``user:password@`` it may quote."""
+        return self._config.scrub(str(error))

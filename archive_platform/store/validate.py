@@ -22,7 +22,7 @@ from archive_platform.store.errors import ArchiveValidationError, NotATradingDay
 SIM_SOURCE = "sim"
 
 
-def to_arrow_table(table: Any) -> pa.Table:
+def to_arrow_table(table: Any, dataset: str = "") -> pa.Table:
     """Accept an Arrow table or record batch, or a Polars frame (converted to Arrow)."""
     if isinstance(table, pa.Table):
         return table
@@ -34,14 +34,15 @@ def to_arrow_table(table: Any) -> pa.Table:
         if isinstance(out, pa.Table):
             return out
     raise ArchiveValidationError(
-        f"expected a pyarrow.Table (or a Polars DataFrame), got {type(table).__name__}"
+        f"{dataset + ': ' if dataset else ''}expected a pyarrow.Table (or a Polars DataFrame), "
+        f"got {type(table).__name__}"
     )
 
 
 def validate_day(spec: ArchiveSpec, day: date) -> None:
     """Raise ``NotATradingDayError`` unless ``day`` is a session of the dataset's calendar."""
     if not isinstance(day, date) or isinstance(day, datetime):
-        raise ArchiveValidationError(f"partition day must be a datetime.date, got {day!r}")
+        raise ArchiveValidationError(f"{spec.name}: partition day must be a datetime.date, got {day!r}")
     try:
         spec.calendar.require_session(day)
     except NotATradingDay as exc:
@@ -71,7 +72,21 @@ def _lossless(src: pa.DataType, dst: pa.DataType) -> bool:
     return False
 
 
-def _conform_column(name: str, col: pa.ChunkedArray, dst: pa.DataType) -> pa.ChunkedArray:
+def _first_lossy_row(col: pa.ChunkedArray, dst: pa.DataType) -> int | None:
+    """The first row whose value ``col -> dst`` cannot hold (None: not found)."""
+    try:
+        if _is_int(dst) and _is_int(col.type):  # out of range (a wrapping cast would round-trip)
+            info, dec = np.iinfo(dst.to_pandas_dtype()), pa.decimal128(38, 0)
+            wide = pc.cast(col, dec)
+            return _first_true(pc.or_(pc.less(wide, pa.scalar(int(info.min), dec)),
+                                      pc.greater(wide, pa.scalar(int(info.max), dec))))
+        back = pc.cast(pc.cast(col, dst, safe=False), col.type, safe=False)
+        return _first_true(pc.not_equal(back, col))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OverflowError, TypeError):
+        return None
+
+
+def _conform_column(dataset: str, name: str, col: pa.ChunkedArray, dst: pa.DataType) -> pa.ChunkedArray:
     src = col.type
     if pa.types.is_dictionary(src):
         col = pc.cast(col, src.value_type)  # decoding a dictionary loses nothing
@@ -80,15 +95,18 @@ def _conform_column(name: str, col: pa.ChunkedArray, dst: pa.DataType) -> pa.Chu
         return col
     if pa.types.is_timestamp(src) and src.tz is None and pa.types.is_timestamp(dst):
         raise ArchiveValidationError(
-            f"column {name!r}: naive timestamp ({src}); expected {dst} (timezone-aware instants)"
+            f"{dataset}: column {name!r}: naive timestamp ({src}); expected {dst} "
+            "(timezone-aware instants)"
         )
     if not _lossless(src, dst):
-        raise ArchiveValidationError(f"column {name!r} has type {src}, expected {dst}")
+        raise ArchiveValidationError(f"{dataset}: column {name!r} has type {src}, expected {dst}")
     try:
         return pc.cast(col, dst, safe=True)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        row = _first_lossy_row(col, dst)
+        at = "" if row is None else f" at row {row} (value {col[row].as_py()!r})"
         raise ArchiveValidationError(
-            f"column {name!r}: cannot convert {src} to {dst} without loss ({exc})"
+            f"{dataset}: column {name!r}: cannot convert {src} to {dst} without loss{at} ({exc})"
         ) from None
 
 
@@ -108,7 +126,7 @@ def conform_schema(spec: ArchiveSpec, table: pa.Table) -> pa.Table:
         if extra:
             parts.append(f"unexpected columns {extra}")
         raise ArchiveValidationError(f"{spec.name}: " + "; ".join(parts))
-    arrays = [_conform_column(f.name, table[f.name], f.type) for f in spec.schema]
+    arrays = [_conform_column(spec.name, f.name, table[f.name], f.type) for f in spec.schema]
     plain = pa.schema([pa.field(f.name, f.type) for f in spec.schema])
     return pa.Table.from_arrays(arrays, schema=plain)
 
@@ -122,6 +140,32 @@ def check_nulls(spec: ArchiveSpec, table: pa.Table) -> None:
             raise ArchiveValidationError(
                 f"{spec.name}: column {f.name!r} is not nullable but row {row} is null "
                 f"({col.null_count} null(s) in total)"
+            )
+
+
+#: a key value that is empty, padded with (any Unicode) whitespace or holding a control or
+#: invisible format character (a zero-width space...): "SPY " or "SPY\u200b" would be another
+#: key than "SPY", never deduplicated against it and missed by every query on "SPY"
+_BAD_KEY = r"^$|^[\s\p{Z}]|[\s\p{Z}]$|[\p{Cc}\p{Cf}]"
+
+
+def check_keys(spec: ArchiveSpec, table: pa.Table) -> None:
+    """Refuse an empty, whitespace-padded or invisible-character value in a string column of
+    the dedup key, naming the column, the first row and the value."""
+    if table.num_rows == 0:
+        return
+    for k in spec.dedup_key:
+        col = table[k]
+        if not pa.types.is_string(col.type):
+            continue
+        values = pc.unique(col)  # a day repeats a few hundred symbols millions of times
+        bad = values.filter(pc.fill_null(pc.match_substring_regex(values, _BAD_KEY), False))
+        if len(bad):
+            row = _first_true(pc.is_in(col, value_set=bad))
+            raise ArchiveValidationError(
+                f"{spec.name}: key column {k!r} has value {col[row].as_py()!r} at row {row}: empty, "
+                "padded with whitespace or holding invisible characters; the batch is refused and "
+                "nothing stored changed"
             )
 
 
@@ -240,7 +284,11 @@ def dedup_and_sort(spec: ArchiveSpec, table: pa.Table) -> pa.Table:
     same = np.ones(n - 1, dtype=bool)
     for k in spec.dedup_key:
         col = ordered[k]
-        same &= pc.fill_null(pc.equal(col.slice(0, n - 1), col.slice(1)), False).to_numpy(zero_copy_only=False)
+        a, b = col.slice(0, n - 1), col.slice(1)
+        eq = pc.fill_null(pc.equal(a, b), False)
+        if col.null_count:  # a NULL key part equals a NULL (as in the store's replacement and
+            eq = pc.or_(eq, pc.and_(pc.is_null(a), pc.is_null(b)))  # in dedup_last_wins)
+        same &= eq.to_numpy(zero_copy_only=False)
     last[:-1] = ~same
     return ordered if last.all() else ordered.filter(pa.array(last))
 
@@ -248,8 +296,9 @@ def dedup_and_sort(spec: ArchiveSpec, table: pa.Table) -> pa.Table:
 def validate_batch(spec: ArchiveSpec, day: date, table: Any, kind: str) -> pa.Table:
     """Run every check; return the batch canonical, deduplicated (last row wins) and sorted."""
     validate_day(spec, day)
-    t = conform_schema(spec, to_arrow_table(table))
+    t = conform_schema(spec, to_arrow_table(table, spec.name))
     check_nulls(spec, t)
+    check_keys(spec, t)
     check_market_day(spec, t, day)
     check_et_offset(spec, t, day)
     check_source(spec, t, kind)

@@ -11,10 +11,34 @@ from archive_platform.sources.base import MarketSource
 from archive_platform.sources.registry import VENDORS, source_class
 
 
+HIDDEN = "'***'"
+
+
+def hide_secrets(pairs, secret_fields: tuple[str, ...]):
+    """``__repr_args__`` pairs with the value of every set secret field replaced: in a run the
+    resources hold the resolved ``dg.EnvVar`` values, and ``repr()`` (a log line, a traceback,
+    ``context.log.info(resource)``) must never show them. An unresolved ``EnvVar`` shows its
+    variable's name, which is no secret."""
+    for name, value in pairs:
+        if name in secret_fields and value and not isinstance(value, dg.EnvVar):
+            value = _Hidden()
+        yield name, value
+
+
+class _Hidden:
+    def __repr__(self) -> str:
+        return HIDDEN
+
+
 class VendorResource(dg.ConfigurableResource):
     """One vendor's connection settings; ``client()`` builds its ``MarketSource``."""
 
     vendor: ClassVar[str] = ""
+    #: fields holding a secret (resolved from ``dg.EnvVar`` in a run): hidden from ``repr()``
+    secret_fields: ClassVar[tuple[str, ...]] = ("api_key",)
+
+    def __repr_args__(self):
+        return hide_secrets(super().__repr_args__(), self.secret_fields)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> VendorResource:
