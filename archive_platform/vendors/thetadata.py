@@ -60,7 +60,10 @@ DEFAULT_BASE_URLS = {"v3": "http://127.0.0.1:25503", "v2": "http://127.0.0.1:255
 APIS = tuple(DEFAULT_BASE_URLS)
 NO_DATA = 472
 # 570 LARGE_REQUEST is not retried: the same request would be refused again. It is narrowed.
-RETRY_STATUSES = frozenset({429, 470, 474, 571})
+# 477 NO_PAGE_FOUND is retried: a v2 next_page the terminal has not produced yet answers 477 too
+# ("a page that was discarded or that does not exist yet",
+# https://http-docs.thetadata.us/Articles/Performance-And-Tuning/Pagination.html).
+RETRY_STATUSES = frozenset({429, 470, 474, 477, 571})
 LARGE_REQUEST = 570
 IVL_15M = 900_000
 # Status meanings from the "Error-Codes" pages (v2 and v3 share them), with what to do about each.
@@ -74,7 +77,7 @@ STATUS_MEANINGS = {
     475: "TERMINAL_PARSE: the terminal could not parse the request",
     476: "WRONG_IP: requests arrived under two host strings; keep one host string "
     "(e.g. always 127.0.0.1, never also localhost) for the whole session",
-    477: "NO_PAGE_FOUND: a next_page expired before it was fetched",
+    477: "NO_PAGE_FOUND: a next_page that does not exist (yet) or expired before it was fetched",
     478: "INVALID_SESSION_ID: is more than one terminal running?",
     570: "LARGE_REQUEST: the request is too large; narrow it",
     571: "SERVER_STARTING: ThetaData's servers are starting",
@@ -155,20 +158,34 @@ class ThetaDataSource(ThetaDataVix, MarketSource):
                    endpoint=exc.endpoint or endpoint, status=exc.status, refused=exc.refused)
 
     def _pages(self, path: str, params: dict) -> Iterator[tuple[list[str], list, str]]:
-        """v2: every page of one request, following ``header.next_page`` at once (pages expire)."""
-        target: str | None = path
-        first = True
-        while target is not None:
-            endpoint = path if first else f"{path} (next_page {target})"
-            try:
-                payload = self.http.get_json(target, params if first else None)
-            except VendorError as exc:
-                raise self._explain(exc, endpoint) from exc
-            if payload is None:  # 472 NO_DATA
+        """v2: every page of one request, following ``header.next_page`` at once (pages expire).
+
+        The pages are gathered before any is handed on: a next_page still missing after the
+        retries (477: discarded once older than the terminal's HTTP_PAGE_EXPIRE,
+        https://http-docs.thetadata.us/Articles/Performance-And-Tuning/Pagination.html) restarts
+        the request from its first page once, so no page is lost and none is counted twice."""
+        for attempt in (1, 2):
+            pages: list[tuple[list[str], list, str]] = []
+            target: str | None = path
+            while target is not None:
+                first = not pages
+                endpoint = path if first else f"{path} (next_page {target})"
+                try:
+                    payload = self.http.get_json(target, params if first else None)
+                except VendorError as exc:
+                    if exc.status == 477 and not first and attempt == 1:
+                        log.warning("thetadata: %s: a next_page expired (477) after %d page(s); "
+                                    "asking for the whole answer again", path, len(pages))
+                        break
+                    raise self._explain(exc, endpoint) from exc
+                if payload is None:  # 472 NO_DATA
+                    target = None
+                    break
+                fmt, response, target = parse_envelope(payload, endpoint)
+                pages.append((fmt, response, endpoint))
+            if target is None:
+                yield from pages
                 return
-            fmt, response, target = parse_envelope(payload, endpoint)
-            first = False
-            yield fmt, response, endpoint
 
     def _csv(self, path: str, params: dict) -> tuple[list[dict], str]:
         """v3: the rows of one CSV answer (``[]`` for 472 NO_DATA) and the endpoint asked."""
@@ -215,12 +232,16 @@ class ThetaDataSource(ThetaDataVix, MarketSource):
             raise ValueError(f"snapshot times in the future (now {now.isoformat()}): cannot fetch them yet")
         rows: list[dict] = []
         for symbol in symbols:
+            found: list[dict] = []
             for t in live:
-                rows += self._live_rows(symbol, t)
+                found += self._live_rows(symbol, t)
             if past:
-                rows += self._history_rows(day, symbol, past)
-        if symbols and snapshot_times and not rows:
-            raise EmptySession(f"thetadata returned no option data for {', '.join(symbols)} on {day}")
+                found += self._history_rows(day, symbol, past)
+            if snapshot_times and not found:
+                # per symbol: 472 NO_DATA for one underlying of several must not store a day
+                # without it as if complete
+                raise EmptySession(f"thetadata returned no option data for {symbol} on {day}")
+            rows += found
         return pa.Table.from_pylist(rows, schema=OPTIONS_SCHEMA)
 
     def _every_expiration(self, path: str, symbol: str, day: date) -> dict[Key, list[tuple[datetime | None, dict]]]:
@@ -228,7 +249,11 @@ class ThetaDataSource(ThetaDataVix, MarketSource):
         one request per expiration when the terminal answers 570 LARGE_REQUEST (a busy chain
         such as SPX)."""
         try:
-            return self._bulk(path, self._chain_params(symbol, None))
+            everything = self._bulk(path, self._chain_params(symbol, None))
+            # the same expirations as the narrowed path and the history (max_dte): which
+            # contracts a snapshot holds must not depend on whether the terminal answered 570
+            last = None if self.max_dte is None else day + timedelta(days=self.max_dte)
+            return {k: v for k, v in everything.items() if last is None or k[0] <= last}
         except RequestTooLarge as exc:
             exps = self._expirations(symbol, day)
             log.warning("thetadata: %s over every expiration of %s is too large (570); narrowing "
@@ -318,20 +343,31 @@ class ThetaDataSource(ThetaDataVix, MarketSource):
     # -- stocks_1m -------------------------------------------------------------------------
     def fetch_stocks_1m(self, day: date, symbols: Sequence[str]) -> pa.Table:
         """Regular-session one-minute bars of ``day``: one row per symbol per minute."""
-        d = int(f"{day:%Y%m%d}")
         rows: list[dict] = []
         for symbol in [normalise_us_ticker(s) for s in symbols]:
-            if self.api == "v3":
-                bars, endpoint = self._csv(v3.STOCK_OHLC, {"symbol": symbol, "date": d, "interval": "1m"})
-                bars = [v3.decode_row(b, endpoint, line) for line, b in enumerate(bars, start=2)]
-                rows += normalise_stock_bars(symbol, bars, day, endpoint)
-                continue
-            params = {"root": symbol, "start_date": d, "end_date": d, "ivl": 60_000}
-            for fmt, response, endpoint in self._pages("/v2/hist/stock/ohlc", params):
-                rows += normalise_stock_bars(symbol, list(iter_rows(fmt, response, endpoint)), day, endpoint)
-        if symbols and not rows:
-            raise EmptySession(f"thetadata returned no one-minute bars for {', '.join(symbols)} on {day}")
+            before = len(rows)
+            self._stock_rows(symbol, day, rows)
+            if len(rows) == before:
+                # per symbol: 472 NO_DATA for one symbol of several must not store a day
+                # without it as if complete
+                raise EmptySession(f"thetadata returned no one-minute bars for {symbol} on {day}")
         return pa.Table.from_pylist(rows, schema=STOCKS_1M_SCHEMA)
+
+    def _stock_rows(self, symbol: str, day: date, rows: list[dict]) -> None:
+        """Append the regular-session one-minute bars of ``symbol`` on ``day`` to ``rows``."""
+        d = int(f"{day:%Y%m%d}")
+        if self.api == "v3":
+            # venue: the v3 default is nqb (Nasdaq Basic: one venue's trades, not the whole
+            # market); utp_cta is the merged UTP & CTA tape, the consolidated SIP bars v2 gives
+            # (https://docs.thetadata.us/operations/stock_history_ohlc.html)
+            bars, endpoint = self._csv(v3.STOCK_OHLC, {"symbol": symbol, "date": d, "interval": "1m",
+                                                       "venue": v3.STOCK_VENUE})
+            bars = [v3.decode_row(b, endpoint, line) for line, b in enumerate(bars, start=2)]
+            rows += normalise_stock_bars(symbol, bars, day, endpoint)
+            return
+        params = {"root": symbol, "start_date": d, "end_date": d, "ivl": 60_000}
+        for fmt, response, endpoint in self._pages("/v2/hist/stock/ohlc", params):
+            rows += normalise_stock_bars(symbol, list(iter_rows(fmt, response, endpoint)), day, endpoint)
 
     def close(self) -> None:
         self.http.close()

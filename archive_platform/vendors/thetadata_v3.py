@@ -28,7 +28,9 @@ Status codes are v2's (472 NO_DATA is an empty answer, see ``thetadata.py``). En
 ``/v3/option/history/open_interest``           as the snapshot (reported ~06:30 ET)
 ``/v3/option/list/expirations``                symbol, expiration
 ``/v3/stock/history/ohlc``                     timestamp, open, high, low, close, volume, count,
-                                               vwap (of the session so far, not of the bar)
+                                               vwap (of the session so far, not of the bar);
+                                               asked with ``venue=utp_cta`` (the default ``nqb``
+                                               is Nasdaq Basic only)
 ``/v3/index/history/price``                    timestamp, price (the price AT the timestamp)
 =============================================  ================================================
 """
@@ -57,6 +59,9 @@ OI_HISTORY = "/v3/option/history/open_interest"
 EXPIRATIONS = "/v3/option/list/expirations"
 STOCK_OHLC = "/v3/stock/history/ohlc"
 INDEX_PRICE = "/v3/index/history/price"
+#: the stock endpoints' ``venue``: ``utp_cta`` (merged UTP & CTA, the consolidated tape), not the
+#: documented default ``nqb`` (Nasdaq Basic only), https://docs.thetadata.us/operations/stock_history_ohlc.html
+STOCK_VENUE = "utp_cta"
 _QUOTE = ("timestamp", *CONTRACT, "bid", "ask")
 _GREEKS = ("timestamp", *CONTRACT, "delta", "theta", "vega", "gamma", "implied_vol", "underlying_price")
 _OI = (*CONTRACT, "open_interest")

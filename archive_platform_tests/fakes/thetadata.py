@@ -3,7 +3,10 @@
 Answers are registered per path and query subset; anything not registered answers 472
 NO_DATA, as the terminal does; ``too_large`` makes matching requests answer 570 LARGE_REQUEST. With ``page_size`` set, responses are split into pages linked by
 ``header.next_page`` full URLs under ``/v2/page/<id>`` (ids neither consecutive nor per
-request, like the terminal's), and an unknown page answers 477.
+request, like the terminal's), and an unknown page answers 477. ``pages_not_ready(n)`` makes the
+next n page requests answer 477 without using the page up: the terminal answers 477 for "a page
+that was discarded or that does not exist yet"
+(https://http-docs.thetadata.us/Articles/Performance-And-Tuning/Pagination.html).
 
 Column lists follow (vendor's API documentation); the all_greeks list is a plausible guess (UNVERIFIED there),
 which the client must tolerate by reading columns by name.
@@ -57,6 +60,7 @@ class FakeThetaTerminal:
         self._pages: dict[str, tuple[list[str], list, str | None]] = {}
         self._ids = itertools.count(7001, 13)
         self._too_large: dict[str, list[dict[str, str]]] = {}
+        self._not_ready = 0
         server.route(r"/v2/page/(\d+)", self._page)
         server.route(r"/v2/.*", lambda req: self._answer(req.path, req))
 
@@ -71,6 +75,10 @@ class FakeThetaTerminal:
     def too_large(self, path: str, **query: Any) -> None:
         """Answer GET ``path`` whose query contains ``query`` with 570 LARGE_REQUEST."""
         self._too_large.setdefault(path, []).append({k: str(v) for k, v in query.items()})
+
+    def pages_not_ready(self, n: int = 1) -> None:
+        """The next ``n`` page requests answer 477 (the page does not exist yet); the page stays."""
+        self._not_ready += n
 
     # -- serving --------------------------------------------------------------------------
     def _answer(self, path: str, req: FakeRequest):
@@ -96,6 +104,9 @@ class FakeThetaTerminal:
         return f"{self.server.url}/v2/page/{page_id}"
 
     def _page(self, req: FakeRequest):
+        if self._not_ready:
+            self._not_ready -= 1
+            return 477, {}, "No page found."
         page = self._pages.pop(req.match.group(1), None)  # pages are single use
         if page is None:
             return 477, {}, "No page found."

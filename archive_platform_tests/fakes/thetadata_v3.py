@@ -14,6 +14,11 @@ reordered columns). Like the terminal: no registered rows -> 472 NO_DATA; a path
 implement -> 404 NO_IMPL; a missing or malformed parameter (v2 names such as ``root``/``exp``/
 ``ivl`` included) -> 473 INVALID_PARAMS naming it; ``too_large`` -> 570; ``queue_full(n)`` ->
 the next n requests 429 (the terminal's request queue overflowed). Only ``format=csv`` is served.
+
+Stock history endpoints take ``venue`` (``nqb`` = Nasdaq Basic, ``utp_cta`` = merged UTP & CTA,
+i.e. the consolidated SIP tape), default ``nqb``
+(https://docs.thetadata.us/operations/stock_history_ohlc.html): a request without ``venue`` is
+matched as ``venue=nqb``, so answers registered with ``venue=...`` tell the two feeds apart.
 """
 
 from __future__ import annotations
@@ -55,6 +60,10 @@ ENDPOINTS: dict[str, tuple[list[str], tuple[str, ...], bool, bool]] = {
 INTERVALS = {"tick", "10ms", "100ms", "500ms", "1s", "5s", "10s", "15s", "30s", "1m", "5m", "10m",
              "15m", "30m", "1h"}
 V2_PARAMS = {"root", "exp", "ivl", "use_csv", "pretty_time", "rth"}
+#: the stock endpoints' ``venue`` values and the documented default
+VENUES = {"nqb", "utp_cta"}
+DEFAULT_VENUE = "nqb"
+VENUE_PATHS = {"/v3/stock/history/ohlc"}
 _DATE = re.compile(r"\d{8}|\d{4}-\d{2}-\d{2}")
 _STRIKE = re.compile(r"\*|\d+(\.\d+)?")
 
@@ -114,8 +123,11 @@ class FakeThetaTerminalV3:
         for query in self._too_large.get(req.path, []):
             if all(req.query.get(k) == v for k, v in query.items()):
                 return 570, {}, "The request is too large; please narrow it."
+        q = dict(req.query)
+        if req.path in VENUE_PATHS:
+            q.setdefault("venue", DEFAULT_VENUE)  # the terminal's default feed
         for query, cols, rows in self._answers.get(req.path, []):
-            if all(req.query.get(k) == v for k, v in query.items()) and rows:
+            if all(q.get(k) == v for k, v in query.items()) and rows:
                 return 200, {"Content-Type": "text/csv"}, _csv(cols, rows, req.query.get("symbol", ""))
         return 472, {}, "No data found for your request."
 
@@ -142,6 +154,8 @@ def _invalid(req: FakeRequest) -> str | None:
         return f"strike {q['strike']!r} is not dollars or *"
     if q.get("right", "both") not in ("call", "put", "both"):
         return f"right {q['right']!r} is not call, put or both"
+    if "venue" in q and (req.path not in VENUE_PATHS or q["venue"] not in VENUES):
+        return f"venue {q['venue']!r} is not one of {sorted(VENUES)} (stock endpoints only)"
     if q.get("format", "csv") != "csv":
         return f"this fake serves format=csv only, not {q['format']!r}"
     return None
