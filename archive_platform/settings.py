@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -163,11 +163,6 @@ def check_source_vars(env: Mapping[str, str]) -> None:
             f"it would be ignored; the source variables are: {', '.join(sorted(known))}")
 
 
-def hide_userinfo(url: str) -> str:
-    """``url`` with its ``user:password@`` part (if any) shown as ``***@``."""
-    return re.sub(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^@/?#]*@", r"\1***@", url)
-
-
 def _key_var(var: str) -> str:
     """The key variable of the vendor whose setting ``var`` is (for messages)."""
     for info in VENDORS.values():
@@ -234,18 +229,6 @@ class Settings:
     #: where each kind's lake lives (catalog, S3 data path) when not the local default; secrets
     #: left out (``lake_config(kind)`` adds them where a lake is opened)
     lakes: Mapping[str, "LakeConfig"] = field(default_factory=dict)
-
-    def __repr__(self) -> str:
-        """The dataclass repr, except that ``REDIS_URL``'s password (``redis://:pw@host``, in
-        ``crypto``) is not shown: a repr lands in logs and tracebacks."""
-        parts = []
-        for f in fields(self):
-            text = repr(getattr(self, f.name))
-            url = getattr(self.crypto, "redis_url", None) if f.name == "crypto" else None
-            if url:
-                text = text.replace(repr(url), repr(hide_userinfo(url)))
-            parts.append(f"{f.name}={text}")
-        return f"{type(self).__name__}({', '.join(parts)})"
 
     def path(self, var: str) -> Path:
         return Path(self.paths[var])

@@ -77,6 +77,12 @@ def _bad_batches(good: pa.Table) -> dict[str, tuple[pa.Table, str]]:
         "NaN close": (
             _set(good, "close", pa.array([float("nan")] + good["close"].to_pylist()[1:])),
             r"^stocks_1m: column 'close' has value nan at row 0, breaking the rule 'close is finite'"),
+        "negative open": (  # low >= 0 held, and "low <= open" is only a soft rule
+            _set(good, "open", pa.array(good["open"].to_pylist()[:1] + [-1.5] + good["open"].to_pylist()[2:])),
+            r"^stocks_1m: column 'open' has value -1.5 at row 1, breaking the rule 'open >= 0'"),
+        "negative trade count": (
+            _set(good, "trade_count", pa.array([-1] + good["trade_count"].to_pylist()[1:], pa.int64())),
+            r"^stocks_1m: column 'trade_count' has value -1 at row 0, breaking the rule 'trade_count >= 0'"),
         "null symbol": (
             _set(good, "symbol", pa.array(good["symbol"].to_pylist()[:-1] + [None], pa.string())),
             rf"^stocks_1m: column 'symbol' is not nullable but row {n - 1} is null"),
@@ -292,7 +298,7 @@ def test_settings_repr_hides_the_redis_password(tmp_path):
     """Settings held REDIS_URL (crypto capture) whole: repr(settings) showed its password."""
     s = Settings.from_env(_env(tmp_path, REDIS_URL=f"redis://:{SECRET}@redis:6379/0"))
     assert s.crypto.redis_url == f"redis://:{SECRET}@redis:6379/0"  # the publisher still gets it
-    for text in (repr(s), str(s)):
+    for text in (repr(s), str(s), repr(s.crypto)):
         assert SECRET not in text and "redis_url='redis://***@redis:6379/0'" in text
 
 

@@ -7,8 +7,9 @@ raises ``SettingsError`` naming the setting on bad input, before anything connec
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -41,7 +42,15 @@ class CaptureSettings:
     hyperliquid_ping_seconds: float = 50.0
     backoff_initial: float = 0.5
     backoff_max: float = 60.0
-    redis_url: str | None = None
+    redis_url: str | None = None  # may hold a password: repr() shows it as redis://***@host
+
+    def __repr__(self) -> str:
+        """The dataclass repr with ``redis_url``'s ``user:password@`` shown as ``***@``: a repr
+        lands in logs and tracebacks (``Settings`` holds these settings as ``crypto``)."""
+        shown = {f.name: getattr(self, f.name) for f in fields(self)}
+        if shown["redis_url"]:
+            shown["redis_url"] = re.sub(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^@/?#]*@", r"\1***@", shown["redis_url"])
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in shown.items())})"
 
     def for_exchanges(self, exchanges: tuple[str, ...]) -> CaptureSettings:
         """Keep only symbols of the given exchanges (the CLI's ``--exchange``)."""

@@ -61,6 +61,12 @@ DATASET = Dataset(
              (pl.col("low") <= pl.min_horizontal("open", "close"))
              & (pl.max_horizontal("open", "close") <= pl.col("high"))),
         Rule("low >= 0", "low", pl.col("low") >= 0, hard=True),
+        # "low <= open, close" is soft (vendors' condition codes can put them outside), so a
+        # negative open or close needs its own hard rule: no price of a share is below zero
+        Rule("open >= 0", "open", nonneg("open"), hard=True),
+        Rule("close >= 0", "close", nonneg("close"), hard=True),
+        Rule("vwap >= 0", "vwap", nonneg("vwap"), hard=True),
+        Rule("trade_count >= 0", "trade_count", nonneg("trade_count"), hard=True),
         Rule("low > 0", "low", pl.col("low") > 0),
         Rule("volume >= 0", "volume", nonneg("volume"), hard=True),
         Rule("vwap within [low, high]", "vwap", pl.col("vwap").is_null()
