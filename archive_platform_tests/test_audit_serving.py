@@ -85,3 +85,25 @@ def test_a_first_write_while_connect_runs_leaves_the_dataset_queryable(tmp_path,
     finally:
         con.close()
         store.close()
+
+
+def test_a_dataset_first_written_after_connect_shows_its_rows_in_that_connection(tmp_path):
+    """connect() gave a dataset without a lake table an empty stand-in, which never showed the
+    rows of its first write made while the connection was open. The store now gives every
+    dataset its table before its first write, so a reader follows each one from then on."""
+    from archive_platform.store import ArchiveStore
+    from archive_platform_tests.store_helpers import FULL_DAY, make_table, options_snapshot
+
+    store = ArchiveStore(tmp_path / "root", kind="sim")
+    store.append_snapshot("options", FULL_DAY, options_snapshot(FULL_DAY, 0))
+    con = archive_platform.connect(root=tmp_path / "root")
+    try:
+        assert con.execute("SELECT count(*) FROM gex").fetchone() == (0,)
+        store.write_day("gex", FULL_DAY, make_table("gex", FULL_DAY, 3))  # gex's first write
+        assert con.execute("SELECT count(*), min(date) FROM gex").fetchone() == (3, FULL_DAY)
+        # the tables of datasets never written are empty and typed, like the stand-ins were
+        assert con.execute("SELECT count(*) FROM crypto_trades").fetchone() == (0,)
+        assert "date" in [r[0] for r in con.execute("DESCRIBE crypto_trades").fetchall()]
+    finally:
+        con.close()
+        store.close()

@@ -112,31 +112,44 @@ class Lake:
     # -- tables ----------------------------------------------------------------------------
     def ensure_table(self, td: TableDef) -> None:
         """Create the table (partitioned by ``date``) or add columns the schema gained."""
-        if td.name in self._known:
+        self.ensure_tables([td])
+
+    def ensure_tables(self, tds: Iterable[TableDef]) -> None:
+        """Create each table (partitioned by ``date``) or add the columns its schema gained, all
+        in one transaction (the store calls this before its first write, so every dataset has
+        its table before any reader lists them; 17 tables one by one cost ~0.9 s, together
+        a fraction of that)."""
+        todo = [td for td in tds if td.name not in self._known]
+        if not todo:
             return
         with self._mutex:
             def body(con: duckdb.DuckDBPyConnection) -> None:
-                empty = td.schema.empty_table()
-                con.register("__empty", empty)
-                try:
-                    have = {r[0] for r in con.execute(
-                        "SELECT column_name FROM information_schema.columns "
-                        "WHERE table_catalog = ? AND table_name = ?", [ALIAS, td.name]).fetchall()}
-                    name = f"{ALIAS}.{ident(td.name)}"
-                    if not have:
-                        con.execute(f"CREATE TABLE {name} AS SELECT *, CAST(NULL AS DATE) AS date "
-                                    "FROM __empty WITH NO DATA")
-                        con.execute(f"ALTER TABLE {name} SET PARTITIONED BY (date)")
-                        return
-                    types = dict(con.execute("SELECT column_name, column_type FROM "
-                                             "(DESCRIBE SELECT * FROM __empty)").fetchall())
-                    for col in td.schema.names:
-                        if col not in have:
-                            con.execute(f"ALTER TABLE {name} ADD COLUMN {ident(col)} {types[col]}")
-                finally:
-                    con.unregister("__empty")
+                have: dict[str, set[str]] = {}
+                for table, column in con.execute(
+                        "SELECT table_name, column_name FROM information_schema.columns "
+                        "WHERE table_catalog = ?", [ALIAS]).fetchall():
+                    have.setdefault(table, set()).add(column)
+                for td in todo:
+                    cols = have.get(td.name, set())
+                    if set(td.schema.names) <= cols:
+                        continue
+                    con.register("__empty", td.schema.empty_table())
+                    try:
+                        name = f"{ALIAS}.{ident(td.name)}"
+                        if not cols:
+                            con.execute(f"CREATE TABLE {name} AS SELECT *, CAST(NULL AS DATE) AS date "
+                                        "FROM __empty WITH NO DATA")
+                            con.execute(f"ALTER TABLE {name} SET PARTITIONED BY (date)")
+                            continue
+                        types = dict(con.execute("SELECT column_name, column_type FROM "
+                                                 "(DESCRIBE SELECT * FROM __empty)").fetchall())
+                        for col in td.schema.names:
+                            if col not in cols:
+                                con.execute(f"ALTER TABLE {name} ADD COLUMN {ident(col)} {types[col]}")
+                    finally:
+                        con.unregister("__empty")
             self._transaction(body)
-            self._known.add(td.name)
+            self._known.update(td.name for td in todo)
 
     def tables(self) -> list[str]:
         with self._mutex:

@@ -26,7 +26,7 @@ from archive_platform.lake import publish
 from archive_platform.lake.publish import PublishFailed
 from archive_platform.lake.catalog import LakeLocation
 from archive_platform.lake.remote import LakeConfig
-from archive_platform.schemas import ArchiveSpec, ArchiveType, spec_for
+from archive_platform.schemas import SPECS, ArchiveSpec, ArchiveType, spec_for
 from archive_platform.store import layout
 from archive_platform.store.errors import (
     ArchiveKindError,
@@ -108,6 +108,16 @@ class ArchiveStore:
 
     def __repr__(self) -> str:
         return f"ArchiveStore({str(self.root)!r}, kind={self.kind!r})"
+
+    def _writing_lake(self) -> Lake:
+        """The lake, with a table for every dataset: a reader's ``connect()`` makes a view of
+        each table it finds and an empty stand-in for each dataset it does not, and a stand-in
+        never shows rows written after it was made. Created here, before the first write of
+        this process (one catalog query once they exist), each dataset is a table readers
+        follow from the archive's first write on."""
+        lake = self.lake
+        lake.ensure_tables(table_def(s) for s in SPECS.values())
+        return lake
 
     @property
     def lake(self) -> Lake:
@@ -221,7 +231,7 @@ class ArchiveStore:
                 raise EmptyReplacementRefused(
                     f"{spec.name} {day.isoformat()}: refusing to replace {before} stored rows "
                     f"with an empty result ({why}); nothing was changed", stored_rows=before)
-        w = self._guard(spec, day, "write_day", lambda: self._marked(lambda: self.lake.write_day(td, day, batch)))
+        w = self._guard(spec, day, "write_day", lambda: self._marked(lambda: self._writing_lake().write_day(td, day, batch)))
         return WriteResult(spec.type, day, w.path or self.daily_path(spec, day), w.rows_written,
                            w.rows_written, w.bytes_written, rows_replaced=before)
 
@@ -235,7 +245,7 @@ class ArchiveStore:
         if batch.num_rows == 0:
             return WriteResult(spec.type, day, folder, 0, None, 0, skipped=True)
         td = table_def(spec)
-        w = self._guard(spec, day, "append", lambda: self._marked(lambda: self.lake.append(td, day, batch)))
+        w = self._guard(spec, day, "append", lambda: self._marked(lambda: self._writing_lake().append(td, day, batch)))
         return WriteResult(spec.type, day, folder, w.rows_written, None, w.bytes_written, w.skipped)
 
     def compact_day(self, archive_type: str | ArchiveType, day: date) -> WriteResult:
@@ -245,7 +255,7 @@ class ArchiveStore:
         td = table_def(spec)
         if not self._readable():
             return WriteResult(spec.type, day, self.daily_path(spec, day), 0, 0, 0, skipped=True)
-        w = self._guard(spec, day, "compact_day", lambda: self.lake.compact_day(td, day))
+        w = self._guard(spec, day, "compact_day", lambda: self._writing_lake().compact_day(td, day))
         return WriteResult(spec.type, day, w.path or self.daily_path(spec, day), w.rows_written,
                            w.rows_written, w.bytes_written, w.skipped)
 
