@@ -2,9 +2,11 @@
 
 Facts used (vendor's API documentation): OnDemand ``getEquityOptionsOverviewHistory`` (paid, one symbol
 a call, ``apikey`` query param) gives daily ``weightedImpliedVolatility`` and
-``impliedVolatilityRank1y``; the IV-percentile field name and the JSON envelope
-(``{"status": {"code", "message"}, "results": [...]}``, the usual OnDemand shape) are
-UNVERIFIED, so the percentile is optional and both IV units are documented assumptions below.
+``impliedVolatilityRank1y``, in OnDemand's JSON envelope ``{"status": {"code", "message"},
+"results": [...]}`` (https://www.barchart.com/ondemand/api/getChart shows it), whose
+``status.code`` can report a failure with HTTP 200 (429/5xx retried, ``_get_envelope``); the
+IV-percentile field name is UNVERIFIED, so the percentile is optional, and both IV units are
+documented assumptions below.
 Without a key, the website's "IV Rank and IV Percentile" CSV downloads are read from
 ``csv_dir``: names contain ``iv-rank-and-iv-percentile`` and the ``MM-DD-YYYY`` download date;
 columns ``Symbol``, ``Imp Vol``, ``IV Rank``, ``IV Pctl``; values like ``"45.00%"``/``"+0.39%"``;
@@ -21,7 +23,9 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import re
+import time
 from collections.abc import Mapping, Sequence
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -29,6 +33,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pyarrow as pa
+from tenacity import wait_exponential_jitter
 
 from archive_platform.calendar import et_offset_minutes, is_trading_day, session
 from archive_platform.schemas import ArchiveType
@@ -44,8 +49,12 @@ from archive_platform.vendors.payload import (
     table_from_rows,
     validate_table,
 )
+from archive_platform.vendors.redact import truncate
 
+log = logging.getLogger(__name__)
 NAME = "barchart"
+#: backoff between re-asks after a 429/5xx ``status.code`` in an HTTP 200 answer (seconds)
+ENVELOPE_BACKOFF, ENVELOPE_BACKOFF_MAX = 0.5, 30.0
 KEY_ENV_VAR = "BARCHART_API_KEY"
 HISTORY_PATH = "/getEquityOptionsOverviewHistory.json"
 FIELDS = "weightedImpliedVolatility,impliedVolatilityRank1y,impliedVolatilityPercentile1y"
@@ -54,6 +63,13 @@ _FILE_DATE = re.compile(r"(\d{2})-(\d{2})-(\d{4})")
 _FOOTER = re.compile(r"Downloaded from Barchart\.com as of (\d{2}-\d{2}-\d{4} \d{1,2}:\d{2}\s*[ap]m)", re.I)
 CHICAGO = ZoneInfo("America/Chicago")  # the footer says CDT/CST: Barchart is in Chicago
 _EMPTY_CELLS = {"", "N/A", "NA", "-", "--", "unch"}
+
+
+class _RetryState:
+    """The one field of tenacity's ``RetryCallState`` its wait strategies read."""
+
+    def __init__(self, attempt_number: int) -> None:
+        self.attempt_number = attempt_number
 
 
 class BarchartFileMissing(SourceError):
@@ -258,17 +274,50 @@ class BarchartSource(MarketSource):
             # two weeks back covers the previous session across holidays for morning snapshots
             params = {"symbol": sym, "fields": FIELDS, "startDate": (day - timedelta(days=14)).isoformat(),
                       "endDate": day.isoformat()}
-            payload = self.http.get_json(HISTORY_PATH, params)
-            reader = PayloadReader(NAME, self.http.endpoint(HISTORY_PATH, params), self.http.redact)
-            status = payload.get("status") if isinstance(payload, Mapping) else None
-            code = status.get("code") if isinstance(status, Mapping) else None
-            if code not in (200, 204):
-                raise reader.fail(None, payload, f"field 'status.code' is {code!r}, expected 200")
+            payload, reader = self._get_envelope(params)
             values = normalise_ondemand_rows(reader.rows(payload, "results"), day, reader)
             if not values:
                 raise EmptySession(f"{NAME}: {HISTORY_PATH} returned no rows for {sym} up to {day}")
             out += select_known(values, sym, snapshot_times, HISTORY_PATH)
         return out
+
+    def _get_envelope(self, params: Mapping[str, Any]) -> tuple[Any, PayloadReader]:
+        """One OnDemand answer whose envelope says success, and its reader.
+
+        OnDemand wraps every answer in ``{"status": {"code", "message"}, "results": [...]}``
+        (https://www.barchart.com/ondemand/api/getChart shows ``"status": {"code": 200,
+        "message": "Success."}``) and can report a failure there with HTTP 200. A ``status.code``
+        of 429 or 5xx is the vendor's transient trouble: the request is asked again with the
+        HTTP client's own backoff, at most ``max_attempts`` times in all. Any other code fails
+        at once. Both errors carry Barchart's ``status.message`` (redacted).
+        """
+        assert self.http is not None
+        http = self.http
+        endpoint = http.endpoint(HISTORY_PATH, params)
+        reader = PayloadReader(NAME, endpoint, http.redact)
+        attempts = max(1, int(getattr(http, "max_attempts", 1)))
+        sleep = getattr(http, "_sleep", None) or time.sleep  # the client's (tests inject it)
+        backoff = wait_exponential_jitter(multiplier=ENVELOPE_BACKOFF, max=ENVELOPE_BACKOFF_MAX,
+                                          jitter=ENVELOPE_BACKOFF)
+        for attempt in range(1, attempts + 1):
+            payload = http.get_json(HISTORY_PATH, params)
+            status = payload.get("status") if isinstance(payload, Mapping) else None
+            code = status.get("code") if isinstance(status, Mapping) else None
+            if code in (200, 204):
+                return payload, reader
+            message = status.get("message") if isinstance(status, Mapping) else None
+            said = f" ({http.redact(truncate(str(message)))!r})" if message not in (None, "") else ""
+            transient = isinstance(code, int) and not isinstance(code, bool) and (
+                code == 429 or 500 <= code <= 599)
+            if transient and attempt < attempts:
+                wait = backoff(_RetryState(attempt))  # type: ignore[arg-type]
+                log.warning("%s GET %s: status.code %s%s in an HTTP 200 answer, attempt %d/%d; "
+                            "retrying in %.2fs", NAME, endpoint, code, said, attempt, attempts, wait)
+                sleep(wait)
+                continue
+            after = f" after {attempt} attempt(s)" if transient else " (not retried)"
+            raise reader.fail(None, payload, f"field 'status.code' is {code!r}{said}{after}, expected 200")
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _read_csv(
         self, day: date, symbols: Sequence[str], snapshot_times: Sequence[datetime]

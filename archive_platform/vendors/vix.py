@@ -214,6 +214,21 @@ class ThetaDataVix:
         return out
 
 
+def ib_history_end(session: cal.Session, instants: Sequence[datetime], now: datetime) -> datetime:
+    """``endDateTime`` of the IB one-minute history that has a value for every instant.
+
+    IB sends the bars of the ``durationStr`` going back from ``endDateTime``, each stamped with
+    its start ("the amount of time to go back from the request's given end date and time":
+    https://interactivebrokers.github.io/tws-api/historical_bars.html), so a bar starting at
+    the end is not sent. The latest instant g needs the bar ending at g (its close) and, when g
+    is the open, the bar starting at the open (its open): the history ends at the latest instant
+    but never before open + 1 minute, and never after the close (useRTH: nothing later) nor now
+    (a live snapshot at the open: the bar in progress gives its open).
+    """
+    end = min(session.close_utc, max(max(instants), session.open_utc + MINUTE))
+    return min(end, now) if now > session.open_utc else end
+
+
 class IBVix:
     """``fetch_vix`` of ``IBSource``: ``Index('VIX', 'CBOE')`` one-minute TRADES bars."""
 
@@ -222,8 +237,7 @@ class IBVix:
     def fetch_vix(self, day: date, symbols: Sequence[str], instants: Sequence[datetime]) -> pa.Table:
         def levels(session: cal.Session) -> list[Level]:
             contract = self._underlying(SYMBOL, index=True)
-            # history up to the latest instant asked for (live snapshots) or the close
-            end = min(session.close_utc, max(instants))
+            end = ib_history_end(session, instants, self._clock())
             bars = self._historical_day(contract, SYMBOL, end)
             label = f"reqHistoricalData {SYMBOL} {day}"
             for b in bars:

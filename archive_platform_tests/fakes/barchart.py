@@ -1,7 +1,9 @@
 """Fake Barchart: an OnDemand ``getEquityOptionsOverviewHistory`` route and a CSV writer.
 
 OnDemand answers ``{"status": {"code": 200, "message": "Success."}, "results": [...]}`` (the
-usual OnDemand envelope; UNVERIFIED for this API) and checks the ``apikey`` query param.
+OnDemand envelope, as https://www.barchart.com/ondemand/api/getChart shows it) and checks the
+``apikey`` query param; ``envelope_failures`` scripts failures reported in that envelope with
+HTTP 200.
 ``iv_rank_csv`` writes the website download's shape: quoted cells, percent strings, thousands
 separators and the ``Downloaded from Barchart.com as of ...`` footer row.
 """
@@ -38,6 +40,8 @@ def iv_rank_csv(rows: list[dict[str, str]], downloaded_ct: datetime | None) -> s
 class BarchartOnDemandFake:
     api_key: str
     history: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    #: (code, message) answered in the envelope, with HTTP 200, by the next requests (in order)
+    envelope_failures: list[tuple[int, str]] = field(default_factory=list)
 
     def install(self, server: FakeVendorServer) -> None:
         server.route(r"/getEquityOptionsOverviewHistory\.json", self._history)
@@ -47,6 +51,9 @@ class BarchartOnDemandFake:
             return 401, {}, {"status": {"code": 401, "message": "Unauthorized"}}
         if "symbol" not in req.query or "fields" not in req.query:
             return 400, {}, {"status": {"code": 400, "message": "symbol and fields are required"}}
+        if self.envelope_failures:
+            code, message = self.envelope_failures.pop(0)
+            return {"status": {"code": code, "message": message}, "results": []}
         sym = req.query["symbol"]
         lo, hi = req.query.get("startDate", "0000"), req.query.get("endDate", "9999")
         rows = [dict(r, symbol=sym) for r in self.history.get(sym, []) if lo <= r["date"] <= hi]

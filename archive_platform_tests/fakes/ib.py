@@ -140,6 +140,12 @@ class FakeIBGateway:
         bars, errors = self.bar_script.pop(0) if self.bar_script else ([], [])
         for code, msg in errors:
             self.emit(7, code, msg, contract)
+        if isinstance(end, datetime) and end.tzinfo is not None:
+            # as TWS: the duration goes back from endDateTime and bars are stamped with their
+            # start, so a bar starting at or after the end is not sent
+            # (https://interactivebrokers.github.io/tws-api/historical_bars.html)
+            bars = [b for b in bars if not (isinstance(b.date, datetime) and b.date.tzinfo is not None
+                                            and b.date >= end)]
         return list(bars)
 
     def fills(self, day: date) -> list[Any]:

@@ -41,10 +41,25 @@ class VendorResource(dg.ConfigurableResource):
         return hide_secrets(super().__repr_args__(), self.secret_fields)
 
     @classmethod
+    def key_needed(cls, settings: Settings) -> bool:
+        """Whether the run must have the vendor's key (``VendorInfo.key_required``; a vendor
+        that also works key-less says when its key-less input is not configured)."""
+        return VENDORS[cls.vendor].key_required
+
+    @classmethod
     def from_settings(cls, settings: Settings) -> VendorResource:
         info = VENDORS[cls.vendor]
         kwargs: dict = {}
-        if info.key_env and info.key_env in settings.secrets_set:
+        # The key is wired as dg.EnvVar whether or not the process loading the definitions
+        # has it: Dagster resolves an EnvVar when the resource is initialised in the run, from
+        # the run process's environment ("The value of the environment variable will be evaluated
+        # when a run is launched": https://docs.dagster.io/guides/build/external-resources/configuring-resources),
+        # so in a deployment where a code server loads the definitions and run workers execute
+        # them, the worker's key is what counts, and a worker without it fails at run start
+        # naming the variable. Only a vendor that also works key-less (Barchart CSV drops),
+        # configured for that and loaded without the key, gets no EnvVar: an unset EnvVar would
+        # fail every key-less run.
+        if info.key_env and (cls.key_needed(settings) or info.key_env in settings.secrets_set):
             kwargs["api_key"] = dg.EnvVar(info.key_env)  # resolved at run time, never shown
         for field, (var, kind) in info.settings.items():
             if var in settings.vendor:
