@@ -259,28 +259,52 @@ def build_archive_asset(
         now = sources.now()
         days = [date.fromisoformat(k) for k in context.partition_keys]
         tags = dict(context.run.tags)
-        outcomes = {}
+        outcomes, metas, failures = {}, {}, {}
         for i, day in enumerate(days, 1):
-            req = request_from_tags(day, tags, spec.calendar.market_date)
             try:
-                result = archive_partition(
-                    t, req, store=store, source=source, settings=sources.settings(),
-                    now=now, options_store=options_store,
-                )
-            except EmptyReplacementRefused as exc:  # issue 11 item 1: say so, keep the data
-                raise dg.Failure(description=str(exc), allow_retries=False, metadata={
-                    "refused": "an empty result would have replaced stored rows",
-                    "partition": day.isoformat(), "stored_rows": exc.stored_rows}) from exc
+                req = request_from_tags(day, tags, spec.calendar.market_date)
+                try:
+                    result = archive_partition(
+                        t, req, store=store, source=source, settings=sources.settings(),
+                        now=now, options_store=options_store,
+                    )
+                except EmptyReplacementRefused as exc:  # issue 11 item 1: say so, keep the data
+                    raise dg.Failure(description=str(exc), allow_retries=False, metadata={
+                        "refused": "an empty result would have replaced stored rows",
+                        "partition": day.isoformat(), "stored_rows": exc.stored_rows}) from exc
+            except Exception as exc:  # noqa: BLE001 - one day's failure is that day's alone
+                if len(days) == 1:
+                    raise
+                failures[day] = exc
+                context.log.error(f"[{i}/{len(days)}] {spec.name} {day} failed: {exc}")
+                continue
             table = store.read_day(t, day)  # read once: metadata and checks share it
             s = summarize_partition(store, t, day, table)
-            # each partition's materialization carries its own figures (a range run too)
-            context.add_asset_metadata(partition_metadata(s, spec), partition_key=day.isoformat())
+            metas[day] = partition_metadata(s, spec)
             outcomes[day] = _day_outcomes(t, table, day, sources, now)
             context.log.info(
                 f"[{i}/{len(days)}] {spec.name} {day} ({req.mode}): "
                 f"{getattr(result, 'rows_written', '?')} rows written, {s.rows} stored, "
                 f"{s.bytes_on_disk:,} bytes"
             )
+        if failures:
+            # a range run with failed days: the days it wrote are materialized (each with its
+            # own figures and checks), only the failed ones end up FAILED in Dagster
+            for day, meta in metas.items():
+                yield dg.AssetMaterialization(asset_key=key, partition=day.isoformat(), metadata=meta)
+            for day, per_check in outcomes.items():
+                yield from _evaluations(context, key, day, per_check, blocking_checks, first=False)
+            first_exc = next(iter(failures.values()))
+            raise dg.Failure(
+                description=f"{spec.name}: {len(failures)} of {len(days)} days failed (" + "; ".join(
+                    f"{d}: {e}" for d, e in failures.items()) + "); the others are materialized",
+                allow_retries=False,
+                metadata={"failed_partitions": ", ".join(d.isoformat() for d in failures),
+                          "materialized_partitions": ", ".join(d.isoformat() for d in metas)},
+            ) from first_exc
+        for day, meta in metas.items():
+            # each partition's materialization carries its own figures (a range run too)
+            context.add_asset_metadata(meta, partition_key=day.isoformat())
         yield dg.MaterializeResult()
         for i, (day, per_check) in enumerate(outcomes.items()):
             yield from _evaluations(context, key, day, per_check, blocking_checks, first=i == 0)

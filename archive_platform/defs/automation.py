@@ -125,29 +125,140 @@ def _window(run) -> tuple[datetime | None, datetime | None]:
             datetime.fromisoformat(until) if until else None)
 
 
-def unfetched_flow_since(instance, job_name: str, key: str) -> datetime | str | None:
-    """Where the oldest poll window of partition ``key`` starts that a failed or canceled poll
-    run left unfetched, i.e. that no later successful poll covered (``OPEN`` for a window from
-    the open); None when every failed window was fetched again."""
+#: failed poll runs that start at one window before the polls stop reaching back to it (problem
+#: of one window the vendor always refuses: every later poll reaching back would fail too)
+# 30: polls run every minute, so a vendor outage of up to about half an hour is still fetched
+# again on its own once the vendor answers; a longer one is flagged for a backfill like a
+# window the vendor always refuses (5 gave up on every outage longer than 5 minutes)
+MAX_REACH_BACK = 30
+#: after 20:00 ET, a failed window of the day is still fetched until this time: the end-of-day
+#: run (``EOD_TIME``) compacts the day, and nothing compacts it again after a late append
+LATE_RETRY_END = time(20, 10)
+
+
+def _poll_filter(job_name: str | None, key: str, statuses) -> dg.RunsFilter:
     tags = {"dagster/partition": key, TAG_MODE: "poll"}
-    failed = instance.get_run_records(dg.RunsFilter(
-        job_name=job_name, statuses=[dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED], tags=tags))
+    return dg.RunsFilter(job_name=job_name, statuses=list(statuses), tags=tags)
+
+
+def unfetched_flow_windows(instance, job_name: str | None, key: str) -> list[tuple[datetime | str, datetime | None, int]]:
+    """The poll windows of partition ``key`` that failed or canceled poll runs left unfetched
+    (no later successful poll covered them), oldest first: ``(since, until, attempts)`` with
+    ``since`` ``OPEN`` for a window from the open, ``until`` the furthest end asked for, and
+    ``attempts`` how many failed runs tried the window: a later failed run that started at or
+    before the window's start (a poll reaching back to it) is one more attempt at it; one that
+    started after it is a window of its own."""
+    failed = instance.get_run_records(_poll_filter(
+        job_name, key, [dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED]))
     if not failed:
-        return None
+        return []
     first = min(r.create_timestamp for r in failed)
     done = [_window(r.dagster_run) for r in instance.get_run_records(dg.RunsFilter(
-        job_name=job_name, statuses=[dg.DagsterRunStatus.SUCCESS], created_after=first, tags=tags))]
-    oldest: datetime | str | None = None
-    for rec in failed:
+        job_name=job_name, statuses=[dg.DagsterRunStatus.SUCCESS], created_after=first,
+        tags={"dagster/partition": key, TAG_MODE: "poll"}))]
+    clusters: list[list] = []  # [start (None: the open), end, attempts], in creation order
+    for rec in sorted(failed, key=lambda r: r.create_timestamp):
         since, until = _window(rec.dagster_run)
         covered = any((s is None or (since is not None and s <= since)) and u is not None
                       and until is not None and u >= until for s, u in done)
         if covered:
             continue
-        if since is None:
-            return OPEN
-        oldest = since if oldest is None else min(oldest, since)
-    return oldest
+        # a run that started at or before a window's start reached back to it: another attempt
+        # at that window; a run starting later is a window of its own
+        home = next((c for c in clusters if since is None or (c[0] is not None and since <= c[0])), None)
+        if home is None:
+            clusters.append([since, until, 1])
+            continue
+        home[0] = since if since is None else min(home[0], since)
+        if until is not None and (home[1] is None or until > home[1]):
+            home[1] = until
+        home[2] += 1
+    clusters.sort(key=lambda c: -1.0 if c[0] is None else c[0].timestamp())
+    return [(OPEN if c[0] is None else c[0], c[1], c[2]) for c in clusters]
+
+
+def unfetched_flow_since(instance, job_name: str | None, key: str,
+                         max_attempts: int | None = None) -> datetime | str | None:
+    """Where the oldest poll window of partition ``key`` starts that a failed or canceled poll
+    run left unfetched, i.e. that no later successful poll covered (``OPEN`` for a window from
+    the open); None when every failed window was fetched again. With ``max_attempts``, windows
+    that failed that many times are given up on (``abandoned_flow_windows`` lists them)."""
+    for since, _, attempts in unfetched_flow_windows(instance, job_name, key):
+        if max_attempts is None or attempts < max_attempts:
+            return since
+    return None
+
+
+def abandoned_flow_windows(windows, max_attempts: int = MAX_REACH_BACK):
+    """The unfetched windows the polls no longer reach back to (failed ``max_attempts`` times)."""
+    return [w for w in windows if w[2] >= max_attempts]
+
+
+def late_flow_day(now: datetime) -> str | None:
+    """The partition key of the trading day whose polling hours ended before ``now``, while
+    ``now`` is still before ``LATE_RETRY_END`` (the window in which a failed poll of that day,
+    its last one included, is still fetched again before the end-of-day compaction)."""
+    day = calendar.market_date(now)
+    if not calendar.is_trading_day(day):
+        return None
+    end = datetime.combine(day, calendar.AFTER_HOURS_CLOSE, tzinfo=calendar.ET).astimezone(calendar.UTC)
+    stop = datetime.combine(day, LATE_RETRY_END, tzinfo=calendar.ET).astimezone(calendar.UTC)
+    return day.isoformat() if end <= now < stop else None
+
+
+def late_flow_poll(now: datetime, unfetched: datetime | str | None) -> tuple[str, datetime | None, datetime] | None:
+    """(key, since, until=20:00 ET) of a poll that fetches again, after 20:00 ET and before
+    ``LATE_RETRY_END``, the day's window a failed poll left unfetched; None otherwise."""
+    key = late_flow_day(now)
+    if key is None or unfetched is None:
+        return None
+    day = calendar.market_date(now)
+    end = datetime.combine(day, calendar.AFTER_HOURS_CLOSE, tzinfo=calendar.ET).astimezone(calendar.UTC)
+    if unfetched == OPEN:
+        return key, None, end
+    if calendar.market_date(unfetched) != day or unfetched >= end:
+        return None
+    return key, unfetched, end
+
+
+_LIVE = (dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
+         dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING)
+#: metadata key of the observation that records a poll window given up on
+UNFETCHED_META = "unfetched_poll_window"
+
+
+def _flag_abandoned(context, key: str, abandoned) -> None:
+    """Keeps a window the polls gave up on visible: a warning on every tick that sees it, and
+    once per window an ``AssetObservation`` of ``uw_flow`` on the partition (the UI's event
+    list of that day; ``flow_gaps`` reads them back)."""
+    if not abandoned:
+        return
+    recorded = set(flow_gaps(context.instance, key))
+    for since, until, attempts in abandoned:
+        label = since if since == OPEN else since.isoformat()
+        end = until.isoformat() if until is not None else "?"
+        context.log.warning(f"flow alerts of {key} from {label} to {end} stay unfetched: {attempts} polls "
+                            f"of that window failed, the polls go on from the cursor without it; "
+                            f"a day run of uw_flow {key} (backfill) fetches them")
+        if (label, end) in recorded:
+            continue
+        context.instance.report_runless_asset_event(dg.AssetObservation(
+            asset_key=dg.AssetKey(spec_for(ArchiveType.UW_FLOW).name), partition=key,
+            description=f"poll window {label} .. {end} failed {attempts} times and is no longer reached back to",
+            metadata={UNFETCHED_META: f"{label}/{end}", "failed_attempts": attempts}))
+
+
+def flow_gaps(instance, key: str) -> list[tuple[str, str]]:
+    """(since, until) of each poll window of ``key`` the polls gave up on (their observations)."""
+    recs = instance.fetch_observations(dg.AssetRecordsFilter(
+        asset_key=dg.AssetKey(spec_for(ArchiveType.UW_FLOW).name), asset_partitions=[key]), limit=1000).records
+    out = []
+    for r in recs:
+        meta = r.asset_observation.metadata if r.asset_observation else {}
+        if UNFETCHED_META in meta:
+            since, _, until = meta[UNFETCHED_META].value.partition("/")
+            out.append((since, until))
+    return sorted(set(out))
 
 
 def missing_partitions(
@@ -272,23 +383,42 @@ def build_automation(
     )
     def uw_flow_poll(context: dg.SensorEvaluationContext):
         now = utcnow()
+        job_name = jobs["uw_flow"].name
         if context.cursor and parse_flow_cursor(context.cursor) is None:
             context.log.warning(f"uw_flow_poll: cursor {context.cursor!r} is not an ISO instant with a "
                                 "UTC offset; ignoring it (this poll starts at the session open)")
         poll = flow_poll(now, context.cursor)
-        if poll is None:
+        key = poll[0] if poll is not None else late_flow_day(now)
+        if key is None:
             return dg.SkipReason(f"market is {calendar.market_status(now)}")
-        unfetched = unfetched_flow_since(context.instance, jobs["uw_flow"].name, poll[0])
+        windows = unfetched_flow_windows(context.instance, job_name, key)
+        _flag_abandoned(context, key, abandoned_flow_windows(windows))
+        unfetched = next((w[0] for w in windows if w[2] < MAX_REACH_BACK), None)
+        late = False
+        if poll is None:
+            # after 20:00 ET: a failed window of the day (the last poll's too) is fetched again,
+            # until LATE_RETRY_END, i.e. before the end-of-day run compacts the day
+            poll = late_flow_poll(now, unfetched)
+            if poll is None:
+                return dg.SkipReason(f"market is {calendar.market_status(now)}; nothing of {key} left to fetch")
+            if context.instance.get_run_records(_poll_filter(job_name, key, _LIVE), limit=1):
+                return dg.SkipReason(f"a poll run of {key} is still in flight")
+            late = True
         if unfetched is not None:
-            context.log.warning(f"a failed poll left flow alerts of {poll[0]} unfetched from "
+            context.log.warning(f"a failed poll left flow alerts of {key} unfetched from "
                                 f"{unfetched if unfetched == OPEN else unfetched.isoformat()}: this poll reaches back")
-            poll = flow_poll(now, context.cursor, unfetched)
+            if not late:
+                poll = flow_poll(now, context.cursor, unfetched)
         key, since, until = poll
         tags = {TAG_MODE: "poll", TAG_UNTIL: until.isoformat()}
         if since is not None:
             tags[TAG_SINCE] = since.isoformat()
         context.update_cursor(until.isoformat())
-        return dg.RunRequest(run_key=f"flow:{until.isoformat()}", partition_key=key, tags=tags)
+        # a late retry ends at 20:00 like the failed last poll: its own run key, or the daemon
+        # would skip it as that run's duplicate
+        run_key = f"flow:{until.isoformat()}" + (f":retry:{now.replace(second=0, microsecond=0).isoformat()}"
+                                                  if late else "")
+        return dg.RunRequest(run_key=run_key, partition_key=key, tags=tags)
 
     recover_keys = [dg.AssetKey(spec_for(t).name) for t in recoverable]
 

@@ -32,7 +32,7 @@ def status_table(status: dict) -> dg.TableMetadataValue:
 def ledger_status(ctx: LedgerContext, instance, now, *, previous=None):
     """(entries, status) over the whole archive."""
     entries = ctx.entries(instance, now, previous=previous)
-    roots = {ds.name: ctx.settings.root(ctx.settings.sources.store_kind(ds)) for ds in ctx.datasets}
+    roots = {ds.name: ctx.settings.root(ctx.kind(ds)) for ds in ctx.datasets}
     beats = {ds.name: b for ds in ctx.datasets
              if (b := st.heartbeat_for(ds, roots[ds.name], now)) is not None}
     status = st.archive_status(ctx.datasets, entries, now, lookback=ctx.settings.recovery_lookback,
@@ -55,7 +55,7 @@ def build_coverage_asset(settings: Settings, datasets: Sequence[Dataset],
     )
     def coverage(context) -> dg.MaterializeResult:
         now = automation.utcnow()
-        kinds = {ds.name: settings.sources.store_kind(ds) for ds in datasets}
+        kinds = {ds.name: ctx.kind(ds) for ds in datasets}  # UTC-day datasets: crypto_kind
         entries, status = ledger_status(ctx, context.instance, now)  # reuses the stored ledger
         written = 0
         for kind in sorted(set(kinds.values())):
