@@ -7,6 +7,7 @@ from datetime import date, datetime, timedelta, timezone
 
 import math
 
+import duckdb
 import numpy as np
 import polars as pl
 import pyarrow as pa
@@ -159,7 +160,7 @@ def test_time_grid_macros_refuse_fractional_counts(sql, message):
     # finish_probability(2.5) an empty sample, trading_day_add "1.5 sessions ... outside the calendar"
     db, _, _ = _finish_inputs({})
     with TimeGrid(db) as tg:
-        with pytest.raises(Exception, match=message):
+        with pytest.raises(duckdb.InvalidInputException, match=message):  # the macro's own error()
             tg._con.sql(sql).fetchall()
 
 

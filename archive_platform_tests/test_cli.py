@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import date
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 import dagster as dg
@@ -106,7 +106,10 @@ def test_query_accepts_an_instant_with_offset_or_z():
     from archive_platform.cli.common import AwareInstant
 
     t = AwareInstant()
-    assert t.convert("2025-11-26T15:30:00-05:00", None, None) == t.convert("2025-11-26T20:30:00Z", None, None)
+    want = datetime(2025, 11, 26, 20, 30, tzinfo=timezone.utc)
+    offset, zulu = t.convert("2025-11-26T15:30:00-05:00", None, None), t.convert("2025-11-26T20:30:00Z", None, None)
+    assert offset == zulu == want  # the same instant, not merely equal to each other
+    assert offset.utcoffset() == timedelta(hours=-5) and zulu.utcoffset() == timedelta(0)
 
 
 def test_progress_bar_on_a_terminal_and_plain_lines_off_it():

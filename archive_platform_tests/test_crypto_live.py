@@ -114,13 +114,24 @@ def test_capture_service_publishes_top_of_book_each_second(redis_url, tmp_path):
     assert all((m[1]["symbol"], m[1]["bid"], m[1]["ask"]) in sent for m in msgs)
 
 
-def test_redis_outage_does_not_stop_publishing_attempts(tmp_path):
+def test_redis_outage_does_not_stop_publishing_attempts(tmp_path, caplog):
+    book = {"exchange": "binance", "symbol": "X", "event_time": T0, "bid_px": [1.0],
+            "bid_sz": [1.0], "ask_px": [2.0], "ask_sz": [1.0]}
+
     async def go():
         pub = RedisPublisher("redis://127.0.0.1:1/0")
-        pub.on_row("orderbook_l2", {"exchange": "binance", "symbol": "X", "event_time": T0, "bid_px": [1.0],
-                                    "bid_sz": [1.0], "ask_px": [2.0], "ask_sz": [1.0]})
-        await pub.publish_once(now_us=T0)
-        return pub
+        attempted = []
+        for i in range(3):  # each second's summary is tried again, not given up after a failure
+            pub.on_row("orderbook_l2", {**book, "event_time": T0 + i * 1_000_000})
+            attempted.append(await pub.publish_once(now_us=T0 + i * 1_000_000))
+            assert (pub.errors, pub.published) == (i + 1, 0)
+            assert pub.pending == [] and pub.tops == {}  # the failed batch is dropped, not piled up
+        await pub.client.aclose()
+        return pub, attempted
 
-    pub = asyncio.run(go())
-    assert pub.errors == 1 and pub.published == 0
+    with caplog.at_level("WARNING"):
+        pub, attempted = asyncio.run(go())
+    assert attempted == [1, 1, 1]  # one top-of-book message each time
+    assert pub.errors == 3 and pub.published == 0
+    failed = [r.getMessage() for r in caplog.records if "redis publish of" in r.getMessage()]
+    assert len(failed) == 3 and all(m.startswith("redis publish of 1 messages failed: ") for m in failed), failed

@@ -3,6 +3,7 @@ calendars (a 24/7 dataset declared here materializes a Saturday; an NYSE one ref
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
@@ -19,7 +20,7 @@ from archive_platform.defs import build_definitions
 from archive_platform.defs.resources import SourcesResource, source_class
 from archive_platform.settings import Settings
 from archive_platform.store import ArchiveStore
-from archive_platform.store.errors import ArchiveValidationError
+from archive_platform.store.errors import ArchiveValidationError, NotATradingDayError
 from archive_platform_tests.dagster_helpers import QUIET, sim_env
 from archive_platform_tests.store_helpers import options_snapshot
 
@@ -61,8 +62,9 @@ def test_every_setting_is_validated_and_named(value, message):
         Settings.from_env({"ARCHIVE_SIM_SEED": "x"})
     s = Settings.from_env({"ARCHIVE_RECOVERY_LOOKBACK": "20", "ARCHIVE_ROOT": "/a"})
     assert s.recovery_lookback == 20 and s.root("live") == Path("/a")
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError, match="cannot assign to field 'recovery_lookback'"):
         s.recovery_lookback = 3  # frozen
+    assert s.recovery_lookback == 20
 
 
 def test_no_module_reads_the_environment_but_settings_and_the_cli():
@@ -180,11 +182,11 @@ def test_utc_dataset_materializes_a_saturday_and_nyse_refuses_it(tmp_path):
     assert checks == {"schema": True, "unique_key": True, "in_session": True, "complete": True,
                       "values": True}
     # the NYSE dataset has no Saturday partition: Dagster refuses the key before any code runs
-    with pytest.raises(Exception, match="Could not find a partition with key `2025-11-29`"):
+    with pytest.raises(dg.DagsterUnknownPartitionError, match="Could not find a partition with key `2025-11-29`"):
         defs.resolve_job_def("archive_all").execute_in_process(
             partition_key="2025-11-29", instance=instance, run_config=QUIET)
     # and the store itself refuses a Saturday for an NYSE dataset, naming the day and calendar
-    with pytest.raises(Exception, match="2025-11-29 is not an NYSE trading day"):
+    with pytest.raises(NotATradingDayError, match="cannot store options for 2025-11-29: 2025-11-29 is not an NYSE trading day"):
         ArchiveStore(tmp_path / "sim", kind="sim").write_day("options", SATURDAY, options_snapshot(date(2025, 11, 28), 0))
 
 

@@ -64,8 +64,13 @@ def test_the_documented_workspace_reaches_the_documented_code_server():
 
 def test_the_documented_pg_dump_names_the_port():
     backup = DOC.read_text().split("## Backup", 1)[1]
-    for command in re.findall(r"`(pg_dump [^`]*)`", backup.replace("\n  ", " ")):
+    commands = re.findall(r"`(pg_dump [^`]*)`", backup.replace("\n  ", " "))
+    # the instance's database and the lake catalog: an empty list used to pass without a check
+    assert [c.split(" -h ")[0] for c in commands] == [
+        "pg_dump --format=custom", "pg_dump --format=custom -n archive_live -n archive_sim"], commands
+    for command in commands:
         assert re.search(r" -p ", command), command
+    assert '-p "$DAGSTER_PG_PORT"' in commands[0]
 
 
 def _free(port: int) -> bool:

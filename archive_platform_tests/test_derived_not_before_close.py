@@ -30,4 +30,16 @@ def test_daily_bars_are_not_derived_before_the_close_and_are_after_it(tmp_path):
     assert store.days("daily_bars") == []  # nothing stored as if the day were complete
     result = archive_partition(bars, Request(DAY), store=store, source=None, settings=settings, now=EVENING,
                                options_store=store)
-    assert result.rows_written > 0 and store.days("daily_bars") == [DAY]
+    assert store.days("daily_bars") == [DAY]
+    # one bar per symbol, stamped with the 16:00 ET close, made of that symbol's stored minute
+    # bars (make_table: 120 symbols with one bar each)
+    minute = {r["symbol"]: r for r in store.read_day("stocks_1m", DAY).to_pylist()}
+    daily = store.read_day("daily_bars", DAY).to_pylist()
+    assert result.rows_written == len(daily) == len(minute) == 120
+    close = datetime(2025, 11, 26, 21, 0, tzinfo=UTC)
+    for d in daily:
+        m = minute[d["symbol"]]
+        assert d["timestamp"] == close and d["session_minutes"] == 390, d
+        assert (d["open"], d["high"], d["low"], d["close"], d["volume"]) == (
+            m["open"], m["high"], m["low"], m["close"], m["volume"]), (d, m)
+        assert d["bars"] == 1 and d["first_bar"] == d["last_bar"] == m["timestamp"], (d, m)

@@ -16,6 +16,7 @@ import time
 from dataclasses import replace
 from datetime import timedelta
 
+import duckdb
 import pyarrow.parquet as pq
 import pytest
 
@@ -111,11 +112,12 @@ def test_endpoint_dying_mid_upload_leaves_nothing_visible_and_the_retry_converge
     before_keys, before_plain = keys(servers, "midupload"), plain_times(servers, "midupload")
 
     proxy.cut_uploads()
-    t0 = time.monotonic()
     with pytest.raises(ArchiveWriteError) as err:
         store.write_day("options", FULL_DAY, options_snapshot(FULL_DAY, 1))
-    assert time.monotonic() - t0 < 120  # fails, does not hang
-    assert proxy.cut >= 1  # the upload really was broken in the middle
+    # the upload really was broken in the middle, and the writer gave up within the S3 client's
+    # retry budget (3 attempts of the one upload here; 10 leaves room for another client version)
+    # instead of retrying on: it fails, it does not hang
+    assert 1 <= proxy.cut <= 10, proxy.cut
     msg = str(err.value)
     # (pyarrow's copy_files swallows the failed part's error, "ignored when destroying file"; the
     # size check after the upload finds no object and refuses it)
@@ -210,8 +212,9 @@ def test_wrong_credentials_are_refused_clearly_without_showing_them(servers, tmp
         store.write_day("options", FULL_DAY, options_snapshot(FULL_DAY, 0))  # signed right: accepted
         assert read_elsewhere(good_env, tmp_path / "r")[:2] == [12, 1]
         store.close()
-        for case, key, secret, said in [("wrong secret", good["AccessKeyId"], SECRET, "SIGNATURE_DOES_NOT_MATCH"),
-                                         ("unknown key", KEY, SECRET, "INVALID_ACCESS_KEY_ID")]:
+        for case, key, secret, said, read_said in [
+                ("wrong secret", good["AccessKeyId"], SECRET, "SIGNATURE_DOES_NOT_MATCH", "SignatureDoesNotMatch"),
+                ("unknown key", KEY, SECRET, "INVALID_ACCESS_KEY_ID", "InvalidAccessKeyId")]:
             bad = {**env, "AWS_ACCESS_KEY_ID": key, "AWS_SECRET_ACCESS_KEY": secret}
             store = ArchiveStore(tmp_path / case, kind="sim", lake=lake_config("sim", bad))
             with pytest.raises(ArchiveWriteError) as err:
@@ -219,9 +222,10 @@ def test_wrong_credentials_are_refused_clearly_without_showing_them(servers, tmp
             msg = str(err.value)
             assert "options 2025-11-26: write_day failed" in msg and said in msg and "nothing was changed" in msg
             assert registered(servers, "creds") == 1
-            with pytest.raises(Exception) as read_err:
+            with pytest.raises(duckdb.HTTPException, match=r"\(HTTP 403 Forbidden\)") as read_err:
                 store.read_day("options", FULL_DAY)
-            assert "403" in str(read_err.value) and "Credentials are provided, but they did not work" in str(read_err.value)
+            assert read_said in str(read_err.value), str(read_err.value)
+            assert "Credentials are provided, but they did not work" in str(read_err.value)
             store.close()
             for text in (msg, str(read_err.value)):
                 assert secret not in text and good["SecretAccessKey"] not in text

@@ -50,16 +50,32 @@ def test_clean_day_passes_everything(sim, options, bars):
         ArchiveType.TRADES: sim.fetch_trades(DAY, []),
         ArchiveType.IV_RANK: sim.fetch_iv_rank(DAY, SYMS, iv_rank_instants(DAY, [time(7), time(19)])),
     }
+    # what each check counted on the clean day, not only that it passed
+    complete = {
+        ArchiveType.OPTIONS: {"symbols_expected": 2, "symbols_missing": [], "expected_snapshots": 27, "snapshots": 27},
+        ArchiveType.GEX: {"symbols_expected": 2, "symbols_missing": [], "expected_snapshots": 27, "snapshots": 27},
+        ArchiveType.STOCKS_1M: {"symbols_expected": 2, "symbols_missing": [], "expected_bars_per_symbol": 390},
+        ArchiveType.UW_FLOW: {"note": "no expected count"},
+        ArchiveType.TRADES: {"note": "no expected count"},
+        ArchiveType.IV_RANK: {"symbols_expected": 2, "symbols_missing": [], "expected_snapshots": 2, "snapshots": 2},
+    }
+    assert tables[ArchiveType.STOCKS_1M].num_rows == 2 * 390
     for t, table in tables.items():
         spec = spec_for(t)
-        for outcome in (
-            quality.check_schema(table, spec),
-            quality.check_unique_key(table, spec),
-            quality.check_in_window(table, spec, DAY),
-            quality.check_completeness(table, spec, DAY, SYMS),
-            quality.check_values(table, spec),
-        ):
+        assert table.num_rows > 0, t  # a check over no rows would pass vacuously
+        schema = quality.check_schema(table, spec)
+        unique = quality.check_unique_key(table, spec)
+        window = quality.check_in_window(table, spec, DAY)
+        full = quality.check_completeness(table, spec, DAY, SYMS)
+        values = quality.check_values(table, spec)
+        for outcome in (schema, unique, window, full, values):
             assert outcome.passed, (t, outcome.description, outcome.metadata)
+        assert schema.metadata == {"missing": [], "extra": [], "wrong_types": {}}, t
+        assert schema.description == "schema matches the canonical schema"
+        assert unique.metadata["duplicate_rows"] == 0, t
+        assert window.metadata["outside_rows"] == 0, t
+        assert full.metadata == {"rows": table.num_rows, **complete[t]}, t
+        assert values.metadata["violations"] == {} and values.metadata["hard_violations"] == [], t
 
 
 def test_schema_check_fails_on_wrong_type_and_missing_column(bars):
@@ -126,11 +142,12 @@ def test_value_rules_on_bars(bars, col, value, rule):
 def test_value_rules_on_options(options, col, value, rule):
     row = options["right"].to_pylist().index("C")
     o = quality.check_values(_set(options, col, row, value), spec_for("options"))
-    assert not o.passed and rule in o.metadata["violations"]
+    assert not o.passed and o.metadata["violations"] == {rule: 1}  # the one bad row, no other rule
+    assert o.metadata["hard_violations"] == ([rule] if rule == "open_interest >= 0" else [])
 
 
 def test_value_rules_on_gex(options):
     gex = compute_gex(options)
     o = quality.check_values(_set(gex, "put_gex", 0, 5.0), spec_for("gex"))
-    assert not o.passed and "put_gex <= 0" in o.metadata["violations"]
-    assert "net_gex = call_gex + put_gex" in o.metadata["violations"]
+    assert not o.passed
+    assert o.metadata["violations"] == {"put_gex <= 0": 1, "net_gex = call_gex + put_gex": 1}

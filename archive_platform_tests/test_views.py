@@ -73,7 +73,17 @@ def test_a_root_that_does_not_exist_leaves_existing_views_alone(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"archive root .*/typo does not exist; the views file"):
         refresh_views(tmp_path / "typo", db)  # e.g. a mistyped ARCHIVE_SIM_ROOT
     empty = tmp_path / "empty.duckdb"  # a root with nothing written yet, refreshed daily
-    assert len(refresh_views(tmp_path / "not-yet", empty)) == len(refresh_views(tmp_path / "not-yet", empty))
+    # (this compared the call's result with itself; now: both refreshes give every typed, empty view)
+    assert sorted(refresh_views(tmp_path / "not-yet", empty)) == NAMES
+    assert sorted(refresh_views(tmp_path / "not-yet", empty)) == NAMES  # and again, over the file it wrote
+    con = connect(empty)
+    try:
+        for t in ArchiveType:
+            assert _describe(con, t.value) == _expected_columns(t)
+            assert con.execute(f"SELECT count(*) FROM {t.value}").fetchone() == (0,)
+    finally:
+        con.close()
+    assert not (tmp_path / "not-yet").exists()  # refreshing creates no archive root
     con = connect(db)
     try:
         assert con.execute("SELECT count(*) FROM uw_flow").fetchone() == (5,)
@@ -178,7 +188,8 @@ def test_connect_is_read_only_by_default(tmp_path):
     refresh_views(tmp_path / "root", db)
     con = connect(db)
     try:
-        with pytest.raises(Exception, match="read-only"):
+        with pytest.raises(duckdb.InvalidInputException,
+                           match='statement of type "CREATE" on database "v" which is attached in read-only mode'):
             con.execute("CREATE TABLE x AS SELECT 1")
     finally:
         con.close()
