@@ -6,7 +6,13 @@ Model, per symbol and seed:
   Bernoulli draw with mild persistence, sizes are log-normal in lots.
 * The log mid-price is a random walk (``daily_vol``) that moves in about 30 % of 100 ms steps
   (prices stick between moves), plus permanent price impact: each trade moves it by
-  ``impact`` x sign x sqrt(size in lots) (a square-root impact law).
+  ``impact`` x sign x sqrt(size in lots) (a square-root impact law), seen from the next book
+  snapshot on (a book never reflects trades that have not happened yet).
+* Windows are continuous in time: the walk of a window is a bridge between the levels of a
+  daily series (one knot per UTC midnight, an AR(1) in log price with ``daily_vol`` shocks and
+  slow reversion to ``mid0``, keyed by seed and symbol only), interpolated at the window's
+  start and end. So day D+1 opens where day D closed, daily returns carry ``daily_vol``, and
+  every window starts at a price that does not depend on which other windows were simulated.
 * Each book snapshot (every ``book_ms``) has a spread of 1 tick most of the time (geometric
   tail), level gaps of 1 tick or more, and sizes growing with depth ((1 + k)^0.6, log-normal
   noise) with occasional walls (10x); order counts per level grow with size. Between snapshots
@@ -23,6 +29,7 @@ from __future__ import annotations
 import zlib
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
+from functools import lru_cache
 
 import numpy as np
 import pyarrow as pa
@@ -31,6 +38,9 @@ from archive_platform.crypto.schemas import CRYPTO_TRADES, ORDERBOOK_L2, TS
 
 LEVELS = 20
 US_PER_DAY = 86_400_000_000
+_KNOT_EPOCH_DAY = date(2009, 1, 3).toordinal() - date(1970, 1, 1).toordinal()  # UTC days
+_KNOT_DAYS = 45 * 366  # daily knots from 2009 to about 2054; flat outside
+_LEVEL_REVERSION = 1.0 / 120.0  # pull of the daily log level toward mid0
 
 
 @dataclass(frozen=True)
@@ -78,6 +88,7 @@ class SimWindow:
     ask_lots: np.ndarray
     bid_n: np.ndarray  # (n, LEVELS) int32
     ask_n: np.ndarray
+    book_us: int = 0  # snapshot spacing (0: unknown)
 
     def price(self, ticks: np.ndarray) -> np.ndarray:
         return ticks / 10.0 ** self.inst.tick_decimals
@@ -97,6 +108,26 @@ def format_price(ticks: int, decimals: int) -> str:
 
 def _rng(seed: int, symbol: str, start_us: int, salt: int) -> np.random.Generator:
     return np.random.default_rng([seed, zlib.crc32(symbol.encode()), start_us // 1_000_000, salt])
+
+
+@lru_cache(maxsize=64)
+def _daily_levels(seed: int, symbol: str, daily_vol: float) -> np.ndarray:
+    """log(mid / mid0) at each UTC midnight from the knot epoch: a slowly reverting AR(1)."""
+    shocks = np.random.default_rng([seed, zlib.crc32(symbol.encode()), 0, 2]).normal(
+        0.0, daily_vol, _KNOT_DAYS)
+    x = np.empty(_KNOT_DAYS)
+    prev = 0.0
+    for i in range(_KNOT_DAYS):  # ~16k scalar steps, cached per (seed, symbol)
+        x[i] = prev
+        prev = (1.0 - _LEVEL_REVERSION) * prev + shocks[i]
+    return x
+
+
+def level_at(seed: int, inst: Instrument, t_us: np.ndarray) -> np.ndarray:
+    """The daily level (log(mid / mid0)) at instants: linear between UTC-midnight knots."""
+    x = _daily_levels(seed, inst.symbol, inst.daily_vol)
+    pos = (np.asarray(t_us, dtype=np.int64) - _KNOT_EPOCH_DAY * US_PER_DAY) / US_PER_DAY
+    return np.interp(pos, np.arange(_KNOT_DAYS, dtype=float), x)
 
 
 def _persistent(r: np.random.Generator, n: int, p100: np.ndarray, scale: float, draw) -> np.ndarray:
@@ -133,7 +164,12 @@ def simulate(symbol: str, start_us: int, end_us: int, *, seed: int = 0, book_ms:
     # the mid sticks: it moves in ~30 % of 100 ms steps, by jumps carrying the same variance
     q = 1.0 - 0.7 ** (book_ms / 100.0)
     moves = np.where(r.random(n) < q, r.normal(0.0, sigma / np.sqrt(q), n), 0.0)
-    log_mid = np.log(inst.mid0) + np.cumsum(moves) + np.cumsum(impact_per_interval)
+    # walk[i]: moves and impact of the intervals before book i (trades of interval i execute at
+    # book i's touch and show from book i + 1 on); walk[n] is the window's end
+    walk = np.concatenate([[0.0], np.cumsum(moves + impact_per_interval)])
+    frac = (book_time - start_us) / float(max(end_us - start_us, 1))
+    # a bridge between the daily levels at the window's ends: windows join up continuously
+    log_mid = np.log(inst.mid0) + level_at(seed, inst, book_time) + walk[:n] - frac * walk[n]
     tick = 10.0 ** -inst.tick_decimals
     mid_ticks = np.exp(log_mid) / tick
     # books persist between snapshots: each quantity changes with a per-snapshot probability
@@ -164,7 +200,7 @@ def simulate(symbol: str, start_us: int, end_us: int, *, seed: int = 0, book_ms:
     at = np.searchsorted(book_time, trade_time, side="right") - 1
     trade_ticks = np.where(buy, ask0[at], bid0[at])
     return SimWindow(inst, trade_time, trade_ticks, lots, buy, book_time, bid_ticks, ask_ticks, bid_lots, ask_lots,
-                     bid_n, ask_n)
+                     bid_n, ask_n, step)
 
 
 def _list(flat: np.ndarray, n: int, typ: pa.DataType) -> pa.Array:
@@ -191,7 +227,9 @@ def window_tables(w: SimWindow, *, exchange: str = "sim", source: str = "sim",
     books = pa.table({
         "exchange": pa.array([exchange] * nb, pa.string()), "symbol": pa.array([sym] * nb, pa.string()),
         "event_time": bt, "receive_time": bt, "update_id": pa.array(ids, pa.int64()),
-        "prev_update_id": pa.array(np.concatenate([ids[:1] - 1, ids[:-1]]), pa.int64()),
+        # the previous window's last id precedes the first one: ids chain across days
+        "prev_update_id": pa.array(np.concatenate([ids[:1] - max(1, w.book_us // 1000), ids[:-1]]),
+                                   pa.int64()),
         "bid_px": _list(w.price(w.bid_ticks), nb, pa.float64()), "bid_sz": _list(w.size(w.bid_lots), nb, pa.float64()),
         "ask_px": _list(w.price(w.ask_ticks), nb, pa.float64()), "ask_sz": _list(w.size(w.ask_lots), nb, pa.float64()),
         "bid_n": _list(w.bid_n, nb, pa.int32()), "ask_n": _list(w.ask_n, nb, pa.int32()),

@@ -90,7 +90,8 @@ def strikes_for(spec: SymbolSpec, ref: float, half_width: float, max_n: int) -> 
 
     The finest listed step is used while the band needs at most 1.5x ``max_n`` strikes, then
     coarser multiples (as far strikes are listed wider apart); the ``max_n`` strikes nearest the
-    reference are kept, so the band may come out up to a third narrower than asked.
+    reference are kept, so the band may come out up to a third narrower than asked. A band that
+    holds no listed strike at all gets the one nearest the reference: never an empty expiry.
     """
     base = strike_spacing(spec, ref)
     lo, hi = ref * np.exp(-half_width), ref * np.exp(half_width)
@@ -101,6 +102,10 @@ def strikes_for(spec: SymbolSpec, ref: float, half_width: float, max_n: int) -> 
         n_hi = int(np.floor((hi - centre) / step))
         if n_lo + n_hi + 1 <= 1.5 * max_n:
             break
+    if n_lo + n_hi + 1 < 1:
+        # a band narrower than the step can miss every listed strike (a $10 stock, $0.5 step,
+        # a 2 % band): list the one strike nearest the reference rather than none
+        n_lo = n_hi = 0
     ks = centre + step * np.arange(-n_lo, n_hi + 1)
     nearest = np.sort(np.argsort(np.abs(ks - ref), kind="stable")[:max_n])
     return np.round(ks[nearest], 4)
