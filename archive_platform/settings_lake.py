@@ -58,7 +58,7 @@ def check_instance_env(env: Mapping[str, str]) -> None:
             f"DAGSTER_PG_HOST is set but {_and(missing)} {'is' if len(missing) == 1 else 'are'} not: "
             f"PostgreSQL instance storage needs all of {', '.join(PG_VARS)} "
             "(DAGSTER_PG_PASSWORD may be empty for trust authentication; docs/deployment.md)")
-    _port("DAGSTER_PG_PORT", get("DAGSTER_PG_PORT"))
+    _port("DAGSTER_PG_PORT", get("DAGSTER_PG_PORT"), single=True)
 
 
 def _check_pg_url(url: str) -> None:
@@ -96,8 +96,10 @@ def _is_port(raw: str) -> bool:
     return all(p.strip().isdigit() and 1 <= int(p) <= 65535 for p in raw.split(","))
 
 
-def _port(var: str, raw: str) -> str:
-    if not _is_port(raw):
+def _port(var: str, raw: str, *, single: bool = False) -> str:
+    """``raw`` if it is a port (``single``: one port, not libpq's comma list: the instance's
+    storage reads ``DAGSTER_PG_PORT`` as one integer and failed on "5432,5433" with a traceback)."""
+    if not _is_port(raw) or (single and "," in raw):
         raise ConfigError(f"{var}={raw!r} is not a port number (1-65535)")
     return raw
 

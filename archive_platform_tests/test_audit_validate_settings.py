@@ -324,3 +324,13 @@ def test_default_root_is_the_root_the_settings_give(tmp_path, kind, var):
     blank = {**_env(tmp_path), var: "  "}
     assert default_root(kind, blank) == Settings.from_env(blank).root(kind)
     assert str(default_root(kind, blank)) == {"live": "data/archive", "sim": "data/sim/archive"}[kind]
+
+
+def test_the_instance_port_is_one_port_not_a_list(tmp_path):
+    """libpq takes "5432,5433" (one port per host), so it passed; the instance's storage reads
+    DAGSTER_PG_PORT as one integer and failed with a traceback at the first command."""
+    pg = {"DAGSTER_PG_HOST": "127.0.0.1", "DAGSTER_PG_USER": "u", "DAGSTER_PG_PASSWORD": "p",
+          "DAGSTER_PG_DB": "d"}
+    with pytest.raises(ConfigError, match=r"^DAGSTER_PG_PORT='5432,5433' is not a port number"):
+        Settings.from_env(_env(tmp_path, **pg, DAGSTER_PG_PORT="5432,5433"))
+    Settings.from_env(_env(tmp_path, **pg, DAGSTER_PG_PORT="5432"))

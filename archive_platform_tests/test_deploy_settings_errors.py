@@ -86,3 +86,21 @@ def test_dagster_loading_the_definitions_names_the_setting(tmp_path, env, said):
     out = result.stdout + result.stderr
     assert f"archive_platform.config.ConfigError: {said}" in out, out[-3000:]
     assert PW not in out
+
+
+def test_an_unreachable_instance_server_is_one_line_without_the_retry_warnings(tmp_path):
+    """dagster-postgres retries a failed connection 5 times and logs each retry on the root
+    logger: `status` printed those lines before its one `error:` line (seen in a real process
+    only: in-process, pytest's log capture swallows them)."""
+    import socket
+
+    with socket.socket() as s:  # a loopback port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = _env(tmp_path, "postgres", DAGSTER_PG_HOST="127.0.0.1", DAGSTER_PG_PORT=str(port),
+               DAGSTER_PG_USER="dagster", DAGSTER_PG_PASSWORD=PW, DAGSTER_PG_DB="dagster")
+    result = _cli(env, "status")
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: cannot load the Dagster instance"), result.stderr
+    assert f"port {port} failed" in lines[0] and PW not in result.stderr + result.stdout

@@ -3,6 +3,7 @@ progress, byte sizes, and option types that turn bad input into usage errors."""
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import subprocess
@@ -46,10 +47,22 @@ def instance():
             script = Path(__file__).resolve().parents[2] / "deploy" / "instance" / "install-config"
             subprocess.run([str(script), str(home)], check=True)
         os.environ["DAGSTER_HOME"] = str(home)
+    retries = _DropRetryWarnings()
+    logging.getLogger().addFilter(retries)  # dagster-postgres logs each retry on the root logger
     try:
         return dg.DagsterInstance.get()
     except Exception as exc:  # a traceback of storage internals tells a user nothing
         raise InstanceUnavailable(instance_error(exc, os.environ["DAGSTER_HOME"])) from None
+    finally:
+        logging.getLogger().removeFilter(retries)
+
+
+class _DropRetryWarnings(logging.Filter):
+    """dagster-postgres retries a failed connection 5 times, each with a warning on the root
+    logger: a wrong password printed 5 such lines before the command's one ``error:`` line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Retrying failed database connection")
 
 
 class InstanceUnavailable(Exception):
