@@ -2,7 +2,16 @@
 
 Definitions (vendor's API documentation), "naive GEX", calls +, puts -): a contract's dollar gamma
 per 1 % move of the underlying is ``gamma * OI * 100 * S * S * 0.01``; dealers are assumed long
-calls and short puts, so call GEX is >= 0 and put GEX <= 0, and net = call + put.
+calls and short puts, so call GEX is >= 0 and put GEX <= 0, and net = call + put. Units: the
+change of the dealers' dollar delta (USD) for a 1 % move of the underlying: gamma is delta per
+1 USD, a 1 % move is ``0.01 * S`` USD and one contract's delta is worth ``100 * S`` USD, hence
+``gamma * (0.01 * S) * 100 * S`` per contract (the "dollar gamma per 1 %" of e.g.
+https://squeezemetrics.com/monitor/download/pdf/white_paper.pdf and
+https://perfiliev.com/blog/how-to-calculate-gamma-exposure-and-zero-gamma-level/).
+
+Contracts that expired before the snapshot's session date (ET) are left out: they carry no
+gamma, and a vendor that still lists them reports a stale open interest. Contracts expiring on
+the session date itself (0DTE) are live until the close and are included.
 """
 
 from __future__ import annotations
@@ -31,6 +40,12 @@ def compute_gex(options: pa.Table) -> pa.Table:
     if options.num_rows == 0:
         return GEX_SCHEMA.empty_table()
     df = pl.from_arrow(options.select([f.name for f in OPTIONS_SCHEMA]))
+    # session date (ET) of the snapshot from its own et_offset; expired contracts dropped
+    naive = pl.col("snapshot_time").dt.convert_time_zone("UTC").dt.replace_time_zone(None)
+    session_day = (naive + pl.duration(minutes=pl.col("et_offset"))).dt.date()
+    df = df.filter(pl.col("expiry") >= session_day)
+    if df.height == 0:
+        return GEX_SCHEMA.empty_table()
     s = pl.col("underlying_price")
     dollar_gamma = (
         pl.col("gamma").fill_null(0.0).fill_nan(0.0)
@@ -75,7 +90,7 @@ def gamma_flip(gex_rows: pa.Table) -> float | None:
     Input: the gex rows of ONE symbol at ONE snapshot. Strikes are sorted, per-strike net GEX
     summed cumulatively, and every sign change of the running sum is interpolated linearly
     between the two strikes; the crossing nearest the underlying price wins. None when the
-    running sum never crosses zero. (Not the profile method, which re-prices gamma over a grid
+    running sum never changes sign (a sum that is only 0, or touches 0 and turns back, does not). (Not the profile method, which re-prices gamma over a grid
     of hypothetical spots.)
     """
     if gex_rows.num_rows == 0:
@@ -95,16 +110,24 @@ def gamma_flip(gex_rows: pa.Table) -> float | None:
     strikes = df["strike"].to_list()
     cum = df["net_gex"].cum_sum().to_list()
     spot = df["underlying_price"][0]
+    # A flip is a change of sign of the running sum. Zeros alone are not one: leading strikes
+    # without open interest (running sum 0, then positive) or a sum that touches zero and turns
+    # back have no flip. Between two nonzero sums of opposite sign at adjacent strikes the
+    # crossing is interpolated linearly; when the sum is exactly 0 on strikes between them, those
+    # strikes are the crossings.
     best: float | None = None
-    for k0, k1, c0, c1 in zip(strikes, strikes[1:], cum, cum[1:]):
-        if c0 == 0.0:
-            cross = k0
-        elif (c0 < 0) != (c1 < 0) and c1 != 0.0:
-            cross = k0 + (k1 - k0) * (-c0) / (c1 - c0)
-        elif c1 == 0.0:
-            cross = k1
-        else:
+    last: int | None = None  # index of the last nonzero, non-NaN running sum
+    for j, c in enumerate(cum):
+        if c is None or math.isnan(c) or c == 0.0:
             continue
-        if best is None or abs(cross - spot) < abs(best - spot):
-            best = cross
+        if last is not None and (cum[last] < 0) != (c < 0):
+            if j == last + 1:
+                k0, k1, c0 = strikes[last], strikes[j], cum[last]
+                crossings = [k0 + (k1 - k0) * (-c0) / (c - c0)]
+            else:
+                crossings = [strikes[i] for i in range(last + 1, j) if cum[i] == 0.0]
+            for cross in crossings:
+                if best is None or abs(cross - spot) < abs(best - spot):
+                    best = cross
+        last = j
     return None if best is None or math.isnan(best) else float(best)

@@ -30,7 +30,10 @@ j AS (SELECT p.day, t.idx, t2.day AS target FROM picks p
       LEFT JOIN trading_days t ON t.day = p.day LEFT JOIN trading_days t2 ON t2.idx = t.idx + n
       WHERE isodow(p.day) = wd)
 SELECT j.day, j.target AS target_day, b0.close AS start_close, b1.close AS end_close,
-       b1.close - b0.close AS change, b1.close / b0.close - 1 AS pct_change,
+       b1.close - b0.close AS change,
+       -- a simple return from a non-positive start close is undefined: NULL, not the inf/NaN
+       -- DuckDB's IEEE division gives
+       CASE WHEN b0.close > 0 THEN b1.close / b0.close - 1 END AS pct_change,
        CASE WHEN j.idx IS NULL THEN 'skipped: ' || j.day || ' is not an NYSE session'
             WHEN b0.close IS NULL THEN 'skipped: no bar stored on ' || j.day
             WHEN j.target IS NULL THEN 'skipped: ' || n || ' sessions later is past the installed calendar'
@@ -55,11 +58,15 @@ WITH chk AS (SELECT CASE {_symbol_check('finish_probability', 'daily_bars')}
     WHEN horizon <> trunc(horizon)
         THEN error('finish_probability: horizon must be a whole number of sessions, got ' || horizon)
     WHEN m IS NULL OR m <= 0 THEN error('finish_probability: moneyness must be > 0, got ' || {_q('m')})
+    WHEN NOT isfinite(CAST(m AS DOUBLE))
+        THEN error('finish_probability: moneyness must be a finite number, got ' || m)
     WHEN snapshot_at IS NOT NULL AND typeof(snapshot_at) <> 'TIMESTAMP WITH TIME ZONE'
         THEN error('finish_probability: snapshot_at must be a TIMESTAMPTZ (an instant), got ' || typeof(snapshot_at))
     ELSE true END AS ok),
+-- closes <= 0 (a zero print daily_bars stores with a warning) are left out: "S_T > m * S_0"
+-- against a zero start would count every later close as a hit
 b AS (SELECT x.date, x.close, t.idx FROM daily_bars x JOIN trading_days t ON t.day = x.date
-      WHERE x.symbol = sym AND x.close IS NOT NULL),
+      WHERE x.symbol = sym AND x.close > 0),
 pairs AS (SELECT s.date AS start_day, s.close AS c0, e.close AS c1 FROM b s JOIN b e ON e.idx = s.idx + horizon),
 emp AS (SELECT count(*) AS n, count(*) FILTER (WHERE c1 > m * c0) AS above,
                count(*) FILTER (WHERE c1 < m * c0) AS below,
