@@ -125,9 +125,10 @@ def test_ondemand_malformed_and_empty(env):
             src.fetch_iv_rank(DAY, ["IWM"], [CLOSE])
         with pytest.raises(EmptySession, match="no rows for DIA"):
             src.fetch_iv_rank(DAY, ["DIA"], [CLOSE])
-    bad_status = {"status": {"code": 500, "message": "x"}, "results": []}
+    # a refusal in the envelope (a 429/5xx there is retried: test_vendor_audit_wiring.py)
+    bad_status = {"status": {"code": 403, "message": "x"}, "results": []}
     srv.route(r"/getEquityOptionsOverviewHistory\.json", lambda r: bad_status, override=True)
-    with source(srv) as src, pytest.raises(PayloadError, match="status.code"):
+    with source(srv) as src, pytest.raises(PayloadError, match=r"status.code' is 403 \('x'\) \(not retried\)"):
         src.fetch_iv_rank(DAY, ["SPY"], [CLOSE])
 
 

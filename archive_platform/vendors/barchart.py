@@ -25,7 +25,6 @@ import csv
 import io
 import logging
 import re
-import time
 from collections.abc import Mapping, Sequence
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -33,7 +32,6 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pyarrow as pa
-from tenacity import wait_exponential_jitter
 
 from archive_platform.calendar import et_offset_minutes, is_trading_day, session
 from archive_platform.schemas import ArchiveType
@@ -53,8 +51,6 @@ from archive_platform.vendors.redact import truncate
 
 log = logging.getLogger(__name__)
 NAME = "barchart"
-#: backoff between re-asks after a 429/5xx ``status.code`` in an HTTP 200 answer (seconds)
-ENVELOPE_BACKOFF, ENVELOPE_BACKOFF_MAX = 0.5, 30.0
 KEY_ENV_VAR = "BARCHART_API_KEY"
 HISTORY_PATH = "/getEquityOptionsOverviewHistory.json"
 FIELDS = "weightedImpliedVolatility,impliedVolatilityRank1y,impliedVolatilityPercentile1y"
@@ -65,13 +61,6 @@ CHICAGO = ZoneInfo("America/Chicago")  # the footer says CDT/CST: Barchart is in
 _EMPTY_CELLS = {"", "N/A", "NA", "-", "--", "unch"}
 
 
-class _RetryState:
-    """The one field of tenacity's ``RetryCallState`` its wait strategies read."""
-
-    def __init__(self, attempt_number: int) -> None:
-        self.attempt_number = attempt_number
-
-
 class BarchartFileMissing(SourceError):
     """No IV-rank CSV for the day in the drop folder."""
 
@@ -80,8 +69,27 @@ def build_http(
     api_key: str, base_url: str = "https://ondemand.websol.barchart.com", **overrides: Any
 ) -> VendorHttpClient:
     """The OnDemand HTTP client: ``apikey`` query auth, redacted everywhere."""
-    options: dict[str, Any] = {"secret_params": {"apikey": api_key}, "key_env_var": KEY_ENV_VAR}
+    options: dict[str, Any] = {"secret_params": {"apikey": api_key}, "key_env_var": KEY_ENV_VAR,
+                               "answer_status": envelope_status}
     return VendorHttpClient(NAME, base_url, **{**options, **overrides})
+
+
+def envelope_status(response) -> tuple[int, str] | None:
+    """``(status.code, status.message)`` of an OnDemand answer's envelope, None without one.
+
+    OnDemand wraps every answer in ``{"status": {"code", "message"}, "results": [...]}``
+    (https://www.barchart.com/ondemand/api/getChart shows ``"status": {"code": 200,
+    "message": "Success."}``) and can report a failure there with HTTP 200: the HTTP client
+    retries a 429/5xx code like the same HTTP status (``VendorHttpClient.answer_status``)."""
+    try:
+        status = response.json().get("status")
+    except (ValueError, AttributeError):  # not JSON, or not an object: the reader says so
+        return None
+    code = status.get("code") if isinstance(status, Mapping) else None
+    if not isinstance(code, int) or isinstance(code, bool):
+        return None
+    message = status.get("message")
+    return code, "" if message in (None, "") else str(message)
 
 
 def parse_percent(text: str | None) -> float | None:
@@ -282,42 +290,20 @@ class BarchartSource(MarketSource):
         return out
 
     def _get_envelope(self, params: Mapping[str, Any]) -> tuple[Any, PayloadReader]:
-        """One OnDemand answer whose envelope says success, and its reader.
-
-        OnDemand wraps every answer in ``{"status": {"code", "message"}, "results": [...]}``
-        (https://www.barchart.com/ondemand/api/getChart shows ``"status": {"code": 200,
-        "message": "Success."}``) and can report a failure there with HTTP 200. A ``status.code``
-        of 429 or 5xx is the vendor's transient trouble: the request is asked again with the
-        HTTP client's own backoff, at most ``max_attempts`` times in all. Any other code fails
-        at once. Both errors carry Barchart's ``status.message`` (redacted).
-        """
+        """One OnDemand answer whose envelope says success, and its reader. A 429/5xx
+        ``status.code`` was already retried by the HTTP client (``envelope_status``); any other
+        code but 200/204 fails here, with Barchart's ``status.message`` (redacted)."""
         assert self.http is not None
         http = self.http
-        endpoint = http.endpoint(HISTORY_PATH, params)
-        reader = PayloadReader(NAME, endpoint, http.redact)
-        attempts = max(1, int(getattr(http, "max_attempts", 1)))
-        sleep = getattr(http, "_sleep", None) or time.sleep  # the client's (tests inject it)
-        backoff = wait_exponential_jitter(multiplier=ENVELOPE_BACKOFF, max=ENVELOPE_BACKOFF_MAX,
-                                          jitter=ENVELOPE_BACKOFF)
-        for attempt in range(1, attempts + 1):
-            payload = http.get_json(HISTORY_PATH, params)
-            status = payload.get("status") if isinstance(payload, Mapping) else None
-            code = status.get("code") if isinstance(status, Mapping) else None
-            if code in (200, 204):
-                return payload, reader
-            message = status.get("message") if isinstance(status, Mapping) else None
-            said = f" ({http.redact(truncate(str(message)))!r})" if message not in (None, "") else ""
-            transient = isinstance(code, int) and not isinstance(code, bool) and (
-                code == 429 or 500 <= code <= 599)
-            if transient and attempt < attempts:
-                wait = backoff(_RetryState(attempt))  # type: ignore[arg-type]
-                log.warning("%s GET %s: status.code %s%s in an HTTP 200 answer, attempt %d/%d; "
-                            "retrying in %.2fs", NAME, endpoint, code, said, attempt, attempts, wait)
-                sleep(wait)
-                continue
-            after = f" after {attempt} attempt(s)" if transient else " (not retried)"
-            raise reader.fail(None, payload, f"field 'status.code' is {code!r}{said}{after}, expected 200")
-        raise AssertionError("unreachable")  # pragma: no cover
+        reader = PayloadReader(NAME, http.endpoint(HISTORY_PATH, params), http.redact)
+        payload = http.get_json(HISTORY_PATH, params)
+        status = payload.get("status") if isinstance(payload, Mapping) else None
+        code = status.get("code") if isinstance(status, Mapping) else None
+        if code in (200, 204):
+            return payload, reader
+        message = status.get("message") if isinstance(status, Mapping) else None
+        said = f" ({http.redact(truncate(str(message)))!r})" if message not in (None, "") else ""
+        raise reader.fail(None, payload, f"field 'status.code' is {code!r}{said} (not retried), expected 200")
 
     def _read_csv(
         self, day: date, symbols: Sequence[str], snapshot_times: Sequence[datetime]

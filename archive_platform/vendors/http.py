@@ -106,6 +106,7 @@ class VendorHttpClient(AttemptPolicy):
         limiter: RateLimiter | None = None,
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        answer_status: Callable[[httpx.Response], tuple[int, str] | None] | None = None,
     ) -> None:
         if max_attempts < 1:
             raise ValueError(f"max_attempts must be >= 1, got {max_attempts}")
@@ -129,6 +130,10 @@ class VendorHttpClient(AttemptPolicy):
         self._secrets = tuple(s for s in [*secrets, *self._secret_params.values(), *found] if s)
         protect_third_party_logs(self._secrets, self._secret_params.keys())
         self._sleep = sleep
+        #: a vendor that reports failures inside a 2xx answer (Barchart's ``status.code``):
+        #: ``(code, message)`` of that in-body status, or None; a code in ``retry_statuses`` is
+        #: retried like the same HTTP status, with the same backoff, deadline and breaker
+        self.answer_status = answer_status
         self._backoff = wait_exponential_jitter(
             multiplier=backoff_initial, max=backoff_max, jitter=backoff_initial
         )

@@ -37,7 +37,7 @@ class _Transient(Exception):
 
 class AttemptPolicy:
     """The per-attempt half of ``VendorHttpClient`` (uses its ``vendor``, ``_client``,
-    ``empty_statuses``, ``retry_statuses``, ``key_env_var``, ``redact``, ``_backoff``,
+    ``empty_statuses``, ``retry_statuses``, ``answer_status``, ``key_env_var``, ``redact``, ``_backoff``,
     ``rate_reset_header``, ``_rate_reset_at`` and ``_retry_after_max``)."""
 
     def _attempt(self, url: httpx.URL, endpoint: str, timeout: float) -> httpx.Response:
@@ -55,6 +55,11 @@ class AttemptPolicy:
         status = response.status_code
         if 200 <= status < 300 or status in self.empty_statuses:
             self._note_rate_reset(response)
+            inner = self.answer_status(response) if self.answer_status and 200 <= status < 300 else None
+            if inner is not None and inner[0] in self.retry_statuses:
+                said = self.redact(truncate(inner[1])) if inner[1] else ""
+                raise _Transient(f"HTTP {status} whose body says status {inner[0]}"
+                                 + (f": {said}" if said else ""), inner[0], None)
             return response
         body = self.redact(truncate(response.text))
         detail = f"HTTP {status}: {body}" if body else f"HTTP {status}"
