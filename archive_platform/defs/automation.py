@@ -9,7 +9,7 @@ from the sessions before today's market date (``recovery_candidates``).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 
 import dagster as dg
 
@@ -66,6 +66,11 @@ def eod_request(tick: datetime) -> str | None:
 OPEN = "open"
 
 
+def _polls_end(day: date) -> datetime:
+    """20:00 ET of ``day`` (the end of after-hours, where the flow polls stop) in UTC."""
+    return datetime.combine(day, calendar.AFTER_HOURS_CLOSE, tzinfo=calendar.ET).astimezone(calendar.UTC)
+
+
 def parse_flow_cursor(cursor: str | None) -> datetime | None:
     """The flow sensor's cursor as an aware instant, or None when it is unset or unusable (not
     an ISO instant, or without a UTC offset): a corrupted cursor must not stop the polls."""
@@ -104,7 +109,7 @@ def flow_poll(
     if calendar.market_status(now) not in ("open", "after_hours"):
         if last is None or not calendar.is_trading_day(day):
             return None
-        end = datetime.combine(day, calendar.AFTER_HOURS_CLOSE, tzinfo=calendar.ET).astimezone(calendar.UTC)
+        end = _polls_end(day)
         if not (calendar.market_date(last) == day and last < end <= now):
             return None
         until = end
@@ -201,7 +206,7 @@ def late_flow_day(now: datetime) -> str | None:
     day = calendar.market_date(now)
     if not calendar.is_trading_day(day):
         return None
-    end = datetime.combine(day, calendar.AFTER_HOURS_CLOSE, tzinfo=calendar.ET).astimezone(calendar.UTC)
+    end = _polls_end(day)
     stop = datetime.combine(day, LATE_RETRY_END, tzinfo=calendar.ET).astimezone(calendar.UTC)
     return day.isoformat() if end <= now < stop else None
 
@@ -213,7 +218,7 @@ def late_flow_poll(now: datetime, unfetched: datetime | str | None) -> tuple[str
     if key is None or unfetched is None:
         return None
     day = calendar.market_date(now)
-    end = datetime.combine(day, calendar.AFTER_HOURS_CLOSE, tzinfo=calendar.ET).astimezone(calendar.UTC)
+    end = _polls_end(day)
     if unfetched == OPEN:
         return key, None, end
     if calendar.market_date(unfetched) != day or unfetched >= end:
