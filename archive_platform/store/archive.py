@@ -10,6 +10,7 @@ See docs/storage.md.
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import threading
 from collections.abc import Mapping
@@ -83,6 +84,12 @@ def table_def(archive_type: Any) -> TableDef:
     return TableDef.from_spec(spec_for(archive_type))
 
 
+@functools.cache
+def _all_table_defs() -> tuple[TableDef, ...]:
+    """Every dataset's ``TableDef``, built once (each write hands them to ``ensure_tables``)."""
+    return tuple(TableDef.from_spec(s) for s in SPECS.values())
+
+
 class ArchiveStore:
     """Reads and writes day partitions of the registered datasets under one root.
 
@@ -116,7 +123,7 @@ class ArchiveStore:
         this process (one catalog query once they exist), each dataset is a table readers
         follow from the archive's first write on."""
         lake = self.lake
-        lake.ensure_tables(table_def(s) for s in SPECS.values())
+        lake.ensure_tables(_all_table_defs())
         return lake
 
     @property
