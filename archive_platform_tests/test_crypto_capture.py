@@ -86,7 +86,8 @@ def assert_exact(root, servers) -> None:
     assert set(got_b) == sent_b
     assert set(got_t) == sent_t
     ids = Counter((r[0], r[1], r[2]) for r in got_t)
-    assert max(ids.values()) == 1
+    # a short scenario may see no trade at all (Poisson arrivals): then there is nothing to repeat
+    assert max(ids.values(), default=1) == 1
 
 
 def run(coro):
