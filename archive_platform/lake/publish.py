@@ -212,8 +212,20 @@ def unpublish(loc: LakeLocation, td: TableDef, day: date) -> None:
 
 
 def remove_stale_temps(loc: LakeLocation, older_than: timedelta) -> None:
+    """Delete temp files of ``_lake/tmp`` untouched for ``older_than`` (left by dead writers).
+
+    A file's age is its last change of content *or* of links (``st_ctime``): a publish links
+    the day's data file here as ``*.link`` before renaming it over the plain file, and that link
+    carries the data file's mtime, which is days old when a day compacted long ago is published
+    again; by mtime alone a concurrent expire deleted it and the publish failed. A temp file that
+    a writer renames away (or that another expire deletes) while this scans is skipped."""
     cutoff = time.time() - older_than.total_seconds()
-    if loc.tmp_dir.is_dir():
-        for e in os.scandir(loc.tmp_dir):
-            if e.stat(follow_symlinks=False).st_mtime < cutoff:
-                Path(e.path).unlink(missing_ok=True)
+    if not loc.tmp_dir.is_dir():
+        return
+    for e in os.scandir(loc.tmp_dir):
+        try:
+            st = e.stat(follow_symlinks=False)
+        except FileNotFoundError:  # renamed into _lake/data (or removed) since the listing
+            continue
+        if max(st.st_mtime, st.st_ctime) < cutoff:
+            Path(e.path).unlink(missing_ok=True)
