@@ -229,6 +229,9 @@ class Settings:
     #: where each kind's lake lives (catalog, S3 data path) when not the local default; secrets
     #: left out (``lake_config(kind)`` adds them where a lake is opened)
     lakes: Mapping[str, "LakeConfig"] = field(default_factory=dict)
+    #: ARCHIVE_LAKE_RETENTION_DAYS: how long expired lake snapshots stay readable by time travel
+    #: (and superseded files on disk) before the daily maintenance removes them
+    lake_retention_days: int = 7
 
     def path(self, var: str) -> Path:
         return Path(self.paths[var])
@@ -311,6 +314,9 @@ class Settings:
             crypto_coverage_min=parse_percent(env, "ARCHIVE_CRYPTO_COVERAGE_MIN", 99.0),
             crypto=_crypto(env),
             lakes={k: c for k in LAKE_VARS if (c := lake_config(k, env, secrets=False)) is not None},
+            # at least a day: a retention shorter than a write's time from its file to its
+            # commit (up to the 120 s catalog retry) would delete a writer's file as an orphan
+            lake_retention_days=parse_int(env, "ARCHIVE_LAKE_RETENTION_DAYS", 7, 1, 3650),
         )
 
 

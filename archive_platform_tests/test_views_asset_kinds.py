@@ -66,3 +66,66 @@ def settings_datasets():
     from archive_platform.datasets import DATASETS
 
     return DATASETS
+
+
+def _snapshots(root) -> list[int]:
+    from archive_platform.lake import connect
+
+    con = connect(root)
+    try:
+        return [r[0] for r in con.execute("SELECT snapshot_id FROM ducklake_snapshots('lake') ORDER BY 1").fetchall()]
+    finally:
+        con.close()
+
+
+def _age(root, when: datetime) -> None:
+    """Every snapshot of the lake at ``root`` committed at ``when`` (through DuckDB's sqlite
+    extension: Python's sqlite3 must not open a catalog DuckDB uses in this process)."""
+    from archive_platform.lake.extensions import new_connection
+
+    con = new_connection(("sqlite_scanner",))
+    try:
+        con.execute(f"ATTACH '{root / '_lake' / 'catalog.sqlite'}' AS c (TYPE sqlite)")
+        con.execute("UPDATE c.ducklake_snapshot SET snapshot_time = ?",
+                    [when.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f+00")])
+    finally:
+        con.close()
+
+
+def test_the_retention_setting_is_the_period_the_daily_maintenance_expires(tmp_path):
+    """ARCHIVE_LAKE_RETENTION_DAYS sets what duckdb_views expires: snapshots three days old
+    stay with the default (7 days) and go with a retention of 2 days; the latest stays."""
+    from datetime import timedelta
+
+    rows = _store_books(tmp_path / "live")
+    _store_books(tmp_path / "live")  # a second write of the day: the first snapshot is superseded
+    before = _snapshots(tmp_path / "live")
+    assert len(before) >= 3
+    _age(tmp_path / "live", datetime.now(timezone.utc) - timedelta(days=3))
+
+    kept = _views(sim_env(tmp_path, ARCHIVE_CRYPTO_CAPTURE="1"))
+    meta = next(iter(kept.asset_materializations_for_node("duckdb_views"))).metadata
+    assert meta["live_retention_days"].value == 7
+    assert _snapshots(tmp_path / "live") == before
+
+    short = _views(sim_env(tmp_path, ARCHIVE_CRYPTO_CAPTURE="1", ARCHIVE_LAKE_RETENTION_DAYS="2"))
+    meta = next(iter(short.asset_materializations_for_node("duckdb_views"))).metadata
+    assert meta["live_retention_days"].value == 2
+    assert _snapshots(tmp_path / "live") == before[-1:]  # only the snapshot current at the cutoff
+    con = duckdb.connect(str(tmp_path / "live.duckdb"), read_only=True)
+    try:
+        assert con.execute("SELECT count(*) FROM orderbook_l2 WHERE date = ?", [DAY]).fetchone()[0] == rows
+    finally:
+        con.close()
+
+
+def test_a_retention_under_a_day_is_refused_naming_the_variable(tmp_path):
+    import pytest
+
+    from archive_platform.config import ConfigError
+
+    assert Settings.from_env(sim_env(tmp_path)).lake_retention_days == 7
+    assert Settings.from_env(sim_env(tmp_path, ARCHIVE_LAKE_RETENTION_DAYS="30")).lake_retention_days == 30
+    for bad in ("0", "-1", "7d", "1.5"):
+        with pytest.raises(ConfigError, match="ARCHIVE_LAKE_RETENTION_DAYS"):
+            Settings.from_env(sim_env(tmp_path, ARCHIVE_LAKE_RETENTION_DAYS=bad))

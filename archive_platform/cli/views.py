@@ -13,7 +13,7 @@ SILENT_LOGS = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 @click.command()
 def views() -> None:
     """Daily serving maintenance, now: expire lake snapshots and superseded files older than the
-    retention (7 days; time travel reaches back that far), then rebuild the DuckDB views files
+    retention (ARCHIVE_LAKE_RETENTION_DAYS, 7 by default; time travel reaches back that far), then rebuild the DuckDB views files
     over the archive (sim and/or live, as configured). The scheduled refresh_views job does the
     same every day."""
     from archive_platform.defs import build_definitions

@@ -103,7 +103,8 @@ def build_definitions(
     # the coverage ledger: an asset, its job and a nightly schedule; the views show it too
     # the ledger judges NYSE sessions; 24/7 capture days are judged by their coverage checks
     ledger = build_coverage_asset(settings, nyse, parts)
-    views = build_views_asset(settings.dataset_kind, [*datasets, COVERAGE])
+    views = build_views_asset(settings.dataset_kind, [*datasets, COVERAGE],
+                              retention_days=settings.lake_retention_days)
     jobs["coverage"] = dg.define_asset_job("coverage_ledger", selection=[ledger.key])
     schedules.append(dg.ScheduleDefinition(
         name="coverage_ledger", job=jobs["coverage"], cron_schedule="40 20 * * *",

@@ -7,7 +7,7 @@ Group, description, freshness, calendar and dependencies come from the declarati
 
 
 from collections.abc import Callable
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 import dagster as dg
 # not re-exported at the top level in 1.13; an evaluation names the materialization it checks
@@ -21,6 +21,7 @@ from archive_platform.config import SourceSelection
 from archive_platform.defs.resources import ArchiveResource, SourcesResource
 from archive_platform.defs.vendor_resources import resource_key
 from archive_platform.datasets import DATASETS, Dataset
+from archive_platform.lake import DEFAULT_RETENTION
 from archive_platform.schemas import spec_for
 from archive_platform.store.errors import EmptyReplacementRefused
 from archive_platform.summary import summarize_partition
@@ -312,17 +313,19 @@ def build_archive_asset(
     return _archive_asset
 
 
-def build_views_asset(kind_of: Callable[[Dataset], str], datasets=DATASETS) -> dg.AssetsDefinition:
+def build_views_asset(kind_of: Callable[[Dataset], str], datasets=DATASETS, *,
+                      retention_days: int = DEFAULT_RETENTION.days) -> dg.AssetsDefinition:
     """``kind_of``: the archive (sim or live) each dataset lives in (``Settings.dataset_kind``):
     with the crypto capture on, the UTC-day datasets are live while the NYSE ones may all be
-    simulated, and both archives need their snapshots expired and their views rebuilt."""
+    simulated, and both archives need their snapshots expired and their views rebuilt.
+    ``retention_days``: ``Settings.lake_retention_days`` (ARCHIVE_LAKE_RETENTION_DAYS)."""
     @dg.asset(
         name="duckdb_views",
         group_name="serving",
         kinds={"duckdb"},
         deps=[dg.AssetKey(d.name) for d in datasets],
         description="Daily serving maintenance: expires lake snapshots and files older than the "
-        "retention (7 days), and rebuilds the DuckDB files of views over the plain layout "
+        f"retention ({retention_days} days, ARCHIVE_LAKE_RETENTION_DAYS), and rebuilds the DuckDB files of views over the plain layout "
         "(compacted days) for tools without the DuckLake extension. Analysts use "
         "archive_platform.connect() / archive-platform sql.",
     )
@@ -333,8 +336,9 @@ def build_views_asset(kind_of: Callable[[Dataset], str], datasets=DATASETS) -> d
         for kind in sorted({kind_of(d) for d in datasets}):
             store = archive.store(kind)
             if (store.root / "_lake").is_dir():  # nothing written yet: nothing to expire
-                gone = store.lake.expire()  # retention: archive_platform.lake.DEFAULT_RETENTION
+                gone = store.lake.expire(timedelta(days=retention_days))
                 meta[f"{kind}_expired_files"] = len(gone)
+                meta[f"{kind}_retention_days"] = retention_days
             store.close()
             path = archive.duckdb_path(kind)
             names = refresh_views(archive.root(kind), path, datasets)

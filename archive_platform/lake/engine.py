@@ -365,7 +365,17 @@ class Lake:
         with self._mutex:
             for attempt in _retrying():
                 with attempt:
-                    self.con.execute(f"CALL ducklake_expire_snapshots('{ALIAS}', older_than => {cutoff})")
+                    # by id, not ``older_than``: the snapshot that was current at the cutoff
+                    # still describes the archive at every instant from it to the next commit,
+                    # inside the window (after a quiet weekend, ``as_of`` three days ago reads
+                    # it); ``older_than`` expired it too
+                    old = [r[0] for r in self.con.execute(
+                        f"SELECT snapshot_id FROM ducklake_snapshots('{ALIAS}') WHERE snapshot_id < "
+                        f"(SELECT max(snapshot_id) FROM ducklake_snapshots('{ALIAS}') "
+                        f"WHERE snapshot_time <= {cutoff})").fetchall()]
+                    if old:
+                        self.con.execute(f"CALL ducklake_expire_snapshots('{ALIAS}', versions => "
+                                         f"[{', '.join(str(int(i)) for i in old)}])")
                     gone = self.con.execute(
                         f"CALL ducklake_cleanup_old_files('{ALIAS}', older_than => {cutoff})").fetchall()
                     gone += self.con.execute(
