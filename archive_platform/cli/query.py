@@ -55,6 +55,21 @@ def query(name: str, symbol: str, at: datetime | None, day: date | None, live: b
                 "the live archive is written by vendor-backed runs (`./run dev`, a backfill); "
                 "drop --live to read the simulated archive `./run demo` writes")
         raise click.UsageError(f"{exc}; {hint}") from None
+    except Exception as exc:
+        # the query itself failed on a remote lake (an object missing from the bucket, the
+        # catalog's server gone after connect): one line naming the setting, no secret
+        import duckdb
+
+        if not isinstance(exc, (duckdb.Error, OSError)):
+            raise
+        from archive_platform.lake.catalog import LakeLocation
+        from archive_platform.lake.connect import read_error
+        from archive_platform.settings import lake_config
+
+        clear = read_error(exc, LakeLocation.for_root(path, config=lake_config(kind)), kind=kind)
+        if clear is None:
+            raise
+        raise clear from None
     print_table(cols, rows)
     if not rows:
         click.echo(f"(no rows: the archive at {path} holds nothing for {params['symbol']} there)", err=True)

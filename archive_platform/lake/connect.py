@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -49,10 +50,60 @@ def connect(root: str | Path, read_only: bool = True, as_of: datetime | None = N
         raise ValueError(f"the archive at {loc.root} has no snapshot at or before {stamp}: that is "
                          "before its first write, or older than the retention of old snapshots "
                          "(7 days by default); see ducklake_snapshots('lake') for what it holds") from None
-    names = table_names(con)
-    for name in names:  # the same statement the CLI init script runs (shell.init_sql)
-        con.execute(f"CREATE VIEW memory.main.{ident(name)} AS SELECT * FROM {ALIAS}.main.{ident(name)}")
+    try:
+        names = table_names(con)
+        probe_data(con, loc, names)
+        for name in names:  # the same statement the CLI init script runs (shell.init_sql)
+            con.execute(f"CREATE VIEW memory.main.{ident(name)} AS SELECT * FROM {ALIAS}.main.{ident(name)}")
+    except (duckdb.Error, OSError) as exc:
+        con.close()
+        clear = read_error(exc, loc)
+        if clear is None:
+            raise
+        raise clear from None  # the driver's text, scrubbed, is in the message
     return con
+
+
+def probe_data(con: duckdb.DuckDBPyConnection, loc: LakeLocation, names: list[str]) -> None:
+    """With the data on S3: ask the bucket for one object the catalog names (a HEAD request, the
+    reader's own DuckDB secret), so wrong credentials, a wrong bucket or endpoint, or an
+    endpoint that is down fail here, once, naming the setting (``read_error``), instead of as
+    DuckDB's HTTP error at the first query. An object that is missing is left to the query that
+    needs it: the rest of the archive stays readable."""
+    if loc.s3 is None:
+        return
+    for name in names:
+        row = con.execute("SELECT data_file FROM ducklake_list_files(?, ?) LIMIT 1", [ALIAS, name]).fetchone()
+        if row is None:
+            continue
+        try:
+            con.execute("SELECT size FROM read_blob(?)", [row[0]]).fetchall()
+        except duckdb.Error as exc:
+            hint = loc.config.storage_problem(str(exc)) or ""
+            if "missing from" in hint:  # that one object: not a verdict on the archive
+                return
+            raise
+        return
+
+
+def read_error(exc: BaseException, loc: LakeLocation, *, kind: str | None = None) -> Exception | None:
+    """A reader's failure on a remote lake as one clear exception naming the setting to check,
+    with no secret in it: the PostgreSQL catalog unreachable or refusing (a ``LakeCatalogError``,
+    also mid-run, when the server went away after the lake was attached), or the bucket
+    refusing or failing (a ``LakeStorageError``). None: not such a failure (re-raise it)."""
+    if isinstance(exc, duckdb.Error):
+        # a failure inside a query (the server gone mid-run) carries DuckDB's "LINE 2: SELECT *
+        # FROM postgres_query(..." context after the driver's reason: not the user's SQL, drop it
+        text = re.sub(r"\s*\bLINE \d+:.*", "", str(exc), flags=re.DOTALL)
+        if text != str(exc):
+            try:
+                exc = type(exc)(text)
+            except Exception:  # noqa: BLE001 - a type that cannot be rebuilt: keep the original
+                pass
+        clear = loc._postgres_refusal(exc)
+        if clear is not None:
+            return clear
+    return loc.config.storage_error(exc, kind=kind)
 
 
 def table_names(con: duckdb.DuckDBPyConnection) -> list[str]:

@@ -125,6 +125,55 @@ class LakeConfig:
             text = text.replace(secret, "***")
         return text
 
+    def s3_url_var(self, kind: str | None = None) -> str:
+        """The setting that names this lake's S3 URL, for messages (``kind``: live/sim; without
+        it, taken from the catalog schema when there is one)."""
+        kind = kind or {"archive_live": "live", "archive_sim": "sim"}.get(self.pg_schema)
+        return {"live": "ARCHIVE_S3_URL", "sim": "ARCHIVE_SIM_S3_URL"}.get(
+            kind or "", "ARCHIVE_S3_URL (ARCHIVE_SIM_S3_URL for the simulated archive)")
+
+    def storage_problem(self, text: str, *, kind: str | None = None) -> str | None:
+        """What to check, as a parenthesised hint naming the settings, when ``text`` (an error
+        of DuckDB's httpfs or of pyarrow's S3 client) is the bucket refusing or failing this
+        lake (None: not an S3 problem this config can explain)."""
+        if self.s3 is None:
+            return None
+        var = self.s3_url_var(kind)
+        endpoint = ("the S3 endpoint of ARCHIVE_S3_ENDPOINT" if self.s3.endpoint else
+                    f"AWS S3 (s3.{self.s3.region}.amazonaws.com; ARCHIVE_S3_ENDPOINT is not set)")
+        for pattern, hint in (
+                (_S3_NO_BUCKET, f"the bucket {self.s3.bucket!r} does not exist on {endpoint}: check the "
+                                f"bucket of {var}, and ARCHIVE_S3_ENDPOINT"),
+                (_S3_AUTH, f"the server refused the credentials: check AWS_ACCESS_KEY_ID and "
+                           f"AWS_SECRET_ACCESS_KEY, and that this key may read and write {self.s3.url}"),
+                (_S3_MISSING, f"an object the lake catalog names is missing from {self.s3.url} (deleted, "
+                              f"or the bucket emptied): restore it from a backup of the bucket "
+                              f"(docs/deployment.md, Backup), and check {var} names this archive"),
+                (_S3_NETWORK, f"is {endpoint} up and reachable?")):
+            if pattern.search(text):
+                return f" ({hint})"
+        return None
+
+    def storage_error(self, exc: BaseException, *, kind: str | None = None,
+                      doing: str = "read") -> Exception | None:
+        """``exc`` (DuckDB's or pyarrow's error while reading the data on S3) as one
+        ``LakeStorageError`` naming the settings to check, never a secret; None when it is not
+        such an error (re-raise it as it is)."""
+        if self.s3 is None or not isinstance(exc, (OSError, _duckdb_error())):
+            return None
+        if isinstance(exc, (storage_error_type(), FileNotFoundError)) or type(exc).__name__ == "LakeCatalogError":
+            return None  # already clear (ours), or a local "nothing written yet"
+        text = str(exc)
+        if "Postgres" in text:  # the catalog's server (LakeLocation._postgres_refusal), not the bucket
+            return None
+        hint = self.storage_problem(text, kind=kind)
+        if hint is None:
+            return None
+        endpoint = f"endpoint {self.s3.endpoint}" if self.s3.endpoint else f"AWS region {self.s3.region}"
+        return storage_error_type()(
+            f"cannot {doing} the archive's data at {self.s3.data_path} ({self.s3_url_var(kind)}, "
+            f"{endpoint}): {self.scrub(' '.join(text.split()))}{hint}")
+
     def setup_sql(self, *, ref: Callable[[str], str] | None = None) -> list[str]:
         """Statements every DuckDB connection to this lake runs before attaching it. ``ref``:
         secrets as expressions reading their variables (see ``S3Location.secret_sql``)."""
@@ -145,6 +194,44 @@ class LakeConfig:
         if self.pg_password:
             kw["password"] = self.pg_password
         return kw
+
+
+#: how DuckDB's httpfs and pyarrow's S3 client say why a request failed (checked in this order)
+_S3_NO_BUCKET = re.compile(r"NoSuchBucket|NO_SUCH_BUCKET")
+_S3_AUTH = re.compile(r"HTTP 40[13]\b|InvalidAccessKeyId|SignatureDoesNotMatch|AccessDenied|"
+                      r"INVALID_ACCESS_KEY_ID|SIGNATURE_DOES_NOT_MATCH|ACCESS_DENIED|ExpiredToken|"
+                      r"InvalidToken|EXPIRED_TOKEN|UNRECOGNIZED_CLIENT")
+_S3_MISSING = re.compile(r"HTTP 404\b|NoSuchKey|NO_SUCH_KEY|RESOURCE_NOT_FOUND")
+_S3_NETWORK = re.compile(r"Could not connect|Couldn't connect|Failure when receiving|NETWORK_CONNECTION|"
+                         r"Connection refused|Connection reset|Could not resolve|timed out|"
+                         r"Timeout was reached|curlCode", re.IGNORECASE)
+
+
+def _duckdb_error() -> type:
+    import duckdb
+
+    return duckdb.Error
+
+
+@functools.cache
+def storage_error_type() -> type:
+    """``LakeStorageError``, created on first use (``archive_platform.config`` imports every
+    dataset): the lake's data on S3 cannot be read or written (credentials, bucket, endpoint, a
+    missing object). A ``ConfigError`` (the CLI prints its one line, naming the settings), an
+    ``OSError`` (a write re-raises it as ``ArchiveWriteError`` naming the partition) and, for
+    callers that caught DuckDB's error before, a ``duckdb.HTTPException``."""
+    import duckdb
+
+    from archive_platform.config import ConfigError
+
+    class LakeStorageError(ConfigError, OSError, duckdb.HTTPException):
+        __doc__ = storage_error_type.__doc__
+
+        def __str__(self) -> str:
+            return str(self.args[0]) if self.args else ""
+
+    LakeStorageError.__module__ = __name__
+    return LakeStorageError
 
 
 def _lit(text: str) -> str:

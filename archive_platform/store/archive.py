@@ -9,6 +9,7 @@ See docs/storage.md.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import os
@@ -106,6 +107,7 @@ class ArchiveStore:
         if found is not None and found != kind:
             raise ArchiveKindError(f"{self.root} is a {found} archive; refusing to open it as {kind}")
         self._lake: Lake | None = None
+        self._pg_found = False  # the PostgreSQL catalog was seen to hold the lake (_readable)
         if lake is None:  # the kind's catalog and data path from the environment
             from archive_platform.settings import lake_config
 
@@ -145,9 +147,42 @@ class ArchiveStore:
 
     def _readable(self) -> bool:
         """Whether there is anything to read (reads never create a lake)."""
-        if self._lake is not None or self._location.postgres:
+        if self._lake is not None:
             return True
+        if self._location.postgres:
+            # attaching would CREATE the catalog: a status or read_day with a database name
+            # that holds no lake (a typo in ARCHIVE_LAKE_PG_DB) made one there, which claimed
+            # this machine's data path for good
+            return self._pg_catalog_exists()
         return Path(self._location.catalog[len("sqlite:"):]).exists()
+
+    def _pg_catalog_exists(self) -> bool:
+        """Whether the PostgreSQL catalog database holds this lake's tables (its schema's
+        ``ducklake_metadata``); asked without DuckDB, so nothing is created. Cached once true.
+        A server that refuses the connection is a ``LakeCatalogError`` naming the setting."""
+        if self._pg_found:
+            return True
+        import psycopg2  # installed with dagster-postgres
+
+        from archive_platform.lake.catalog import _hint, _one_line, catalog_error
+
+        config = self._config
+        where = (f"{config.catalog_var} (PostgreSQL {self._location.catalog[len('postgres:'):]}, "
+                 f"schema {config.pg_schema or 'public'})")
+        try:
+            conn = psycopg2.connect(connect_timeout=30, application_name="archive_platform lake read",
+                                    **config.pg_connect_kwargs())
+        except psycopg2.OperationalError as exc:
+            raise catalog_error(f"cannot open the lake catalog of {where}: "
+                                f"{config.scrub(_one_line(str(exc)))}{_hint(str(exc))}") from None
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT to_regclass(%s) IS NOT NULL",
+                            ('"' + (config.pg_schema or "public").replace('"', '""') + '".ducklake_metadata',))
+                self._pg_found = bool(cur.fetchone()[0])
+        finally:
+            conn.close()
+        return self._pg_found
 
     # -- paths -----------------------------------------------------------------------------
     def partition_dir(self, archive_type: str | ArchiveType, day: date) -> Path:
@@ -165,10 +200,11 @@ class ArchiveStore:
         plain-layout file, so "archived, empty" differs from "never archived"."""
         if not self._readable():
             return []
-        files = self.lake.files(table_def(archive_type), day)
-        if not files:
-            plain = self.daily_path(archive_type, day)
-            files = [plain] if plain.exists() else []
+        with self._reading():
+            files = self.lake.files(table_def(archive_type), day)
+            if not files:
+                plain = self.daily_path(archive_type, day)
+                files = [plain] if plain.exists() else []
         return files
 
     def partition_bytes(self, archive_type: str | ArchiveType, day: date) -> int:
@@ -176,7 +212,8 @@ class ArchiveStore:
         total = 0
         for p in self.partition_files(archive_type, day):
             try:
-                total += p.stat().st_size
+                with self._reading():
+                    total += p.stat().st_size
             except FileNotFoundError:  # expired meanwhile
                 pass
         return total
@@ -187,9 +224,10 @@ class ArchiveStore:
         if not self._readable():
             return []
         spec = spec_for(archive_type)
-        found = set(self.lake.days(table_def(spec)))
-        if self._location.s3 is not None:  # the plain layout is in the bucket
-            return sorted(found.union(publish.plain_days(self._location, table_def(spec))))
+        with self._reading():
+            found = set(self.lake.days(table_def(spec)))
+            if self._location.s3 is not None:  # the plain layout is in the bucket
+                return sorted(found.union(publish.plain_days(self._location, table_def(spec))))
         base = layout.dataset_dir(self.root, spec.directory)
         if base.is_dir():
             for entry in os.scandir(base):
@@ -215,8 +253,9 @@ class ArchiveStore:
         canon = pa.schema([spec.schema.field(c) for c in wanted], metadata=spec.schema.metadata)
         if not self._readable():
             return canon.empty_table()
-        out = self.lake.read_range(table_def(spec), start, end, wanted,
-                                   order_by=("date", *spec.sort_key))
+        with self._reading():
+            out = self.lake.read_range(table_def(spec), start, end, wanted,
+                                       order_by=("date", *spec.sort_key))
         return out.cast(canon)
 
     # -- writes ----------------------------------------------------------------------------
@@ -231,7 +270,8 @@ class ArchiveStore:
         td = table_def(spec)
         before = None
         if batch.num_rows == 0:
-            before = self._stored_rows(spec, day)
+            # (the bucket or catalog failing here is named with the partition, as in the write)
+            before = self._guard(spec, day, "write_day", lambda: self._stored_rows(spec, day))
             if before and not (replace_empty and spec.empty_ok(day)):
                 why = ("the caller did not pass replace_empty=True" if spec.empty_ok(day) else
                        f"{spec.name} does not declare an empty {day.isoformat()} valid")
@@ -275,6 +315,22 @@ class ArchiveStore:
     def _stored_rows(self, spec: ArchiveSpec, day: date) -> int:
         return self.read_day(spec, day, columns=[spec.dedup_key[0]]).num_rows
 
+    @contextlib.contextmanager
+    def _reading(self):
+        """Around a read of the lake: the catalog's server gone (also mid-run, after the lake was
+        attached) or the bucket refusing or failing (credentials, bucket, endpoint, a missing
+        object) is one clear error naming the setting to check (``LakeCatalogError``,
+        ``LakeStorageError``), never DuckDB's or pyarrow's raw error, never a secret."""
+        try:
+            yield
+        except (duckdb.Error, OSError) as exc:
+            from archive_platform.lake.connect import read_error
+
+            clear = read_error(exc, self._location, kind=self.kind)
+            if clear is None:
+                raise
+            raise clear from None  # the driver's text, scrubbed, is in the message
+
     def _marked(self, write):
         """``write()`` after the root's kind marker is in place (a read-only or full root fails
         here, inside ``_guard``, so the error names the dataset and partition too)."""
@@ -300,7 +356,7 @@ class ArchiveStore:
             raise ArchiveWriteError(
                 exc.errno or errno.EIO,
                 f"{spec.name} {day.isoformat()}: {what} failed at {where}: "
-                f"{self._scrub(why)}; nothing was changed, retry once resolved"
+                f"{self._scrub(why)}{self._hint(exc)}; nothing was changed, retry once resolved"
             ) from self._cause(exc)
         except duckdb.Error as exc:
             code = errno.ENOSPC if "No space left" in str(exc) else errno.EIO
@@ -309,7 +365,17 @@ class ArchiveStore:
             raise ArchiveWriteError(
                 code, f"{spec.name} {day.isoformat()}: {what} failed in the lake catalog "
                 f"{self._location.catalog} / data folder {self._data_dir(spec, day)}: "
-                f"{self._scrub(exc)}; nothing was changed, retry once resolved") from self._cause(exc)
+                f"{self._scrub(exc)}{self._hint(exc)}; nothing was changed, retry once resolved"
+            ) from self._cause(exc)
+
+    def _hint(self, exc: BaseException) -> str:
+        """What to check when a write failed on the bucket (credentials, bucket, endpoint, a
+        missing object), naming the settings; empty otherwise (the catalog's own errors already
+        name theirs)."""
+        text = str(exc)
+        if type(exc).__name__ == "LakeCatalogError" or "Postgres" in text:
+            return ""
+        return self._config.storage_problem(text, kind=self.kind) or ""
 
     def _cause(self, exc: BaseException) -> BaseException | None:
         """``exc`` as the cause to chain, or None when its text holds a secret (a traceback
