@@ -166,8 +166,11 @@ class Lake:
         one compacted file registered in the same transaction that removes the old rows."""
         self.ensure_table(td)
         delete = (f"DELETE FROM {ALIAS}.{ident(td.name)} WHERE date = ?", [day])
-        with self._mutex, self.location.writer_lock(td.name, day.isoformat()):
-            return self._commit_file(td, day, lambda con: table, delete, "write_day")
+
+        def write() -> LakeWrite:
+            with self._mutex, self.location.writer_lock(td.name, day.isoformat()):
+                return self._commit_file(td, day, lambda con: table, delete, "write_day")
+        return self._minding_lost_files(td, day, write)
 
     def append(self, td: TableDef, day: date, batch: pa.Table) -> LakeWrite:
         """Add a batch, last write wins: a snapshot type replaces every ``snapshot_time`` the
@@ -189,13 +192,19 @@ class Lake:
             delete = (f"DELETE FROM {name} AS t WHERE t.date = ? AND EXISTS "
                       f"(SELECT 1 FROM __batch AS b WHERE {match})", [day],
                       batch.select(list(td.dedup_key)))
-        with self._mutex, self.location.writer_lock(td.name, day.isoformat()):
-            return self._commit_file(td, day, lambda con: batch, delete, "append")
+
+        def write() -> LakeWrite:
+            with self._mutex, self.location.writer_lock(td.name, day.isoformat()):
+                return self._commit_file(td, day, lambda con: batch, delete, "append")
+        return self._minding_lost_files(td, day, write)
 
     def compact_day(self, td: TableDef, day: date) -> LakeWrite:
         """Fold the day's files into one file and publish it at the plain-layout path.
         No-op (still re-publishing, in case a crash interrupted it) when already compacted."""
         self.ensure_table(td)
+        return self._minding_lost_files(td, day, lambda: self._compact_day(td, day))
+
+    def _compact_day(self, td: TableDef, day: date) -> LakeWrite:
         with self._mutex, self.location.writer_lock(td.name, day.isoformat()):
             files = publish.day_files(self.con, td, day)
             if publish.is_compacted(td, day, files, self.location):
@@ -223,6 +232,27 @@ class Lake:
 
             delete = (f"DELETE FROM {ALIAS}.{ident(td.name)} WHERE date = ?", [day])
             return self._commit_file(td, day, rows, delete, "compact")
+
+    def _minding_lost_files(self, td: TableDef, day: date, write):
+        """``write()``; when it fails because a data file the catalog lists for the day is gone
+        from storage: a compacted day file whose plain-layout link (on S3: copy) still holds it
+        is put back and the write runs again; any other lost file is a ``LostDataFiles`` naming
+        them (DuckLake reads a file to delete its rows, so the day cannot be replaced without
+        it). Only the failure path asks the catalog (an append pays nothing)."""
+        try:
+            return write()
+        except (duckdb.IOException, FileNotFoundError) as exc:
+            try:
+                with self._mutex, self.location.writer_lock(td.name, day.isoformat()):
+                    lost = publish.lost_files(self.location, self.con, td, day)
+                    left = publish.restore_from_plain(self.location, td, day, lost) if lost else []
+            except (duckdb.Error, OSError):
+                raise exc from None  # cannot tell (the catalog or the disk failing too): as it was
+            if not lost:
+                raise
+            if left:
+                raise publish.LostDataFiles(td, day, left) from None
+        return write()
 
     def _commit_file(self, td: TableDef, day: date, rows, delete: tuple, step: str) -> LakeWrite:
         """Get the rows and write them as a new file (outside the catalog: the partition lock
@@ -328,10 +358,32 @@ class Lake:
             return _schema(td, wanted).empty_table()
         order = f" ORDER BY {', '.join(ident(c) for c in order_by)}" if order_by else ""
         with self._mutex:
-            out = self.con.execute(
-                f"SELECT {', '.join(ident(c) for c in wanted)} FROM {ALIAS}.{ident(td.name)} "
-                f"WHERE date BETWEEN ? AND ?{order}", [start, end]).to_arrow_table()
+            try:
+                out = self.con.execute(
+                    f"SELECT {', '.join(ident(c) for c in wanted)} FROM {ALIAS}.{ident(td.name)} "
+                    f"WHERE date BETWEEN ? AND ?{order}", [start, end]).to_arrow_table()
+            except duckdb.IOException as exc:
+                # on S3 the store names the bucket's settings with the missing object (a wrong
+                # URL or credentials look the same from here)
+                lost = self._lost_in(td, start, end) if self.location.s3 is None else None
+                if lost is None:
+                    raise
+                raise lost from exc
         return _cast(td, out, wanted)
+
+    def _lost_in(self, td: TableDef, start: date, end: date) -> "publish.LostDataFiles | None":
+        """After a failed read: the first day in ``start..end`` with data files gone from
+        storage, as the error to raise (None: none is, or the catalog cannot say)."""
+        try:
+            for day in (d for d in self.days(td) if start <= d <= end):
+                lost = publish.lost_files(self.location, self.con, td, day)
+                if lost:
+                    err = publish.LostDataFiles(td, day, lost)
+                    err.strerror = err.strerror.replace("; nothing was changed", "")
+                    return err
+        except (duckdb.Error, OSError):
+            return None
+        return None
 
     def files(self, td: TableDef, day: date) -> list:
         """The data files the latest snapshot reads for the day (not the plain-layout link):

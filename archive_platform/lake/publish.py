@@ -15,6 +15,7 @@ a PUT or COPY replaces an object atomically, so a reader gets the old or the new
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import time
@@ -163,6 +164,57 @@ def delete_file(path: Path | RemoteFile) -> None:
             filesystem(path._s3).delete_file(path._s3.key(path))
         return
     path.unlink(missing_ok=True)
+
+
+class LostDataFiles(FileNotFoundError):
+    """Data files the lake catalog lists as live for a day are gone from storage (deleted by
+    hand, a disk or bucket lifecycle rule): the day's rows in them cannot be read, and the day
+    cannot be replaced either, because DuckLake reads a file to delete its rows. Nothing was
+    changed. Restoring the files from a backup (same paths) makes the day whole again."""
+
+    def __init__(self, td: TableDef, day: date, lost: list[tuple[str, int]]) -> None:
+        names = ", ".join(p for p, _ in lost)
+        super().__init__(errno.ENOENT, (
+            f"{td.name} {day.isoformat()}: the lake catalog lists {len(lost)} data file(s) of this day "
+            f"that storage no longer holds ({names}); the day can be neither read nor replaced until "
+            "they are restored from a backup at the same path (docs/storage.md, \"Lost data files\"); "
+            "nothing was changed"))
+        self.lost = [p for p, _ in lost]
+
+
+def lost_files(loc: LakeLocation, con: duckdb.DuckDBPyConnection, td: TableDef,
+               day: date) -> list[tuple[str, int]]:
+    """(path, bytes the catalog records) of each live data file of the day that storage no
+    longer holds. Asks only the catalog and the file system (never reads a file's rows)."""
+    part = f"/date={day.isoformat()}/"
+    rows = con.execute("SELECT data_file, data_file_size_bytes FROM ducklake_list_files(?, ?) "
+                       "WHERE contains(data_file, ?)", [ALIAS, td.name, part]).fetchall()
+    return [(f, int(size)) for f, size in rows if not as_file(loc, f).exists()]
+
+
+def restore_from_plain(loc: LakeLocation, td: TableDef, day: date,
+                       lost: list[tuple[str, int]]) -> list[tuple[str, int]]:
+    """Put back a compacted day file that is gone from the data path while its plain-layout
+    file, a hard link to it (on S3 a copy), still holds it: same name pattern, and the size the
+    catalog records. Returns the files still lost (appended parts have no second copy)."""
+    plain = plain_file(loc, td, day)
+    left = []
+    for path, size in lost:
+        try:
+            same = _is_ours(td, day, path) and plain.stat().st_size == size
+        except FileNotFoundError:
+            same = False
+        if not same:
+            left.append((path, size))
+            continue
+        if loc.s3 is not None:
+            filesystem(loc.s3).copy_file(loc.s3.key(plain), loc.s3.key(path))
+            continue
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.link(plain, target)
+        fsync_dir(target.parent)
+    return left
 
 
 class PublishFailed(OSError):
