@@ -6,8 +6,11 @@ in by the Dagster layer as a plain string). States:
 
 ``complete``         files stored and the completeness rule finds nothing missing
 ``degraded``         files stored but something is missing; ``reason`` says what (snapshots,
-                     symbols, minutes, capture gaps) and ``reconcilable`` whether fetching the
-                     day again can fix it (not so for a capture gap: the past is gone)
+                     symbols, minutes, capture gaps, poll gaps) and ``reconcilable`` whether
+                     fetching the day again can fix it (not so for a capture gap: the past is
+                     gone). A poll gap is not a finding of the completeness rule: it is a poll
+                     window of a polled dataset (``uw_flow``) that the polls gave up on and that
+                     no whole-day fetch has covered since, passed in by the Dagster layer
 ``empty-by-design``  a stored day with no rows that the rule accepts (no executions that day)
 ``missing``          nothing stored: never materialized, its file deleted on disk although
                      Dagster shows it materialized, or its run died (``LOST``)
@@ -35,7 +38,10 @@ STATES = ("complete", "degraded", "empty-by-design", "missing", "failed", "in-pr
 #: states the recovery sensor asks for again (``degraded`` only when reconcilable)
 RECOVER = ("missing", "failed")
 #: what a completeness problem is about -> whether fetching the day again can fix it
-REASON_KINDS = {"symbols": True, "snapshots": True, "minutes": True, "capture gaps": False}
+REASON_KINDS = {"symbols": True, "snapshots": True, "minutes": True, "capture gaps": False,
+                "poll gaps": True}
+#: the reason kind of the poll windows the polls gave up on (a whole-day fetch fills them)
+POLL_GAPS = "poll gaps"
 
 LEDGER_SCHEMA = pa.schema([
     pa.field("dataset", pa.string(), nullable=False),
@@ -98,8 +104,19 @@ def reason_kind(problem: str) -> str:
     return "symbols"
 
 
-def classify(dataset: str, day: date, stored: Stored | None, dagster_status: str | None) -> Entry:
-    """The ledger entry of one (dataset, day); the files on disk win over Dagster's record."""
+def poll_gap_text(since: str, until: str) -> str:
+    """How the reason names one poll window the polls gave up on (``since`` may be ``open``)."""
+    return f"unfetched poll window {since} to {until}"
+
+
+def classify(dataset: str, day: date, stored: Stored | None, dagster_status: str | None,
+             poll_gaps: Sequence[tuple[str, str]] = ()) -> Entry:
+    """The ledger entry of one (dataset, day); the files on disk win over Dagster's record.
+
+    ``poll_gaps``: (since, until) of each poll window of the day the polls gave up on and that no
+    whole-day fetch covered since (the Dagster layer reads them from its observations). A stored
+    day with one is ``degraded`` (reason kind ``poll gaps``, reconcilable); a day with nothing
+    stored is judged as before (it is requested again anyway)."""
     if stored is None or stored.files == 0:
         if dagster_status == "FAILED":
             state, reason = "failed", "the latest run failed and nothing is stored"
@@ -115,10 +132,14 @@ def classify(dataset: str, day: date, stored: Stored | None, dagster_status: str
     base = dict(rows=stored.rows, bytes=stored.bytes, files=stored.files,
                 last_write=stored.last_write, dagster_status=dagster_status,
                 fingerprint=stored.fingerprint)
-    if stored.problems:
-        kinds = sorted({reason_kind(p) for p in stored.problems})
-        reason = "; ".join(f"{k}: " + ", ".join(p for p in stored.problems if reason_kind(p) == k)
-                           for k in kinds)
+    found: dict[str, list[str]] = {}
+    for p in stored.problems:
+        found.setdefault(reason_kind(p), []).append(p)
+    if poll_gaps:
+        found[POLL_GAPS] = [poll_gap_text(s, u) for s, u in sorted(set(poll_gaps))]
+    if found:
+        kinds = sorted(found)
+        reason = "; ".join(f"{k}: " + ", ".join(found[k]) for k in kinds)
         return Entry(dataset, day, "degraded", reason, all(REASON_KINDS[k] for k in kinds), **base)
     if stored.rows == 0:
         return Entry(dataset, day, "empty-by-design", "no rows, which the dataset allows", False, **base)
@@ -163,8 +184,10 @@ def read_stored(store, ds: Dataset, day: date, symbols: Sequence[str], *,
     closed = ds.calendar.event_window(day, ds.window)[1]
     if (previous is not None and previous.fingerprint == fp and previous.files
             and previous.checked_at is not None and previous.checked_at > closed):
+        # a poll gap is not a finding about the files: the caller passes the current ones
         problems = () if previous.state != "degraded" else tuple(
-            p.split(": ", 1)[-1] for p in (previous.reason or "").split("; "))
+            p.split(": ", 1)[-1] for p in (previous.reason or "").split("; ")
+            if not p.startswith(f"{POLL_GAPS}: "))
         return Stored(previous.files, previous.rows, size, last_write, problems, fp)
     # completeness rules judge a day by its keys (symbol, instants, and e.g. candles' timeframe)
     cols = [c for c in dict.fromkeys(("symbol", ds.partition_column, *ds.dedup_key)) if c in ds.schema.names]
@@ -238,10 +261,14 @@ def build_ledger(
     snapshot_every: timedelta = timedelta(minutes=15),
     previous: Mapping[tuple[str, date], Entry] | None = None,
     days: Mapping[str, Sequence[date]] | None = None,
+    poll_gaps: Mapping[tuple[str, date], Sequence[tuple[str, str]]] | None = None,
 ) -> list[Entry]:
     """Every (dataset, day) entry; ``statuses`` holds Dagster's view by (dataset name, day).
-    ``days`` restricts the days per dataset (the recovery sensor's lookback)."""
+    ``days`` restricts the days per dataset (the recovery sensor's lookback). ``poll_gaps``
+    holds, by (dataset name, day), the poll windows given up on that no whole-day fetch covered
+    since (see ``classify``)."""
     previous = previous or {}
+    poll_gaps = poll_gaps or {}
     out = []
     for ds in datasets:
         store = store_for(ds)
@@ -251,7 +278,8 @@ def build_ledger(
             stored = read_stored(store, ds, day, symbols, snapshot_every=snapshot_every,
                                  expected_snapshots=expected_snapshots(ds, day),
                                  previous=previous.get((ds.name, day)))
-            entry = classify(ds.name, day, stored, statuses.get((ds.name, day)))
+            entry = classify(ds.name, day, stored, statuses.get((ds.name, day)),
+                             poll_gaps.get((ds.name, day), ()))
             out.append(replace(entry, checked_at=now))
     return out
 

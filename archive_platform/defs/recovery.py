@@ -6,12 +6,18 @@ status is STARTING for longer than the instance's start timeout, or STARTED whil
 that executes it is gone (killed, out of memory, machine rebooted), is ``LOST``, and the ledger
 calls the day ``missing``. The process is the one Dagster's engine events name (``pid``: the run
 worker, or the executor's process); it is checked on this machine (the archive runs on one).
+
+A ``uw_flow`` day whose polls gave up on a window (the ``uw_flow_poll`` sensor records an
+``AssetObservation`` with ``automation.UNFETCHED_META``) is passed to the ledger as a poll gap
+until a whole-day run of ``uw_flow`` materializes the day after the observation
+(``open_flow_gaps``): the ledger then calls the day ``degraded`` (reconcilable), so status shows
+it, the ``coverage`` asset records it and the recovery sensor fetches the day again.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -96,6 +102,81 @@ def partition_statuses(
     return out
 
 
+#: the polled dataset whose given-up poll windows the ledger counts as poll gaps
+FLOW = "uw_flow"
+#: run modes that fetch a whole day (a run without the mode tag archives whole days); ``poll``
+#: fetches a window, ``eod`` only compacts what the polls stored, ``snapshot`` one instant
+WHOLE_DAY_MODES = ("day",)
+_PAGE = 500
+
+
+def _records(fetch, records_filter):
+    """Every record ``fetch`` (``instance.fetch_observations`` or ``fetch_materializations``)
+    returns for ``records_filter``, newest first, page by page."""
+    cursor = None
+    while True:
+        res = fetch(records_filter, limit=_PAGE, cursor=cursor)
+        yield from res.records
+        if not res.has_more:
+            return
+        cursor = res.cursor
+
+
+def _last_whole_day_fetch(instance, asset_key: dg.AssetKey, key: str, after: float) -> float | None:
+    """When the newest materialization of ``asset_key`` on partition ``key`` after ``after``
+    (a timestamp) by a whole-day run (``WHOLE_DAY_MODES``) was recorded; None if there is none.
+    A materialization whose run is gone from the instance does not count."""
+    flt = dg.AssetRecordsFilter(asset_key=asset_key, asset_partitions=[key], after_timestamp=after)
+    modes: dict[str, str | None] = {}
+    batch: list = []
+
+    def newest_whole_day(recs) -> float | None:
+        unknown = sorted({r.run_id for r in recs if r.run_id not in modes})
+        if unknown:
+            for run in instance.get_runs(dg.RunsFilter(run_ids=unknown)):
+                modes[run.run_id] = run.tags.get(TAG_MODE, "day")
+        return next((r.timestamp for r in recs if modes.get(r.run_id) in WHOLE_DAY_MODES), None)
+
+    for rec in _records(instance.fetch_materializations, flt):  # newest first
+        batch.append(rec)
+        if len(batch) == _PAGE:
+            found = newest_whole_day(batch)
+            if found is not None:
+                return found
+            batch = []
+    return newest_whole_day(batch) if batch else None
+
+
+def open_flow_gaps(instance, keys: Iterable[str], asset_key: dg.AssetKey = dg.AssetKey(FLOW),
+                   ) -> dict[str, list[tuple[str, str]]]:
+    """Per partition key of ``keys``, the poll windows ``(since, until)`` the polls gave up on
+    (the ``uw_flow_poll`` sensor's observations, as ``automation.flow_gaps`` reads them; ``since``
+    is ``open`` for a window from the open) that are still open: recorded after the day's newest
+    materialization by a whole-day run. Poll and end-of-day runs do not count: the polls go on
+    after a window without it, and the end-of-day run only compacts what they stored. Days with
+    no open window are left out."""
+    from archive_platform.defs.automation import UNFETCHED_META  # automation imports this module
+
+    wanted = set(keys)
+    if not wanted:
+        return {}
+    seen: dict[str, list[tuple[str, str, float]]] = {}
+    for rec in _records(instance.fetch_observations, dg.AssetRecordsFilter(asset_key=asset_key)):
+        obs = rec.asset_observation
+        meta = obs.metadata if obs is not None else {}
+        if rec.partition_key not in wanted or UNFETCHED_META not in meta:
+            continue
+        since, _, until = str(meta[UNFETCHED_META].value).partition("/")
+        seen.setdefault(rec.partition_key, []).append((since, until, rec.timestamp))
+    out: dict[str, list[tuple[str, str]]] = {}
+    for key, gaps in sorted(seen.items()):
+        fetched = _last_whole_day_fetch(instance, asset_key, key, min(g[2] for g in gaps))
+        still = sorted({(s, u) for s, u, ts in gaps if fetched is None or ts > fetched})
+        if still:
+            out[key] = still
+    return out
+
+
 @dataclass(frozen=True)
 class LedgerContext:
     """What the ledger needs beyond the instance: the settings, datasets and partitions."""
@@ -150,6 +231,8 @@ class LedgerContext:
                     for ds in self.datasets}
         keys = {n: [d.isoformat() for d in v] for n, v in days.items()}
         statuses = partition_statuses(instance, self.datasets, keys, self.parts, now)
+        gaps = {(FLOW, date.fromisoformat(k)): v
+                for k, v in open_flow_gaps(instance, keys.get(FLOW, ())).items()}
         plan = PlanSettings(tuple(self.symbols()), self.settings_every(), self.settings.iv_rank_times)
 
         def expected(ds, day):
@@ -158,7 +241,7 @@ class LedgerContext:
         return coverage.build_ledger(
             self.datasets, store_for=self.store_for, symbols=self.symbols(), statuses=statuses,
             first_day=first, now=now, expected_snapshots=expected,
-            snapshot_every=self.settings_every(), previous=previous, days=days)
+            snapshot_every=self.settings_every(), previous=previous, days=days, poll_gaps=gaps)
 
     def settings_every(self):
         from datetime import timedelta
