@@ -110,9 +110,13 @@ def _binance_trades_missed(trades: pa.Table, gaps: pa.Table, symbol: str) -> str
 def captured_day(dataset: str, day: date, *, root, symbols: Sequence[CryptoSymbol], data_url: str,
                  client=None) -> DayRows:
     """The day's rows of ``dataset`` from the capture spool under ``root`` (see the module doc)."""
-    table = compact_spool(root, dataset, day)
+    unreadable: list[str] = []
+    table = compact_spool(root, dataset, day, unreadable)
     if table.num_rows == 0:
         table = SCHEMAS[dataset].empty_table()
+    # a torn or emptied spool file loses its own rows, never the day: it is skipped and said
+    skipped = [f"{len(unreadable)} unreadable spool files skipped (their rows are lost): " + "; ".join(unreadable[:5])
+               ] if unreadable else []
     anything = any(spool_files(root, d, day) for d in DATASETS)
     if dataset == "orderbook_l2" and table.num_rows == 0:
         raise NoBookHistory(
@@ -124,15 +128,17 @@ def captured_day(dataset: str, day: date, *, root, symbols: Sequence[CryptoSymbo
         if not anything:
             raise NothingCaptured(f"capture_gaps {day}: the capture service spooled nothing for this "
                                   "day, so there is no record of its gaps")
-        return DayRows(table, "spool")
+        return DayRows(table, "spool", skipped)
     if dataset != "crypto_trades":
-        return DayRows(table, "spool")
+        return DayRows(table, "spool", skipped)
     gaps = compact_spool(root, "capture_gaps", day)
     gaps = gaps if gaps.num_rows else SCHEMAS["capture_gaps"].empty_table()
-    notes: list[str] = []
+    notes: list[str] = list(skipped)
     filled: list[pa.Table] = []
     for sym in (s for s in symbols if s.exchange == "binance"):
         why = _binance_trades_missed(table, gaps, sym.symbol)
+        if why is None and unreadable:  # the lost file may hold the day's last trades: no id hole shows it
+            why = f"{len(unreadable)} unreadable spool files"
         if why is None:
             continue
         try:

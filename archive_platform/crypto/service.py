@@ -59,6 +59,13 @@ class CaptureService(WebSocketSessions):
         self.last_event: dict[tuple[str, str, str], int] = {}
         self.last_receive: dict[tuple[str, str, str], int] = {}
         self.open_gaps: dict[tuple[str, str, str], tuple[int, str]] = {}
+        #: last Binance book update id ``u`` per stream: the next message's ``pu`` must equal it
+        self.last_update: dict[tuple[str, str, str], int] = {}
+        self.sequence_gaps = 0
+        #: the spool cannot be written (a full disk, say): rows stay buffered; only the periodic
+        #: flush retries, not every message (each try re-encodes the whole growing buffer)
+        self.spool_error: str | None = None
+        self.spool_errors = 0
         self.reconnects = self.malformed = self.rows_written = self.messages = 0
         self.last_malformed: str | None = None
         self.exchange_errors = 0  # error replies of the exchange (e.g. a refused subscription)
@@ -98,20 +105,69 @@ class CaptureService(WebSocketSessions):
                 gap = self.open_gaps.pop(stream, None)
                 if gap is not None:
                     self._record_gap(stream, gap[0], max(gap[0], row["event_time"]), gap[1])
+                elif dataset == "orderbook_l2":
+                    self._check_sequence(stream, row)
+                if dataset == "orderbook_l2" and row.get("update_id") is not None:
+                    self.last_update[stream] = max(self.last_update.get(stream, row["update_id"]), row["update_id"])
                 self.last_event[stream] = max(self.last_event.get(stream, 0), row["event_time"])
                 self.buffers[dataset].append(row)
                 if self.publisher is not None:
                     self.publisher.on_row(dataset, row)
-        if self.buffered_rows() >= self.settings.max_buffer_rows:
+        if self.buffered_rows() >= self.settings.max_buffer_rows and self.spool_error is None:
             try:
                 await self._tracked(self.flush())  # the reader waits: memory and SIGKILL loss stay bounded
             except OSError as exc:
                 log.error("spool write failed (%s); rows stay buffered", exc)
 
+    def _check_sequence(self, stream: tuple[str, str, str], row: dict) -> None:
+        """Binance books: ``pu`` is the ``u`` of the stream's previous message. A ``pu`` above the
+        last ``u`` received means messages were lost (a server-side drop, a slow consumer): the
+        snapshots between are missing, which is a capture gap. Each depth20 message is a whole
+        top-20 snapshot, so the book itself is resynced by this very message (nothing to rebuild);
+        what must not happen is the loss going unrecorded. (A ``pu`` below it is an older message
+        of an overlapping session: nothing was lost.)"""
+        pu, last = row.get("prev_update_id"), self.last_update.get(stream)
+        if pu is None or last is None or pu <= last:
+            return
+        self.sequence_gaps += 1
+        start = self.last_event.get(stream, row["event_time"])
+        self._record_gap(stream, min(start, row["event_time"]), row["event_time"],
+                         f"sequence gap: pu {pu} after u {last} ({pu - last} update ids missed)")
+
     def _record_gap(self, stream: tuple[str, str, str], start: int, end: int, cause: str) -> None:
+        """Buffer a gap, one row per UTC day it touches: a row lives in the partition of its
+        ``start``, and each day's coverage reads only that day's gaps, so a gap across midnight
+        must have a row in the later day too (the part from 00:00)."""
         exchange, name, symbol = stream
-        self.buffers["capture_gaps"].append({"exchange": exchange, "stream": name, "symbol": symbol, "start": start,
-                                             "end": end, "cause": cause, "source": exchange})
+        while True:
+            day_end = (start // spool.US_PER_DAY + 1) * spool.US_PER_DAY
+            last = end < day_end
+            self.buffers["capture_gaps"].append({
+                "exchange": exchange, "stream": name, "symbol": symbol, "start": start,
+                "end": end if last else day_end - 1, "cause": cause if last else f"{cause} (continues after 00:00 UTC)",
+                "source": exchange})
+            if last:
+                return
+            start = day_end
+
+    def roll_open_gaps(self, now: int) -> None:
+        """Record the part before today (UTC) of every gap still open, and keep the rest open: the
+        daily asset of a closed day must see a gap that began that day even while it lasts."""
+        today = now // spool.US_PER_DAY * spool.US_PER_DAY
+        for stream, (start, cause) in list(self.open_gaps.items()):
+            if start < today:
+                self._record_gap(stream, start, today - 1, cause)
+                self.open_gaps[stream] = (today, cause)
+
+    async def open_restart_gaps(self) -> int:
+        """On start, open a gap on every stream from the last row of it that reached the spool:
+        the rows a SIGKILL lost, and whatever the venue sent while no capture ran, are missing
+        and must show as a capture gap (closed by the stream's first new row)."""
+        wanted = [(g.exchange, name, sym) for g in self.groups for name, sym in g.streams]
+        last = await asyncio.to_thread(spool.last_spooled_events, self.root, wanted)
+        for key, at in last.items():
+            self.open_gaps.setdefault(key, (at, "capture not running: between the last spooled row and a restart"))
+        return len(last)
 
     def open_gap(self, group: StreamGroup, cause: str) -> None:
         at = now_us()
@@ -123,17 +179,28 @@ class CaptureService(WebSocketSessions):
     async def flush(self) -> int:
         """Write every buffered row to the spool (one atomic file per dataset and UTC day)."""
         async with self._flush_lock:
-            taken = {k: v for k, v in self.buffers.items() if v}
+            self.roll_open_gaps(now_us())
+            # one file per dataset and UTC day, each dropped from the buffer once renamed: a
+            # failure on the second day of a batch must not spool the first day's rows twice
+            taken = {k: list(spool.split_by_day(k, v).values()) for k, v in self.buffers.items() if v}
             for k in taken:
                 self.buffers[k] = []
             written = 0
             try:
-                for dataset in list(taken):
-                    await asyncio.to_thread(spool.write_spool, self.root, dataset, taken[dataset])
-                    written += len(taken.pop(dataset))
+                for dataset, chunks in taken.items():
+                    while chunks:
+                        await asyncio.to_thread(spool.write_spool, self.root, dataset, chunks[0])
+                        written += len(chunks.pop(0))
+                self.spool_error = None
+            except OSError as exc:
+                self.spool_errors += 1
+                self.spool_error = f"{type(exc).__name__}: {exc}"[:300]
+                raise
             finally:  # a failed write keeps its rows buffered for the next flush
-                for dataset, rows in taken.items():
-                    self.buffers[dataset] = rows + self.buffers[dataset]
+                for dataset, chunks in taken.items():
+                    rest = [r for c in chunks for r in c]
+                    if rest:
+                        self.buffers[dataset] = rest + self.buffers[dataset]
                 self.rows_written += written
             return written
 
@@ -145,6 +212,7 @@ class CaptureService(WebSocketSessions):
             "buffered_rows": self.buffered_rows(), "reconnects": self.reconnects, "malformed": self.malformed,
             "last_malformed": self.last_malformed, "exchange_errors": self.exchange_errors,
             "last_exchange_error": self.last_exchange_error, "messages": self.messages, "rows_written": self.rows_written,
+            "sequence_gaps": self.sequence_gaps, "spool_errors": self.spool_errors, "spool_error": self.spool_error,
             "open_gaps": sorted(":".join(k) for k in self.open_gaps),
             # every stream the service subscribed to: one that never delivered is a problem too
             "expected_streams": sorted(f"{g.exchange}:{name}:{sym}" for g in self.groups for name, sym in g.streams),
@@ -246,6 +314,7 @@ class CaptureService(WebSocketSessions):
         # before connecting, not inside the first flush while messages queue up
         await asyncio.to_thread(spool.rows_to_table, "capture_gaps", [])
         await asyncio.to_thread(pa.array([0], pa.int64()).cast, TS)
+        await self.open_restart_gaps()
         tasks = [asyncio.create_task(self.supervise(g), name=f"supervise-{g.name}") for g in self.groups]
         tasks.append(asyncio.create_task(self._every(self.settings.flush_seconds, self.flush)))
         tasks.append(asyncio.create_task(self._every(self.settings.heartbeat_seconds, self._heartbeat_async)))

@@ -50,8 +50,12 @@ def heartbeat_path(root: Path | str) -> Path:
 
 
 def write_atomic(final: Path, write) -> int:
-    """Call ``write(fh)`` on a temp file beside ``final``, fsync, rename over ``final``."""
-    final.parent.mkdir(parents=True, exist_ok=True)
+    """Call ``write(fh)`` on a temp file beside ``final``, fsync, rename over ``final``.
+
+    Folders it creates (a new ``date=`` folder at midnight) are fsynced into their parents too:
+    otherwise a power loss can drop the new folder's entry, and with it every file renamed into it.
+    """
+    _mkdirs_durable(final.parent)
     tmp = final.with_name(f".{final.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     try:
         with open(tmp, "xb") as fh:
@@ -65,6 +69,19 @@ def write_atomic(final: Path, write) -> int:
         tmp.unlink(missing_ok=True)
         raise
     return size
+
+
+def _mkdirs_durable(folder: Path) -> None:
+    missing = []
+    p = folder
+    while not p.exists():
+        missing.append(p)
+        if p.parent == p:
+            break
+        p = p.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    for made in reversed(missing):  # each new entry, into its parent (which exists now)
+        fsync_dir(made.parent)
 
 
 def write_json_atomic(final: Path, obj: Any) -> int:
@@ -85,12 +102,8 @@ def utc_day(us: int) -> date:
 
 def write_spool(root: Path | str, dataset: str, rows: list[dict[str, Any]]) -> list[Path]:
     """Write rows as one atomic Parquet file per UTC day (of the dataset's time column)."""
-    by_day: dict[date, list[dict[str, Any]]] = defaultdict(list)
-    col = TIME_COLUMN[dataset]
-    for row in rows:
-        by_day[utc_day(row[col])].append(row)
     paths = []
-    for day, day_rows in sorted(by_day.items()):
+    for day, day_rows in split_by_day(dataset, rows).items():
         table = rows_to_table(dataset, day_rows)
         final = spool_dir(root, dataset, day) / f"part-{time.time_ns()}-{os.getpid()}-{next(_SEQ):06d}.parquet"
         write_atomic(final, lambda fh, t=table: pq.write_table(t, fh, compression="zstd"))
@@ -113,17 +126,38 @@ def spool_days(root: Path | str, dataset: str) -> list[date]:
     return sorted(date.fromisoformat(p.name[5:]) for p in folder.glob("date=*") if p.is_dir())
 
 
-def read_spool(root: Path | str, dataset: str, day: date) -> pa.Table:
-    """Every spooled row of one day, in write order, as the dataset's schema (no dedup)."""
+def split_by_day(dataset: str, rows: list[dict[str, Any]]) -> dict[date, list[dict[str, Any]]]:
+    """Rows by the UTC day of the dataset's time column (the spool's partition)."""
+    by_day: dict[date, list[dict[str, Any]]] = defaultdict(list)
+    col = TIME_COLUMN[dataset]
+    for row in rows:
+        by_day[utc_day(row[col])].append(row)
+    return dict(sorted(by_day.items()))
+
+
+def read_spool(root: Path | str, dataset: str, day: date, unreadable: list[str] | None = None) -> pa.Table:
+    """Every spooled row of one day, in write order, as the dataset's schema (no dedup).
+
+    A file that cannot be read (torn by a power loss on a file system that does not order data
+    before the rename, truncated or emptied by hand or by a disk fault) is skipped rather than
+    failing the whole day: its rows are lost either way, and every other file's rows are kept.
+    Each skipped file is appended to ``unreadable`` as "<name>: <error>" so the caller reports it.
+    """
     schema = SCHEMAS[dataset]
 
-    def read(path: Path) -> pa.Table:
-        return pq.read_table(path, use_threads=False).select(schema.names).cast(schema)
+    def read(path: Path) -> pa.Table | str:
+        try:
+            return pq.read_table(path, use_threads=False).select(schema.names).cast(schema)
+        except (OSError, pa.ArrowException, ValueError, KeyError) as exc:
+            return f"{path.name}: {type(exc).__name__}: {exc}"[:300]
 
     # a day is thousands of small files: read them in parallel (pyarrow releases the GIL);
     # map() keeps write order, which last-wins dedup relies on
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
-        tables = list(pool.map(read, spool_files(root, dataset, day)))
+        results = list(pool.map(read, spool_files(root, dataset, day)))
+    tables = [r for r in results if isinstance(r, pa.Table)]
+    if unreadable is not None:
+        unreadable.extend(r for r in results if isinstance(r, str))
     return pa.concat_tables(tables) if tables else schema.empty_table()
 
 
@@ -137,13 +171,14 @@ def dedup_last(table: pa.Table, key: Iterable[str]) -> pa.Table:
     return table.take(pa.array(np.sort(last["__row_max"].to_numpy())))
 
 
-def compact_spool(root: Path | str, dataset: str, day: date) -> pa.Table:
+def compact_spool(root: Path | str, dataset: str, day: date, unreadable: list[str] | None = None) -> pa.Table:
     """The day's spooled rows, deduplicated last-wins on the dataset key, sorted by its sort key.
 
     Dedup, the day filter and the sort work on the key columns only; the wide list columns of
-    books are gathered once, by a single ``take`` at the end.
+    books are gathered once, by a single ``take`` at the end. Unreadable files are skipped and
+    listed in ``unreadable`` (see ``read_spool``).
     """
-    table = read_spool(root, dataset, day)
+    table = read_spool(root, dataset, day, unreadable)
     if table.num_rows == 0:
         return table
     schema, col = SCHEMAS[dataset], TIME_COLUMN[dataset]
@@ -157,3 +192,40 @@ def compact_spool(root: Path | str, dataset: str, day: date) -> pa.Table:
                                pc.less(keys[col], pa.scalar(day_start + timedelta(days=1), ts))))
     order = pc.sort_indices(keys, [(k, "ascending") for k in SORT_KEYS[dataset]])
     return table.take(keys["__row"].take(order))
+
+
+def last_spooled_events(root: Path | str, wanted: Iterable[tuple[str, str, str]], *, days: int = 2,
+                        max_files: int = 20_000) -> dict[tuple[str, str, str], int]:
+    """The event time (epoch us) of the last spooled row of each wanted stream
+    ``(exchange, stream, symbol)``, from the newest ``days`` day folders of the spool.
+
+    Files are read newest first (three columns each) and the search stops once every stream is
+    found, so a running capture costs a file or two per dataset; a stream not found within the
+    window (new, or silent for longer) is left out. The capture service opens a gap from here on
+    a restart: everything between the last row that reached the spool and the first row of the
+    new process (the rows a SIGKILL lost, the time the process was down) is a capture gap.
+    """
+    from archive_platform.crypto.normalise import STREAMS
+
+    wanted = set(wanted)
+    found: dict[tuple[str, str, str], int] = {}
+    for dataset in ("orderbook_l2", "crypto_trades"):
+        names = {ex: name for (ex, ds), name in STREAMS.items() if ds == dataset}
+        todo = {k for k in wanted if names.get(k[0]) == k[1]}
+        budget = max_files
+        for day in reversed(spool_days(root, dataset)[-days:]):
+            for path in reversed(spool_files(root, dataset, day)):
+                if not todo or budget <= 0:
+                    break
+                budget -= 1
+                try:
+                    t = pq.read_table(path, columns=["exchange", "symbol", TIME_COLUMN[dataset]], use_threads=False)
+                except (OSError, pa.ArrowException, ValueError, KeyError):
+                    continue  # unreadable: compact_spool reports it
+                ev = t[TIME_COLUMN[dataset]].cast(pa.int64()).to_numpy()
+                for i, (ex, sym) in enumerate(zip(t["exchange"].to_pylist(), t["symbol"].to_pylist())):
+                    key = (ex, names.get(ex, ""), sym)
+                    if key in todo:
+                        found[key] = max(found.get(key, 0), int(ev[i]))
+                todo -= set(found)
+    return found
