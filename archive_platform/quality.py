@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 import polars as pl
 import pyarrow as pa
@@ -21,6 +21,11 @@ from archive_platform.schemas import ArchiveSpec
 
 #: how many offending rows a failed check shows
 EXAMPLES = 5
+#: how many missing / unexpected snapshot instants a failed completeness check lists
+LISTED = 10
+
+ERROR = "ERROR"
+WARN = "WARN"
 
 
 @dataclass(frozen=True)
@@ -28,6 +33,9 @@ class CheckOutcome:
     passed: bool
     description: str
     metadata: dict = field(default_factory=dict)
+    #: how bad a failure is: ERROR (the day cannot be trusted; a blocking check stops what is
+    #: derived from it) or WARN (an anomaly a real market produces: stored, reported, not blocking)
+    severity: str = ERROR
 
 
 def _examples(df: pl.DataFrame, cols: Sequence[str]) -> str:
@@ -67,16 +75,19 @@ def check_in_window(table: pa.Table, spec: ArchiveSpec, day: date) -> CheckOutco
     """
     lo, hi = spec.calendar.event_window(day, spec.window)
     col = spec.partition_column
-    df = pl.from_arrow(table.select([col] + (["symbol"] if "symbol" in table.column_names else [])))
-    df = df.rename({col: "timestamp"})
-    bad = df.filter((pl.col("timestamp") < lo) | (pl.col("timestamp") > hi))
+    by = [col] + (["symbol"] if "symbol" in table.column_names else [])
+    df = pl.from_arrow(table.select(by))
+    bad = df.filter((pl.col(col) < lo) | (pl.col(col) > hi))
     n = bad.height
+    # the offending instants (and symbols) with their row counts, not five copies of one row
+    where = (bad.group_by(by).agg(pl.len().alias("rows")).sort(by).head(EXAMPLES)
+             .with_columns(pl.col(col).dt.to_string("%Y-%m-%dT%H:%M:%S%.f%z")).to_dicts() if n else [])
     return CheckOutcome(
         n == 0,
         f"all events inside {lo:%H:%M}-{hi:%H:%M} UTC of {day}" if n == 0
-        else f"{n} events outside the {spec.window} window of {day}",
+        else f"{n} events outside the {spec.window} window of {day} (judged on {col})",
         {"outside_rows": n, "window_utc": f"{lo.isoformat()} .. {hi.isoformat()}",
-         "examples": _examples(bad, ["timestamp", "symbol"]) if n else ""},
+         "column": col, "examples": str(where) if n else ""},
     )
 
 
@@ -88,6 +99,7 @@ def check_completeness(
     *,
     snapshot_every: timedelta = timedelta(minutes=15),
     expected_snapshots: int | None = None,
+    expected_instants: Sequence[datetime] | None = None,
 ) -> CheckOutcome:
     """The partition holds what the calendar says a complete day holds (the dataset's rule).
 
@@ -96,6 +108,9 @@ def check_completeness(
     symbol; flow alerts and executions have no expected count (reported, not failed).
     ``expected_snapshots`` overrides the snapshot count (the Dagster layer passes the number of
     snapshots due so far, so a session in progress is judged on what it should hold by now).
+    ``expected_instants`` (snapshot datasets: the instants due so far, of the grid or of the
+    configured times) also requires each symbol's snapshots to be exactly those instants: a count
+    that is right while an instant is missing and another is off the grid is not complete.
     """
     df = pl.from_arrow(table)
     ctx = CompletenessContext(
@@ -104,16 +119,51 @@ def check_completeness(
     )
     problems, extra = spec.completeness(df, ctx)
     meta: dict = {"rows": df.height, **extra}
+    if expected_instants is not None and "snapshot_time" in df.columns and df.height:
+        more, found = _instants(df, expected_instants)
+        problems = [*problems, *more]
+        meta.update(found)
     if "note" in meta:
         return CheckOutcome(True, f"{df.height} rows (no expected count for {spec.name})", meta)
     ok = not problems
     return CheckOutcome(ok, "complete for the session" if ok else "; ".join(problems), meta)
 
 
+def _instants(df: pl.DataFrame, expected: Sequence[datetime]) -> tuple[list[str], dict]:
+    """Per symbol, the snapshot instants missing from ``expected`` and those not in it."""
+    want = pl.DataFrame({"snapshot_time": list(expected)},
+                        schema={"snapshot_time": df.schema["snapshot_time"]})
+    have = df.select("symbol", "snapshot_time").unique()
+    syms = have.select("symbol").unique()
+    missing = syms.join(want, how="cross").join(have, on=["symbol", "snapshot_time"], how="anti")
+    off = have.join(want, on="snapshot_time", how="anti")
+    problems, meta = [], {}
+
+    def listed(x: pl.DataFrame) -> list[str]:
+        x = x.sort("snapshot_time", "symbol").head(LISTED)
+        return [f"{r['symbol']} {r['snapshot_time'].isoformat()}" for r in x.to_dicts()]
+
+    if missing.height:
+        problems.append(f"{missing.height} due snapshots missing")
+        meta["missing_snapshots"] = listed(missing)
+    if off.height:
+        problems.append(f"{off.height} snapshots at instants that are not due (off the grid or the "
+                        "configured times)")
+        meta["unexpected_snapshots"] = listed(off)
+    return problems, meta
+
+
 def check_values(table: pa.Table, spec: ArchiveSpec) -> CheckOutcome:
     """The dataset's value rules: hard invariants (which the store already refuses, so a
     violation here means a file written outside it) and soft anomalies such as a crossed quote
-    (stored, and counted here)."""
+    (stored, and counted here).
+
+    Severity: ERROR when a hard rule is broken; WARN when only soft rules are, so that a blocking
+    ``values`` check does not stop what is derived from a day over an anomaly a real market
+    produces (one crossed quote among thousands must not stop the day's gamma exposure). The
+    examples show the whole dedup key and every column the rule reads (bid and ask of a crossed
+    quote), so a user can find the rows.
+    """
     df = pl.from_arrow(table)
     failures: dict[str, int] = {}
     examples: dict[str, str] = {}
@@ -122,12 +172,16 @@ def check_values(table: pa.Table, spec: ArchiveSpec) -> CheckOutcome:
         bad = df.filter(~rule.expr.fill_null(False)) if df.height else df
         if bad.height:
             failures[rule.name] = bad.height
-            examples[rule.name] = _examples(bad, list(spec.dedup_key)[:3] + ["symbol", rule.column])
+            examples[rule.name] = _examples(
+                bad, [*spec.dedup_key, "symbol", rule.column, *rule.expr.meta.root_names()])
             if rule.hard:
                 hard.append(rule.name)
     ok = not failures
     desc = "all value rules hold" if ok else "violated: " + ", ".join(
         f"{k} ({v} rows)" for k, v in failures.items()
     )
+    if not ok and not hard:
+        desc += " (soft rules only: stored anomalies, a warning)"
     return CheckOutcome(ok, desc, {"violations": failures, "examples": examples,
-                                   "hard_violations": hard})
+                                   "hard_violations": hard, "rows": df.height},
+                        ERROR if hard else WARN)

@@ -103,14 +103,15 @@ def _day_outcomes(t, table, day: date, sources: SourcesResource, now) -> dict[st
     """Every quality check over one stored day."""
     spec = spec_for(t)
     settings = sources.settings()
-    expected = len(planned_instants(t, day, settings, now)) if spec.snapshot else None
+    due = planned_instants(t, day, settings, now) if spec.snapshot else None
+    expected = len(due) if due is not None else None
     return {
         "schema": quality.check_schema(table, spec),
         "unique_key": quality.check_unique_key(table, spec),
         "in_session": quality.check_in_window(table, spec, day),
         "complete": quality.check_completeness(
             table, spec, day, settings.symbols, snapshot_every=settings.snapshot_every,
-            expected_snapshots=expected),
+            expected_snapshots=expected, expected_instants=due),
         "values": quality.check_values(table, spec),
     }
 
@@ -137,7 +138,9 @@ def _evaluations(context, key: dg.AssetKey, day: date, outcomes, blocking: set[s
         yield dg.AssetCheckEvaluation(
             asset_key=key, check_name=name, passed=o.passed, description=o.description,
             metadata={k: _meta_value(v) for k, v in o.metadata.items()},
-            severity=dg.AssetCheckSeverity.ERROR, blocking=name in blocking,
+            # WARN for a stored anomaly (soft value rules): reported, but a blocking check only
+            # stops what is derived from the day on ERROR
+            severity=dg.AssetCheckSeverity(o.severity), blocking=name in blocking,
             partition=day.isoformat(), target_materialization_data=target,
         )
 
