@@ -107,6 +107,9 @@ def test_coverage_check_fails_on_a_captured_day_with_a_gap_and_passes_under_a_lo
     day = date(2025, 11, 30)  # a Sunday
     live = tmp_path / "live"
     trades, books = _hyperliquid_day(day, (3600, 3600 + 1800))  # 30 minutes lost: 97.9 % covered
+    first = books.slice(0, 1).to_pylist()[0]  # one crossed book, as a real venue shows for an instant
+    first["bid_px"] = [first["ask_px"][0] + 1.0, *first["bid_px"][1:]]
+    books = pa.concat_tables([pa.Table.from_pylist([first], schema=books.schema), books.slice(1)])
     _spool(live, "orderbook_l2", day, books)
     _spool(live, "crypto_trades", day, trades)
     t0 = datetime(2025, 11, 30, 1, 0, tzinfo=UTC)
@@ -121,7 +124,12 @@ def test_coverage_check_fails_on_a_captured_day_with_a_gap_and_passes_under_a_lo
     ev = checks(result)
     assert not ev[("orderbook_l2", "coverage")].passed and not ev[("crypto_trades", "coverage")].passed
     assert "hyperliquid:orderbook_l2:BTC 97.91" in ev[("orderbook_l2", "coverage")].description
-    assert ev[("orderbook_l2", "values")].passed and ev[("crypto_trades", "schema")].passed
+    assert ev[("crypto_trades", "schema")].passed
+    # the crossed book is a stored anomaly: the values check fails as a WARN, the coverage as an ERROR
+    values = ev[("orderbook_l2", "values")]
+    assert not values.passed and values.severity == dg.AssetCheckSeverity.WARN
+    assert "book not crossed" in values.description and "soft rules only" in values.description
+    assert ev[("orderbook_l2", "coverage")].severity == dg.AssetCheckSeverity.ERROR
     meta = materializations(result)
     book = meta["orderbook_l2"]["coverage_by_stream"][0]
     assert book["expected_slots"] == 86_400 and book["present_slots"] == 86_400 - 1800

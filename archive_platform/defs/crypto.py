@@ -153,7 +153,7 @@ def build_crypto_asset(d: CapturedDataset, partitions_def, settings: Settings) -
             "coverage": quality.CheckOutcome(passed, desc, {"coverage_min": minimum, "streams": streams}),
         }
         results = [dg.AssetCheckResult(check_name=n, passed=o.passed, description=o.description,
-                                       severity=dg.AssetCheckSeverity.ERROR,
+                                       severity=dg.AssetCheckSeverity(o.severity),
                                        metadata={k: _meta(v) for k, v in o.metadata.items()})
                    for n, o in outcomes.items() if n in names]
         context.log.info(f"{d.name} {day}: {stored.num_rows:,} rows from {rows.origin}; {desc}")

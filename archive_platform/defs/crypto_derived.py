@@ -119,7 +119,7 @@ def build_crypto_derived_asset(d: Dataset, partitions_def, settings: Settings) -
             "matches_inputs": _outcome(reconcile(store, day)),
         }
         results = [dg.AssetCheckResult(check_name=n, passed=o.passed, description=o.description[:1000],
-                                       severity=dg.AssetCheckSeverity.ERROR,
+                                       severity=dg.AssetCheckSeverity(o.severity),
                                        metadata={k: _meta(v) for k, v in o.metadata.items()})
                    for n, o in outcomes.items()]
         series = pl.from_arrow(stored.select(["exchange", "symbol"])).unique().sort("exchange", "symbol")
