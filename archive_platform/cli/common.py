@@ -148,14 +148,15 @@ def progress(total: int, what: str, out: Console | None = None) -> Iterator:
 
     out = out or console()
     if not out.is_terminal:
-        yield lambda line: out.print(line, markup=False)
+        # soft_wrap: a long line stays one line in a log (rich would fold it at the console width)
+        yield lambda line: out.print(line, markup=False, soft_wrap=True)
         return
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=out, transient=True) as bar:
         task = bar.add_task(what, total=total)
 
         def step(line: str) -> None:
-            bar.console.print(line, markup=False)
+            bar.console.print(line, markup=False, soft_wrap=True)
             bar.advance(task)
 
         yield step

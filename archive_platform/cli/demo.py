@@ -123,6 +123,8 @@ def _session_line(result, totals: dict) -> str:
         m = ev.event_specific_data.materialization
         meta = {k: v.value for k, v in m.metadata.items()}
         name = m.asset_key.to_user_string()
+        if "dagster/row_count" not in meta:
+            continue  # not a dataset (the `backtests` asset): no rows to count; its report follows
         rows = meta.get("dagster/row_count") or 0
         disk = meta.get("dagster/size_bytes") or 0
         tot = totals.setdefault(name, {"rows": 0, "disk": 0, "mem": 0})
