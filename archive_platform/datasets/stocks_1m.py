@@ -34,6 +34,20 @@ def complete(df: pl.DataFrame, ctx: CompletenessContext) -> tuple[list[str], dic
     meta["expected_bars_per_symbol"] = want
     more, extra = count_per_symbol(df, want, "one-minute bars", pl.len())
     meta.update(extra)
+    # the count alone passes a day of bars stamped at their end (09:31..16:00) or with a 16:00
+    # bar in place of 09:30: every bar must start on a minute of the session, open .. close - 1
+    s = calendar.session(ctx.day)
+    if df.height and "timestamp" in df.columns:
+        ts = pl.col("timestamp")
+        off = df.filter((ts < s.open_utc) | (ts >= s.close_utc) | (ts.dt.truncate("1m") != ts))
+        if off.height:
+            last = s.close_utc - timedelta(minutes=1)
+            more.append(f"{off.height} bars not starting on a minute of the session "
+                        f"({s.open_utc:%H:%M}-{last:%H:%M} UTC, the bar's start time)")
+            meta["bars_off_session_minutes"] = off.height
+            meta["off_session_examples"] = [
+                f"{r['symbol']} {r['timestamp'].isoformat()}"
+                for r in off.select("symbol", "timestamp").sort("timestamp", "symbol").head(5).to_dicts()]
     return problems + more, meta
 
 
