@@ -20,6 +20,10 @@ DEFAULT_BINANCE_FUTURES_WS_URL = "wss://fstream.binance.com"
 DEFAULT_HYPERLIQUID_WS_URL = "wss://api.hyperliquid.xyz"
 DEFAULT_BINANCE_DATA_URL = "https://data.binance.vision"
 DEFAULT_SYMBOLS = "BTCUSDT,ETHUSDT,BTC,ETH"
+#: books and trades kept in memory while the spool cannot be written (a full disk); beyond it the
+#: oldest are dropped and recorded as capture gaps. A Binance book row holds about 3.6 KB in
+#: memory, so this caps a failing buffer near 1 GB (docs/crypto.md, "A full disk")
+DEFAULT_MAX_UNSPOOLED_ROWS = 250_000
 
 
 class SettingsError(ValueError):
@@ -35,6 +39,9 @@ class CaptureSettings:
     symbols: tuple[CryptoSymbol, ...] = field(default_factory=lambda: parse_symbols(DEFAULT_SYMBOLS))
     flush_seconds: float = 10.0
     max_buffer_rows: int = 50_000
+    #: while the spool fails, keep at most this many book and trade rows (the oldest are dropped
+    #: and recorded as capture gaps): memory stays bounded through a long full-disk outage
+    max_unspooled_rows: int = DEFAULT_MAX_UNSPOOLED_ROWS
     silence_seconds: float = 30.0
     #: Binance closes a connection after 24 h; the service opens its successor this much earlier
     rollover_seconds: float = 23 * 3600.0
@@ -102,6 +109,14 @@ def capture_settings_from_env(env: Mapping[str, str]) -> CaptureSettings:
     redis_url = (env.get("REDIS_URL") or "").strip() or None
     if redis_url and urlsplit(redis_url).scheme not in ("redis", "rediss", "unix"):
         raise SettingsError("REDIS_URL: must start with redis://, rediss:// or unix://")
+    max_buffer_rows = _number(env, "ARCHIVE_CRYPTO_MAX_BUFFER_ROWS", 50_000, minimum=1, integer=True)
+    # unset: the default, raised to ARCHIVE_CRYPTO_MAX_BUFFER_ROWS when that is larger
+    max_unspooled_rows = _number(env, "ARCHIVE_CRYPTO_MAX_UNSPOOLED_ROWS", max(DEFAULT_MAX_UNSPOOLED_ROWS, max_buffer_rows),
+                                 minimum=1, integer=True)
+    if max_unspooled_rows < max_buffer_rows:
+        raise SettingsError(f"ARCHIVE_CRYPTO_MAX_UNSPOOLED_ROWS: {env.get('ARCHIVE_CRYPTO_MAX_UNSPOOLED_ROWS')!r} must be "
+                            f">= ARCHIVE_CRYPTO_MAX_BUFFER_ROWS ({max_buffer_rows}): the rows kept while the spool "
+                            "fails include a whole batch waiting to be written")
     return CaptureSettings(
         root=Path(env.get("ARCHIVE_ROOT") or "data/archive"),
         binance_url=validate_ws_url(env.get("BINANCE_FUTURES_WS_URL") or DEFAULT_BINANCE_FUTURES_WS_URL,
@@ -111,7 +126,8 @@ def capture_settings_from_env(env: Mapping[str, str]) -> CaptureSettings:
         binance_data_url=validate_http_url(env.get("BINANCE_DATA_URL") or DEFAULT_BINANCE_DATA_URL, "BINANCE_DATA_URL"),
         symbols=symbols,
         flush_seconds=_number(env, "ARCHIVE_CRYPTO_FLUSH_SECONDS", 10.0, minimum=0.05),
-        max_buffer_rows=_number(env, "ARCHIVE_CRYPTO_MAX_BUFFER_ROWS", 50_000, minimum=1, integer=True),
+        max_buffer_rows=max_buffer_rows,
+        max_unspooled_rows=max_unspooled_rows,
         silence_seconds=_number(env, "ARCHIVE_CRYPTO_SILENCE_SECONDS", 30.0, minimum=0.1),
         rollover_seconds=_number(env, "ARCHIVE_CRYPTO_ROLLOVER_SECONDS", 23 * 3600.0, minimum=0.5),
         heartbeat_seconds=_number(env, "ARCHIVE_CRYPTO_HEARTBEAT_SECONDS", 5.0, minimum=0.05),

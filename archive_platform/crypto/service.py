@@ -14,6 +14,11 @@ archive all lie in [start, end] (inclusive: several trades can share a milliseco
 Rows are spooled by ``flush`` every ``flush_seconds`` or as soon as ``max_buffer_rows`` are
 buffered (the reader then waits for the write), so a SIGKILL loses at most
 2 x max_buffer_rows rows plus one message, and rows younger than flush_seconds plus one write.
+
+While the spool cannot be written (a full disk), rows stay buffered and the periodic flush retries;
+the buffer is bounded by ``max_unspooled_rows`` book and trade rows: beyond it the oldest are
+dropped (per stream, its oldest) and each stream's dropped span is buffered as a capture gap, so
+a long outage costs the oldest rows, recorded, instead of an out-of-memory kill that loses all.
 """
 
 from __future__ import annotations
@@ -66,6 +71,16 @@ class CaptureService(WebSocketSessions):
         #: flush retries, not every message (each try re-encodes the whole growing buffer)
         self.spool_error: str | None = None
         self.spool_errors = 0
+        #: book and trade rows dropped (oldest first) because the spool failed and the buffer
+        #: reached ``max_unspooled_rows``; each stream's dropped span is a capture gap
+        self.dropped_rows = 0
+        #: the cause of the gaps of the current drop episode (None: not dropping); an episode ends
+        #: when a flush succeeds
+        self._drop_cause: str | None = None
+        self._episode_dropped = 0
+        #: the drop gap row each stream last buffered in this episode: later drops extend it
+        #: while it is still in the buffer (not yet being written) and on the same UTC day
+        self._drop_gap: dict[tuple[str, str, str], dict] = {}
         self.reconnects = self.malformed = self.rows_written = self.messages = 0
         self.last_malformed: str | None = None
         self.exchange_errors = 0  # error replies of the exchange (e.g. a refused subscription)
@@ -113,6 +128,8 @@ class CaptureService(WebSocketSessions):
                 self.buffers[dataset].append(row)
                 if self.publisher is not None:
                     self.publisher.on_row(dataset, row)
+        if self.spool_error is not None:
+            self.bound_buffer()
         if self.buffered_rows() >= self.settings.max_buffer_rows and self.spool_error is None:
             try:
                 await self._tracked(self.flush())  # the reader waits: memory and SIGKILL loss stay bounded
@@ -149,6 +166,62 @@ class CaptureService(WebSocketSessions):
             if last:
                 return
             start = day_end
+
+    def bound_buffer(self) -> int:
+        """While the spool fails, keep at most ``max_unspooled_rows`` book and trade rows: drop the
+        oldest (by arrival, across both datasets, so each stream loses its oldest rows) down to
+        the bound less 1 % (a drop then happens once per 1 % of the bound, not on every message,
+        as each one moves the whole list) and buffer each stream's dropped span as a capture gap
+        [first dropped row's event time, last one's]. ``capture_gaps`` rows are never dropped.
+        Returns the number of rows dropped."""
+        bound = self.settings.max_unspooled_rows
+        books, trades = self.buffers["orderbook_l2"], self.buffers["crypto_trades"]
+        excess = len(books) + len(trades) - bound
+        if excess <= 0:
+            return 0
+        drop = excess + bound // 100
+        i = j = 0  # both lists are in arrival order: merge their heads, oldest first
+        while i + j < drop:
+            if j >= len(trades) or (i < len(books) and books[i]["receive_time"] <= trades[j]["receive_time"]):
+                i += 1
+            else:
+                j += 1
+        if self._drop_cause is None:
+            self._drop_cause = (f"spool not writable ({self.spool_error}): buffer bound of {bound} rows "
+                                "(ARCHIVE_CRYPTO_MAX_UNSPOOLED_ROWS) reached, oldest rows dropped")
+            log.error("spool not writable (%s) and %d book and trade rows buffered: dropping the oldest, "
+                      "recorded as capture gaps, until a flush succeeds (ARCHIVE_CRYPTO_MAX_UNSPOOLED_ROWS=%d)",
+                      self.spool_error, bound + excess, bound)
+        spans: dict[tuple[str, str, str], list[int]] = {}
+        for dataset, rows, cut in (("orderbook_l2", books, i), ("crypto_trades", trades, j)):
+            for row in rows[:cut]:
+                stream = (row["exchange"], STREAMS[(row["exchange"], dataset)], row["symbol"])
+                span = spans.setdefault(stream, [row["event_time"], row["event_time"]])
+                span[0], span[1] = min(span[0], row["event_time"]), max(span[1], row["event_time"])
+            del rows[:cut]
+        for stream, (start, end) in spans.items():
+            self._record_drop(stream, start, end)
+        self.dropped_rows += drop
+        self._episode_dropped += drop
+        return drop
+
+    def _record_drop(self, stream: tuple[str, str, str], start: int, end: int) -> None:
+        """One gap per stream, episode and UTC day where possible: extend the stream's last drop
+        gap while it is still buffered (a flush taking it for a write hands it back if the write
+        fails), up to the end of its UTC day; the rest is a new gap (split at midnight)."""
+        cause = self._drop_cause or "spool not writable: oldest rows dropped"
+        gaps = self.buffers["capture_gaps"]
+        row = self._drop_gap.get(stream)
+        if row is not None and start >= row["start"] and any(r is row for r in gaps):
+            day_end = (row["start"] // spool.US_PER_DAY + 1) * spool.US_PER_DAY
+            if end < day_end:
+                row["end"] = max(row["end"], end)
+                return
+            if start < day_end:  # this span crosses the gap's midnight: close the gap at its day's end
+                row["end"], row["cause"] = day_end - 1, f"{cause} (continues after 00:00 UTC)"
+                start = day_end
+        self._record_gap(stream, start, end, cause)
+        self._drop_gap[stream] = gaps[-1]
 
     def roll_open_gaps(self, now: int) -> None:
         """Record the part before today (UTC) of every gap still open, and keep the rest open: the
@@ -192,6 +265,10 @@ class CaptureService(WebSocketSessions):
                         await asyncio.to_thread(spool.write_spool, self.root, dataset, chunks[0])
                         written += len(chunks.pop(0))
                 self.spool_error = None
+                if self._drop_cause is not None:
+                    log.warning("spool writable again: %d rows had been dropped and are recorded as capture gaps",
+                                self._episode_dropped)
+                    self._drop_cause, self._episode_dropped = None, 0
             except OSError as exc:
                 self.spool_errors += 1
                 self.spool_error = f"{type(exc).__name__}: {exc}"[:300]
@@ -202,6 +279,10 @@ class CaptureService(WebSocketSessions):
                     if rest:
                         self.buffers[dataset] = rest + self.buffers[dataset]
                 self.rows_written += written
+                if written:  # rows after an earlier drop gap reached the spool: no longer extend it
+                    self._drop_gap.clear()
+                if self.spool_error is not None:  # rows the readers added during the write count too
+                    self.bound_buffer()
             return written
 
     def heartbeat(self) -> dict[str, Any]:
@@ -213,6 +294,7 @@ class CaptureService(WebSocketSessions):
             "last_malformed": self.last_malformed, "exchange_errors": self.exchange_errors,
             "last_exchange_error": self.last_exchange_error, "messages": self.messages, "rows_written": self.rows_written,
             "sequence_gaps": self.sequence_gaps, "spool_errors": self.spool_errors, "spool_error": self.spool_error,
+            "dropped_rows": self.dropped_rows,
             "open_gaps": sorted(":".join(k) for k in self.open_gaps),
             # every stream the service subscribed to: one that never delivered is a problem too
             "expected_streams": sorted(f"{g.exchange}:{name}:{sym}" for g in self.groups for name, sym in g.streams),
