@@ -5,7 +5,8 @@ file is complete or absent (temp file, fsync, rename, fsync the folder), so a cr
 power loss after the rename) never leaves a torn file a reader sees; temp names start with '.'
 and end in '.tmp' and no reader lists them. ``compact_spool`` reads a day's files back, keeps the
 last row per dataset key (file order, then row order) and sorts by the dataset's sort key; the
-daily Dagster asset hands that table to the store.
+daily Dagster asset hands that table to the store. ``spool_listing`` / ``late_spool`` (read-only)
+tell what a build read from what reached the spool after it (``recover_utc_days`` rebuilds such days).
 
 The writer is local rather than ``archive_platform.store.files``'s because the store layout is
 being reworked in parallel; both follow the same temp+fsync+rename protocol.
@@ -21,6 +22,7 @@ import time
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -229,3 +231,77 @@ def last_spooled_events(root: Path | str, wanted: Iterable[tuple[str, str, str]]
                         found[key] = max(found.get(key, 0), int(ev[i]))
                 todo -= set(found)
     return found
+
+
+# -- what a build read, and what reached the spool after it (read-only) ---------------------------
+
+
+def spool_file_ns(path: Path) -> int:
+    """When a spool file was written (epoch ns): the ``time_ns`` its name carries
+    (``part-<time_ns>-<pid>-<seq>.parquet``), else (a file named by hand) its mtime."""
+    parts = path.name.split("-")
+    if len(parts) >= 2 and parts[0] == "part" and parts[1].isdigit():
+        return int(parts[1])
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:  # deleted meanwhile
+        return 0
+
+
+@dataclass(frozen=True)
+class SpoolListing:
+    """What a build of one dataset day listed in the spool before compacting it: how many
+    files, and the name of the newest (names sort in write order)."""
+
+    files: int
+    newest: str | None
+
+
+def spool_listing(root: Path | str, dataset: str, day: date) -> SpoolListing:
+    files = spool_files(root, dataset, day)
+    return SpoolListing(len(files), files[-1].name if files else None)
+
+
+@dataclass(frozen=True)
+class SpoolChange:
+    """How a day's spool differs from what its last build read (``late_spool``)."""
+
+    late: list[Path]  # files named after the newest one the build read (or written after it ran), oldest first
+    out_of_order: int  # more files named no later than that newest than the build read (a clock set back)
+    pruned: int  # files the build read that are gone (spool files deleted after the build)
+    newest: str | None  # the newest file of the day now
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.late) or self.out_of_order > 0
+
+    def describe(self) -> str:
+        parts = []
+        if self.late:
+            parts.append(f"{len(self.late)} spool files after the build, newest {self.late[-1].name}")
+        if self.out_of_order:
+            parts.append(f"{self.out_of_order} spool files more than the build read (named before its newest)")
+        return "; ".join(parts) or "unchanged"
+
+
+def late_spool(root: Path | str, dataset: str, day: date, *, read: SpoolListing | None = None,
+               built_ns: int | None = None) -> SpoolChange:
+    """The spool files of ``dataset`` on ``day`` that its last build did not read.
+
+    ``read``: the listing the build recorded (``spool_listing``, taken before it compacted):
+    files named after its newest are late, and so are surplus files named before it (written
+    out of name order, e.g. after the clock was set back); fewer files than it read means
+    files were deleted since (``pruned``). Without a record, ``built_ns`` (when the build's
+    materialization was recorded, epoch ns): files written after that (``spool_file_ns``) are
+    late. Reads file names only (and mtimes of files named by hand)."""
+    files = spool_files(root, dataset, day)
+    newest = files[-1].name if files else None
+    if read is not None and read.newest is not None:
+        upto = sum(1 for p in files if p.name <= read.newest)
+        late = [p for p in files if p.name > read.newest]
+        return SpoolChange(late, max(0, upto - read.files), max(0, read.files - upto), newest)
+    if read is not None:  # the build read an empty spool: everything there now came after it
+        return SpoolChange(files, 0, 0, newest)
+    if built_ns is None:
+        raise ValueError("late_spool needs what the build read or when it ran")
+    return SpoolChange([p for p in files if spool_file_ns(p) > built_ns], 0, 0, newest)

@@ -13,7 +13,9 @@ recovery, and the capture heartbeat sensor (pure work in ``archive_platform.cryp
 * ``refresh_crypto_derived``: rebuilds a derived crypto day when an input it reads was
   materialized after it (late trades re-archived).
 * ``recover_utc_days``: missing or failed UTC days in the last ``ARCHIVE_RECOVERY_LOOKBACK`` days,
-  of the datasets that can fill them (sim: all; capture: trades, and books/gaps with a spool).
+  of the datasets that can fill them (sim: all; capture: trades, and books/gaps with a spool);
+  with capture on, also built days whose spool received files after their build (a restart gap,
+  a flushed tail), compared with the spool listing each build records in its metadata.
 * With capture configured: ``capture_heartbeat`` watches the service's heartbeat and, when it
   stops, runs ``capture_health``, whose ``capture_alive`` check on ``orderbook_l2`` fails.
 """
@@ -31,6 +33,7 @@ from archive_platform import quality
 from archive_platform.archiving import NotReadyError
 from archive_platform.crypto import daily, report
 from archive_platform.crypto.declare import CapturedDataset
+from archive_platform.crypto.spool import SpoolListing, late_spool, spool_files, spool_listing
 from archive_platform.defs.assets import column_schema
 from archive_platform.defs.crypto_derived import build_crypto_derived_asset, is_crypto_derived
 from archive_platform.defs.resources import ArchiveResource, SourcesResource, can_backfill
@@ -40,6 +43,13 @@ UTC = timezone.utc
 DAILY_TIME = time(0, 30)  # UTC: the previous day's run of archive_utc_daily
 DAILY_CRON = f"{DAILY_TIME.minute} {DAILY_TIME.hour} * * *"
 RECOVERY_INTERVAL_S = 15 * 60
+#: materialization metadata of a captured day: the spool files its build listed (count, newest
+#: name), against which ``recover_utc_days`` finds the files that reached the spool after it
+SPOOL_FILES_META, SPOOL_NEWEST_META = "spool_files", "spool_newest"
+#: the captured datasets whose day a late spool file of a dataset makes stale: a late gap also
+#: changes the trades' coverage (slots inside recorded gaps) and their Binance backfill
+LATE_REBUILDS = {"capture_gaps": ("capture_gaps", "crypto_trades"), "crypto_trades": ("crypto_trades",),
+                 "orderbook_l2": ("orderbook_l2",)}
 #: the day just closed is the daily schedule's until this long after its tick: the recovery
 #: sensor must not request it before the schedule does (two runs writing one day)
 SCHEDULE_GRACE = timedelta(minutes=15)
@@ -111,7 +121,11 @@ def build_crypto_asset(d: CapturedDataset, partitions_def, settings: Settings) -
             raise NotReadyError(f"{d.name} {day}: the UTC day closes at {end.isoformat()} and is "
                                     f"archived after that; now is {now.isoformat()}")
         store = archive.store(kind)
+        listing = None
         if capture:
+            # listed before compacting: a file renamed in between is read and also counts as late
+            # (one rebuild too many), never the reverse; recover_utc_days compares the spool with it
+            listing = spool_listing(archive.root("live"), d.name, day)
             rows = daily.captured_day(d.name, day, root=archive.root("live"), symbols=settings.crypto.symbols,
                                       data_url=settings.crypto.binance_data_url)
             expected = [(s.exchange, s.symbol) for s in settings.crypto.symbols]
@@ -142,6 +156,8 @@ def build_crypto_asset(d: CapturedDataset, partitions_def, settings: Settings) -
             "coverage_by_stream": dg.MetadataValue.json(streams),
             "path": dg.MetadataValue.path(str(store.partition_dir(d, day))),
         }
+        if listing is not None:
+            meta.update({SPOOL_FILES_META: listing.files, SPOOL_NEWEST_META: listing.newest or ""})
         if not capture:
             meta["cadence_note"] = (f"simulated venue: books every {daily.SIM_BOOK_MS} ms (the exchanges "
                                     "send 100 ms); coverage is judged on the declared cadence")
@@ -179,8 +195,6 @@ def _recoverable_today(d, day: date, settings: Settings, root) -> bool:
         from archive_platform.store import ArchiveStore
 
         return all(ArchiveStore(root, kind="live").partition_files(n, day) for n in d.derived_from)
-    from archive_platform.crypto.spool import spool_files
-
     if d.name == "crypto_trades" and any(s.exchange == "binance" for s in settings.crypto.symbols):
         return True  # the public daily files fill what the spool lacks
     return bool(spool_files(root, d.name, day))
@@ -203,11 +217,12 @@ def build_crypto_automation(datasets: Sequence, partitions_def, job, settings: S
                default_status=dg.DefaultSensorStatus.RUNNING,
                description=f"Missing or failed UTC days of the last {lookback} closed days, of the "
                "datasets that can fill them (sim: all; capture: trades from Binance's daily files, "
-               "books and gaps only where the spool holds the day).")
+               "books and gaps only where the spool holds the day); with capture on, also the days whose "
+               "spool received files after their build (a restart gap, a late tail), once per change.")
     def recover_utc_days(context: dg.SensorEvaluationContext):
         reqs = utc_recovery_requests(context.instance, datasets, partitions_def, settings, utcnow(), lookback,
-                                     live_root)
-        return reqs or dg.SkipReason("no missing or failed UTC days in the lookback window")
+                                     live_root, log=context.log)
+        return reqs or dg.SkipReason("no missing, failed or late-spooled UTC days in the lookback window")
 
     schedules, sensors, jobs, checks = [archive_utc_daily], [recover_utc_days], [], []
     if any(is_crypto_derived(d) for d in datasets):
@@ -230,11 +245,16 @@ def utc_recovery_days(now: datetime, lookback: int) -> list[date]:
     return [x for x in days if x < today - timedelta(days=1) or now >= owned_until]
 
 
-def utc_recovery_requests(instance, datasets, partitions_def, settings, now: datetime, lookback: int, root):
+def utc_recovery_requests(instance, datasets, partitions_def, settings, now: datetime, lookback: int, root,
+                          log=None):
     """One run per closed UTC day over the datasets missing (or failed) there and fillable,
     from the archive's first day on (``ARCHIVE_START_DATE``, else the first UTC day any UTC
     dataset has stored; none stored and no start date: nothing to recover), as the NYSE
-    recovery does: a new archive is never back-filled into days before it began."""
+    recovery does: a new archive is never back-filled into days before it began.
+
+    With the capture on, also the captured days whose spool received files after their last
+    build (``late_spool_rebuilds``: a restart gap, a flushed tail), once per such change.
+    ``log``: a logger told why each late rebuild is requested."""
     from archive_platform.datasets import DATASETS
 
     from archive_platform.defs.recovery import partition_statuses
@@ -257,11 +277,87 @@ def utc_recovery_requests(instance, datasets, partitions_def, settings, now: dat
             writing = any(statuses.get((n, day)) == "IN_PROGRESS" for n in d.derived_from)
             if st in (None, "FAILED", "LOST") and not writing and _recoverable_today(d, day, settings, root):
                 missing.setdefault(k, []).append(d.name)
+    late = late_spool_rebuilds(instance, datasets, statuses, keys, settings, root) if settings.crypto_capture else {}
     hour = now.astimezone(UTC).strftime("%Y%m%d%H")
-    return [dg.RunRequest(run_key=f"recover-utc:{k}:{'+'.join(sorted(v))}:{hour}", partition_key=k,
-                          asset_selection=[dg.AssetKey(n) for n in sorted(v)],
-                          tags={"archive/trigger": "recovery"})
-            for k, v in sorted(missing.items())]
+    reqs = []
+    for k in sorted({*missing, *late}):
+        names = sorted({*missing.get(k, ()), *(late[k][0] if k in late else ())})
+        tags = {"archive/trigger": "recovery"}
+        if k in missing:  # with a late rebuild of the same day: one run, retried hourly like any recovery
+            key = f"recover-utc:{k}:{'+'.join(names)}:{hour}"
+        else:
+            # once per change of the spool: the key names the day's newest file (and file count)
+            key = f"late-spool-utc:{k}:{'+'.join(names)}:{late[k][2]}"
+            tags["archive/trigger"] = "late_spool"
+        if k in late:
+            why = late[k][1]
+            tags["archive/late_spool"] = why[:1000]
+            if log is not None:
+                log.info(f"recover_utc_days: rebuilding {', '.join(late[k][0])} of {k}: the spool received "
+                         f"files after the last build: {why}")
+        reqs.append(dg.RunRequest(run_key=key, partition_key=k, asset_selection=[dg.AssetKey(n) for n in names],
+                                  tags=tags))
+    return reqs
+
+
+def _latest_materialization(instance, name: str, key: str):
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(name), asset_partitions=[key]), limit=1).records
+    return records[0] if records else None
+
+
+def _read_listing(record) -> SpoolListing | None:
+    """The spool listing a materialization recorded (None: built before it was recorded, or sim)."""
+    meta = record.asset_materialization.metadata if record.asset_materialization else {}
+    files, newest = meta.get(SPOOL_FILES_META), meta.get(SPOOL_NEWEST_META)
+    if files is None or newest is None:
+        return None
+    return SpoolListing(int(files.value), str(newest.value) or None)
+
+
+def late_spool_rebuilds(instance, datasets, statuses, keys: Sequence[str], settings: Settings, root,
+                        ) -> dict[str, tuple[list[str], str, str]]:
+    """Per partition key of ``keys`` (closed UTC days of the recovery window), the captured
+    datasets to build again because their spool (or the gaps' spool) received files after the
+    day's latest materialization: ``(datasets, why, change id)``. A day is left alone while a
+    live run writes any captured dataset of it, and a dataset whose spool lost files since its
+    build (deleted: a rebuild would drop their rows) is not rebuilt. Files are compared with
+    the listing the build recorded (``spool_files``/``spool_newest`` metadata), else, for a
+    materialization without one, their names' write time with its timestamp."""
+    captured = [d for d in datasets if isinstance(d, CapturedDataset) and not is_crypto_derived(d)]
+    by_name = {d.name: d for d in captured}
+    out: dict[str, tuple[list[str], str, str]] = {}
+    for k in keys:
+        day = date.fromisoformat(k)
+        if any(statuses.get((d.name, day)) == "IN_PROGRESS" for d in captured):
+            continue  # a live run writes the day: it reads the spool as it is now
+        changes, pruned = {}, set()
+        for d in captured:
+            if statuses.get((d.name, day)) != "MATERIALIZED":
+                continue
+            record = _latest_materialization(instance, d.name, k)
+            if record is None:
+                continue
+            change = late_spool(root, d.name, day, read=_read_listing(record),
+                                built_ns=int(record.timestamp * 1e9))
+            if change.pruned:
+                pruned.add(d.name)
+            if change.changed:
+                changes[d.name] = change
+        stale = {n for c in changes if c not in pruned for n in LATE_REBUILDS[c]
+                 if n in by_name and n not in pruned and statuses.get((n, day)) == "MATERIALIZED"
+                 and _recoverable_today(by_name[n], day, settings, root)}
+        if not stale:
+            continue
+        why = "; ".join(f"{n}: {c.describe()}" for n, c in sorted(changes.items()))
+        skipped = sorted(pruned & set(changes))
+        if skipped:
+            why += f" (not rebuilt: {', '.join(skipped)}, whose spool files were deleted since its build)"
+        ident = "+".join(f"{c.newest}/{len(spool_files(root, n, day))}" for n, c in sorted(changes.items()))
+        digest = hashlib.sha256(ident.encode()).hexdigest()[:12]
+        newest = max((c.newest for c in changes.values() if c.newest), default="")
+        out[k] = (sorted(stale), why, f"{newest.removesuffix('.parquet')}:{digest}")
+    return out
 
 
 def _problem_signature(problems: Sequence[str]) -> list[str]:
