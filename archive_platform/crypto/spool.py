@@ -270,6 +270,7 @@ class SpoolChange:
     out_of_order: int  # more files named no later than that newest than the build read (a clock set back)
     pruned: int  # files the build read that are gone (spool files deleted after the build)
     newest: str | None  # the newest file of the day now
+    files: int  # how many files the day has now
 
     @property
     def changed(self) -> bool:
@@ -299,9 +300,9 @@ def late_spool(root: Path | str, dataset: str, day: date, *, read: SpoolListing 
     if read is not None and read.newest is not None:
         upto = sum(1 for p in files if p.name <= read.newest)
         late = [p for p in files if p.name > read.newest]
-        return SpoolChange(late, max(0, upto - read.files), max(0, read.files - upto), newest)
+        return SpoolChange(late, max(0, upto - read.files), max(0, read.files - upto), newest, len(files))
     if read is not None:  # the build read an empty spool: everything there now came after it
-        return SpoolChange(files, 0, 0, newest)
+        return SpoolChange(files, 0, 0, newest, len(files))
     if built_ns is None:
         raise ValueError("late_spool needs what the build read or when it ran")
-    return SpoolChange([p for p in files if spool_file_ns(p) > built_ns], 0, 0, newest)
+    return SpoolChange([p for p in files if spool_file_ns(p) > built_ns], 0, 0, newest, len(files))

@@ -353,7 +353,7 @@ def late_spool_rebuilds(instance, datasets, statuses, keys: Sequence[str], setti
         skipped = sorted(pruned & set(changes))
         if skipped:
             why += f" (not rebuilt: {', '.join(skipped)}, whose spool files were deleted since its build)"
-        ident = "+".join(f"{c.newest}/{len(spool_files(root, n, day))}" for n, c in sorted(changes.items()))
+        ident = "+".join(f"{c.newest}/{c.files}" for _, c in sorted(changes.items()))
         digest = hashlib.sha256(ident.encode()).hexdigest()[:12]
         newest = max((c.newest for c in changes.values() if c.newest), default="")
         out[k] = (sorted(stale), why, f"{newest.removesuffix('.parquet')}:{digest}")

@@ -143,7 +143,7 @@ class LakeLocation:
                 if self._moved_here(exc):
                     con.execute(self.attach_sql(read_only=read_only, as_of=as_of))
                 else:
-                    clear = self._data_path_refusal(exc) or self._postgres_refusal(exc)
+                    clear = self._data_path_refusal(exc) or self.postgres_refusal(exc)
                     if clear is None:
                         raise
                     raise clear from None  # the driver's text, scrubbed, is in the message
@@ -169,7 +169,7 @@ class LakeLocation:
                              f"but the settings here give {here}: set {url_var} as on the machines "
                              "that write it (refused rather than split the archive)")
 
-    def _postgres_refusal(self, exc: duckdb.Error) -> Exception | None:
+    def postgres_refusal(self, exc: duckdb.Error) -> Exception | None:
         """What an ATTACH refused by a PostgreSQL catalog means, as one clear exception naming
         the setting (None: not such a refusal). Read-only and nothing written yet:
         ``FileNotFoundError``, as for a local root; the server unreachable or refusing the
@@ -246,17 +246,24 @@ class LakeLocation:
         with _flock(self.lake_dir / "locks" / f"{table}.{day}.lock"):
             yield
 
-    @contextmanager
-    def _advisory_lock(self, name: str) -> Iterator[None]:
+    def pg_connect(self, purpose: str, doing: str):
+        """A psycopg2 connection to the PostgreSQL catalog's database (``purpose``: its
+        application name). A server that refuses it is a ``LakeCatalogError`` saying what was
+        being done (``doing``), naming the setting, scrubbed of secrets (a write wraps it as an
+        ``OSError`` naming its partition)."""
         import psycopg2  # installed with dagster-postgres
 
         try:
-            conn = psycopg2.connect(connect_timeout=30, application_name="archive_platform lake lock",
+            return psycopg2.connect(connect_timeout=30, application_name=f"archive_platform {purpose}",
                                     **self.config.pg_connect_kwargs())
-        except psycopg2.OperationalError as exc:  # a write wraps it (OSError) naming its partition
-            raise catalog_error(f"cannot take the writer lock in the lake catalog of "
-                                f"{self.config.catalog_var} (PostgreSQL {self.catalog[len('postgres:'):]}): "
+        except psycopg2.OperationalError as exc:
+            raise catalog_error(f"cannot {doing} of {self.config.catalog_var} (PostgreSQL "
+                                f"{self.catalog[len('postgres:'):]}): "
                                 f"{self.config.scrub(_one_line(str(exc)))}{_hint(str(exc))}") from None
+
+    @contextmanager
+    def _advisory_lock(self, name: str) -> Iterator[None]:
+        conn = self.pg_connect("lake lock", "take the writer lock in the lake catalog")
         try:
             conn.autocommit = True
             with conn.cursor() as cur:  # two int4 keys: a namespace and the name's hash

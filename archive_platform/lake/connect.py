@@ -100,7 +100,7 @@ def read_error(exc: BaseException, loc: LakeLocation, *, kind: str | None = None
                 exc = type(exc)(text)
             except Exception:  # noqa: BLE001 - a type that cannot be rebuilt: keep the original
                 pass
-        clear = loc._postgres_refusal(exc)
+        clear = loc.postgres_refusal(exc)
         if clear is not None:
             return clear
     return loc.config.storage_error(exc, kind=kind)

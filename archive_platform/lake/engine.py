@@ -378,9 +378,7 @@ class Lake:
             for day in (d for d in self.days(td) if start <= d <= end):
                 lost = publish.lost_files(self.location, self.con, td, day)
                 if lost:
-                    err = publish.LostDataFiles(td, day, lost)
-                    err.strerror = err.strerror.replace("; nothing was changed", "")
-                    return err
+                    return publish.LostDataFiles(td, day, lost, writing=False)
         except (duckdb.Error, OSError):
             return None
         return None

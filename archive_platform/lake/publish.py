@@ -172,13 +172,13 @@ class LostDataFiles(FileNotFoundError):
     cannot be replaced either, because DuckLake reads a file to delete its rows. Nothing was
     changed. Restoring the files from a backup (same paths) makes the day whole again."""
 
-    def __init__(self, td: TableDef, day: date, lost: list[tuple[str, int]]) -> None:
+    def __init__(self, td: TableDef, day: date, lost: list[tuple[str, int]], *, writing: bool = True) -> None:
         names = ", ".join(p for p, _ in lost)
         super().__init__(errno.ENOENT, (
             f"{td.name} {day.isoformat()}: the lake catalog lists {len(lost)} data file(s) of this day "
             f"that storage no longer holds ({names}); the day can be neither read nor replaced until "
-            "they are restored from a backup at the same path (docs/storage.md, \"Lost data files\"); "
-            "nothing was changed"))
+            "they are restored from a backup at the same path (docs/storage.md, \"Lost data files\")"
+            + ("; nothing was changed" if writing else "")))
         self.lost = [p for p, _ in lost]
 
 

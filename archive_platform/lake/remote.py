@@ -164,7 +164,7 @@ class LakeConfig:
         if isinstance(exc, (storage_error_type(), FileNotFoundError)) or type(exc).__name__ == "LakeCatalogError":
             return None  # already clear (ours), or a local "nothing written yet"
         text = str(exc)
-        if "Postgres" in text:  # the catalog's server (LakeLocation._postgres_refusal), not the bucket
+        if "Postgres" in text:  # the catalog's server (LakeLocation.postgres_refusal), not the bucket
             return None
         hint = self.storage_problem(text, kind=kind)
         if hint is None:

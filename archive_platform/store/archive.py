@@ -162,23 +162,12 @@ class ArchiveStore:
         A server that refuses the connection is a ``LakeCatalogError`` naming the setting."""
         if self._pg_found:
             return True
-        import psycopg2  # installed with dagster-postgres
-
-        from archive_platform.lake.catalog import _hint, _one_line, catalog_error
-
-        config = self._config
-        where = (f"{config.catalog_var} (PostgreSQL {self._location.catalog[len('postgres:'):]}, "
-                 f"schema {config.pg_schema or 'public'})")
-        try:
-            conn = psycopg2.connect(connect_timeout=30, application_name="archive_platform lake read",
-                                    **config.pg_connect_kwargs())
-        except psycopg2.OperationalError as exc:
-            raise catalog_error(f"cannot open the lake catalog of {where}: "
-                                f"{config.scrub(_one_line(str(exc)))}{_hint(str(exc))}") from None
+        schema = self._config.pg_schema or "public"
+        conn = self._location.pg_connect("lake read", "open the lake catalog")
         try:
             with conn.cursor() as cur:
                 cur.execute("SELECT to_regclass(%s) IS NOT NULL",
-                            ('"' + (config.pg_schema or "public").replace('"', '""') + '".ducklake_metadata',))
+                            ('"' + schema.replace('"', '""') + '".ducklake_metadata',))
                 self._pg_found = bool(cur.fetchone()[0])
         finally:
             conn.close()
