@@ -28,6 +28,29 @@ class S3Server:
         return boto3.client("s3", endpoint_url=self.endpoint_url, region_name=self.region,
                             aws_access_key_id=self.access_key, aws_secret_access_key=self.secret_key)
 
+    @contextlib.contextmanager
+    def checked_credentials(self, user: str) -> Iterator[dict]:
+        """moto checks credentials inside the block (it accepts any by default): yields the
+        access key (``AccessKeyId``, ``SecretAccessKey``) of an IAM ``user`` allowed everything,
+        so any other key is refused. Checks are off again afterwards."""
+        import json
+
+        import boto3
+        import httpx
+
+        iam = boto3.client("iam", endpoint_url=self.endpoint_url, region_name=self.region,
+                           aws_access_key_id="x", aws_secret_access_key="y")
+        iam.create_user(UserName=user)
+        arn = iam.create_policy(PolicyName=f"{user}-all", PolicyDocument=json.dumps({
+            "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}))["Policy"]["Arn"]
+        iam.attach_user_policy(UserName=user, PolicyArn=arn)
+        key = iam.create_access_key(UserName=user)["AccessKey"]
+        httpx.post(f"{self.endpoint_url}/moto-api/reset-auth", content=b"0").raise_for_status()
+        try:
+            yield key
+        finally:
+            httpx.post(f"{self.endpoint_url}/moto-api/reset-auth", content=b"inf")
+
     def env(self) -> dict[str, str]:
         """The standard AWS variables a client of this server reads."""
         return {"AWS_ENDPOINT_URL": self.endpoint_url, "AWS_REGION": self.region,

@@ -6,7 +6,6 @@ DuckDB's or pyarrow's raw error, and never a secret. Real servers on loopback (m
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import subprocess
@@ -95,20 +94,9 @@ def test_wrong_s3_credentials_fail_every_reader_path_with_one_clear_error(s3, tm
     """Bug: ``read_day`` raised DuckDB's raw ``HTTPException``; ``days()`` and
     ``partition_bytes()`` pyarrow's raw ``OSError``; ``archive_platform.connect()`` succeeded and
     the first query failed raw; ``sql -c`` printed DuckDB's multi-line error."""
-    import boto3
-    import httpx
-
     env = s3_env(s3, "audit-creds", tmp_path)
-    iam = boto3.client("iam", endpoint_url=s3.endpoint_url, region_name=s3.region,
-                       aws_access_key_id="x", aws_secret_access_key="y")
-    iam.create_user(UserName="auditor")
-    arn = iam.create_policy(PolicyName="audit-all", PolicyDocument=json.dumps({
-        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}))["Policy"]["Arn"]
-    iam.attach_user_policy(UserName="auditor", PolicyArn=arn)
-    good = iam.create_access_key(UserName="auditor")["AccessKey"]
-    good_env = {**env, "AWS_ACCESS_KEY_ID": good["AccessKeyId"], "AWS_SECRET_ACCESS_KEY": good["SecretAccessKey"]}
-    httpx.post(f"{s3.endpoint_url}/moto-api/reset-auth", content=b"0").raise_for_status()
-    try:
+    with s3.checked_credentials("auditor") as good:
+        good_env = {**env, "AWS_ACCESS_KEY_ID": good["AccessKeyId"], "AWS_SECRET_ACCESS_KEY": good["SecretAccessKey"]}
         written(good_env)
         for case, bad in [("unknown key", env),
                           ("wrong secret", {**env, "AWS_ACCESS_KEY_ID": good["AccessKeyId"]})]:
@@ -152,8 +140,6 @@ def test_wrong_s3_credentials_fail_every_reader_path_with_one_clear_error(s3, tm
         store = ArchiveStore(env["ARCHIVE_SIM_ROOT"], kind="sim", lake=lake_config("sim", good_env))
         assert store.read_day("options", FULL_DAY).num_rows == 12
         store.close()
-    finally:
-        httpx.post(f"{s3.endpoint_url}/moto-api/reset-auth", content=b"inf")
 
 
 def test_a_bucket_emptied_under_the_archive_is_named_as_missing_objects(s3, tmp_path):

@@ -193,21 +193,10 @@ def test_endpoint_dying_after_the_commit_keeps_the_day_whole(servers, proxy, tmp
 def test_wrong_credentials_are_refused_clearly_without_showing_them(servers, tmp_path):
     """moto checks signatures once IAM auth is on: an unknown key and a wrong secret are refused
     on write (nothing registered) and on read, and no message shows either credential."""
-    import boto3
-    import httpx
-
     s3, pg = servers
     env = lake_env(servers, "creds", s3.endpoint_url)
-    kw = dict(endpoint_url=s3.endpoint_url, region_name=s3.region, aws_access_key_id="x", aws_secret_access_key="y")
-    iam = boto3.client("iam", **kw)
-    iam.create_user(UserName="archiver")
-    arn = iam.create_policy(PolicyName="all", PolicyDocument=json.dumps({
-        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}))["Policy"]["Arn"]
-    iam.attach_user_policy(UserName="archiver", PolicyArn=arn)
-    good = iam.create_access_key(UserName="archiver")["AccessKey"]
-    good_env = {**env, "AWS_ACCESS_KEY_ID": good["AccessKeyId"], "AWS_SECRET_ACCESS_KEY": good["SecretAccessKey"]}
-    httpx.post(f"{s3.endpoint_url}/moto-api/reset-auth", content=b"0").raise_for_status()
-    try:
+    with s3.checked_credentials("archiver") as good:
+        good_env = {**env, "AWS_ACCESS_KEY_ID": good["AccessKeyId"], "AWS_SECRET_ACCESS_KEY": good["SecretAccessKey"]}
         store = ArchiveStore(tmp_path / "w", kind="sim", lake=lake_config("sim", good_env))
         store.write_day("options", FULL_DAY, options_snapshot(FULL_DAY, 0))  # signed right: accepted
         assert read_elsewhere(good_env, tmp_path / "r")[:2] == [12, 1]
@@ -230,8 +219,6 @@ def test_wrong_credentials_are_refused_clearly_without_showing_them(servers, tmp
             for text in (msg, str(read_err.value)):
                 assert secret not in text and good["SecretAccessKey"] not in text
         assert read_elsewhere(good_env, tmp_path / "r")[:2] == [12, 1]  # unchanged
-    finally:
-        httpx.post(f"{s3.endpoint_url}/moto-api/reset-auth", content=b"inf")
 
 
 WRITER = """
