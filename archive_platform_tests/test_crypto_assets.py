@@ -273,3 +273,31 @@ def test_demo_crypto_days_span_the_sessions_with_their_weekends():
     assert days[0] == date(2025, 11, 15) and days[-1] == date(2025, 11, 23) and len(days) == 9
     # never a UTC day that has not closed yet
     assert crypto_days(week, datetime(2025, 11, 22, 8, tzinfo=UTC))[-1] == date(2025, 11, 21)
+
+
+def test_a_full_disk_under_a_live_capture_fails_capture_alive_once(tmp_path):
+    # the service runs and every stream delivers, but its spool cannot be written: nothing
+    # reaches the archive, so the check fails, and the sensor asks once while the counts grow
+    defs = _defs(sim_env(tmp_path, ARCHIVE_CRYPTO_CAPTURE="1"))
+    sensor = defs.resolve_sensor_def("capture_heartbeat")
+    instance = dg.DagsterInstance.ephemeral()
+    live = tmp_path / "live"
+    cursor, runs = None, []
+    for buffered, dropped in ((40_000, 0), (250_000, 1_200), (250_000, 9_000)):
+        _heartbeat(live, datetime.now(UTC))
+        beat = json.loads(heartbeat_path(live).read_text())
+        beat.update(spool_error="OSError: [Errno 28] No space left on device", spool_errors=7,
+                    buffered_rows=buffered, dropped_rows=dropped, dropping_rows=dropped, max_unspooled_rows=250_000)
+        heartbeat_path(live).write_text(json.dumps(beat))
+        res = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, cursor=cursor))
+        cursor = res.cursor
+        runs += res.run_requests
+    # "none dropped yet" then "dropped so far": two runs, the third tick (more rows) adds none
+    assert len(runs) == 2 and "none dropped yet" in runs[0].tags["archive/capture_problem"]
+    assert "1,200 rows dropped so far" in runs[1].tags["archive/capture_problem"]
+    run = defs.resolve_job_def("capture_health").execute_in_process(instance=instance, run_config=QUIET)
+    (ev,) = run.get_asset_check_evaluations()
+    assert ev.passed is False and "spool not writable (OSError: [Errno 28] No space left on device)" in ev.description
+    assert "250,000 rows held in memory (bound 250,000), 9,000 rows dropped so far" in ev.description
+    assert (ev.metadata["dropped_rows"].value, ev.metadata["buffered_rows"].value, ev.metadata["spool_errors"].value) \
+        == (9_000, 250_000, 7)

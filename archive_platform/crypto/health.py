@@ -3,8 +3,11 @@
 ``read_heartbeat(root)`` returns the parsed JSON or None; ``capture_problems(beat, now)`` returns
 what is wrong (empty: healthy): no heartbeat, a heartbeat older than ``stale_seconds`` (the
 process stopped or hung), a stream whose last message is older than ``stream_stale_seconds``
-(an exchange, or one connection, went quiet beyond what the service's reconnects repair), or a
-subscribed stream that has delivered nothing in the service's first ``stream_stale_seconds``.
+(an exchange, or one connection, went quiet beyond what the service's reconnects repair), a
+subscribed stream that has delivered nothing in the service's first ``stream_stale_seconds``, or
+a spool that cannot be written (disk full, permissions): the service is alive and every stream
+delivers, yet nothing reaches the archive, the rows wait in memory and, past
+``ARCHIVE_CRYPTO_MAX_UNSPOOLED_ROWS``, the oldest are dropped (recorded as capture gaps).
 """
 
 from __future__ import annotations
@@ -50,4 +53,12 @@ def capture_problems(beat: dict[str, Any] | None, now: datetime, *, stale_second
             problems.append(f"stream {stream}: nothing received since the service started {running:.0f} s ago")
         if not streams and not beat.get("expected_streams"):
             problems.append(f"no stream has delivered anything since the service started {running:.0f} s ago")
+    if beat.get("spool_error"):
+        dropping = beat.get("dropping_rows") or 0
+        bound = beat.get("max_unspooled_rows")
+        held = f"{beat.get('buffered_rows', 0):,} rows held in memory" + (f" (bound {bound:,})" if bound else "")
+        lost = (f", {dropping:,} rows dropped so far (recorded as capture gaps)" if dropping
+                else ", none dropped yet")
+        problems.append(f"spool not writable ({beat['spool_error']}): {held}{lost}; free space or fix "
+                        "the spool folder under the capture root")
     return problems

@@ -294,7 +294,8 @@ class CaptureService(WebSocketSessions):
             "last_malformed": self.last_malformed, "exchange_errors": self.exchange_errors,
             "last_exchange_error": self.last_exchange_error, "messages": self.messages, "rows_written": self.rows_written,
             "sequence_gaps": self.sequence_gaps, "spool_errors": self.spool_errors, "spool_error": self.spool_error,
-            "dropped_rows": self.dropped_rows,
+            "dropped_rows": self.dropped_rows, "dropping_rows": self._episode_dropped,
+            "max_unspooled_rows": self.settings.max_unspooled_rows,
             "open_gaps": sorted(":".join(k) for k in self.open_gaps),
             # every stream the service subscribed to: one that never delivered is a problem too
             "expected_streams": sorted(f"{g.exchange}:{name}:{sym}" for g in self.groups for name, sym in g.streams),

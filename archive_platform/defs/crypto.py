@@ -361,8 +361,9 @@ def late_spool_rebuilds(instance, datasets, statuses, keys: Sequence[str], setti
 
 
 def _problem_signature(problems: Sequence[str]) -> list[str]:
-    """The problems without their ages (which grow every tick): what identifies an incident."""
-    return sorted({re.sub(r"\d+ s\b", "N s", p) for p in problems})
+    """The problems without their ages and row counts (which grow every tick): what identifies
+    an incident."""
+    return sorted({re.sub(r"[\d,]+ rows\b", "N rows", re.sub(r"\d+ s\b", "N s", p)) for p in problems})
 
 
 def heartbeat_incident(problems: Sequence[str], cursor: str | None, now: datetime) -> tuple[str | None, str]:
@@ -395,7 +396,9 @@ def build_heartbeat(live_root):
             meta.update(written_at=beat.get("written_at"), reconnects=beat.get("reconnects"),
                         malformed=beat.get("malformed"), exchange_errors=beat.get("exchange_errors", 0),
                         last_exchange_error=beat.get("last_exchange_error") or "",
-                        open_gaps=dg.MetadataValue.json(beat.get("open_gaps")))
+                        open_gaps=dg.MetadataValue.json(beat.get("open_gaps")),
+                        buffered_rows=beat.get("buffered_rows", 0), spool_errors=beat.get("spool_errors", 0),
+                        spool_error=beat.get("spool_error") or "", dropped_rows=beat.get("dropped_rows", 0))
         return dg.AssetCheckResult(passed=not problems, severity=dg.AssetCheckSeverity.ERROR, metadata=meta,
                                    description="; ".join(problems) or "capture is running")
 
