@@ -179,12 +179,10 @@ class Lake:
             return LakeWrite(td.name, day, 0, None, 0, skipped=True)
         self.ensure_table(td)
         name = f"{ALIAS}.{ident(td.name)}"
-        newer = None
         if td.snapshot:  # constants, so DuckLake prunes files by their snapshot_time stats
             times = pc.unique(batch["snapshot_time"]).to_pylist()
             delete = (f"DELETE FROM {name} WHERE date = ? AND snapshot_time IN "
                       f"({', '.join('?' * len(times))})", [day, *times])
-            newer = ("snapshot_time", min(times))
         else:
             # a nullable key part (orderbook_l2's update_id) matches NULL to NULL: with "=" a
             # re-appended row whose part is NULL was never replaced but stored twice
@@ -197,7 +195,7 @@ class Lake:
 
         def write() -> LakeWrite:
             with self._mutex, self.location.writer_lock(td.name, day.isoformat()):
-                return self._commit_file(td, day, lambda con: batch, delete, "append", unless_newer=newer)
+                return self._commit_file(td, day, lambda con: batch, delete, "append")
         return self._minding_lost_files(td, day, write)
 
     def compact_day(self, td: TableDef, day: date) -> LakeWrite:
@@ -256,17 +254,12 @@ class Lake:
                 raise publish.LostDataFiles(td, day, left) from None
         return write()
 
-    def _commit_file(self, td: TableDef, day: date, rows, delete: tuple, step: str,
-                     unless_newer: tuple[str, object] | None = None) -> LakeWrite:
+    def _commit_file(self, td: TableDef, day: date, rows, delete: tuple, step: str) -> LakeWrite:
         """Get the rows and write them as a new file (outside the catalog: the partition lock
         keeps other writers of the day away), then one transaction runs ``delete`` and
-        registers the file. ``write_day``/``compact`` then publish it at the plain path.
-        ``unless_newer`` = (timestamp column, instant): the delete is skipped when the catalog
-        proves that no stored row of the table has ``column >= instant`` (``_all_before``)."""
+        registers the file. ``write_day``/``compact`` then publish it at the plain path."""
         whole_day = step != "append"
         table = rows(self.con)
-        # read before the transaction: a failed read then leaves no aborted transaction behind
-        skip_delete = unless_newer is not None and self._all_before(td, *unless_newer)
         final = publish.new_file(self.location, td, day, compacted=whole_day)
         self.location.tmp_dir.mkdir(parents=True, exist_ok=True)
         tmp = self.location.tmp_dir / f"{final.name}.{os.getpid()}.tmp"
@@ -281,10 +274,9 @@ class Lake:
         def body(con: duckdb.DuckDBPyConnection) -> None:
             if self._commit_failed and str(final) in self._live_files(td):
                 return  # an earlier attempt's COMMIT raised but landed
-            if not skip_delete:
-                if len(delete) > 2:
-                    con.register("__batch", delete[2])
-                con.execute(delete[0], delete[1])
+            if len(delete) > 2:
+                con.register("__batch", delete[2])
+            con.execute(delete[0], delete[1])
             if keep:
                 con.execute("CALL ducklake_add_data_files(?, ?, ?)", [ALIAS, td.name, str(final)])
             if syncing is not None:
@@ -318,39 +310,6 @@ class Lake:
                 raise publish.PublishFailed(exc, publish.plain_file(self.location, td, day)) from exc
             crash_point(f"{step}:publish")
         return LakeWrite(td.name, day, n, path, size)
-
-    def _all_before(self, td: TableDef, column: str, instant) -> bool:
-        """Whether every stored row of ``td`` has its timestamp ``column`` before ``instant``,
-        by the table's column statistics in the catalog (the DuckLake spec's
-        ``ducklake_table_column_stats``); False when they cannot tell (no statistic, a
-        PostgreSQL catalog, a read error).
-
-        Why: an intraday snapshot is newer than everything stored, so its DELETE matches
-        nothing, yet on the SQLite catalog DuckLake's DELETE costs 5.5-7 ms (it lists the
-        table's files and their statistics) against 2.6-4 ms for this read: a snapshot append
-        took a median 64 ms against 73 ms with the DELETE (interleaved, bench/lake.py shape,
-        2026-12-02). Sound because DuckLake raises a table's statistics on every commit that
-        adds rows and never lowers them (deletes, compaction and expiry leave them), so the
-        maximum bounds every live row; the read sees the catalog's latest commit, and the
-        caller holds the day's writer lock, so no other writer adds rows of the day between
-        this read and the commit. A re-delivery (an equal time), an older snapshot or a
-        backfill runs the DELETE."""
-        if self.location.postgres:  # its metadata schema is configurable; not measured there
-            return False
-        meta = f"__ducklake_metadata_{ALIAS}"
-        try:
-            got = self.con.execute(
-                f"SELECT CAST(s.max_value AS TIMESTAMPTZ) FROM {meta}.ducklake_table_column_stats s "
-                f"JOIN {meta}.ducklake_table t ON t.table_id = s.table_id "
-                f"JOIN {meta}.ducklake_column c ON c.table_id = s.table_id AND c.column_id = s.column_id "
-                "WHERE t.table_name = ? AND t.end_snapshot IS NULL AND c.column_name = ? "
-                "AND c.end_snapshot IS NULL AND c.parent_column IS NULL", [td.name, column]).fetchall()
-        except duckdb.Error:
-            return False
-        try:
-            return len(got) == 1 and got[0][0] is not None and got[0][0] < instant
-        except TypeError:  # a zone-less column against an aware bound: cannot tell
-            return False
 
     def _live_files(self, td: TableDef) -> set[str]:
         return {r[0] for r in self.con.execute(
