@@ -32,11 +32,15 @@ def connect(root: str | Path, read_only: bool = True, as_of: datetime | None = N
         raise ValueError("time travel (as_of) is read-only")
     stamp = None
     if as_of is not None:
-        if not isinstance(as_of, datetime) or as_of.tzinfo is None:
-            # 10:05 meant in New York but read as UTC would be a 5-hour look-ahead
+        if not isinstance(as_of, datetime) or as_of.utcoffset() is None:
+            # 10:05 meant in New York but read as UTC would be a 5-hour look-ahead (a tzinfo
+            # whose utcoffset() is None is naive too: astimezone would read it as local time)
             raise ValueError(f"as_of must be a timezone-aware datetime (e.g. tzinfo=timezone.utc or "
                              f"ZoneInfo('America/New_York')), got {as_of!r}")
-        stamp = as_of.astimezone(timezone.utc).isoformat()
+        try:
+            stamp = as_of.astimezone(timezone.utc).isoformat()
+        except OverflowError:  # year 9999 in New York is year 10000 in UTC
+            raise ValueError(f"as_of {as_of!r} is out of range in UTC") from None
     try:
         con = loc.open(read_only=read_only, as_of=stamp)
     except duckdb.Error as exc:

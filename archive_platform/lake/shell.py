@@ -32,7 +32,10 @@ def init_sql(root: str | Path, tables: list[str], *, as_of: datetime | None = No
     loc = LakeLocation.for_root(root, catalog, data_path, config)
     stamp = None
     if as_of is not None:
-        stamp = (as_of if as_of.tzinfo else as_of.replace(tzinfo=timezone.utc)).astimezone(timezone.utc).isoformat()
+        if not isinstance(as_of, datetime) or as_of.utcoffset() is None:
+            # as connect() refuses it: a naive 10:05 read as UTC would be a look-ahead
+            raise ValueError(f"as_of must be a timezone-aware datetime, got {as_of!r}")
+        stamp = as_of.astimezone(timezone.utc).isoformat()
     lines = [
         # statements print their result (CREATE SECRET a "Success" table): the script's go
         # nowhere, so the user sees only what they ask; errors still reach stderr
@@ -75,10 +78,12 @@ def write_init_file(root: str | Path, path: str | Path, *, as_of: datetime | Non
                     catalog: str | None = None, data_path: str | None = None,
                     config: LakeConfig | None = None, extra: list[str] = (),
                     cleanup: list[Path] = ()) -> Path:
-    """Write the CLI init script for the archive's current tables to ``path``."""
+    """Write the CLI init script for the archive's tables to ``path``: those it has now, or
+    with ``as_of`` those it had then (an instant it does not hold is refused here, as
+    ``connect(as_of=...)`` refuses it)."""
     from archive_platform.lake.connect import connect, table_names
 
-    con = connect(root, catalog=catalog, data_path=data_path, config=config)
+    con = connect(root, as_of=as_of, catalog=catalog, data_path=data_path, config=config)
     try:
         names = table_names(con)
     finally:
