@@ -38,32 +38,35 @@ def prepare(con: duckdb.DuckDBPyConnection, root: Path | None = None) -> None:
     for sql in plain_views(root, have):
         con.execute(sql)
     for ds in DATASETS:
-        if ds.name in have:
-            continue
-        con.register("__empty", ds.schema.empty_table())
-        try:
-            con.execute(f"CREATE TABLE memory.main.{ident(ds.name)} AS SELECT *, "
-                        "CAST(NULL AS DATE) AS date FROM __empty WITH NO DATA")
-        finally:
-            con.unregister("__empty")
+        if ds.name not in have:
+            con.execute(_empty_view(ds))
     macros.install(con, create_missing=True)
+
+
+def _empty_view(ds) -> str:
+    """A typed view with no rows for a dataset not written yet: queries work and answer
+    nothing. A view, not a table: an INSERT into a table here succeeded on a read-only
+    connection and stored nothing, where the user must be told it cannot write."""
+    from archive_platform.views import duckdb_type
+
+    cols = ", ".join(f"CAST(NULL AS {duckdb_type(f.type)}) AS {ident(f.name)}" for f in ds.schema)
+    return f"CREATE VIEW memory.main.{ident(ds.name)} AS SELECT {cols}, CAST(NULL AS DATE) AS date WHERE false"
 
 
 def cli_statements(have: list[str], trading_days_file: Path, root: Path | None = None) -> list[str]:
     """What ``prepare`` does, as SQL for the DuckDB CLI's init script (``archive-platform sql``):
-    an empty typed table for each registered dataset not in ``have``, ``trading_days`` read from
+    an empty typed view for each registered dataset not in ``have``, ``trading_days`` read from
     ``trading_days_file`` (written here), and the helper macros."""
     import pyarrow.parquet as pq
 
     from archive_platform import macros
     from archive_platform.datasets import DATASETS
-    from archive_platform.views import duckdb_type, quote_literal
+    from archive_platform.views import quote_literal
 
     out = plain_views(root, have)
     for ds in DATASETS:
         if ds.name not in have:
-            cols = ", ".join(f"{ident(f.name)} {duckdb_type(f.type)}" for f in ds.schema)
-            out.append(f"CREATE TABLE memory.main.{ident(ds.name)} ({cols}, date DATE)")
+            out.append(_empty_view(ds))
     pq.write_table(macros.trading_days_table(date(2000, 1, 3), CALENDAR_END), trading_days_file)
     out.append("CREATE OR REPLACE TABLE trading_days AS SELECT * FROM "
                f"read_parquet({quote_literal(str(trading_days_file))}) ORDER BY idx")
