@@ -19,9 +19,10 @@ import click
               help="Time travel: the archive as it stood at this ISO instant (with its UTC offset).")
 def sql(command: str | None, sim: bool, root: Path | None, as_of: str | None) -> None:
     """Open the archive in the duckdb shell (or run one statement with -c)."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from archive_platform.lake import shell
+    from archive_platform.lake.connect import utc_stamp
     from archive_platform.store import default_root
 
     stamp = None
@@ -33,8 +34,8 @@ def sql(command: str | None, sim: bool, root: Path | None, as_of: str | None) ->
         if stamp.tzinfo is None:
             raise click.BadParameter("give a UTC offset, e.g. 2025-11-26T10:05-05:00", param_hint="--as-of")
         try:
-            stamp.astimezone(timezone.utc)
-        except OverflowError:
+            utc_stamp(stamp)
+        except ValueError:
             raise click.BadParameter(f"{as_of!r} is out of range in UTC", param_hint="--as-of") from None
     from archive_platform.serving import cli_statements
     from archive_platform.settings import lake_config

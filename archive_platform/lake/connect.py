@@ -12,6 +12,21 @@ from archive_platform.lake.catalog import ALIAS, LakeLocation, ident
 from archive_platform.lake.remote import LakeConfig
 
 
+def utc_stamp(as_of: datetime) -> str:
+    """``as_of`` as the UTC ISO instant DuckLake's ``SNAPSHOT_TIME`` takes; ValueError for
+    anything but a timezone-aware datetime, or an instant outside UTC's range. The one check
+    of every time-travel entry (``connect``, the shell's init script, ``sql --as-of``)."""
+    if not isinstance(as_of, datetime) or as_of.utcoffset() is None:
+        # 10:05 meant in New York but read as UTC would be a 5-hour look-ahead (a tzinfo
+        # whose utcoffset() is None is naive too: astimezone would read it as local time)
+        raise ValueError(f"as_of must be a timezone-aware datetime (e.g. tzinfo=timezone.utc or "
+                         f"ZoneInfo('America/New_York')), got {as_of!r}")
+    try:
+        return as_of.astimezone(timezone.utc).isoformat()
+    except OverflowError:  # year 9999 in New York is year 10000 in UTC
+        raise ValueError(f"as_of {as_of!r} is out of range in UTC") from None
+
+
 def connect(root: str | Path, read_only: bool = True, as_of: datetime | None = None, *,
             catalog: str | None = None, data_path: str | None = None,
             config: LakeConfig | None = None) -> duckdb.DuckDBPyConnection:
@@ -30,17 +45,7 @@ def connect(root: str | Path, read_only: bool = True, as_of: datetime | None = N
                                 f"nothing has been written to {loc.root} yet (or migrate it)")
     if as_of is not None and not read_only:
         raise ValueError("time travel (as_of) is read-only")
-    stamp = None
-    if as_of is not None:
-        if not isinstance(as_of, datetime) or as_of.utcoffset() is None:
-            # 10:05 meant in New York but read as UTC would be a 5-hour look-ahead (a tzinfo
-            # whose utcoffset() is None is naive too: astimezone would read it as local time)
-            raise ValueError(f"as_of must be a timezone-aware datetime (e.g. tzinfo=timezone.utc or "
-                             f"ZoneInfo('America/New_York')), got {as_of!r}")
-        try:
-            stamp = as_of.astimezone(timezone.utc).isoformat()
-        except OverflowError:  # year 9999 in New York is year 10000 in UTC
-            raise ValueError(f"as_of {as_of!r} is out of range in UTC") from None
+    stamp = None if as_of is None else utc_stamp(as_of)
     try:
         con = loc.open(read_only=read_only, as_of=stamp)
     except duckdb.Error as exc:

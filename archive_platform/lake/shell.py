@@ -12,7 +12,7 @@ from __future__ import annotations
 import shutil
 import sys
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 
 from archive_platform.lake.catalog import ALIAS, LakeLocation, ident
@@ -30,12 +30,9 @@ def init_sql(root: str | Path, tables: list[str], *, as_of: datetime | None = No
              cleanup: list[Path] = (), secret_ref: Callable[[str], str] | None = None) -> str:
     """The init script; ``secret_ref`` maps a secret's variable name to the SQL that reads it."""
     loc = LakeLocation.for_root(root, catalog, data_path, config)
-    stamp = None
-    if as_of is not None:
-        if not isinstance(as_of, datetime) or as_of.utcoffset() is None:
-            # as connect() refuses it: a naive 10:05 read as UTC would be a look-ahead
-            raise ValueError(f"as_of must be a timezone-aware datetime, got {as_of!r}")
-        stamp = as_of.astimezone(timezone.utc).isoformat()
+    from archive_platform.lake.connect import utc_stamp
+
+    stamp = None if as_of is None else utc_stamp(as_of)
     lines = [
         # statements print their result (CREATE SECRET a "Success" table): the script's go
         # nowhere, so the user sees only what they ask; errors still reach stderr
