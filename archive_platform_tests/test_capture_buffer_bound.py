@@ -288,24 +288,23 @@ def test_each_outage_is_its_own_episode(tmp_path, svc_factory, monkeypatch, capl
 
 # ---- health: a spool that cannot be written is a problem of a live service -----------------------
 def test_a_failing_spool_is_a_capture_problem_until_a_flush_succeeds(tmp_path, svc_factory, monkeypatch):
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from archive_platform.crypto import health
     from archive_platform.defs.crypto import _problem_signature
 
-    def capture_problems(beat, _now):  # as of the heartbeat's own (faked) clock; the streams' ages
+    def capture_problems(beat):  # as of the heartbeat's own (faked) clock; the streams' ages
         now = datetime.fromisoformat(beat["written_at"].replace("Z", "+00:00"))  # are not this test's
         return [p for p in health.capture_problems(beat, now) if not p.startswith("stream ")]
 
     svc = svc_factory(max_buffer_rows=5, max_unspooled_rows=10)
     real = spool.write_spool
     monkeypatch.setattr(spool, "write_spool", full)
-    now = datetime.now(timezone.utc)
     asyncio.run(feed_books(svc, range(4)))  # below the bound: held, nothing dropped yet
-    assert capture_problems(svc.heartbeat(), now) == []  # nothing tried to write yet
+    assert capture_problems(svc.heartbeat()) == []  # nothing tried to write yet
     with pytest.raises(OSError):
         asyncio.run(svc.flush())
-    (held,) = capture_problems(svc.heartbeat(), now)
+    (held,) = capture_problems(svc.heartbeat())
     assert held.startswith("spool not writable (OSError: ") and ENOSPC in held
     assert "4 rows held in memory (bound 10), none dropped yet" in held
 
@@ -317,15 +316,15 @@ def test_a_failing_spool_is_a_capture_problem_until_a_flush_succeeds(tmp_path, s
     asyncio.run(more())
     beat = svc.heartbeat()
     assert beat["dropping_rows"] == beat["dropped_rows"] == svc.dropped_rows > 0
-    (dropping,) = capture_problems(beat, now)
+    (dropping,) = capture_problems(beat)
     assert f"{beat['buffered_rows']:,} rows held in memory (bound 10), {svc.dropped_rows:,} rows dropped so far " \
            "(recorded as capture gaps)" in dropping
     # the counts grow on every tick: the sensor's incident signature must not (one run per incident)
     asyncio.run(feed_trades(svc, [12, 13]))
-    assert capture_problems(svc.heartbeat(), now) != [dropping]
-    assert _problem_signature(capture_problems(svc.heartbeat(), now)) == _problem_signature([dropping])
+    assert capture_problems(svc.heartbeat()) != [dropping]
+    assert _problem_signature(capture_problems(svc.heartbeat())) == _problem_signature([dropping])
 
     monkeypatch.setattr(spool, "write_spool", real)  # the disk is back: healthy again
     assert asyncio.run(svc.flush()) > 0
     beat = svc.heartbeat()
-    assert capture_problems(beat, now) == [] and beat["dropping_rows"] == 0 and beat["dropped_rows"] > 0
+    assert capture_problems(beat) == [] and beat["dropping_rows"] == 0 and beat["dropped_rows"] > 0
