@@ -363,9 +363,9 @@ def test_a_file_is_on_disk_before_the_commit_that_makes_it_visible(lake, monkeyp
     synced, real = threading.Event(), publish.make_durable
     seen = []
 
-    def slow_sync(path):
+    def slow_sync(path, **kw):
         time.sleep(0.3)  # longer than the catalog statements: the commit must wait for it
-        real(path)
+        real(path, **kw)
         synced.set()
 
     def check(step):
@@ -379,7 +379,7 @@ def test_a_file_is_on_disk_before_the_commit_that_makes_it_visible(lake, monkeyp
     lake.compact_day(OPTIONS, D1)
     assert seen == [("append:insert", True), ("compact:insert", True)]
 
-    def broken(path):
+    def broken(path, **kw):
         raise OSError(errno.EIO, "Input/output error", str(path))
 
     monkeypatch.setattr(publish, "make_durable", broken)
@@ -466,3 +466,63 @@ def test_a_data_file_lost_on_disk_leaves_the_day_listed_and_the_ledger_finds_it_
     # and the recovery's re-fetch replaces the day whole, lost file and all
     store.write_day("gex", FULL_DAY, make_table("gex", FULL_DAY, 4))
     assert store.read_day("gex", FULL_DAY).num_rows == 4
+
+
+def _resident_pages(path) -> int:
+    """How many of the file's pages are in the page cache (mincore(2) on a mapping that is
+    never touched, so looking does not fault anything in)."""
+    import ctypes
+    import mmap
+
+    size = os.path.getsize(path)
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int,
+                          ctypes.c_long]
+    libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
+    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    pages = (size + mmap.PAGESIZE - 1) // mmap.PAGESIZE
+    with open(path, "rb") as fh:
+        addr = libc.mmap(None, size, mmap.PROT_READ, mmap.MAP_SHARED, fh.fileno(), 0)
+        assert addr not in (None, ctypes.c_void_p(-1).value), os.strerror(ctypes.get_errno())
+        try:
+            vec = (ctypes.c_ubyte * pages)()
+            assert libc.mincore(addr, size, vec) == 0, os.strerror(ctypes.get_errno())
+        finally:
+            libc.munmap(addr, size)
+    return sum(v & 1 for v in vec)
+
+
+def _on_tmpfs(path) -> bool:
+    best, kind = "", ""
+    with open("/proc/mounts") as fh:
+        for line in fh:
+            _, mount, fstype, *_ = line.split()
+            if str(path).startswith(mount) and len(mount) > len(best):
+                best, kind = mount, fstype
+    return kind in ("tmpfs", "ramfs")
+
+
+@pytest.mark.skipif(not hasattr(os, "posix_fadvise") or not os.path.exists("/proc/mounts"),
+                    reason="page-cache hints and mincore are Linux facilities")
+def test_appended_parts_leave_the_page_cache_once_on_disk_and_the_day_file_stays(lake):
+    """Parts are written once and read once more (at compaction): each leaves the page cache
+    as soon as it is on disk, before the append returns, and compaction's read drops them
+    again; the compacted day file, which queries read from then on, stays cached."""
+    if _on_tmpfs(lake.root):
+        pytest.skip("on tmpfs the page cache is the storage: nothing to drop")
+    snaps = [snapshot(D1, k, symbols=20, strikes=500) for k in range(2)]  # 20,000 rows each
+    for snap in snaps:
+        lake.append(OPTIONS, D1, snap)
+    parts = lake.files(OPTIONS, D1)
+    sizes = [-(-os.path.getsize(p) // 4096) for p in parts]
+    assert len(parts) == 2 and min(sizes) > 50
+    # at most the footer stays: DuckLake reads it to register the file while the drop runs
+    assert [_resident_pages(p) <= 2 for p in parts] == [True, True]
+    assert lake.read_day(OPTIONS, D1).num_rows == 40_000  # a reader brings them back
+    assert sum(_resident_pages(p) for p in parts) > 50
+    day = lake.compact_day(OPTIONS, D1)
+    assert [_resident_pages(p) <= 2 for p in parts] == [True, True]
+    assert _resident_pages(day.path) > 0
+    assert sort(lake.read_day(OPTIONS, D1), OPTIONS.sort_key).equals(
+        sort(pa.concat_tables(snaps), OPTIONS.sort_key))

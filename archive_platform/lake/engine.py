@@ -286,12 +286,13 @@ class Lake:
         try:
             if keep:
                 # a local file's fsyncs (I/O waits: ~2 ms a snapshot, ~40 ms an 85 MB day) run
-                # on a worker thread while this one runs the catalog statements
+                # on a worker thread while this one runs the catalog statements; an appended
+                # part then leaves the page cache (durable.drop_cached: the next part's pages)
                 local = isinstance(final, Path)
                 size = publish.write_file(td, table, day, tmp, final, compacted=whole_day,
                                           durable=not local)
                 if local:
-                    syncing = _syncer().submit(publish.make_durable, final)
+                    syncing = _syncer().submit(publish.make_durable, final, drop_cache=not whole_day)
             else:
                 size = 0
             crash_point(f"{step}:file")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import os
 import re
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 from pathlib import Path
 
@@ -14,16 +15,19 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from archive_platform.durable import fsync_file
+from archive_platform.durable import drop_cached, fsync_file
 from archive_platform.lake.catalog import LakeLocation
 from archive_platform.lake.tables import TableDef
 
 COMPRESSION = "zstd"  # day files, kept
-# Appended parts live until end-of-day compaction. On a local disk they are written
-# uncompressed: 44-45 ms an options snapshot append against 52-55 ms with lz4 and 49-52 ms with
-# snappy (interleaved, 2 cores idle; files 3.9 MB against 3.05 MB). Uploaded to S3 they take lz4:
-# there the 28 % more bytes cost more time on the network than lz4 costs on the CPU.
-PART_COMPRESSION = "uncompressed"
+# Appended parts live until end-of-day compaction. On a local disk they are written by pyarrow,
+# uncompressed and without dictionaries (plain values: the cheapest encoding there is). Measured
+# 2026-12-02 (bench/lake.py, interleaved runs, 2 cores): an options snapshot append at
+# 0.84-0.98x ArcticDB's update() this way, 0.98-1.15x with polars' writer (which dictionary-
+# encodes every non-float column: 10.7 MB files against 16.3 MB, 17 ms against 12 ms to encode).
+# Uploaded to S3 they take polars and lz4: there the bytes cost more time on the network than
+# lz4 costs on the CPU.
+PART_OPTIONS = {"compression": "none", "use_dictionary": False}
 REMOTE_PART_COMPRESSION = "lz4"
 ROW_GROUP_ROWS = 131_072
 
@@ -33,26 +37,27 @@ def encode(td: TableDef, table, day: date, path: Path, *, compacted: bool,
     """Encode ``table`` (pyarrow table or polars frame) with the ``date`` column as Parquet
     at ``path``, and fsync it if ``sync``.
 
-    A dataset with measured ``parquet_options`` (order books) gets pyarrow with them. Every
-    other dataset gets polars' writer, which encodes columns and row groups on all cores where
+    A dataset with measured ``parquet_options`` (order books) gets pyarrow with them, and so
+    does a local appended part (``PART_OPTIONS``). Every other file (whole days, parts bound
+    for S3) gets polars' writer, which encodes columns and row groups on all cores where
     pyarrow's encodes one column after another on one thread. Measured in ``bench/lake.py``
     (docs/performance.md, 2026-12-01, 2 cores): a 3.02 M-row options day in 1.3-1.6 s with
     pyarrow against about 1.0 s with polars; a 112,000-row snapshot in 46-84 ms against
-    30-36 ms (lz4).
+    30-36 ms (both lz4, pyarrow with its default dictionaries).
     The price: polars does not dictionary-encode floats, so the bench's day file is about
-    1.2x pyarrow's bytes (still about half of ArcticDB's). Appended parts live only until the
-    day is compacted: ``PART_COMPRESSION`` (``remote``: bound for S3, ``REMOTE_PART_COMPRESSION``)."""
+    1.2x pyarrow's bytes (still about half of ArcticDB's)."""
     import polars as pl
 
     names = list(td.schema.names)
-    if td.parquet_options:
+    if td.parquet_options or not (compacted or remote):
+        options = td.parquet_options or PART_OPTIONS
         arrow = table.to_arrow() if isinstance(table, pl.DataFrame) else table
         arrow = arrow.select(names).cast(td.schema)
         days = np.full(arrow.num_rows, (day - date(1970, 1, 1)).days, dtype=np.int32)
         arrow = arrow.append_column(pa.field("date", pa.date32()), pa.array(days, pa.date32()))
         with open(path, "wb") as fh:
             pq.write_table(arrow, fh, **{"compression": COMPRESSION, "row_group_size": ROW_GROUP_ROWS,
-                                         **td.parquet_options})
+                                         **options})
             fh.flush()
             if sync:
                 os.fsync(fh.fileno())
@@ -66,7 +71,7 @@ def encode(td: TableDef, table, day: date, path: Path, *, compacted: bool,
         frame = pl.from_arrow(table.select(names).cast(td.schema))
     try:
         frame.with_columns(pl.lit(day, dtype=pl.Date).alias("date")).write_parquet(
-            path, compression=COMPRESSION if compacted else (REMOTE_PART_COMPRESSION if remote else PART_COMPRESSION),
+            path, compression=COMPRESSION if compacted else REMOTE_PART_COMPRESSION,
             row_group_size=ROW_GROUP_ROWS, statistics=True, metadata=_arrow_schema_key(td))
     except pl.exceptions.PolarsError as exc:
         raise _os_error(exc, path) from exc
@@ -109,22 +114,34 @@ def read_day_files(loc: LakeLocation, td: TableDef, files: list[tuple[str, str |
     path on S3, or row counts that do not add up to what the catalog shows. Measured in
     bench/lake.py: 27 snapshot files (3.02 M rows) in about 0.3 s, against 1.1-1.2 s through
     DuckDB's DuckLake scan into Arrow. The caller holds the day's writer lock, so the list
-    is current."""
+    is current. Each part is read whole on one of three threads and then dropped from the
+    page cache (``durable.drop_cached``): parts were dropped once written, so they come from
+    disk, and three reads at a time, each into pages the previous one freed, took 0.2 s for
+    275 MB against 0.5 s one after another without dropping (2026-12-02, this machine kind)."""
     import polars as pl
 
     if not files or loc.s3 is not None or any(x is not None for _, x, _ in files):
         return None
     paths = [f for f, _, _ in files]
-    try:
-        sizes = [pq.ParquetFile(f).metadata.num_rows for f in paths]
-        if sum(sizes) != files[0][2]:
-            return None
+    schema = _polars_schema(td)
+
+    def part(path: str):
+        with open(path, "rb") as fh:
+            data = fh.read()
+            drop_cached(fh)
         # files from before a column was added lack it (null), every file has ``date`` (ignored)
-        frame = pl.scan_parquet(paths, schema=_polars_schema(td), missing_columns="insert",
-                                extra_columns="ignore", hive_partitioning=False).collect()
+        return pl.scan_parquet(data, schema=schema, missing_columns="insert",
+                               extra_columns="ignore", hive_partitioning=False).collect()
+
+    try:
+        with ThreadPoolExecutor(max_workers=3) as pool:
+            frames = list(pool.map(part, paths))
     except (OSError, pl.exceptions.PolarsError):
         return None
-    return frame, sizes
+    sizes = [f.height for f in frames]
+    if sum(sizes) != files[0][2]:
+        return None
+    return pl.concat(frames, how="vertical", rechunk=False), sizes
 
 
 def sort_rows(frame, keys: tuple[str, ...], parts: list[int] | None = None):

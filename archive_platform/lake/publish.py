@@ -130,9 +130,10 @@ def write_file(td: TableDef, table, day: date, tmp: Path, final: Path | RemoteFi
     return size
 
 
-def make_durable(path: Path) -> None:
-    """fsync a file written with ``durable=False`` and the folder that names it."""
-    fsync_file(path)
+def make_durable(path: Path, drop_cache: bool = False) -> None:
+    """fsync a file written with ``durable=False`` and the folder that names it
+    (``drop_cache``: and drop its pages from the page cache, ``durable.drop_cached``)."""
+    fsync_file(path, drop_cache=drop_cache)
     fsync_dir(path.parent)
 
 
