@@ -5,6 +5,7 @@ decides when, ``publish`` where."""
 from __future__ import annotations
 
 import base64
+import hashlib
 import os
 import re
 from concurrent.futures import ThreadPoolExecutor
@@ -77,6 +78,38 @@ def encode(td: TableDef, table, day: date, path: Path, *, compacted: bool,
         raise _os_error(exc, path) from exc
     if sync:
         fsync_file(path)
+
+
+def batch_tag(table: pa.Table) -> str:
+    """A cheap name for an appended batch: 16 hex digits of a hash of its row count, column
+    names and first and last rows: 0.2-0.3 ms for a 112,000-row snapshot, where hashing every
+    value took 4.5 ms (polars ``hash_rows``) or 6 ms (crc32 of the Arrow buffers), and even
+    summing the numeric columns 0.6 ms (2026-12-03, this machine kind). Equal batches get equal
+    tags; most unequal ones differ, and a match is only a hint that ``holds`` then confirms
+    value by value."""
+    ends = table.slice(0, 1).to_pylist() + table.slice(table.num_rows - 1, 1).to_pylist()
+    return hashlib.blake2b(repr((table.num_rows, table.column_names, ends)).encode(),
+                           digest_size=8).hexdigest()
+
+
+def holds(path: Path, td: TableDef, table: pa.Table) -> bool:
+    """Whether the part at ``path`` holds exactly ``table``'s rows, in order, in the dataset's
+    schema (as ``encode`` wrote them). Any doubt (a column added since, a float NaN, which
+    never equals itself, an unreadable file) answers False. The part leaves the page cache
+    again once read (``durable.drop_cached``)."""
+    names = list(td.schema.names)
+    try:
+        want = table.select(names).cast(td.schema)
+        # memory-mapped, one thread: 25 ms for a 16 MB part from disk against 25-130 ms for
+        # read_table's default (2026-12-03, this machine kind)
+        stored = pq.read_table(path, columns=names, memory_map=True, use_threads=False)
+        same = stored.num_rows == want.num_rows and stored.cast(td.schema).equals(want)
+        del stored
+        with open(path, "rb") as fh:
+            drop_cached(fh)
+        return same
+    except (OSError, KeyError, ValueError, pa.ArrowException):
+        return False
 
 
 def _os_error(exc: Exception, path: Path) -> Exception:

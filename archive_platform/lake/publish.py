@@ -34,16 +34,36 @@ from archive_platform.lake.tables import TableDef
 
 
 
-def new_file(loc: LakeLocation, td: TableDef, day: date, *, compacted: bool) -> Path | RemoteFile:
+def new_file(loc: LakeLocation, td: TableDef, day: date, *, compacted: bool,
+             tag: str = "") -> Path | RemoteFile:
     """A fresh name in the day's folder of the data path: ``<stem>_YYYYMMDD-<hex>.parquet`` for
-    a whole (compacted) day, ``part-<hex>.parquet`` for an appended batch."""
+    a whole (compacted) day, ``part-<tag>-<hex>.parquet`` for an appended batch whose
+    ``parquet.batch_tag`` is ``tag`` (``part-<hex>.parquet`` without one)."""
     token = uuid.uuid4().hex[:16]
-    name = f"{td.file_stem}_{day:%Y%m%d}-{token}.parquet" if compacted else f"part-{token}.parquet"
+    if compacted:
+        name = f"{td.file_stem}_{day:%Y%m%d}-{token}.parquet"
+    else:
+        name = f"part-{tag}-{token}.parquet" if tag else f"part-{token}.parquet"
     if loc.s3 is not None:
         return RemoteFile(f"{loc.data_path}main/{td.name}/date={day.isoformat()}/{name}", loc.s3)
     folder = Path(loc.data_path) / "main" / td.name / f"date={day.isoformat()}"
     folder.mkdir(parents=True, exist_ok=True)
     return folder / name
+
+
+def tagged_parts(loc: LakeLocation, td: TableDef, day: date, tag: str) -> list[Path]:
+    """The appended parts on the local data path whose batch had ``tag`` (``new_file``): live
+    or superseded, the catalog says which. One listing of the day's folder (tens of names:
+    about 30 us); [] on S3, where a listing is a request."""
+    if loc.s3 is not None or not tag:
+        return []
+    folder = Path(loc.data_path) / "main" / td.name / f"date={day.isoformat()}"
+    prefix = f"part-{tag}-"
+    try:
+        with os.scandir(folder) as it:
+            return sorted(Path(e.path) for e in it if e.name.startswith(prefix) and e.name.endswith(".parquet"))
+    except FileNotFoundError:
+        return []
 
 
 def plain_days(loc: LakeLocation, td: TableDef) -> list[date]:
