@@ -130,11 +130,15 @@ def test_intraday_snapshot_appends_one_part_and_eod_compacts(tmp_path):
         assert len(parts) == 3 and all(p.name.startswith("part-") for p in parts)  # one lake file each
         meta = materializations(r)
         assert meta["options"]["snapshots"] == 3 and meta["gex"]["snapshots"] == 3
-        # run the same snapshot again: idempotent
-        run_job(defs, "options_snapshot", instance, partition_key=FULL_DAY.isoformat(),
-                tags={TAG_MODE: "snapshot", TAG_SNAPSHOT: grid[2].isoformat()})
+        # run the same snapshot again: idempotent, and the simulated market sends the same
+        # rows, which the day already holds as one part: no new file, said so in the log
+        rerun = run_job(defs, "options_snapshot", instance, partition_key=FULL_DAY.isoformat(),
+                        tags={TAG_MODE: "snapshot", TAG_SNAPSHOT: grid[2].isoformat()})
         again = store.read_day(ArchiveType.OPTIONS, FULL_DAY)
         assert again.num_rows == meta["options"]["dagster/row_count"]
+        assert store.partition_files(ArchiveType.OPTIONS, FULL_DAY) == parts
+        said = [r.user_message for r in instance.all_logs(rerun.run_id)]
+        assert any(" options " in m and "rows already stored as sent (unchanged)" in m for m in said), said
         eod = run_job(defs, "options_snapshot", instance, partition_key=FULL_DAY.isoformat(),
                       tags={TAG_MODE: "eod"})
         [daily] = store.partition_files(ArchiveType.OPTIONS, FULL_DAY)  # published in the plain layout

@@ -286,10 +286,15 @@ def build_archive_asset(
             s = summarize_partition(store, t, day, table)
             metas[day] = partition_metadata(s, spec)
             outcomes[day] = _day_outcomes(t, table, day, sources, now)
+            written = getattr(result, "rows_written", "?")
+            if getattr(result, "skipped", False) and written:
+                # an append whose batch the day already held as sent (a retried run)
+                written = f"{written} rows already stored as sent (unchanged),"
+            else:
+                written = f"{written} rows written,"
             context.log.info(
                 f"[{i}/{len(days)}] {spec.name} {day} ({req.mode}): "
-                f"{getattr(result, 'rows_written', '?')} rows written, {s.rows} stored, "
-                f"{s.bytes_on_disk:,} bytes"
+                f"{written} {s.rows} stored, {s.bytes_on_disk:,} bytes"
             )
         if failures:
             # a range run with failed days: the days it wrote are materialized (each with its
