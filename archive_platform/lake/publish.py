@@ -46,9 +46,14 @@ def new_file(loc: LakeLocation, td: TableDef, day: date, *, compacted: bool,
         name = f"part-{tag}-{token}.parquet" if tag else f"part-{token}.parquet"
     if loc.s3 is not None:
         return RemoteFile(f"{loc.data_path}main/{td.name}/date={day.isoformat()}/{name}", loc.s3)
-    folder = Path(loc.data_path) / "main" / td.name / f"date={day.isoformat()}"
+    folder = _day_folder(loc, td, day)
     folder.mkdir(parents=True, exist_ok=True)
     return folder / name
+
+
+def _day_folder(loc: LakeLocation, td: TableDef, day: date) -> Path:
+    """The day's folder of a local data path, where DuckLake's hive layout puts its files."""
+    return Path(loc.data_path) / "main" / td.name / f"date={day.isoformat()}"
 
 
 def tagged_parts(loc: LakeLocation, td: TableDef, day: date, tag: str) -> list[Path]:
@@ -57,7 +62,7 @@ def tagged_parts(loc: LakeLocation, td: TableDef, day: date, tag: str) -> list[P
     about 30 us); [] on S3, where a listing is a request."""
     if loc.s3 is not None or not tag:
         return []
-    folder = Path(loc.data_path) / "main" / td.name / f"date={day.isoformat()}"
+    folder = _day_folder(loc, td, day)
     prefix = f"part-{tag}-"
     try:
         with os.scandir(folder) as it:
