@@ -21,6 +21,13 @@ from archive_platform.lake.catalog import LakeLocation
 from archive_platform.lake.tables import TableDef
 
 COMPRESSION = "zstd"  # day files, kept
+# zstd level 1 for the day files polars writes (whole days, compacted days). Measured
+# 2026-12-03 (bench day of 3.02 M option rows, 2 cores, six interleaved pairs): a whole day
+# written at a median 3.16 M rows/s against 2.79 with polars' default level 3, compaction
+# 2.13 s against 2.28 s, encoding 1.45 s of CPU against 1.66 s; the file is 102 MB against
+# 85 MB (0.64x ArcticDB's bytes against 0.53x; bench/lake.py's target is <= 0.8x). Level 2 was no
+# faster than 3. Order books keep their own measured options (zstd 9, crypto/schemas.py).
+COMPRESSION_LEVEL = 1
 # Appended parts live until end-of-day compaction. On a local disk they are written by pyarrow,
 # uncompressed and without dictionaries (plain values: the cheapest encoding there is). Measured
 # 2026-12-02 (bench/lake.py, interleaved runs, 2 cores): an options snapshot append at
@@ -45,8 +52,9 @@ def encode(td: TableDef, table, day: date, path: Path, *, compacted: bool,
     (docs/performance.md, 2026-12-01, 2 cores): a 3.02 M-row options day in 1.3-1.6 s with
     pyarrow against about 1.0 s with polars; a 112,000-row snapshot in 46-84 ms against
     30-36 ms (both lz4, pyarrow with its default dictionaries).
-    The price: polars does not dictionary-encode floats, so the bench's day file is about
-    1.2x pyarrow's bytes (still about half of ArcticDB's)."""
+    The price: polars does not dictionary-encode floats and day files take zstd level 1
+    (``COMPRESSION_LEVEL``), so the bench's day file is about 1.4x pyarrow's bytes (0.64x
+    ArcticDB's)."""
     import polars as pl
 
     names = list(td.schema.names)
@@ -73,6 +81,7 @@ def encode(td: TableDef, table, day: date, path: Path, *, compacted: bool,
     try:
         frame.with_columns(pl.lit(day, dtype=pl.Date).alias("date")).write_parquet(
             path, compression=COMPRESSION if compacted else REMOTE_PART_COMPRESSION,
+            compression_level=COMPRESSION_LEVEL if compacted else None,
             row_group_size=ROW_GROUP_ROWS, statistics=True, metadata=_arrow_schema_key(td))
     except pl.exceptions.PolarsError as exc:
         raise _os_error(exc, path) from exc
