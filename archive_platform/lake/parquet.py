@@ -64,12 +64,14 @@ def encode(td: TableDef, table, day: date, path: Path, *, compacted: bool,
         arrow = arrow.select(names).cast(td.schema)
         days = np.full(arrow.num_rows, (day - date(1970, 1, 1)).days, dtype=np.int32)
         arrow = arrow.append_column(pa.field("date", pa.date32()), pa.array(days, pa.date32()))
-        with open(path, "wb") as fh:
-            pq.write_table(arrow, fh, **{"compression": COMPRESSION, "row_group_size": ROW_GROUP_ROWS,
-                                         **options})
-            fh.flush()
-            if sync:
-                os.fsync(fh.fileno())
+        # Arrow's own file rather than a Python file object, whose every write takes the GIL
+        # and goes through io's buffer: 23.5-25 ms against 25-27 ms for an options snapshot
+        # part (interleaved, 2026-12-03, this machine kind)
+        with pa.OSFile(str(path), "wb") as sink:
+            pq.write_table(arrow, sink, **{"compression": COMPRESSION, "row_group_size": ROW_GROUP_ROWS,
+                                           **options})
+        if sync:
+            fsync_file(path)
         return
     if isinstance(table, pl.DataFrame):
         frame = table.select(names)
