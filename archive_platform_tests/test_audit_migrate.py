@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import shutil
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import pyarrow as pa
@@ -35,17 +36,24 @@ def _options_day(root: Path) -> Path:
     return d
 
 
-def test_rerun_after_a_crash_between_publish_and_cleanup_ignores_stale_parts(tmp_path):
+class _Killed(BaseException):
+    """Stands for a SIGKILL: nothing after it runs, no handler catches it."""
+
+
+def test_rerun_after_a_crash_between_publish_and_cleanup_ignores_stale_parts(tmp_path, monkeypatch):
     # the published file lost compacted_through, so the re-run folded the stale part back in
     root = tmp_path / "a"
     d = _options_day(root)
-    keep = tmp_path / "parts"
-    keep.mkdir()
-    for p in d.glob("*.part-*"):
-        shutil.copy(p, keep / p.name)
-    migrate(root, [OPTIONS])
-    for p in keep.iterdir():  # the state a SIGKILL after write_day:publish leaves
-        shutil.copy(p, d / p.name)
+
+    def killed(folder, parts):
+        raise _Killed
+
+    with monkeypatch.context() as m:  # the state a SIGKILL after write_day:publish leaves
+        # the module (``archive_platform.lake.migrate`` the attribute is the function)
+        m.setattr(importlib.import_module("archive_platform.lake.migrate"), "_clean", killed)
+        with pytest.raises(_Killed):
+            migrate(root, [OPTIONS])
+    assert len(list(d.glob("*.part-*"))) == 2 and (d / ".migrated-parts").exists()
     (again,) = migrate(root, [OPTIONS])
     with Lake(root) as lake:
         t = lake.read_day(OPTIONS, D1)
@@ -53,6 +61,105 @@ def test_rerun_after_a_crash_between_publish_and_cleanup_ignores_stale_parts(tmp
     assert 9 not in set(t["version"].to_pylist())  # no row of the stale part
     assert sorted(p.name for p in d.iterdir()) == ["options_20251125.parquet"]
     assert pq.read_metadata(d / "options_20251125.parquet").num_rows == 360
+
+
+def test_parts_written_after_an_in_place_migration_are_added_not_deleted(tmp_path):
+    # an old-version writer still running after the migration: its new part used to be deleted
+    # unread by the next run (which took every part of a published day for a leftover)
+    root = tmp_path / "a"
+    d = root / "uw_flow" / f"date={D1}"
+    d.mkdir(parents=True)
+    pq.write_table(flow(D1, [1, 2, 3]), d / "uw_flow_20251125.parquet")
+    pq.write_table(flow(D1, [3, 4], premium=50), d / "uw_flow_20251125.part-000001-4444abcd.parquet")
+    (first,) = migrate(root, [FLOW])
+    assert first.rows_after == 4 and not (d / ".migrated-parts").exists()
+    late = d / "uw_flow_20251125.part-000009-aaaaaaaa.parquet"
+    pq.write_table(flow(D1, [4, 7, 8], premium=70), late)  # a4 again, a7 and a8 new
+    (again,) = migrate(root, [FLOW])
+    assert not again.skipped and again.missing == 0 and again.rows_after == 6
+    assert any("written after the day was migrated" in n for n in again.notes)
+    with Lake(root) as lake:
+        t = lake.read_day(FLOW, D1)
+    got = dict(zip(t["alert_id"].to_pylist(), t["premium"].to_pylist()))
+    assert set(got) == {"a1", "a2", "a3", "a4", "a7", "a8"}
+    assert got["a4"] == 54.0  # the lake's row of a key both have wins, as for any day it holds
+    assert sorted(p.name for p in d.iterdir()) == ["uw_flow_20251125.parquet"]
+    (third,) = migrate(root, [FLOW])
+    assert third.skipped and third.rows_after == 6
+
+
+def test_rows_the_store_would_refuse_fail_their_day_and_stay_where_they_are(tmp_path):
+    # migrate skipped the store's validation: text became a number ("1e400" -> inf), naive
+    # times were taken for UTC, another day's rows and a vendor's rows went into a sim root
+    root = tmp_path / "a"
+    _cli_root(root)
+    days = [date(2025, 12, d) for d in (1, 2, 3, 4)]
+
+    def day_table(day, **kw):
+        return make_table("uw_flow", day, 4, **kw)
+
+    def with_column(t, name, values):
+        return t.set_column(t.schema.get_field_index(name), name, values)
+
+    cases = {
+        "text premium": (with_column(day_table(days[0]), "premium", pa.array(["1e400", "2", "3", "4"])),
+                         "'premium'"),
+        "naive timestamps": (with_column(day_table(days[1]), "timestamp",
+                                         day_table(days[1])["timestamp"].cast(pa.timestamp("us"))),
+                             "naive timestamp"),
+        "another day's rows": (day_table(days[3]), "not the partition's day 2025-12-03"),
+        "a vendor's rows in a sim root": (day_table(days[3], source="unusual_whales"),
+                                          "only takes rows with source 'sim'"),
+    }
+    for (t, _), day in zip(cases.values(), days):
+        folder = root / "uw_flow" / f"date={day}"
+        folder.mkdir(parents=True)
+        pq.write_table(t, folder / f"uw_flow_{day:%Y%m%d}.parquet")
+    out = CliRunner().invoke(main, ["migrate", "--root", str(root)])
+    assert out.exit_code == 1, out.output
+    assert "Traceback" not in out.output and "4 partition(s) not migrated" in out.output
+    for (label, (t, why)), day in zip(cases.items(), days):
+        line = next(x for x in out.output.splitlines() if x.startswith(f"error: uw_flow {day}"))
+        assert why in line, (label, line)
+        kept = root / "uw_flow" / f"date={day}" / f"uw_flow_{day:%Y%m%d}.parquet"
+        assert pq.read_table(kept).equals(t), label  # untouched
+    assert "stocks_1m 2025-11-28: 40 rows -> 40" in out.output  # the other days migrated
+    with Lake(root) as lake:
+        assert [d for d in lake.days("uw_flow") if d in days] == []
+
+
+def test_a_harmless_conversion_is_migrated_with_a_note(tmp_path):
+    root = tmp_path / "a"
+    _cli_root(root)
+    f = root / "uw_flow" / f"date={FULL_DAY}" / f"uw_flow_{FULL_DAY:%Y%m%d}.parquet"
+    t = pq.read_table(f)
+    i = t.schema.get_field_index("premium")
+    t = t.set_column(i, pa.field("premium", pa.float32()), t["premium"].cast(pa.float32()))
+    pq.write_table(t, f)
+    out = CliRunner().invoke(main, ["migrate", "--root", str(root)])
+    assert out.exit_code == 0, out.output
+    assert f"uw_flow {FULL_DAY}: 10 rows -> 10" in out.output
+    assert "note: " in out.output and "'premium' converted from float to double" in out.output
+
+
+def test_a_storage_error_fails_its_day_only_and_names_it(tmp_path, monkeypatch):
+    root = tmp_path / "a"
+    _cli_root(root)
+    real = Lake.write_day
+
+    def write_day(self, td, day, table):
+        if td.name == "stocks_1m":
+            raise PermissionError(13, "Permission denied", str(root / "stocks"))
+        return real(self, td, day, table)
+
+    monkeypatch.setattr(Lake, "write_day", write_day)
+    out = CliRunner().invoke(main, ["migrate", "--root", str(root)])
+    assert out.exit_code == 1, out.output
+    assert "Traceback" not in out.output
+    err = [x for x in out.output.splitlines() if x.startswith("error: stocks_1m 2025-11-28")]
+    assert err and "Permission denied" in err[0] and str(root / "stocks") in err[0]
+    assert "uw_flow 2025-11-26: 10 rows -> 10" in out.output  # the other day migrated
+    assert (root / "stocks" / "date=2025-11-28" / "stocks_1m_20251128.parquet").exists()
 
 
 @pytest.mark.parametrize("in_place", [False, True])
@@ -176,7 +283,9 @@ def test_a_day_off_the_calendar_is_migrated_with_a_warning(tmp_path):
     _cli_root(root)
     d = root / "uw_flow" / "date=2025-11-27"  # Thanksgiving
     d.mkdir(parents=True)
-    pq.write_table(make_table("uw_flow", FULL_DAY, 5), d / "uw_flow_20251127.parquet")
+    t = make_table("uw_flow", FULL_DAY, 5)  # its rows moved to the holiday: rows of that day
+    t = t.set_column(0, t.schema.field(0), pc.add(t["timestamp"], pa.scalar(timedelta(days=1))))
+    pq.write_table(t, d / "uw_flow_20251127.parquet")
     out = CliRunner().invoke(main, ["migrate", "--root", str(root)])
     assert out.exit_code == 0, out.output
     assert "uw_flow 2025-11-27: 5 rows -> 5" in out.output

@@ -73,11 +73,22 @@ def migrate(sim: bool, root: Path | None, new_root: Path | None) -> None:
         if not session:
             click.echo(f"  warning: {m.day} is not a session of {m.table}'s calendar", err=True)
 
+    from archive_platform.store.validate import check_rows, conform_column
+
+    def check(td, day, table):
+        # the rules a write of the store holds rows to (kind unknown without a marker: the
+        # source is then not checked); the day itself may be off the calendar (warned above)
+        check_rows(specs[td.name], table, day, kind)
+        return table
+
     failed: list[str] = []
     try:
-        done = run(old, [TableDef.from_spec(s) for s in SPECS.values()], new_root, progress=report)
+        done = run(old, [TableDef.from_spec(s) for s in SPECS.values()], new_root, progress=report,
+                   cast=conform_column, check=check)
     except MigrationFailed as exc:
         done, failed = exc.done, exc.errors
+    except OSError as exc:  # the lake itself cannot be opened or created (a read-only root...)
+        raise click.ClickException(f"cannot migrate {old}: {exc}") from None
     moved = [m for m in done if not m.skipped]
     lost = [m for m in done if m.missing]
     click.echo(f"{len(moved)} partition(s) migrated, {len(done) - len(moved)} already done, into "

@@ -7,19 +7,23 @@ sequence number already folded in) and ``<stem>_YYYYMMDD.part-<seq>-<hash8>.parq
 read in sequence order after the daily file, last write winning per dedup key. This module
 reads that layout itself so it keeps working after the store moves to the lake.
 
-In place (``new_root`` = ``old_root``): each day is written to the lake, which publishes its
-compacted file over the old daily file (an atomic rename), then the day's parts, lock and temp
-files are removed. A crash in between leaves parts whose rows are already in the lake: once
-the plain file is the lake's own (a hard link to a live data file of the day), the next run
-only removes them (folding them in again would resurrect parts the old daily file had
-superseded, since its ``compacted_through`` is gone with it).
+In place (``new_root`` = ``old_root``): the names of the day's parts are noted in the folder
+(``.migrated-parts``), the day is written to the lake, which publishes its compacted file over
+the old daily file (an atomic rename), then the day's parts, lock, note and temp files are
+removed. A crash in between leaves parts whose rows are already in the lake: once the plain
+file is the lake's own (a hard link to a live data file of the day), the next run only removes
+the noted ones (folding them in again would resurrect parts the old daily file had superseded,
+since its ``compacted_through`` is gone with it). A part not noted was written after the
+migration (an old-version writer still running): its rows whose key the lake lacks are added
+and it is removed only then; nothing is ever deleted unread.
 
 A day the lake already holds is never replaced by the old layout's rows: old rows whose key
 the lake lacks are added, the lake's row wins for every key both have (the lake is the newer
 write), so re-running after a writer continued in the lake loses nothing.
 
-A file that cannot be read or converted fails its day only (``MigrationFailed`` after every
-other day was migrated, naming the file); nothing of a failed day is deleted.
+A file that cannot be read or converted, rows the caller's ``check`` refuses, or a storage
+error fail their day only (``MigrationFailed`` after every other day was migrated, naming the
+file or the reason); nothing of a failed day is deleted.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from archive_platform.durable import fsync_dir, fsync_file
 from archive_platform.lake.engine import Lake
 from archive_platform.lake.tables import TableDef
 
@@ -63,9 +68,20 @@ class MigrationFailed(Exception):
         self.errors, self.done = errors, done
 
 
-def _conform(t: pa.Table, td: TableDef, path: Path, notes: list[str]) -> pa.Table:
+#: ``cast(dataset, column, values, type)``: a column in the schema's type, or ValueError
+Cast = Callable[[str, str, pa.ChunkedArray, pa.DataType], pa.ChunkedArray]
+#: ``check(table_def, day, rows)``: the day's rows as the store would keep them, or ValueError
+Check = Callable[[TableDef, date, pa.Table], pa.Table]
+
+
+def _safe_cast(dataset: str, name: str, col: pa.ChunkedArray, dst: pa.DataType) -> pa.ChunkedArray:
+    return col.cast(dst, safe=True)
+
+
+def _conform(t: pa.Table, td: TableDef, path: Path, notes: list[str], cast: Cast = _safe_cast) -> pa.Table:
     """An old file's table in the table's schema: missing nullable columns become nulls, extra
-    columns are dropped (noted), types are cast without loss; anything else names the file."""
+    columns are dropped (noted), types are converted by ``cast`` (noted); anything else names
+    the file."""
     extra = [c for c in t.column_names if c not in td.schema.names]
     if extra:
         notes.append(f"{path.name}: dropped columns not in the schema: {', '.join(extra)}")
@@ -79,17 +95,27 @@ def _conform(t: pa.Table, td: TableDef, path: Path, notes: list[str]) -> pa.Tabl
             continue
         try:
             src = t[f.name]  # KeyError: the file has the column twice
-            col = src.cast(f.type, safe=True)
-        except (KeyError, pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
+            col = cast(td.name, f.name, src, f.type)
+        except (KeyError, ValueError, pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
             raise ValueError(f"{path}: column {f.name!r} (-> {f.type}): {exc}") from None
+        if src.type != f.type and not _same_values(src.type, f.type):
+            notes.append(f"{path.name}: column {f.name!r} converted from {src.type} to {f.type}")
         if not f.nullable and col.null_count:
             raise ValueError(f"{path}: column {f.name!r} is not nullable but has {col.null_count} null(s)")
         cols.append(col)
     return pa.Table.from_arrays(cols, schema=td.schema)
 
 
-def old_partition(folder: Path, td: TableDef, day: date,
-                  notes: list[str] | None = None) -> tuple[pa.Table | None, list[Path], int]:
+def _same_values(src: pa.DataType, dst: pa.DataType) -> bool:
+    """Whether ``src`` is only another representation of ``dst``'s values (not worth a note)."""
+    if pa.types.is_dictionary(src):
+        src = src.value_type
+    strings = (pa.types.is_string, pa.types.is_large_string, pa.types.is_string_view)
+    return src == dst or (any(f(src) for f in strings) and any(f(dst) for f in strings))
+
+
+def old_partition(folder: Path, td: TableDef, day: date, notes: list[str] | None = None,
+                  cast: Cast = _safe_cast) -> tuple[pa.Table | None, list[Path], int]:
     """The deduplicated rows of one old-layout partition, every file it consists of, and the
     rows read before deduplication. Raises ``ValueError`` naming the file when one cannot be
     read or converted; ``notes`` collects what the conversion changed."""
@@ -113,14 +139,20 @@ def old_partition(folder: Path, td: TableDef, day: date,
                              f"its parts): move it away; nothing of this day was migrated")
         parts.append((int(m.group(1)), Path(e.path)))
     live = [p for s, p in sorted(parts) if s > through]
+    every = files + [p for _, p in sorted(parts)]
+    return _partition(files + live, td, notes, cast, every)
+
+
+def _partition(paths: list[Path], td: TableDef, notes: list[str], cast: Cast,
+               every: list[Path]) -> tuple[pa.Table | None, list[Path], int]:
+    """The rows of ``paths`` read in order, last write winning per key (see ``old_partition``)."""
     tables = []
-    for p in files + live:
+    for p in paths:
         try:
             raw = pq.ParquetFile(p).read()
         except (OSError, pa.ArrowException) as exc:
             raise ValueError(f"{p}: unreadable Parquet file ({exc})") from None
-        tables.append(_conform(raw, td, p, notes))
-    every = files + [p for _, p in parts]
+        tables.append(_conform(raw, td, p, notes, cast))
     if not tables:
         return None, every, 0
     whole = pa.concat_tables(tables)
@@ -136,10 +168,16 @@ def dedup_last_wins(table: pa.Table, td: TableDef) -> pa.Table:
 
 
 def migrate(old_root: str | Path, tables: Iterable[TableDef], new_root: str | Path | None = None,
-            progress: Callable[[Migrated], None] | None = None, **lake_kwargs) -> list[Migrated]:
+            progress: Callable[[Migrated], None] | None = None, *, cast: Cast = _safe_cast,
+            check: Check | None = None, **lake_kwargs) -> list[Migrated]:
     """Migrate every ``date=`` partition of ``tables`` from ``old_root`` into the lake at
     ``new_root`` (default: in place). Returns one record per day (``progress`` gets each as it
-    is done). Raises ``MigrationFailed`` at the end if some days failed (the others migrated)."""
+    is done). Raises ``MigrationFailed`` at the end if some days failed (the others migrated).
+
+    ``cast`` converts an old file's column to the schema's type (default: any cast Arrow makes
+    without loss); ``check`` holds each day's old rows to the rules a write of the store
+    would (the CLI passes the store's validation): a day either raises fails alone, with
+    nothing of it deleted."""
     old_root = Path(old_root).absolute()
     # the same folder under another name (a symlink) is in place too: never treat it as new
     in_place = new_root is None or (Path(new_root).exists() and os.path.samefile(new_root, old_root))
@@ -160,9 +198,12 @@ def migrate(old_root: str | Path, tables: Iterable[TableDef], new_root: str | Pa
                         errors.append(f"{entry.path}: not a date folder, not migrated")
                     continue
                 try:
-                    m = _migrate_day(lake, td, day, Path(entry.path), in_place)
+                    m = _migrate_day(lake, td, day, Path(entry.path), in_place, cast, check)
                 except ValueError as exc:
                     errors.append(f"{td.name} {day}: {exc}")
+                    continue
+                except OSError as exc:  # a folder not writable, another file system, a full disk
+                    errors.append(f"{td.name} {day}: {exc} (in {entry.path})")
                     continue
                 if m is None:  # an empty folder: nothing to migrate
                     continue
@@ -205,22 +246,42 @@ def _is_published(lake: Lake, td: TableDef, day: date, plain: Path) -> bool:
     return False
 
 
-def _migrate_day(lake: Lake, td: TableDef, day: date, folder: Path, in_place: bool) -> Migrated | None:
+def _migrate_day(lake: Lake, td: TableDef, day: date, folder: Path, in_place: bool,
+                 cast: Cast = _safe_cast, check: Check | None = None) -> Migrated | None:
     plain = td.plain_path(lake.root, day)
     in_lake = day in set(lake.days(td))
     keys = list(td.dedup_key)
     notes: list[str] = []
     if in_place and in_lake and _is_published(lake, td, day, plain):
-        # the lake's write committed and published over the old daily file: what remains of the
-        # old layout (parts, lock) is already in the lake, or was superseded by later writes
-        parts = [Path(e.path) for e in os.scandir(folder) if _PART.search(e.name)]
-        _clean(folder, parts)
-        n = lake.read_day(td, day, columns=keys).num_rows
-        return Migrated(td.name, day, n, n, skipped=True, lake_rows=n)
-    table, files, read = old_partition(folder, td, day, notes)
-    if table is None and not files:
-        return None
+        # the lake's write committed and published over the old daily file. Parts left in the
+        # folder: those the migration listed before writing (``_SEEN``: a crash stopped the
+        # clean-up) are in the lake or were superseded, and go. Any other part appeared since
+        # (an old-version writer still running): its rows whose key the lake lacks are added
+        # (the lake's row wins for the others, as for any day it holds), never deleted unread
+        own = f"{td.file_stem}_{day:%Y%m%d}.part-"
+        parts = sorted((int(m.group(1)), Path(e.path)) for e in os.scandir(folder)
+                       if e.name.startswith(own) and (m := _PART.search(e.name)))
+        seen = _seen_parts(folder)  # parts the migration read (or found superseded): in the lake
+        paths = [p for _, p in parts]
+        table, _, read = _partition([p for p in paths if p.name not in seen], td, notes, cast, paths)
+        if table is not None and check is not None:
+            table = check(td, day, table)
+        held = lake.read_day(td, day, columns=keys)
+        if table is None or _absent(table, held, td) == 0:
+            _clean(folder, paths)
+            return Migrated(td.name, day, held.num_rows, held.num_rows, skipped=True, lake_rows=held.num_rows)
+        notes.append(f"{len(paths) - len(seen)} part file(s) written after the day was migrated: "
+                     "their rows of keys the lake lacked were added")
+        files = paths
+    else:
+        table, files, read = old_partition(folder, td, day, notes, cast)
+        if table is None and not files:
+            return None
+        if table is not None and check is not None:
+            table = check(td, day, table)
     parts = [p for p in files if _PART.search(p.name)]
+    if in_place and parts:
+        _note_seen(folder, parts)
     before = table.num_rows if table is not None else 0
     held = lake.read_day(td, day) if in_lake else None
     if held is None:
@@ -246,9 +307,29 @@ def _migrate_day(lake: Lake, td: TableDef, day: date, folder: Path, in_place: bo
                     notes=tuple(notes))
 
 
+#: in a day folder being migrated in place: the names of the old layout's parts the migration
+#: read or found superseded, written before the lake's write publishes over the daily file
+_SEEN = ".migrated-parts"
+
+
+def _note_seen(folder: Path, parts: list[Path]) -> None:
+    tmp = folder / f"{_SEEN}.tmp"
+    tmp.write_text("".join(f"{p.name}\n" for p in parts))
+    fsync_file(tmp)
+    os.replace(tmp, folder / _SEEN)
+    fsync_dir(folder)
+
+
+def _seen_parts(folder: Path) -> set[str]:
+    try:
+        return set((folder / _SEEN).read_text().split())
+    except FileNotFoundError:
+        return set()
+
+
 def _clean(folder: Path, parts: list[Path]) -> None:
     for p in parts:
         p.unlink(missing_ok=True)
     for e in os.scandir(folder):
-        if e.name == ".lock" or (e.name.startswith(".") and e.name.endswith(".tmp")):
+        if e.name in (".lock", _SEEN) or (e.name.startswith(".") and e.name.endswith(".tmp")):
             os.unlink(e.path)

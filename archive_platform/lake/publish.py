@@ -249,7 +249,8 @@ class PublishFailed(OSError):
     (``compact_day``, or the day's next whole write) repairs it; nothing else is needed."""
 
     def __init__(self, cause: OSError, target: object) -> None:
-        super().__init__(cause.errno, cause.strerror or str(cause))
+        # the plain-layout path in the message: "[Errno 13] Permission denied: '<path>'"
+        super().__init__(cause.errno, cause.strerror or str(cause), str(target))
         self.target = target
 
 

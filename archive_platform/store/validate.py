@@ -86,7 +86,9 @@ def _first_lossy_row(col: pa.ChunkedArray, dst: pa.DataType) -> int | None:
         return None
 
 
-def _conform_column(dataset: str, name: str, col: pa.ChunkedArray, dst: pa.DataType) -> pa.ChunkedArray:
+def conform_column(dataset: str, name: str, col: pa.ChunkedArray, dst: pa.DataType) -> pa.ChunkedArray:
+    """``col`` as ``dst``: a dictionary decoded, a lossless conversion; anything else (a naive
+    timestamp, text for a number, a value out of range) is an ``ArchiveValidationError``."""
     src = col.type
     if pa.types.is_dictionary(src):
         col = pc.cast(col, src.value_type)  # decoding a dictionary loses nothing
@@ -126,7 +128,7 @@ def conform_schema(spec: ArchiveSpec, table: pa.Table) -> pa.Table:
         if extra:
             parts.append(f"unexpected columns {extra}")
         raise ArchiveValidationError(f"{spec.name}: " + "; ".join(parts))
-    arrays = [_conform_column(spec.name, f.name, table[f.name], f.type) for f in spec.schema]
+    arrays = [conform_column(spec.name, f.name, table[f.name], f.type) for f in spec.schema]
     plain = pa.schema([pa.field(f.name, f.type) for f in spec.schema])
     return pa.Table.from_arrays(arrays, schema=plain)
 
@@ -297,13 +299,21 @@ def validate_batch(spec: ArchiveSpec, day: date, table: Any, kind: str) -> pa.Ta
     """Run every check; return the batch canonical, deduplicated (last row wins) and sorted."""
     validate_day(spec, day)
     t = conform_schema(spec, to_arrow_table(table, spec.name))
-    check_nulls(spec, t)
-    check_keys(spec, t)
-    check_market_day(spec, t, day)
-    check_et_offset(spec, t, day)
-    check_source(spec, t, kind)
-    check_hard_rules(spec, t)
+    check_rows(spec, t, day, kind)
     return dedup_and_sort(spec, t)
+
+
+def check_rows(spec: ArchiveSpec, table: pa.Table, day: date, kind: str | None) -> None:
+    """Every check of a conformed batch's rows for partition ``day``: nulls, keys, market day,
+    ET offsets, source (against the archive's ``kind``; None: not known, not checked) and the
+    hard value rules. ``migrate`` holds an old archive's rows to them too."""
+    check_nulls(spec, table)
+    check_keys(spec, table)
+    check_market_day(spec, table, day)
+    check_et_offset(spec, table, day)
+    if kind is not None:
+        check_source(spec, table, kind)
+    check_hard_rules(spec, table)
 
 
 def check_hard_rules(spec: ArchiveSpec, table: pa.Table) -> None:
