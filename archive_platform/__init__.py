@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -16,14 +17,16 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 
-def connect(read_only: bool = True, as_of: "datetime | None" = None, *, kind: str = "live",
+def connect(read_only: bool = True, as_of: "datetime | None" = None, *, kind: str | None = None,
             root=None) -> "duckdb.DuckDBPyConnection":
     """A DuckDB connection to the archive: every registered dataset is a view of its name
     (``options``, ``uw_flow``, ...; empty and typed until its first write) with ``date`` as
     DATE, and the time-grid macros are installed (see docs/timegrid.md).
 
-    ``kind``: ``"live"`` (``$ARCHIVE_ROOT``) or ``"sim"`` (``$ARCHIVE_SIM_ROOT``); ``root``
-    overrides both. ``as_of``: the archive as it stood at that instant (time travel; a
+    ``kind``: ``"live"`` (``$ARCHIVE_ROOT``, the default) or ``"sim"`` (``$ARCHIVE_SIM_ROOT``);
+    ``root`` overrides both, and then the root's own marker decides unless ``kind`` is given.
+    A root whose marker names the other kind than the one asked for is refused
+    (``ArchiveKindError``), as a store refuses it: live and simulated rows never mix. ``as_of``: the archive as it stood at that instant (time travel; a
     timezone-aware datetime). Readers never block writers. See docs/storage.md.
     The catalog and data path (PostgreSQL, S3) come from the same variables the writers read
     (``ARCHIVE_LAKE_CATALOG``, ``ARCHIVE_S3_URL``, ...; docs/deployment.md).
@@ -32,12 +35,16 @@ def connect(read_only: bool = True, as_of: "datetime | None" = None, *, kind: st
     from archive_platform.serving import prepare
     from archive_platform.settings import lake_config
 
-    if kind not in ("live", "sim"):  # before the environment is read for it
+    from archive_platform.store.marker import reader_kind
+
+    if kind not in (None, "live", "sim"):  # before the environment is read for it
         raise ValueError(f"kind must be 'live' or 'sim', got {kind!r}")
     if root is None:
         from archive_platform.store import default_root
 
+        kind = kind or "live"
         root = default_root(kind)
+    kind = reader_kind(Path(root), kind)
     con = lake_connect(root, read_only, as_of, config=lake_config(kind))
     prepare(con, root)
     return con

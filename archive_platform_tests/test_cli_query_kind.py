@@ -61,3 +61,58 @@ def test_the_live_archives_catalog_settings_do_not_reach_the_simulated_one(tmp_p
     assert _rows(sim.output) == 4, sim.output
     live = CliRunner().invoke(main, ["query", "latest_chain", "--symbol", symbol, "--at", AT, "--live"], env=env)
     assert live.exit_code != 0 and "pw-not-used" not in live.output
+
+
+def test_a_reader_never_hands_out_the_other_kinds_rows(tmp_path, monkeypatch):
+    # readers ignored the marker: connect() (live by default) on a root holding the simulated
+    # archive returned its 'sim' rows, and so did `sql` and `query --live`
+    import pytest
+
+    import archive_platform
+    from archive_platform.store.errors import ArchiveKindError
+
+    symbol = _archives(tmp_path)
+    sim, live = tmp_path / "sim", tmp_path / "live"
+    monkeypatch.setenv("ARCHIVE_ROOT", str(sim))  # the live variable pointed at the sim archive
+    monkeypatch.setenv("ARCHIVE_SIM_ROOT", str(live))
+    with pytest.raises(ArchiveKindError, match="is a sim archive; refusing to open it as live"):
+        archive_platform.connect()
+    with pytest.raises(ArchiveKindError, match="is a live archive; refusing to open it as sim"):
+        archive_platform.connect(kind="sim")
+    with pytest.raises(ArchiveKindError, match="is a sim archive"):
+        archive_platform.connect(kind="live", root=sim)
+    # a root given without a kind is read as what its marker says
+    for root, source, n in ((sim, "sim", 4), (live, "thetadata", 6)):
+        con = archive_platform.connect(root=root)
+        try:
+            assert con.sql("SELECT source, count(*) FROM options GROUP BY 1").fetchall() == [(source, n)]
+        finally:
+            con.close()
+    env = {"ARCHIVE_ROOT": str(sim), "ARCHIVE_SIM_ROOT": str(live)}
+    out = CliRunner().invoke(main, ["sql", "-c", "SELECT count(*) FROM options"], env=env)
+    assert out.exit_code == 2 and "is a sim archive; refusing to open it as live (add --sim)" in out.output
+    out = CliRunner().invoke(main, ["query", "latest_chain", "--symbol", symbol, "--at", AT, "--live"], env=env)
+    assert out.exit_code == 2 and "is a sim archive; refusing to open it as live" in out.output
+    out = CliRunner().invoke(main, ["query", "latest_chain", "--symbol", symbol, "--at", AT], env=env)
+    assert out.exit_code == 2 and "is a live archive; refusing to open it as sim (add --live)" in out.output
+    out = CliRunner().invoke(main, ["query", "latest_chain", "--symbol", symbol, "--at", AT,
+                                    "--root", str(live)], env=env)
+    assert out.exit_code == 0 and _rows(out.output) == 6, out.output
+
+
+def test_a_damaged_catalog_is_one_line_naming_the_file(tmp_path):
+    import pytest
+
+    import archive_platform
+    from archive_platform.config import ConfigError
+
+    _archives(tmp_path)
+    catalog = tmp_path / "sim" / "_lake" / "catalog.sqlite"
+    for leftover in catalog.parent.glob("catalog.sqlite-*"):  # WAL and shared memory
+        leftover.unlink()
+    catalog.write_bytes(catalog.read_bytes()[:0] + b"garbage, as a bad copy leaves it\n")
+    with pytest.raises(ConfigError, match=f"the lake catalog {catalog} cannot be read .*damaged"):
+        archive_platform.connect(root=tmp_path / "sim")
+    out = CliRunner().invoke(main, ["sql", "--root", str(tmp_path / "sim"), "-c", "SELECT 1"])
+    assert out.exit_code == 2 and "Traceback" not in out.output
+    assert f"error: the lake catalog {catalog} cannot be read" in out.output

@@ -45,8 +45,14 @@ def query(name: str, symbol: str, at: datetime | None, day: date | None, live: b
         params["day"] = day
     from archive_platform.store import default_root
 
-    kind = "live" if live else "sim"
-    path = root or default_root(kind)
+    from archive_platform.store.errors import ArchiveKindError
+    from archive_platform.store.marker import reader_kind
+
+    path = root or default_root("live" if live else "sim")
+    try:  # --root without --live: the root's marker decides; else it must be the kind asked for
+        kind = reader_kind(Path(path), "live" if live else (None if root else "sim"), default="sim")
+    except ArchiveKindError as exc:
+        raise click.UsageError(f"{exc}{' (drop --live)' if live else ' (add --live)'}") from None
     try:
         cols, rows = run_query(path, EXAMPLES[name], params, kind=kind)
     except FileNotFoundError as exc:

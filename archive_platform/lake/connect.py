@@ -8,8 +8,12 @@ from pathlib import Path
 
 import duckdb
 
-from archive_platform.lake.catalog import ALIAS, LakeLocation, ident
+from archive_platform.lake.catalog import ALIAS, LakeLocation, catalog_error, ident
 from archive_platform.lake.remote import LakeConfig
+
+#: what SQLite (through DuckDB) says of a catalog file that is not a whole SQLite database
+_DAMAGED = re.compile(r"file is not a database|database disk image is malformed|"
+                      r"file is encrypted or is not a database")
 
 
 def utc_stamp(as_of: datetime) -> str:
@@ -54,11 +58,18 @@ def connect(root: str | Path, read_only: bool = True, as_of: datetime | None = N
             # doing so): as for a root without a catalog
             raise FileNotFoundError(f"no lake in the catalog {loc.catalog[len('sqlite:'):]}: nothing has "
                                     f"been written to {loc.root} yet (or migrate it)") from None
+        if not loc.postgres and _DAMAGED.search(str(exc)):
+            # a truncated copy, a bad restore, a disk fault: one line naming the file
+            path = loc.catalog[len("sqlite:"):]
+            raise catalog_error(f"the lake catalog {path} cannot be read ({_DAMAGED.search(str(exc))[0]}): "
+                                "it is damaged or not a DuckLake catalog; restore it from a backup "
+                                "(docs/deployment.md, Backup)") from None
         if stamp is None or "No snapshot found" not in str(exc):
             raise
         raise ValueError(f"the archive at {loc.root} has no snapshot at or before {stamp}: that is "
                          "before its first write, or older than the retention of old snapshots "
-                         "(7 days by default); see ducklake_snapshots('lake') for what it holds") from None
+                         "(ARCHIVE_LAKE_RETENTION_DAYS, 7 days by default); see "
+                         "ducklake_snapshots('lake') for what it holds") from None
     try:
         names = table_names(con)
         probe_data(con, loc, names)

@@ -14,6 +14,19 @@ MARKER_NAME = "_archive.json"
 KINDS = ("live", "sim")
 
 
+def reader_kind(root: Path, kind: str | None, default: str = "live") -> str:
+    """The kind a reader opens ``root`` as: ``kind`` when the caller named one, refusing a root
+    whose marker names the other kind (``ArchiveKindError``: a backtest that asked for live
+    data must never be handed simulated rows, nor the other way round); else the marker's
+    kind, or ``default`` for a root without a marker."""
+    found = read_marker_kind(Path(root))
+    if kind is None:
+        return found or default
+    if found is not None and found != kind:
+        raise ArchiveKindError(f"{root} is a {found} archive; refusing to open it as {kind}")
+    return kind
+
+
 def read_marker_kind(root: Path) -> str | None:
     """The kind recorded at ``root`` (None when no marker exists yet)."""
     marker = root / MARKER_NAME
