@@ -124,6 +124,16 @@ def test_an_as_of_inside_the_retention_still_reads_after_expire(lake):
         then.close()
 
 
+def test_a_negative_retention_is_refused_in_words_and_expires_nothing(lake):
+    # it was DuckDB's "syntax error at or near SECOND" (INTERVAL -86400 SECOND)
+    lake.append(OPTIONS, D1, snapshot(D1, 0, version=0))
+    lake.append(OPTIONS, D1, snapshot(D1, 0, version=1))
+    before = _snapshot_ids(lake)
+    with pytest.raises(ValueError, match="retention must be a timedelta of zero or more"):
+        lake.expire(timedelta(days=-1))
+    assert _snapshot_ids(lake) == before
+
+
 def test_expire_after_the_retention_drops_only_what_no_reader_needs(lake):
     """Old snapshots go after the period; their files one period after that; the current rows,
     the plain file and a reader opened before expire keep working."""

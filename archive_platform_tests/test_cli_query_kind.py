@@ -116,3 +116,26 @@ def test_a_damaged_catalog_is_one_line_naming_the_file(tmp_path):
     out = CliRunner().invoke(main, ["sql", "--root", str(tmp_path / "sim"), "-c", "SELECT 1"])
     assert out.exit_code == 2 and "Traceback" not in out.output
     assert f"error: the lake catalog {catalog} cannot be read" in out.output
+
+
+def test_a_catalog_on_a_read_only_file_system_is_one_line_saying_why(tmp_path):
+    # a backup mounted read-only: SQLite in WAL mode cannot create its shared-memory file
+    # beside the catalog, and the reader died with DuckDB's "unable to open database file"
+    import subprocess
+
+    import pytest
+
+    import archive_platform
+    from archive_platform.config import ConfigError
+    from archive_platform_tests.mounts import tmpfs
+
+    with tmpfs(tmp_path / "mnt", "size=64m") as mnt:
+        store = ArchiveStore(mnt / "a", kind="sim")
+        store.write_day("options", DAY, make_table("options", DAY, 4))
+        store.close()
+        subprocess.run(["mount", "-o", "remount,ro", str(mnt)], check=True)
+        with pytest.raises(ConfigError, match="that folder is not writable .*mount it read-write"):
+            archive_platform.connect(root=mnt / "a")
+        out = CliRunner().invoke(main, ["sql", "--root", str(mnt / "a"), "-c", "SELECT 1"])
+        assert out.exit_code == 2 and "Traceback" not in out.output
+        assert f"error: the lake catalog in {mnt / 'a' / '_lake'} cannot be opened" in out.output

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from datetime import datetime, timezone
 from pathlib import Path
@@ -64,6 +65,13 @@ def connect(root: str | Path, read_only: bool = True, as_of: datetime | None = N
             raise catalog_error(f"the lake catalog {path} cannot be read ({_DAMAGED.search(str(exc))[0]}): "
                                 "it is damaged or not a DuckLake catalog; restore it from a backup "
                                 "(docs/deployment.md, Backup)") from None
+        if (not loc.postgres and "unable to open database file" in str(exc)
+                and not os.access(Path(loc.catalog[len("sqlite:"):]).parent, os.W_OK)):
+            folder = Path(loc.catalog[len("sqlite:"):]).parent
+            raise catalog_error(f"the lake catalog in {folder} cannot be opened: that folder is not "
+                                "writable (a read-only mount or copy), and SQLite in WAL mode creates "
+                                "its shared-memory file beside the catalog even to read; copy the "
+                                "archive to a writable place or mount it read-write") from None
         if stamp is None or "No snapshot found" not in str(exc):
             raise
         raise ValueError(f"the archive at {loc.root} has no snapshot at or before {stamp}: that is "

@@ -457,7 +457,11 @@ class Lake:
     # -- maintenance -----------------------------------------------------------------------
     def expire(self, retention: timedelta = DEFAULT_RETENTION) -> list[str]:
         """Expire snapshots older than ``retention`` and delete files that only they needed,
-        once those were scheduled for deletion ``retention`` ago. Returns the deleted paths."""
+        once those were scheduled for deletion ``retention`` ago. Returns the deleted paths.
+        A negative ``retention`` (a cutoff in the future) is a ``ValueError``; nothing is
+        expired."""
+        if not isinstance(retention, timedelta) or retention < timedelta(0):
+            raise ValueError(f"retention must be a timedelta of zero or more, got {retention!r}")
         secs = int(retention.total_seconds())
         cutoff = f"now() - INTERVAL {secs} SECOND"
         with self._mutex:
