@@ -377,3 +377,28 @@ def test_a_new_root_of_the_other_kind_is_a_usage_error(tmp_path):
     out = CliRunner().invoke(main, ["migrate", "--root", str(root), "--to", str(new)])
     assert out.exit_code == 2 and "live archive" in out.output, out.output
     assert not (new / "_lake").exists()
+
+
+def test_a_second_migrate_into_the_same_lake_waits_its_turn_in_words(tmp_path):
+    # two at once deleted each other's parts mid-read ("unreadable Parquet file ... No such
+    # file", the day said untouched) or died creating the catalog twice
+    import fcntl
+    import os
+
+    root = tmp_path / "a"
+    _cli_root(root)
+    lock = root / "_lake" / "locks" / "migrate.lock"
+    lock.parent.mkdir(parents=True)
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # the first run, still going
+        out = CliRunner().invoke(main, ["migrate", "--root", str(root)])
+        assert out.exit_code == 1 and "Traceback" not in out.output
+        assert "another migrate into this lake is running" in out.output
+        assert (root / "stocks" / "date=2025-11-28" / "stocks_1m_20251128.parquet").exists()
+        with Lake(root) as lake:
+            assert lake.days("stocks_1m") == []
+    finally:
+        os.close(fd)
+    out = CliRunner().invoke(main, ["migrate", "--root", str(root)])
+    assert out.exit_code == 0 and "2 partition(s) migrated" in out.output, out.output

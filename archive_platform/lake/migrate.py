@@ -28,9 +28,12 @@ file or the reason); nothing of a failed day is deleted.
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import os
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -183,7 +186,7 @@ def migrate(old_root: str | Path, tables: Iterable[TableDef], new_root: str | Pa
     in_place = new_root is None or (Path(new_root).exists() and os.path.samefile(new_root, old_root))
     out: list[Migrated] = []
     errors: list[str] = []
-    with Lake(old_root if in_place else new_root, **lake_kwargs) as lake:
+    with Lake(old_root if in_place else new_root, **lake_kwargs) as lake, _alone(lake):
         for td in tables:
             base = old_root / td.directory
             if not base.is_dir():
@@ -213,6 +216,30 @@ def migrate(old_root: str | Path, tables: Iterable[TableDef], new_root: str | Pa
     if errors:
         raise MigrationFailed(errors, out)
     return out
+
+
+class MigrationBusy(BlockingIOError):
+    """Another ``migrate`` into the same lake is running (nothing was done by this one)."""
+
+
+@contextmanager
+def _alone(lake: Lake) -> Iterator[None]:
+    """One migration per lake at a time: two at once deleted each other's parts mid-read and
+    reported them as unreadable (their day "untouched" while its files were gone), or died on
+    the catalog being created twice. An exclusive ``flock``, released when the process dies."""
+    path = lake.location.lake_dir / "locks" / "migrate.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise MigrationBusy(errno.EWOULDBLOCK, "another migrate into this lake is running; "
+                                "let it finish, then run it again if it reports errors",
+                                str(lake.location.root)) from None
+        yield
+    finally:
+        os.close(fd)
 
 
 def _keys(t: pa.Table, td: TableDef) -> pa.Table:
