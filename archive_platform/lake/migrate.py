@@ -179,8 +179,8 @@ def migrate(old_root: str | Path, tables: Iterable[TableDef], new_root: str | Pa
 
     ``cast`` converts an old file's column to the schema's type (default: any cast Arrow makes
     without loss); ``check`` holds each day's old rows to the rules a write of the store
-    would (the CLI passes the store's validation): a day either raises fails alone, with
-    nothing of it deleted."""
+    would (the CLI passes the store's validation). A day that either refuses (ValueError)
+    fails alone, with nothing of it deleted."""
     old_root = Path(old_root).absolute()
     # the same folder under another name (a symlink) is in place too: never treat it as new
     in_place = new_root is None or (Path(new_root).exists() and os.path.samefile(new_root, old_root))
