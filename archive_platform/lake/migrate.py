@@ -290,14 +290,15 @@ def _migrate_day(lake: Lake, td: TableDef, day: date, folder: Path, in_place: bo
                        if e.name.startswith(own) and (m := _PART.search(e.name)))
         seen = _seen_parts(folder)  # parts the migration read (or found superseded): in the lake
         paths = [p for _, p in parts]
-        table, _, read = _partition([p for p in paths if p.name not in seen], td, notes, cast, paths)
+        new = [p for p in paths if p.name not in seen]
+        table, _, read = _partition(new, td, notes, cast, paths)
         if table is not None and check is not None:
             table = check(td, day, table)
         held = lake.read_day(td, day, columns=keys)
         if table is None or _absent(table, held, td) == 0:
             _clean(folder, paths)
             return Migrated(td.name, day, held.num_rows, held.num_rows, skipped=True, lake_rows=held.num_rows)
-        notes.append(f"{len(paths) - len(seen)} part file(s) written after the day was migrated: "
+        notes.append(f"{len(new)} part file(s) written after the day was migrated: "
                      "their rows of keys the lake lacked were added")
         files = paths
     else:
