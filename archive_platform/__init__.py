@@ -26,15 +26,15 @@ def connect(read_only: bool = True, as_of: "datetime | None" = None, *, kind: st
     ``kind``: ``"live"`` (``$ARCHIVE_ROOT``, the default) or ``"sim"`` (``$ARCHIVE_SIM_ROOT``);
     ``root`` overrides both, and then the root's own marker decides unless ``kind`` is given.
     A root whose marker names the other kind than the one asked for is refused
-    (``ArchiveKindError``), as a store refuses it: live and simulated rows never mix. ``as_of``: the archive as it stood at that instant (time travel; a
-    timezone-aware datetime). Readers never block writers. See docs/storage.md.
+    (``ArchiveKindError``), as a store refuses it: live and simulated rows never mix.
+    ``as_of``: the archive as it stood at that instant (time travel; a timezone-aware
+    datetime). Readers never block writers. See docs/storage.md.
     The catalog and data path (PostgreSQL, S3) come from the same variables the writers read
     (``ARCHIVE_LAKE_CATALOG``, ``ARCHIVE_S3_URL``, ...; docs/deployment.md).
     """
     from archive_platform.lake import connect as lake_connect
     from archive_platform.serving import prepare
     from archive_platform.settings import lake_config
-
     from archive_platform.store.marker import reader_kind
 
     if kind not in (None, "live", "sim"):  # before the environment is read for it

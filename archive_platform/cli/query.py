@@ -44,7 +44,6 @@ def query(name: str, symbol: str, at: datetime | None, day: date | None, live: b
                                      f"{calendar.previous_trading_day(day)})", param_hint="'--day'")
         params["day"] = day
     from archive_platform.store import default_root
-
     from archive_platform.store.errors import ArchiveKindError
     from archive_platform.store.marker import reader_kind
 

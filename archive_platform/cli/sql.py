@@ -39,7 +39,6 @@ def sql(command: str | None, sim: bool, root: Path | None, as_of: str | None) ->
             raise click.BadParameter(f"{as_of!r} is out of range in UTC", param_hint="--as-of") from None
     from archive_platform.serving import cli_statements
     from archive_platform.settings import lake_config
-
     from archive_platform.store.errors import ArchiveKindError
     from archive_platform.store.marker import reader_kind
 
