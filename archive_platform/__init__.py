@@ -35,7 +35,7 @@ def connect(read_only: bool = True, as_of: "datetime | None" = None, *, kind: st
     from archive_platform.lake import connect as lake_connect
     from archive_platform.serving import prepare
     from archive_platform.settings import lake_config
-    from archive_platform.store.marker import reader_kind
+    from archive_platform.store.marker import resolve_kind
 
     if kind not in (None, "live", "sim"):  # before the environment is read for it
         raise ValueError(f"kind must be 'live' or 'sim', got {kind!r}")
@@ -44,7 +44,7 @@ def connect(read_only: bool = True, as_of: "datetime | None" = None, *, kind: st
 
         kind = kind or "live"
         root = default_root(kind)
-    kind = reader_kind(Path(root), kind)
+    kind = resolve_kind(Path(root), kind)
     con = lake_connect(root, read_only, as_of, config=lake_config(kind))
     prepare(con, root)
     return con

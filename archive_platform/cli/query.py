@@ -45,11 +45,11 @@ def query(name: str, symbol: str, at: datetime | None, day: date | None, live: b
         params["day"] = day
     from archive_platform.store import default_root
     from archive_platform.store.errors import ArchiveKindError
-    from archive_platform.store.marker import reader_kind
+    from archive_platform.store.marker import resolve_kind
 
     path = root or default_root("live" if live else "sim")
     try:  # --root without --live: the root's marker decides; else it must be the kind asked for
-        kind = reader_kind(Path(path), "live" if live else (None if root else "sim"), default="sim")
+        kind = resolve_kind(Path(path), "live" if live else (None if root else "sim"), default="sim")
     except ArchiveKindError as exc:
         raise click.UsageError(f"{exc}{' (drop --live)' if live else ' (add --live)'}") from None
     try:

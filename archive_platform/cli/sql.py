@@ -40,11 +40,11 @@ def sql(command: str | None, sim: bool, root: Path | None, as_of: str | None) ->
     from archive_platform.serving import cli_statements
     from archive_platform.settings import lake_config
     from archive_platform.store.errors import ArchiveKindError
-    from archive_platform.store.marker import reader_kind
+    from archive_platform.store.marker import resolve_kind
 
     path = root or default_root("sim" if sim else "live")
     try:  # --root without --sim: the root's marker decides; else it must be the kind asked for
-        kind = reader_kind(Path(path), "sim" if sim else (None if root else "live"))
+        kind = resolve_kind(Path(path), "sim" if sim else (None if root else "live"))
     except ArchiveKindError as exc:
         raise click.UsageError(f"{exc}{'' if sim else ' (add --sim)'}") from None
     # the catalog and data path (PostgreSQL, S3) as archive_platform.connect() reads them; the

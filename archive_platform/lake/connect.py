@@ -59,19 +59,9 @@ def connect(root: str | Path, read_only: bool = True, as_of: datetime | None = N
             # doing so): as for a root without a catalog
             raise FileNotFoundError(f"no lake in the catalog {loc.catalog[len('sqlite:'):]}: nothing has "
                                     f"been written to {loc.root} yet (or migrate it)") from None
-        if not loc.postgres and _DAMAGED.search(str(exc)):
-            # a truncated copy, a bad restore, a disk fault: one line naming the file
-            path = loc.catalog[len("sqlite:"):]
-            raise catalog_error(f"the lake catalog {path} cannot be read ({_DAMAGED.search(str(exc))[0]}): "
-                                "it is damaged or not a DuckLake catalog; restore it from a backup "
-                                "(docs/deployment.md, Backup)") from None
-        if (not loc.postgres and "unable to open database file" in str(exc)
-                and not os.access(Path(loc.catalog[len("sqlite:"):]).parent, os.W_OK)):
-            folder = Path(loc.catalog[len("sqlite:"):]).parent
-            raise catalog_error(f"the lake catalog in {folder} cannot be opened: that folder is not "
-                                "writable (a read-only mount or copy), and SQLite in WAL mode creates "
-                                "its shared-memory file beside the catalog even to read; copy the "
-                                "archive to a writable place or mount it read-write") from None
+        clear = None if loc.postgres else _sqlite_refusal(exc, Path(loc.catalog[len("sqlite:"):]))
+        if clear is not None:
+            raise clear from None
         if stamp is None or "No snapshot found" not in str(exc):
             raise
         raise ValueError(f"the archive at {loc.root} has no snapshot at or before {stamp}: that is "
@@ -90,6 +80,23 @@ def connect(root: str | Path, read_only: bool = True, as_of: datetime | None = N
             raise
         raise clear from None  # the driver's text, scrubbed, is in the message
     return con
+
+
+def _sqlite_refusal(exc: duckdb.Error, catalog: Path) -> Exception | None:
+    """A SQLite catalog that cannot be opened, as one line naming it (a ``LakeCatalogError``):
+    a damaged file (a truncated copy, a bad restore, a disk fault), or a folder SQLite cannot
+    write to. None: another failure."""
+    damaged = _DAMAGED.search(str(exc))
+    if damaged:
+        return catalog_error(f"the lake catalog {catalog} cannot be read ({damaged[0]}): it is "
+                             "damaged or not a DuckLake catalog; restore it from a backup "
+                             "(docs/deployment.md, Backup)")
+    if "unable to open database file" in str(exc) and not os.access(catalog.parent, os.W_OK):
+        return catalog_error(f"the lake catalog in {catalog.parent} cannot be opened: that folder is "
+                             "not writable (a read-only mount or copy), and SQLite in WAL mode creates "
+                             "its shared-memory file beside the catalog even to read; copy the "
+                             "archive to a writable place or mount it read-write")
+    return None
 
 
 def probe_data(con: duckdb.DuckDBPyConnection, loc: LakeLocation, names: list[str]) -> None:

@@ -31,13 +31,12 @@ from archive_platform.lake.remote import LakeConfig
 from archive_platform.schemas import SPECS, ArchiveSpec, ArchiveType, spec_for
 from archive_platform.store import layout
 from archive_platform.store.errors import (
-    ArchiveKindError,
     ArchivePublishError,
     ArchiveValidationError,
     ArchiveWriteError,
     EmptyReplacementRefused,
 )
-from archive_platform.store.marker import KINDS, ensure_marker, read_marker_kind
+from archive_platform.store.marker import KINDS, ensure_marker, resolve_kind
 from archive_platform.store.validate import validate_batch
 
 Kind = Literal["live", "sim"]
@@ -103,9 +102,7 @@ class ArchiveStore:
             raise ValueError(f"kind must be 'live' or 'sim', got {kind!r}")
         self.kind: Kind = kind
         self.root: Path = Path(root if root is not None else default_root(kind)).absolute()
-        found = read_marker_kind(self.root)
-        if found is not None and found != kind:
-            raise ArchiveKindError(f"{self.root} is a {found} archive; refusing to open it as {kind}")
+        resolve_kind(self.root, kind)  # ArchiveKindError for a root of the other kind
         self._lake: Lake | None = None
         self._pg_found = False  # the PostgreSQL catalog was seen to hold the lake (_readable)
         if lake is None:  # the kind's catalog and data path from the environment

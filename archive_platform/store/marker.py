@@ -14,11 +14,12 @@ MARKER_NAME = "_archive.json"
 KINDS = ("live", "sim")
 
 
-def reader_kind(root: Path, kind: str | None, default: str = "live") -> str:
-    """The kind a reader opens ``root`` as: ``kind`` when the caller named one, refusing a root
-    whose marker names the other kind (``ArchiveKindError``: a backtest that asked for live
-    data must never be handed simulated rows, nor the other way round); else the marker's
-    kind, or ``default`` for a root without a marker."""
+def resolve_kind(root: Path, kind: str | None, default: str = "live") -> str:
+    """The kind to open ``root`` as (a store, ``connect()``, the CLI's readers): ``kind`` when
+    the caller named one, refusing a root whose marker names the other kind
+    (``ArchiveKindError``: a backtest that asked for live data must never be handed simulated
+    rows, nor the other way round); else the marker's kind, or ``default`` for a root without
+    a marker."""
     found = read_marker_kind(Path(root))
     if kind is None:
         return found or default
