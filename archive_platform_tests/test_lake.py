@@ -188,6 +188,48 @@ def test_a_write_that_raises_has_no_effect(lake, monkeypatch, fail_at):
     assert set(glob.glob(f"{lake.location.data_path}**/*.parquet", recursive=True)) == live
 
 
+@pytest.mark.parametrize("failure", [OSError(28, "No space left on device"), KeyboardInterrupt()],
+                         ids=["ENOSPC", "interrupt"])
+def test_a_whole_day_write_failing_while_its_delete_runs_has_no_effect(lake, monkeypatch, failure):
+    """A whole day's DELETE runs on the commit worker while this thread sorts and encodes the
+    file. When the encoding fails, the transaction rolls back, the caller gets the error, and
+    the lake works at once (the worker must not wait for the caller's lock)."""
+    from archive_platform.lake import parquet
+
+    for k in range(3):
+        lake.append(OPTIONS, D1, snapshot(D1, k))
+    lake.write_day(OPTIONS, D2, day_table(D2, 2))
+
+    def state():
+        live = {r[0] for r in lake.con.execute(
+            "SELECT data_file FROM ducklake_list_files('lake', 'options')").fetchall()}
+        return (sort(lake.read_day(OPTIONS, D1), ("snapshot_time", "symbol", "strike", "right")),
+                lake.read_day(OPTIONS, D2).num_rows, live, lake.snapshot_id())
+
+    before = state()
+    real = parquet.encode
+
+    def encode(td, table, day, path, *, compacted, **kw):
+        if compacted:
+            raise failure
+        return real(td, table, day, path, compacted=compacted, **kw)
+
+    monkeypatch.setattr(parquet, "encode", encode)
+    with pytest.raises(type(failure)):
+        lake.compact_day(OPTIONS, D1)
+    with pytest.raises(type(failure)):
+        lake.write_day(OPTIONS, D2, day_table(D2, 1, version=3))
+    after = state()
+    assert after[0].equals(before[0]) and after[1:] == before[1:]
+    assert os.listdir(lake.location.tmp_dir) == []
+    assert set(glob.glob(f"{lake.location.data_path}**/*.parquet", recursive=True)) == before[2]
+    assert plain_glob(lake, OPTIONS, D1) == [] and plain_rows(plain_glob(lake, OPTIONS, D2)).num_rows == 240
+    monkeypatch.undo()
+    w = lake.compact_day(OPTIONS, D1)
+    assert w.rows_written == 360 and plain_rows(plain_glob(lake, OPTIONS, D1)).num_rows == 360
+    assert lake.write_day(OPTIONS, D2, day_table(D2, 1, version=3)).rows_written == 120
+
+
 def test_compaction_folds_the_day_into_the_plain_layout(lake):
     for k in range(4):
         lake.append(STOCKS, D1, pa.table({
@@ -467,26 +509,28 @@ def test_a_file_is_on_disk_before_the_commit_that_makes_it_visible(lake, monkeyp
     assert data() == files  # the failed write's file is gone
 
 
-def test_a_forked_child_gets_its_own_fsync_worker(lake):
-    """The fsync worker thread does not survive fork: a child using the parent's executor would
+def test_a_forked_child_gets_its_own_workers(lake):
+    """The fsync and commit worker threads do not survive fork: a child using the parent's executor would
     wait forever for its commit. (polars does not survive fork either, which is why writers
     are spawned, not forked: docs/storage.md.)"""
     import multiprocessing
 
     from archive_platform.lake import engine
 
-    lake.append(OPTIONS, D1, snapshot(D1, 0))  # the parent's worker exists now
-    parent = engine._syncer()
+    lake.append(OPTIONS, D1, snapshot(D1, 0))  # the parent's workers exist now
+    lake.compact_day(OPTIONS, D1)
+    parents = {name: engine._worker(name) for name in ("lake-fsync", "lake-commit")}
 
     def child():
-        worker = engine._syncer()
-        assert worker is not parent
-        assert worker.submit(lambda: 42).result(timeout=20) == 42
+        for name, parent in parents.items():
+            worker = engine._worker(name)
+            assert worker is not parent
+            assert worker.submit(lambda: 42).result(timeout=20) == 42
 
     proc = multiprocessing.get_context("fork").Process(target=child)
     proc.start()
     proc.join(60)
-    assert proc.exitcode == 0, "the forked child's fsync worker did not run"
+    assert proc.exitcode == 0, "a forked child's worker did not run"
 
 
 def test_an_archive_folder_copied_elsewhere_opens_there_and_reads_its_own_files(tmp_path):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 import threading
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from collections.abc import Iterable, Sequence
 from datetime import date, timedelta
 from pathlib import Path
@@ -72,9 +72,12 @@ class Lake:
 
     def close(self) -> None:
         with self._mutex:
-            if self._con is not None:
-                self._con.close()
-                self._con = None
+            self._drop_con()
+
+    def _drop_con(self) -> None:
+        con, self._con = self._con, None
+        if con is not None:
+            con.close()
 
     def __enter__(self) -> "Lake":
         return self
@@ -101,8 +104,10 @@ class Lake:
                     except duckdb.Error:
                         pass
                     # start the next attempt on a fresh connection: DuckDB 1.5.5 + ducklake
-                    # crashed (SIGSEGV) in ducklake_add_data_files during concurrent commits
-                    self.close()
+                    # crashed (SIGSEGV) in ducklake_add_data_files during concurrent commits.
+                    # Not close(): this may run on the commit worker while the caller's
+                    # thread holds the mutex (a whole-day write, _commit_file)
+                    self._drop_con()
                     raise
         return out
 
@@ -229,7 +234,7 @@ class Lake:
             return False
         # one or two candidates (the usual case) are read on the worker thread while the
         # DuckDB counts (both release the GIL): 30-40 + 10-20 ms one after the other
-        reads = {p: _syncer().submit(parquet.holds, p, td, batch) for p in paths} if len(paths) <= 2 else {}
+        reads = {p: _worker("lake-fsync").submit(parquet.holds, p, td, batch) for p in paths} if len(paths) <= 2 else {}
         try:
             # rows each candidate shows the latest snapshot: all of the batch's, or it is not
             # whole (superseded: 0; a delete file or inlined deletes against it: fewer)
@@ -274,7 +279,8 @@ class Lake:
                 if got is None:  # deletes, a remote data path or files that disagree: ask DuckDB
                     return parquet.sort_rows(con.execute(sql, [day]).pl(), td.sort_key)
                 frame, sizes = got
-                return parquet.sort_rows(frame, td.sort_key, sizes)
+                # sorted on this thread while the DELETE runs on the commit worker
+                return lambda: parquet.sort_rows(frame, td.sort_key, sizes)
 
             delete = (f"DELETE FROM {ALIAS}.{ident(td.name)} WHERE date = ?", [day])
             return self._commit_file(td, day, rows, delete, "compact")
@@ -310,13 +316,20 @@ class Lake:
         final = publish.new_file(self.location, td, day, compacted=whole_day, tag=tag)
         self.location.tmp_dir.mkdir(parents=True, exist_ok=True)
         tmp = self.location.tmp_dir / f"{final.name}.{os.getpid()}.tmp"
-        n = len(table)
         # a whole day with no rows still gets its (empty) file: "archived, nothing happened"
         # must differ from "never archived" for the coverage ledger and plain-layout readers
-        keep = bool(n) or whole_day
+        keep = whole_day or bool(len(table))
         self._commit_failed = False
 
         syncing = None
+        # A whole day's DELETE (DuckLake records each of the day's stored rows: 0.3-0.4 s for
+        # 3 M) runs on the commit worker while this thread finishes the rows (``rows`` may
+        # return a function that does so without the connection: compaction's sort) and
+        # encodes the file, and registers the file once it is written. An append's DELETE is
+        # pruned to one part, so it runs after its file as before. ``ready``: the file is
+        # written (or failed). The transaction holds the catalog lock meanwhile (other
+        # processes' commits wait up to an encoding's time, once a day per dataset).
+        ready: Future | None = Future() if whole_day else None
 
         def body(con: duckdb.DuckDBPyConnection) -> None:
             if self._commit_failed and str(final) in self._live_files(td):
@@ -324,32 +337,50 @@ class Lake:
             if len(delete) > 2:
                 con.register("__batch", delete[2])
             con.execute(delete[0], delete[1])
+            if ready is not None:
+                ready.result()  # raises what writing the file raised: the DELETE rolls back
             if keep:
                 con.execute("CALL ducklake_add_data_files(?, ?, ?)", [ALIAS, td.name, str(final)])
             if syncing is not None:
                 syncing.result()  # the file is on disk before the commit makes it visible
             crash_point(f"{step}:insert")
 
+        committing = _worker("lake-commit").submit(self._transaction, body) if ready else None
         try:
-            if keep:
-                # a local file's fsyncs (I/O waits: ~2 ms a snapshot, ~40 ms an 85 MB day) run
-                # on a worker thread while this one runs the catalog statements; an appended
-                # part then leaves the page cache (durable.drop_cached: the next part's pages)
-                local = isinstance(final, Path)
-                size = publish.write_file(td, table, day, tmp, final, compacted=whole_day,
-                                          durable=not local)
-                if local:
-                    syncing = _syncer().submit(publish.make_durable, final, drop_cache=not whole_day)
+            try:
+                if callable(table):
+                    table = table()
+                if keep:
+                    # a local file's fsyncs (I/O waits: ~2 ms a snapshot, ~40 ms an 85 MB day) run
+                    # on a worker thread while this one runs the catalog statements; an appended
+                    # part then leaves the page cache (durable.drop_cached: the next part's pages)
+                    local = isinstance(final, Path)
+                    size = publish.write_file(td, table, day, tmp, final, compacted=whole_day,
+                                              durable=not local)
+                    if local:
+                        syncing = _worker("lake-fsync").submit(
+                            publish.make_durable, final, drop_cache=not whole_day)
+                else:
+                    size = 0
+                crash_point(f"{step}:file")
+            except BaseException as exc:
+                if ready is not None:
+                    ready.set_exception(exc)
+                raise
+            if ready is not None:
+                ready.set_result(None)
+                committing.result()
             else:
-                size = 0
-            crash_point(f"{step}:file")
-            self._transaction(body)
+                self._transaction(body)
         except BaseException:
+            if committing is not None:
+                wait([committing])  # the transaction is over (rolled back) before files go
             if syncing is not None:
                 wait([syncing])  # never delete a file a worker still has open
             self._drop_unregistered(td, [tmp, final])
             raise
         crash_point(f"{step}:commit")
+        n = len(table)
         path = None
         if whole_day:
             try:
@@ -486,16 +517,19 @@ class Lake:
         return [r[0] for r in gone]
 
 
-_SYNCER: tuple[int, ThreadPoolExecutor] | None = None
+_WORKERS: dict[str, tuple[int, ThreadPoolExecutor]] = {}
 
 
-def _syncer() -> ThreadPoolExecutor:
-    """The fsync worker of this process. A forked child gets its own: the parent's thread does
-    not exist there, and its executor would never run the work (the commit would wait forever)."""
-    global _SYNCER
-    if _SYNCER is None or _SYNCER[0] != os.getpid():
-        _SYNCER = (os.getpid(), ThreadPoolExecutor(max_workers=1, thread_name_prefix="lake-fsync"))
-    return _SYNCER[1]
+def _worker(name: str) -> ThreadPoolExecutor:
+    """This process's one-thread worker ``name`` ("lake-fsync": fsyncs and read-backs;
+    "lake-commit": a whole-day write's transaction). A forked child gets its own: the parent's
+    thread does not exist there, and its executor would never run the work (the commit would
+    wait forever)."""
+    pid, pool = _WORKERS.get(name, (None, None))
+    if pool is None or pid != os.getpid():
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+        _WORKERS[name] = (os.getpid(), pool)
+    return pool
 
 
 def _schema(td: TableDef, wanted: Iterable[str]) -> pa.Schema:
