@@ -322,14 +322,16 @@ class Lake:
         self._commit_failed = False
 
         syncing = None
-        # A whole day's DELETE (DuckLake records each of the day's stored rows: 0.3-0.4 s for
-        # 3 M) runs on the commit worker while this thread finishes the rows (``rows`` may
-        # return a function that does so without the connection: compaction's sort) and
-        # encodes the file, and registers the file once it is written. An append's DELETE is
-        # pruned to one part, so it runs after its file as before. ``ready``: the file is
-        # written (or failed). The transaction holds the catalog lock meanwhile (other
-        # processes' commits wait up to an encoding's time, once a day per dataset).
-        ready: Future | None = Future() if whole_day else None
+        # A whole day's transaction (BEGIN, the DELETE) runs on the commit worker while this
+        # thread finishes the rows (``rows`` may return a function that does so without the
+        # connection: compaction's sort) and encodes the file; it registers the file and
+        # commits once the file is written (``ready``), or rolls back if that failed. DuckLake
+        # records each stored row a DELETE removes: 0.3-0.4 s of one core for a 3 M-row day,
+        # while the encoding leaves the other core partly idle. The catalog lock is held
+        # meanwhile, once a day per dataset. Not for an append: its DELETE (7-8 ms) already
+        # overlaps the part's fsync, which would then wait alone (measured: no faster). Not on
+        # S3: an upload may take seconds, too long to hold the catalog lock.
+        ready: Future | None = Future() if whole_day and self.location.s3 is None else None
 
         def body(con: duckdb.DuckDBPyConnection) -> None:
             if self._commit_failed and str(final) in self._live_files(td):
