@@ -23,7 +23,7 @@ import re
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import duckdb
@@ -67,6 +67,10 @@ class LakeLocation:
             raise ValueError(f"lake catalog must start with 'sqlite:' or 'postgres:', got {cat[:9]!r}")
         data = data_path or (config.s3.data_path if config.s3 else str(root / LAKE_DIR / "data"))
         own = not (catalog or config.catalog or data_path or config.s3)
+        if catalog and catalog != config.catalog and cat.startswith("postgres:"):
+            # the config is what opens PostgreSQL (advisory locks, the password): a catalog
+            # given here must reach it, or the first write failed on an assertion
+            config = replace(config, catalog=cat)
         return cls(root, cat, data.rstrip("/") + "/", config, own)
 
     @property
