@@ -300,6 +300,19 @@ def test_connect_exposes_each_table_by_name_with_a_date_column(lake):
         lake.append(FLOW, D2, flow(D2, [3]))
         assert con.sql(f"SELECT count(*), count(DISTINCT {KEY_SQL}) FROM options").fetchone() == (120, 120)
         assert con.sql("SELECT count(*) FROM uw_flow").fetchone()[0] == 3
+        # the dataset names are views: writes to them are refused as docs/storage.md says, and
+        # what a reader creates or drops stays in its own in-memory database
+        with pytest.raises(duckdb.CatalogException, match="options is not an table"):
+            con.execute("INSERT INTO options SELECT * FROM options")
+        with pytest.raises(duckdb.BinderException, match="Can only delete from base table"):
+            con.execute("DELETE FROM options")
+        con.execute("DROP VIEW options")
+        con.execute("CREATE TABLE options AS SELECT 1 AS x")
+        other = connect(lake.root)
+        try:
+            assert other.sql("SELECT count(*) FROM options").fetchone() == (120,)
+        finally:
+            other.close()
     finally:
         con.close()
     with pytest.raises(FileNotFoundError, match=r"no lake catalog at .*/nothing-here/_lake/catalog\.sqlite: "
