@@ -215,10 +215,11 @@ def test_a_whole_day_write_failing_while_its_delete_runs_has_no_effect(lake, mon
         return real(td, table, day, path, compacted=compacted, **kw)
 
     monkeypatch.setattr(parquet, "encode", encode)
-    with pytest.raises(type(failure)):
+    with pytest.raises(type(failure)) as compacting:
         lake.compact_day(OPTIONS, D1)
-    with pytest.raises(type(failure)):
+    with pytest.raises(type(failure)) as writing:
         lake.write_day(OPTIONS, D2, day_table(D2, 1, version=3))
+    assert compacting.value is failure and writing.value is failure  # the caller's own error
     after = state()
     assert after[0].equals(before[0]) and after[1:] == before[1:]
     assert os.listdir(lake.location.tmp_dir) == []

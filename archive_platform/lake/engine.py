@@ -365,9 +365,9 @@ class Lake:
                 else:
                     size = 0
                 crash_point(f"{step}:file")
-            except BaseException as exc:
-                if ready is not None:
-                    ready.set_exception(exc)
+            except BaseException:
+                if ready is not None:  # the caller gets its own exception, the worker this one
+                    ready.set_exception(_NotWritten(f"{td.name} {day}: the file was not written"))
                 raise
             if ready is not None:
                 ready.set_result(None)
@@ -517,6 +517,11 @@ class Lake:
                         f"CALL ducklake_delete_orphaned_files('{ALIAS}', older_than => {cutoff})").fetchall()
         publish.remove_stale_temps(self.location, retention)
         return [r[0] for r in gone]
+
+
+class _NotWritten(Exception):
+    """Ends a whole-day write's transaction on the commit worker (rolled back) when writing
+    its file failed; the caller re-raises what made it fail."""
 
 
 _WORKERS: dict[str, tuple[int, ThreadPoolExecutor]] = {}
