@@ -231,6 +231,40 @@ def test_a_whole_day_write_failing_while_its_delete_runs_has_no_effect(lake, mon
     assert lake.write_day(OPTIONS, D2, day_table(D2, 1, version=3)).rows_written == 120
 
 
+def test_an_interrupt_while_a_whole_day_commits_waits_for_the_commit_and_publishes(lake, monkeypatch):
+    """Ctrl-C (or a run's termination) reaches the calling thread, not the commit worker: the
+    caller must wait for the worker's transaction to end, even through a second interrupt,
+    and a commit that landed is published before the interrupt goes on (else the plain layout
+    stayed a version behind and the worker committed on a connection being closed)."""
+    import signal
+    import threading
+    import time
+
+    import archive_platform.lake.engine as engine
+
+    for k in range(3):
+        lake.append(OPTIONS, D1, snapshot(D1, k))
+    main = threading.main_thread().ident
+    seen = []
+
+    def interrupt(step):
+        if step == "compact:insert":  # on the commit worker, just before its COMMIT
+            seen.append(threading.get_ident() != main)
+            for _ in range(2):
+                signal.pthread_kill(main, signal.SIGINT)
+                time.sleep(0.2)
+
+    monkeypatch.setattr(engine, "crash_point", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        lake.compact_day(OPTIONS, D1)
+    monkeypatch.undo()
+    assert seen == [True]
+    assert len(lake.files(OPTIONS, D1)) == 1  # the commit landed
+    assert plain_rows(plain_glob(lake, OPTIONS, D1)).num_rows == 360  # and was published
+    assert lake.compact_day(OPTIONS, D1).skipped
+    assert os.listdir(lake.location.tmp_dir) == []
+
+
 def test_compaction_folds_the_day_into_the_plain_layout(lake):
     for k in range(4):
         lake.append(STOCKS, D1, pa.table({

@@ -98,7 +98,7 @@ class Lake:
                     except BaseException:
                         self._commit_failed = True
                         raise
-                except BaseException:
+                except BaseException as exc:
                     try:
                         con.execute("ROLLBACK")
                     except duckdb.Error:
@@ -106,8 +106,10 @@ class Lake:
                     # start the next attempt on a fresh connection: DuckDB 1.5.5 + ducklake
                     # crashed (SIGSEGV) in ducklake_add_data_files during concurrent commits.
                     # Not close(): this may run on the commit worker while the caller's
-                    # thread holds the mutex (a whole-day write, _commit_file)
-                    self._drop_con()
+                    # thread holds the mutex (a whole-day write, _commit_file). Kept when
+                    # only the file failed (no statement did): reattaching costs ~0.5 s
+                    if not isinstance(exc, _NotWritten):
+                        self._drop_con()
                     raise
         return out
 
@@ -309,8 +311,10 @@ class Lake:
     def _commit_file(self, td: TableDef, day: date, rows, delete: tuple, step: str,
                      tag: str = "") -> LakeWrite:
         """Get the rows and write them as a new file (outside the catalog: the partition lock
-        keeps other writers of the day away), then one transaction runs ``delete`` and
-        registers the file. ``write_day``/``compact`` then publish it at the plain path."""
+        keeps other writers of the day away); one transaction runs ``delete`` and registers
+        the file once it is written (an append's transaction starts then; a whole day's on a
+        local data path starts before, on the commit worker: see ``ready`` below).
+        ``write_day``/``compact`` then publish it at the plain path."""
         whole_day = step != "append"
         table = rows(self.con)
         final = publish.new_file(self.location, td, day, compacted=whole_day, tag=tag)
@@ -354,8 +358,8 @@ class Lake:
                     table = table()
                 if keep:
                     # a local file's fsyncs (I/O waits: ~2 ms a snapshot, ~40 ms an 85 MB day) run
-                    # on a worker thread while this one runs the catalog statements; an appended
-                    # part then leaves the page cache (durable.drop_cached: the next part's pages)
+                    # on the fsync worker while the catalog statements run; an appended part
+                    # then leaves the page cache (durable.drop_cached: the next part's pages)
                     local = isinstance(final, Path)
                     size = publish.write_file(td, table, day, tmp, final, compacted=whole_day,
                                               durable=not local)
@@ -369,14 +373,30 @@ class Lake:
                 if ready is not None:  # the caller gets its own exception, the worker this one
                     ready.set_exception(_NotWritten(f"{td.name} {day}: the file was not written"))
                 raise
-            if ready is not None:
-                ready.set_result(None)
-                committing.result()
-            else:
+            if ready is None:
                 self._transaction(body)
+            else:
+                ready.set_result(None)
+                interrupted = _wait_out(committing)
+                committing.result()  # the transaction's own error, if any
+                if interrupted is not None:
+                    raise interrupted
         except BaseException:
+            if ready is not None and not ready.done():  # interrupted before it was resolved
+                ready.set_exception(_NotWritten(f"{td.name} {day}: the file was not written"))
+            # the worker's transaction ends (committed or rolled back) before anything else
+            # happens here: it holds the catalog lock and uses this Lake's connection
             if committing is not None:
-                wait([committing])  # the transaction is over (rolled back) before files go
+                _wait_out(committing)
+            landed = committing is not None and committing.exception() is None
+            if landed:
+                # an interrupt (Ctrl-C, a run's termination) arrived while the worker
+                # committed: the write is done, so publish it before the interrupt goes on
+                try:
+                    publish.publish(self.location, td, day, str(final))
+                except OSError:
+                    pass  # the plain layout stays one version behind, as after a crash here
+                raise
             if syncing is not None:
                 wait([syncing])  # never delete a file a worker still has open
             self._drop_unregistered(td, [tmp, final])
@@ -517,6 +537,21 @@ class Lake:
                         f"CALL ducklake_delete_orphaned_files('{ALIAS}', older_than => {cutoff})").fetchall()
         publish.remove_stale_temps(self.location, retention)
         return [r[0] for r in gone]
+
+
+def _wait_out(future: Future) -> BaseException | None:
+    """Wait until ``future`` is done, whatever is raised in this thread meanwhile (an interrupt:
+    KeyboardInterrupt, a run's termination), and return the first such exception for the
+    caller to raise once it has dealt with the outcome. Once its file is ready (or failed), the
+    commit worker's transaction ends within milliseconds; leaving it running would let the
+    caller release the day's lock, or close the connection the worker uses, mid-commit."""
+    held = None
+    while True:
+        try:
+            wait([future])
+            return held
+        except BaseException as exc:
+            held = held or exc
 
 
 class _NotWritten(Exception):
