@@ -265,6 +265,46 @@ def test_an_interrupt_while_a_whole_day_commits_waits_for_the_commit_and_publish
     assert os.listdir(lake.location.tmp_dir) == []
 
 
+def test_an_interrupt_outranks_the_failed_encoding_it_interrupted(lake, monkeypatch):
+    """The encoding fails while the commit worker still waits for the catalog lock (another
+    process's commit); Ctrl-C arrives while the caller waits for the worker to roll back. The
+    call raises the interrupt (not the disk error, which the store would call retryable), the
+    worker has rolled back, and nothing changed."""
+    import fcntl
+    import signal
+    import threading
+    import time
+
+    from archive_platform.lake import parquet
+
+    for k in range(3):
+        lake.append(OPTIONS, D1, snapshot(D1, k))
+    before = (lake.snapshot_id(), sorted(lake.files(OPTIONS, D1)))
+    lock = os.open(lake.location.lake_dir / "locks" / "_catalog.lock", os.O_RDWR | os.O_CREAT)
+    fcntl.flock(lock, fcntl.LOCK_EX)  # "another writer is committing"
+    main = threading.main_thread().ident
+
+    def later():
+        time.sleep(0.3)
+        signal.pthread_kill(main, signal.SIGINT)
+        time.sleep(0.3)
+        os.close(lock)  # the other commit ends; the worker gets the lock and rolls back
+
+    def encode(*args, **kwargs):
+        time.sleep(0.2)  # the worker has started, and waits for the lock
+        threading.Thread(target=later, daemon=True).start()
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(parquet, "encode", encode)
+    with pytest.raises(KeyboardInterrupt) as ei:
+        lake.compact_day(OPTIONS, D1)
+    monkeypatch.undo()
+    assert isinstance(ei.value.__cause__, OSError) and ei.value.__cause__.errno == 28
+    assert (lake.snapshot_id(), sorted(lake.files(OPTIONS, D1))) == before
+    assert os.listdir(lake.location.tmp_dir) == [] and plain_glob(lake, OPTIONS, D1) == []
+    assert lake.compact_day(OPTIONS, D1).rows_written == 360
+
+
 def test_compaction_folds_the_day_into_the_plain_layout(lake):
     for k in range(4):
         lake.append(STOCKS, D1, pa.table({

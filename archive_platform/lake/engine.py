@@ -99,16 +99,19 @@ class Lake:
                         self._commit_failed = True
                         raise
                 except BaseException as exc:
+                    rolled_back = False
                     try:
                         con.execute("ROLLBACK")
+                        rolled_back = True
                     except duckdb.Error:
                         pass
                     # start the next attempt on a fresh connection: DuckDB 1.5.5 + ducklake
                     # crashed (SIGSEGV) in ducklake_add_data_files during concurrent commits.
                     # Not close(): this may run on the commit worker while the caller's
                     # thread holds the mutex (a whole-day write, _commit_file). Kept when
-                    # only the file failed (no statement did): reattaching costs ~0.5 s
-                    if not isinstance(exc, _NotWritten):
+                    # only the file failed (no statement did) and the rollback went through:
+                    # reattaching costs ~0.5 s
+                    if not (isinstance(exc, _NotWritten) and rolled_back):
                         self._drop_con()
                     raise
         return out
@@ -351,8 +354,21 @@ class Lake:
                 syncing.result()  # the file is on disk before the commit makes it visible
             crash_point(f"{step}:insert")
 
-        committing = _worker("lake-commit").submit(self._transaction, body) if ready else None
+        # the worker's outcome; created here, so that an interrupt even inside submit() leaves
+        # a future the caller can cancel (not started yet) or wait for
+        committing: Future | None = Future() if ready is not None else None
+
+        def commit() -> None:
+            if not committing.set_running_or_notify_cancel():
+                return  # cancelled before it started: the caller gave up
+            try:
+                committing.set_result(self._transaction(body))
+            except BaseException as exc:
+                committing.set_exception(exc)
+
         try:
+            if committing is not None:
+                _worker("lake-commit").submit(commit)
             try:
                 if callable(table):
                     table = table()
@@ -378,28 +394,32 @@ class Lake:
             else:
                 ready.set_result(None)
                 interrupted = _wait_out(committing)
-                committing.result()  # the transaction's own error, if any
-                if interrupted is not None:
+                if interrupted is not None:  # the handler below finds out whether it landed
                     raise interrupted
-        except BaseException:
+                committing.result()  # the transaction's own error, if any
+        except BaseException as exc:
             if ready is not None and not ready.done():  # interrupted before it was resolved
                 ready.set_exception(_NotWritten(f"{td.name} {day}: the file was not written"))
             # the worker's transaction ends (committed or rolled back) before anything else
             # happens here: it holds the catalog lock and uses this Lake's connection
-            if committing is not None:
-                _wait_out(committing)
-            landed = committing is not None and committing.exception() is None
-            if landed:
+            held = None
+            if committing is not None and not committing.cancel():
+                held = _wait_out(committing)
+            # an interrupt outranks the error it interrupted (a failed encoding, a rollback)
+            first = held if held is not None and isinstance(exc, Exception) else None
+            if committing is not None and not committing.cancelled() and committing.exception() is None:
                 # an interrupt (Ctrl-C, a run's termination) arrived while the worker
                 # committed: the write is done, so publish it before the interrupt goes on
                 try:
                     publish.publish(self.location, td, day, str(final))
                 except OSError:
                     pass  # the plain layout stays one version behind, as after a crash here
-                raise
-            if syncing is not None:
-                wait([syncing])  # never delete a file a worker still has open
-            self._drop_unregistered(td, [tmp, final])
+            else:
+                if syncing is not None:
+                    wait([syncing])  # never delete a file a worker still has open
+                self._drop_unregistered(td, [tmp, final])
+            if first is not None:
+                raise first from exc
             raise
         crash_point(f"{step}:commit")
         n = len(table)
@@ -542,9 +562,10 @@ class Lake:
 def _wait_out(future: Future) -> BaseException | None:
     """Wait until ``future`` is done, whatever is raised in this thread meanwhile (an interrupt:
     KeyboardInterrupt, a run's termination), and return the first such exception for the
-    caller to raise once it has dealt with the outcome. Once its file is ready (or failed), the
-    commit worker's transaction ends within milliseconds; leaving it running would let the
-    caller release the day's lock, or close the connection the worker uses, mid-commit."""
+    caller to raise once it has dealt with the outcome. Once its file is ready, the commit
+    worker's transaction ends within milliseconds (if the file failed, once the worker has the
+    catalog lock and has rolled back); leaving it running would let the caller release the
+    day's lock, or close the connection the worker uses, mid-commit."""
     held = None
     while True:
         try:
