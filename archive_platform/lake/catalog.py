@@ -233,7 +233,7 @@ class LakeLocation:
         if not self.catalog.startswith("sqlite:"):
             yield
             return
-        with _flock(self.lake_dir / "locks" / "_catalog.lock"):
+        with flock(self.lake_dir / "locks" / "_catalog.lock"):
             yield
 
     @contextmanager
@@ -248,7 +248,7 @@ class LakeLocation:
             with self._advisory_lock(f"{self.config.pg_schema}.{table}.{day}"):
                 yield
             return
-        with _flock(self.lake_dir / "locks" / f"{table}.{day}.lock"):
+        with flock(self.lake_dir / "locks" / f"{table}.{day}.lock"):
             yield
 
     def pg_connect(self, purpose: str, doing: str):
@@ -317,13 +317,13 @@ def _hint(reason: str) -> str:
 
 
 @contextmanager
-def _flock(path: Path) -> Iterator[None]:
+def flock(path: Path, *, wait: bool = True) -> Iterator[None]:
     """An exclusive ``flock`` on ``path`` (created if missing), released when the block ends
-    or the process dies."""
+    or the process dies. ``wait=False``: ``BlockingIOError`` at once if another holds it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
         yield
     finally:
         os.close(fd)

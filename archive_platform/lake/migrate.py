@@ -29,11 +29,10 @@ file or the reason); nothing of a failed day is deleted.
 from __future__ import annotations
 
 import errno
-import fcntl
 import os
 import re
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -43,6 +42,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from archive_platform.durable import fsync_dir, fsync_file
+from archive_platform.lake.catalog import flock
 from archive_platform.lake.engine import Lake
 from archive_platform.lake.tables import TableDef
 
@@ -227,19 +227,14 @@ def _alone(lake: Lake) -> Iterator[None]:
     """One migration per lake at a time: two at once deleted each other's parts mid-read and
     reported them as unreadable (their day "untouched" while its files were gone), or died on
     the catalog being created twice. An exclusive ``flock``, released when the process dies."""
-    path = lake.location.lake_dir / "locks" / "migrate.lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
+    with ExitStack() as held:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            held.enter_context(flock(lake.location.lake_dir / "locks" / "migrate.lock", wait=False))
         except BlockingIOError:
             raise MigrationBusy(errno.EWOULDBLOCK, "another migrate into this lake is running; "
                                 "let it finish, then run it again if it reports errors",
                                 str(lake.location.root)) from None
         yield
-    finally:
-        os.close(fd)
 
 
 def _keys(t: pa.Table, td: TableDef) -> pa.Table:
