@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 
@@ -35,3 +36,33 @@ def drop_cached(file) -> None:
     against 2.5 ms into pages just freed this way."""
     if hasattr(os, "posix_fadvise"):
         os.posix_fadvise(file if isinstance(file, int) else file.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+
+
+def write_back(path: Path | str, stop: threading.Event, every: float = 0.002) -> None:
+    """While another thread writes ``path`` (until ``stop`` is set), ask the kernel every
+    ``every`` seconds to start writing the file's dirty pages to disk and to drop the ones
+    already there, so that the fsync after the last write waits for the tail only.
+
+    For a file that is dropped from the page cache once on disk anyway (the lake's appended
+    parts). ``posix_fadvise(DONTNEED)`` on Linux starts writeback of dirty pages without
+    waiting for it and drops clean ones. Measured on the 2-core VMs of docs/performance.md
+    (2026-12-03, 112,000-row options parts of 16 MB, 20 each, three interleaved runs): the
+    fsync after the write took 1.7-1.8 ms against 7.7-9.9 ms. A no-op where the OS has no
+    ``posix_fadvise`` (macOS)."""
+    if not hasattr(os, "posix_fadvise"):
+        return
+    fd = None
+    try:
+        while not stop.is_set():
+            if fd is None:
+                try:
+                    fd = os.open(path, os.O_RDONLY)
+                except FileNotFoundError:  # not created yet, or already renamed: wait
+                    stop.wait(every)
+                    continue
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            stop.wait(every)
+    finally:
+        if fd is not None:
+            os.close(fd)
+

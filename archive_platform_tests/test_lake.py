@@ -190,10 +190,13 @@ def test_a_write_that_raises_has_no_effect(lake, monkeypatch, fail_at):
 
 @pytest.mark.parametrize("failure", [OSError(28, "No space left on device"), KeyboardInterrupt()],
                          ids=["ENOSPC", "interrupt"])
-def test_a_whole_day_write_failing_while_its_delete_runs_has_no_effect(lake, monkeypatch, failure):
-    """A whole day's DELETE runs on the commit worker while this thread sorts and encodes the
-    file. When the encoding fails, the transaction rolls back, the caller gets the error, and
-    the lake works at once (the worker must not wait for the caller's lock)."""
+def test_a_write_failing_while_its_delete_runs_has_no_effect(lake, monkeypatch, failure):
+    """A write's DELETE runs on the commit worker while this thread sorts and encodes the
+    file (an appended part's pages going to disk meanwhile on the fsync worker). When the
+    encoding fails, the transaction rolls back, the caller gets the error, and the lake works
+    at once (the worker must not wait for the caller's lock, nor the fsync worker for a part
+    that is no longer written)."""
+    import archive_platform.lake.engine as engine
     from archive_platform.lake import parquet
 
     for k in range(3):
@@ -210,24 +213,30 @@ def test_a_whole_day_write_failing_while_its_delete_runs_has_no_effect(lake, mon
     real = parquet.encode
 
     def encode(td, table, day, path, *, compacted, **kw):
-        if compacted:
-            raise failure
-        return real(td, table, day, path, compacted=compacted, **kw)
+        real(td, table.slice(0, 1), day, path, compacted=compacted, **kw)  # a file half made
+        raise failure
 
     monkeypatch.setattr(parquet, "encode", encode)
     with pytest.raises(type(failure)) as compacting:
         lake.compact_day(OPTIONS, D1)
     with pytest.raises(type(failure)) as writing:
         lake.write_day(OPTIONS, D2, day_table(D2, 1, version=3))
-    assert compacting.value is failure and writing.value is failure  # the caller's own error
+    with pytest.raises(type(failure)) as appending:
+        lake.append(OPTIONS, D1, snapshot(D1, 3))
+    # the caller's own error
+    assert compacting.value is failure and writing.value is failure and appending.value is failure
+    # both workers are free: the part's write-back stopped with its failed write
+    for name in ("lake-fsync", "lake-commit"):
+        assert engine._worker(name).submit(lambda: name).result(timeout=10) == name
     after = state()
     assert after[0].equals(before[0]) and after[1:] == before[1:]
     assert os.listdir(lake.location.tmp_dir) == []
     assert set(glob.glob(f"{lake.location.data_path}**/*.parquet", recursive=True)) == before[2]
     assert plain_glob(lake, OPTIONS, D1) == [] and plain_rows(plain_glob(lake, OPTIONS, D2)).num_rows == 240
     monkeypatch.undo()
+    assert lake.append(OPTIONS, D1, snapshot(D1, 3)).rows_written == 120
     w = lake.compact_day(OPTIONS, D1)
-    assert w.rows_written == 360 and plain_rows(plain_glob(lake, OPTIONS, D1)).num_rows == 360
+    assert w.rows_written == 480 and plain_rows(plain_glob(lake, OPTIONS, D1)).num_rows == 480
     assert lake.write_day(OPTIONS, D2, day_table(D2, 1, version=3)).rows_written == 120
 
 
@@ -736,3 +745,56 @@ def test_appended_parts_leave_the_page_cache_once_on_disk_and_the_day_file_stays
     assert _resident_pages(day.path) > 0
     assert sort(lake.read_day(OPTIONS, D1), OPTIONS.sort_key).equals(
         sort(pa.concat_tables(snaps), OPTIONS.sort_key))
+
+
+@pytest.mark.skipif(not hasattr(os, "posix_fadvise") or not os.path.exists("/proc/mounts"),
+                    reason="page-cache hints and mincore are Linux facilities")
+def test_a_part_goes_to_disk_while_it_is_written(tmp_path):
+    """``durable.write_back`` (beside an appended part's encoding) starts the written pages
+    for the disk and drops those already there, so that the fsync after the last write waits
+    for the tail only; it waits for a file not created yet and ends when told."""
+    import threading
+
+    from archive_platform import durable
+
+    if _on_tmpfs(tmp_path):
+        pytest.skip("on tmpfs the page cache is the storage: nothing goes to disk")
+    chunk = os.urandom(1 << 20)
+
+    def written(path, back: bool) -> int:
+        stop = threading.Event()
+        poller = threading.Thread(target=durable.write_back, args=(path, stop))
+        if back:
+            poller.start()
+            time.sleep(0.02)  # it waits for the file to appear
+        with open(path, "wb", buffering=0) as fh:
+            for _ in range(12):
+                fh.write(chunk)
+                time.sleep(0.03)
+        resident = _resident_pages(path)
+        stop.set()
+        if back:
+            poller.join(timeout=5)
+            assert not poller.is_alive()
+        durable.fsync_file(path)
+        assert open(path, "rb").read() == chunk * 12  # content untouched
+        return resident
+
+    pages = 12 * (1 << 20) // 4096
+    assert written(tmp_path / "plain.bin", back=False) == pages  # all dirty, all cached
+    assert written(tmp_path / "back.bin", back=True) < pages // 2  # most already on disk
+
+
+def test_writes_run_duckdb_on_one_thread_and_reads_on_all(lake):
+    """A write's catalog statements run on one DuckDB thread beside the file's encoding (more
+    threads only slowed the encoding); reads through the Lake get DuckDB's default back."""
+    threads = lambda: lake.con.execute("SELECT current_setting('threads')").fetchone()[0]  # noqa: E731
+    default = threads()
+    lake.append(OPTIONS, D1, snapshot(D1, 0))
+    assert threads() == 1
+    assert lake.read_day(OPTIONS, D1).num_rows == 120
+    assert threads() == default
+    lake.close()  # a new connection starts at the default, and the next write sets one again
+    assert threads() == default
+    lake.compact_day(OPTIONS, D1)
+    assert threads() == 1

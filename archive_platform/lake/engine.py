@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 import pyarrow.compute as pc
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_random_exponential
 
+from archive_platform import durable
 from archive_platform.lake import parquet, publish
 from archive_platform.lake.catalog import ALIAS, LakeLocation, ident, is_retryable
 from archive_platform.lake.remote import LakeConfig
@@ -51,6 +52,7 @@ class Lake:
         self._mutex = threading.RLock()
         self._known: set[str] = set()
         self._commit_failed = False
+        self._threads = self._threads_default = 0  # DuckDB's threads setting, once connected
 
     def __repr__(self) -> str:
         return f"Lake({str(self.root)!r})"
@@ -67,8 +69,25 @@ class Lake:
                     if con.execute(f"SELECT value FROM {ALIAS}.options() WHERE option_name = "
                                    "'data_inlining_row_limit'").fetchall() != [("0",)]:
                         con.execute(f"CALL {ALIAS}.set_option('data_inlining_row_limit', 0)")
+            self._threads = self._threads_default = con.execute(
+                "SELECT current_setting('threads')").fetchone()[0]
             self._con = con
         return self._con
+
+    def _set_threads(self, n: int) -> None:
+        con = self.con  # first, as (re)connecting resets ``_threads``
+        if self._threads != n:
+            con.execute(f"SET threads = {int(n)}")
+            self._threads = n
+
+    def _one_thread(self) -> None:
+        """DuckDB on one thread for a write's catalog statements (the DELETE, registering the
+        file, the COMMIT), which gain nothing from more, while this process encodes the file
+        beside them: with its default of one thread per core, an options part's encoding
+        took 28-32 ms beside the DELETE against 22-28 ms (2026-12-03, 2 cores, interleaved).
+        Reads (``read_range``) get the default back; setting it costs about 0.3 ms, so it
+        changes only when the kind of work does."""
+        self._set_threads(1)
 
     def close(self) -> None:
         with self._mutex:
@@ -76,6 +95,7 @@ class Lake:
 
     def _drop_con(self) -> None:
         con, self._con = self._con, None
+        self._threads = 0
         if con is not None:
             con.close()
 
@@ -108,7 +128,7 @@ class Lake:
                     # start the next attempt on a fresh connection: DuckDB 1.5.5 + ducklake
                     # crashed (SIGSEGV) in ducklake_add_data_files during concurrent commits.
                     # Not close(): this may run on the commit worker while the caller's
-                    # thread holds the mutex (a whole-day write, _commit_file). Kept when
+                    # thread holds the mutex (a local write, _commit_file). Kept when
                     # only the file failed (no statement did) and the rollback went through:
                     # reattaching costs ~0.5 s
                     if not (isinstance(exc, _NotWritten) and rolled_back):
@@ -237,6 +257,7 @@ class Lake:
         paths = publish.tagged_parts(self.location, td, day, tag)
         if not paths:
             return False
+        self._one_thread()  # the count runs beside the read-back
         # one or two candidates (the usual case) are read on the worker thread while the
         # DuckDB counts (both release the GIL): 30-40 + 10-20 ms one after the other
         reads = {p: _worker("lake-fsync").submit(parquet.holds, p, td, batch) for p in paths} if len(paths) <= 2 else {}
@@ -282,6 +303,7 @@ class Lake:
             def rows(con: duckdb.DuckDBPyConnection):
                 got = parquet.read_day_files(self.location, td, files)
                 if got is None:  # deletes, a remote data path or files that disagree: ask DuckDB
+                    self._set_threads(self._threads_default)
                     return parquet.sort_rows(con.execute(sql, [day]).pl(), td.sort_key)
                 frame, sizes = got
                 # sorted on this thread while the DELETE runs on the commit worker
@@ -315,8 +337,8 @@ class Lake:
                      tag: str = "") -> LakeWrite:
         """Get the rows and write them as a new file (outside the catalog: the partition lock
         keeps other writers of the day away); one transaction runs ``delete`` and registers
-        the file once it is written (an append's transaction starts then; a whole day's on a
-        local data path starts before, on the commit worker: see ``ready`` below).
+        the file once it is written (on a local data path the transaction starts before, on
+        the commit worker: see ``ready`` below; on S3 once the file is uploaded).
         ``write_day``/``compact`` then publish it at the plain path."""
         whole_day = step != "append"
         table = rows(self.con)
@@ -329,16 +351,19 @@ class Lake:
         self._commit_failed = False
 
         syncing = None
-        # A whole day's transaction (BEGIN, the DELETE) runs on the commit worker while this
-        # thread finishes the rows (``rows`` may return a function that does so without the
+        # The transaction (BEGIN, the DELETE) runs on the commit worker while this thread
+        # finishes the rows (``rows`` may return a function that does so without the
         # connection: compaction's sort) and encodes the file; it registers the file and
         # commits once the file is written (``ready``), or rolls back if that failed. DuckLake
         # records each stored row a DELETE removes: 0.3-0.4 s of one core for a 3 M-row day,
-        # while the encoding leaves the other core partly idle. The catalog lock is held
-        # meanwhile, once a day per dataset. Not for an append: its DELETE (7-8 ms) already
-        # overlaps the part's fsync, which would then wait alone (measured: no faster). Not on
-        # S3: an upload may take seconds, too long to hold the catalog lock.
-        ready: Future | None = Future() if whole_day and self.location.s3 is None else None
+        # while the encoding leaves the other core partly idle; an append's DELETE (6-9 ms)
+        # leaves the commit waiting only for ``ducklake_add_data_files`` once the part is
+        # written, as the part's pages go to disk while it is encoded (``durable.write_back``).
+        # The catalog lock is held meanwhile: a whole day's encoding, about a second once a
+        # day per dataset, or an append's 15-25 ms. Not on S3: an upload may take seconds, too
+        # long to hold the catalog lock.
+        ready: Future | None = Future() if self.location.s3 is None else None
+        self._one_thread()
 
         def body(con: duckdb.DuckDBPyConnection) -> None:
             if self._commit_failed and str(final) in self._live_files(td):
@@ -376,8 +401,16 @@ class Lake:
                 # on the fsync worker while the catalog statements run; an appended part
                 # then leaves the page cache (durable.drop_cached: the next part's pages)
                 local = isinstance(final, Path)
-                size = publish.write_file(td, table, day, tmp, final, compacted=whole_day,
-                                          durable=not local)
+                # an appended part's pages start for the disk while it is encoded (they are
+                # dropped once there anyway), on the fsync worker, idle until the fsync
+                stop = threading.Event()
+                try:
+                    if local and not whole_day:
+                        _worker("lake-fsync").submit(durable.write_back, tmp, stop)
+                    size = publish.write_file(td, table, day, tmp, final, compacted=whole_day,
+                                              durable=not local)
+                finally:
+                    stop.set()
                 if local:
                     syncing = _worker("lake-fsync").submit(
                         publish.make_durable, final, drop_cache=not whole_day)
@@ -476,6 +509,7 @@ class Lake:
             return _schema(td, wanted).empty_table()
         order = f" ORDER BY {', '.join(ident(c) for c in order_by)}" if order_by else ""
         with self._mutex:
+            self._set_threads(self._threads_default)
             try:
                 out = self.con.execute(
                     f"SELECT {', '.join(ident(c) for c in wanted)} FROM {ALIAS}.{ident(td.name)} "
@@ -573,7 +607,7 @@ def _wait_out(future: Future) -> BaseException | None:
 
 
 class _NotWritten(Exception):
-    """Ends a whole-day write's transaction on the commit worker (rolled back) when writing
+    """Ends a write's transaction on the commit worker (rolled back) when writing
     its file failed; the caller re-raises what made it fail."""
 
 
@@ -582,7 +616,7 @@ _WORKERS: dict[str, tuple[int, ThreadPoolExecutor]] = {}
 
 def _worker(name: str) -> ThreadPoolExecutor:
     """This process's one-thread worker ``name`` ("lake-fsync": fsyncs and read-backs;
-    "lake-commit": a whole-day write's transaction). A forked child gets its own: the parent's
+    "lake-commit": a local write's transaction). A forked child gets its own: the parent's
     thread does not exist there, and its executor would never run the work (the commit would
     wait forever)."""
     pid, pool = _WORKERS.get(name, (None, None))
