@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
@@ -62,3 +64,55 @@ def test_concurrent_writers_on_one_partition_and_another_table_lose_nothing(tmp_
             want = {1} if k < 3 else {2} if k >= 6 else ({1}, {2})
             assert set(snap["version"].to_pylist()) in (want if isinstance(want, tuple) else (want,))
         assert key_counts(lake.read_day(FLOW, D1), FLOW.dedup_key) == (60, 60)
+
+
+FIRST_WRITE = r"""
+import json, sys
+import pyarrow as pa
+from archive_platform.lake import Lake, catalog
+from archive_platform_tests.lake_helpers import D1, OPTIONS
+
+# read from an Arrow file: building it from Python values would import pandas (pyarrow does)
+batch = pa.ipc.open_file(pa.memory_map(sys.argv[2])).read_all()
+assert "pandas" not in sys.modules
+
+seen, real = [], catalog.LakeLocation.catalog_lock
+
+def lock(self):
+    class Held:
+        def __enter__(s):
+            s.cm = real(self)
+            s.cm.__enter__()
+            s.before = set(sys.modules)
+            seen.append({"connected": lake._con is not None})
+        def __exit__(s, *exc):
+            seen[-1]["imported"] = sorted(m for m in set(sys.modules) - s.before if "." not in m)
+            return s.cm.__exit__(*exc)
+    return Held()
+
+catalog.LakeLocation.catalog_lock = lock
+lake = Lake(sys.argv[1])
+lake.append(OPTIONS, D1, batch)
+print(json.dumps(seen))
+"""
+
+
+def test_a_process_s_first_write_connects_before_it_holds_the_catalog_lock(tmp_path):
+    """Other writers queue on the catalog lock, so a fresh process must not hold it while it
+    attaches the lake (about 0.5 s) or while DuckDB's Python client imports pandas and numpy
+    on its first bound parameter (1-2 s): in bench/lake.py's concurrent commits three
+    starting writers stalled each other for up to 5 s that way."""
+    root = tmp_path / "archive"
+    with Lake(root) as lake:  # the archive exists; the new process only writes to it
+        lake.ensure_table(OPTIONS)
+    batch = tmp_path / "batch.arrow"
+    with pa.OSFile(str(batch), "wb") as sink, pa.ipc.new_file(sink, OPTIONS.schema) as w:
+        w.write_table(snapshot(D1, 0))
+    out = subprocess.run([sys.executable, "-c", FIRST_WRITE, str(root), str(batch)], capture_output=True,
+                         text=True, timeout=300, cwd=str(Path(__file__).resolve().parents[1]))
+    assert out.returncode == 0, out.stderr
+    seen = json.loads(out.stdout.strip().splitlines()[-1])
+    assert len(seen) == 2  # ensure_table's transaction and the append's
+    assert all(s["connected"] for s in seen), seen
+    # DuckDB's Python client imports pandas on its first bound parameter: before the lock
+    assert [m for s in seen for m in s["imported"] if m in ("pandas", "numpy", "pyarrow", "duckdb")] == []

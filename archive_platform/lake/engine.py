@@ -63,11 +63,15 @@ class Lake:
         if self._con is None:
             self.location.prepare()
             con = self.location.open(read_only=False)
-            # small batches become files too: one kind of storage to compact and reason about
+            # small batches become files too: one kind of storage to compact and reason about.
+            # A bound parameter on purpose: DuckDB's Python client imports pandas and numpy
+            # on a process's first one (1.0-2.0 s, measured 2026-12-03), which must happen
+            # here and not inside a write's transaction, where it held the catalog lock and so
+            # stalled every other writer for that long
             for attempt in _retrying():
                 with attempt:
-                    if con.execute(f"SELECT value FROM {ALIAS}.options() WHERE option_name = "
-                                   "'data_inlining_row_limit'").fetchall() != [("0",)]:
+                    if con.execute(f"SELECT value FROM {ALIAS}.options() WHERE option_name = ?",
+                                   ["data_inlining_row_limit"]).fetchall() != [("0",)]:
                         con.execute(f"CALL {ALIAS}.set_option('data_inlining_row_limit', 0)")
             self._threads = self._threads_default = con.execute(
                 "SELECT current_setting('threads')").fetchone()[0]
@@ -108,32 +112,33 @@ class Lake:
     def _transaction(self, body, *args):
         """Run ``body(con, *args)`` inside BEGIN/COMMIT, retried whole on catalog contention."""
         for attempt in _retrying():
-            with attempt, self.location.catalog_lock():
-                con = self.con
-                con.execute("BEGIN TRANSACTION")
-                try:
-                    out = body(con, *args)
+            with attempt:
+                con = self.con  # connected (0.5 s or more the first time) before queueing
+                with self.location.catalog_lock():
+                    con.execute("BEGIN TRANSACTION")
                     try:
-                        con.execute("COMMIT")
-                    except BaseException:
-                        self._commit_failed = True
+                        out = body(con, *args)
+                        try:
+                            con.execute("COMMIT")
+                        except BaseException:
+                            self._commit_failed = True
+                            raise
+                    except BaseException as exc:
+                        rolled_back = False
+                        try:
+                            con.execute("ROLLBACK")
+                            rolled_back = True
+                        except duckdb.Error:
+                            pass
+                        # start the next attempt on a fresh connection: DuckDB 1.5.5 + ducklake
+                        # crashed (SIGSEGV) in ducklake_add_data_files during concurrent commits.
+                        # Not close(): this may run on the commit worker while the caller's
+                        # thread holds the mutex (a local write, _commit_file). Kept when
+                        # only the file failed (no statement did) and the rollback went through:
+                        # reattaching costs ~0.5 s
+                        if not (isinstance(exc, _NotWritten) and rolled_back):
+                            self._drop_con()
                         raise
-                except BaseException as exc:
-                    rolled_back = False
-                    try:
-                        con.execute("ROLLBACK")
-                        rolled_back = True
-                    except duckdb.Error:
-                        pass
-                    # start the next attempt on a fresh connection: DuckDB 1.5.5 + ducklake
-                    # crashed (SIGSEGV) in ducklake_add_data_files during concurrent commits.
-                    # Not close(): this may run on the commit worker while the caller's
-                    # thread holds the mutex (a local write, _commit_file). Kept when
-                    # only the file failed (no statement did) and the rollback went through:
-                    # reattaching costs ~0.5 s
-                    if not (isinstance(exc, _NotWritten) and rolled_back):
-                        self._drop_con()
-                    raise
         return out
 
     def _snapshot_id(self) -> int:
