@@ -78,20 +78,25 @@ class Lake:
             self._con = con
         return self._con
 
-    def _set_threads(self, n: int) -> None:
-        con = self.con  # first, as (re)connecting resets ``_threads``
+    def _set_threads(self, n: int | None) -> None:
+        """DuckDB's thread count for the next statements: ``n``, or None for its default (one
+        per core). Setting it costs about 0.3 ms, so it changes only when the work does."""
+        con = self.con  # first, as (re)connecting resets ``_threads`` and learns the default
+        n = self._threads_default if n is None else n
         if self._threads != n:
             con.execute(f"SET threads = {int(n)}")
             self._threads = n
 
-    def _one_thread(self) -> None:
-        """DuckDB on one thread for a write's catalog statements (the DELETE, registering the
-        file, the COMMIT), which gain nothing from more, while this process encodes the file
-        beside them: with its default of one thread per core, an options part's encoding
-        took 28-32 ms beside the DELETE against 22-28 ms (2026-12-03, 2 cores, interleaved).
-        Reads (``read_range``) get the default back; setting it costs about 0.3 ms, so it
-        changes only when the kind of work does."""
-        self._set_threads(1)
+    def _write_threads(self, td: TableDef, beside: bool) -> None:
+        """A snapshot append's catalog statements (its DELETE, pruned to one snapshot's files,
+        registering the part, the COMMIT) run on one DuckDB thread when something runs
+        ``beside`` them in this process (the part's encoding, the read-back of a re-sent
+        batch): with DuckDB's default of one thread per core, an options part's encoding took
+        28-32 ms beside the DELETE against 22-28 ms (2026-12-03, 2 cores, interleaved). Other
+        writes keep the default: a keyed DELETE joins the day's stored rows, and a whole day's
+        (measured no different here) may gain from more cores elsewhere; so does an S3 read.
+        ``read_range`` gets the default back."""
+        self._set_threads(1 if beside and td.snapshot else None)
 
     def close(self) -> None:
         with self._mutex:
@@ -262,7 +267,7 @@ class Lake:
         paths = publish.tagged_parts(self.location, td, day, tag)
         if not paths:
             return False
-        self._one_thread()  # the count runs beside the read-back
+        self._write_threads(td, beside=True)  # the count runs beside the read-back
         # one or two candidates (the usual case) are read on the worker thread while the
         # DuckDB counts (both release the GIL): 30-40 + 10-20 ms one after the other
         reads = {p: _worker("lake-fsync").submit(parquet.holds, p, td, batch) for p in paths} if len(paths) <= 2 else {}
@@ -308,7 +313,7 @@ class Lake:
             def rows(con: duckdb.DuckDBPyConnection):
                 got = parquet.read_day_files(self.location, td, files)
                 if got is None:  # deletes, a remote data path or files that disagree: ask DuckDB
-                    self._set_threads(self._threads_default)
+                    self._set_threads(None)
                     return parquet.sort_rows(con.execute(sql, [day]).pl(), td.sort_key)
                 frame, sizes = got
                 # sorted on this thread while the DELETE runs on the commit worker
@@ -368,7 +373,7 @@ class Lake:
         # day per dataset, or an append's 15-25 ms. Not on S3: an upload may take seconds, too
         # long to hold the catalog lock.
         ready: Future | None = Future() if self.location.s3 is None else None
-        self._one_thread()
+        self._write_threads(td, beside=ready is not None and not whole_day)
 
         def body(con: duckdb.DuckDBPyConnection) -> None:
             if self._commit_failed and str(final) in self._live_files(td):
@@ -514,7 +519,7 @@ class Lake:
             return _schema(td, wanted).empty_table()
         order = f" ORDER BY {', '.join(ident(c) for c in order_by)}" if order_by else ""
         with self._mutex:
-            self._set_threads(self._threads_default)
+            self._set_threads(None)
             try:
                 out = self.con.execute(
                     f"SELECT {', '.join(ident(c) for c in wanted)} FROM {ALIAS}.{ident(td.name)} "
