@@ -78,25 +78,36 @@ class Lake:
             self._con = con
         return self._con
 
-    def _set_threads(self, n: int | None) -> None:
+    def _set_threads(self, n: int | None, spare: int = 0) -> None:
         """DuckDB's thread count for the next statements: ``n``, or None for its default (one
-        per core). Setting it costs about 0.3 ms, so it changes only when the work does."""
+        per core) less ``spare``, at least one. Setting it costs about 0.3 ms, so it changes
+        only when the work does."""
         con = self.con  # first, as (re)connecting resets ``_threads`` and learns the default
-        n = self._threads_default if n is None else n
+        n = max(1, self._threads_default - spare) if n is None else n
         if self._threads != n:
             con.execute(f"SET threads = {int(n)}")
             self._threads = n
 
-    def _write_threads(self, td: TableDef, beside: bool) -> None:
-        """A snapshot append's catalog statements (its DELETE, pruned to one snapshot's files,
-        registering the part, the COMMIT) run on one DuckDB thread when something runs
-        ``beside`` them in this process (the part's encoding, the read-back of a re-sent
-        batch): with DuckDB's default of one thread per core, an options part's encoding took
-        28-32 ms beside the DELETE against 22-28 ms (2026-12-03, 2 cores, interleaved). Other
-        writes keep the default: a keyed DELETE joins the day's stored rows, and a whole day's
-        (measured no different here) may gain from more cores elsewhere; so does an S3 read.
+    def _write_threads(self, td: TableDef, beside: bool, whole_day: bool = False) -> None:
+        """DuckDB's threads for a write's catalog statements while something runs ``beside``
+        them in this process (the file's encoding, the read-back of a re-sent batch), measured
+        2026-12-03 on 2 cores (docs/performance.md, "An append's DELETE beside its encoding"):
+
+        - a snapshot append: one. Its DELETE is pruned to one snapshot's files; with DuckDB's
+          default of one thread per core, an options part's encoding took 28-32 ms beside it
+          against 22-28 ms;
+        - a whole day or compaction: one core fewer than the default, leaving one to the
+          encoding (compaction 1.86-2.13 s against 2.21-2.54 s, four interleaved pairs);
+        - a keyed append, whose DELETE joins the batch with the day's stored rows, and anything
+          with nothing beside it (S3, reads): the default.
+
         ``read_range`` gets the default back."""
-        self._set_threads(1 if beside and td.snapshot else None)
+        if not beside or not (td.snapshot or whole_day):
+            self._set_threads(None)
+        elif whole_day:
+            self._set_threads(None, spare=1)
+        else:
+            self._set_threads(1)
 
     def close(self) -> None:
         with self._mutex:
@@ -373,7 +384,7 @@ class Lake:
         # day per dataset, or an append's 15-25 ms. Not on S3: an upload may take seconds, too
         # long to hold the catalog lock.
         ready: Future | None = Future() if self.location.s3 is None else None
-        self._write_threads(td, beside=ready is not None and not whole_day)
+        self._write_threads(td, beside=ready is not None, whole_day=whole_day)
 
         def body(con: duckdb.DuckDBPyConnection) -> None:
             if self._commit_failed and str(final) in self._live_files(td):
