@@ -285,6 +285,40 @@ def test_an_interrupt_while_a_whole_day_commits_waits_for_the_commit_and_publish
     assert os.listdir(lake.location.tmp_dir) == []
 
 
+def test_an_interrupt_while_an_append_commits_waits_and_leaves_the_plain_layout_alone(lake, monkeypatch):
+    """An append's transaction runs on the commit worker too: an interrupt while it commits
+    waits for the commit, and the appended part never becomes the day's plain-layout file
+    (only whole days and compaction publish one)."""
+    import signal
+    import threading
+    import time
+
+    import archive_platform.lake.engine as engine
+
+    for k in range(2):
+        lake.append(OPTIONS, D1, snapshot(D1, k))
+    lake.compact_day(OPTIONS, D1)
+    main = threading.main_thread().ident
+    seen = []
+
+    def interrupt(step):
+        if step == "append:insert":  # on the commit worker, just before its COMMIT
+            seen.append(threading.get_ident() != main)
+            signal.pthread_kill(main, signal.SIGINT)
+            time.sleep(0.2)
+
+    monkeypatch.setattr(engine, "crash_point", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        lake.append(OPTIONS, D1, snapshot(D1, 2))
+    monkeypatch.undo()
+    assert seen == [True]
+    assert lake.read_day(OPTIONS, D1).num_rows == 360  # the commit landed
+    assert plain_rows(plain_glob(lake, OPTIONS, D1)).num_rows == 240  # still the compacted day
+    assert lake.compact_day(OPTIONS, D1).rows_written == 360
+    assert plain_rows(plain_glob(lake, OPTIONS, D1)).num_rows == 360
+    assert os.listdir(lake.location.tmp_dir) == []
+
+
 def test_an_interrupt_outranks_the_failed_encoding_it_interrupted(lake, monkeypatch):
     """The encoding fails while the commit worker still waits for the catalog lock (another
     process's commit); Ctrl-C arrives while the caller waits for the worker to roll back. The

@@ -460,9 +460,11 @@ class Lake:
             first = held if held is not None and isinstance(exc, Exception) else None
             if committing is not None and not committing.cancelled() and committing.exception() is None:
                 # an interrupt (Ctrl-C, a run's termination) arrived while the worker
-                # committed: the write is done, so publish it before the interrupt goes on
+                # committed: the write is done, so a whole day is published before the
+                # interrupt goes on (an appended part is never the plain-layout file)
                 try:
-                    publish.publish(self.location, td, day, str(final))
+                    if whole_day:
+                        publish.publish(self.location, td, day, str(final))
                 except OSError:
                     pass  # the plain layout stays one version behind, as after a crash here
             else:
